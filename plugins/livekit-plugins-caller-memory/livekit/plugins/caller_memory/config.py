@@ -1,0 +1,202 @@
+"""Settings: the guide's environment variables, plus the ones caller memory adds.
+
+Every setting can be passed as a keyword (``RedisConfig(host="redis.internal")``) or read from
+the environment (``RedisConfig.from_env()``); a keyword wins over the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import constants
+from .exceptions import ConfigError
+
+__all__ = ["RedisConfig"]
+
+
+def _env(field: str, var: str) -> Any:
+    # Both the Python keyword and the environment variable are accepted.
+    return AliasChoices(field, var)
+
+
+class RedisConfig(BaseSettings):
+    """Where Redis is and how caller memory uses it.
+
+    ``REDIS_URL`` overrides host, port, username, password, database and TLS. A ``rediss://``
+    URL or ``REDIS_SSL=true`` turns on TLS. Secrets (the password, the URL, the hashing key) are
+    kept in :class:`~pydantic.SecretStr` so they never show in a repr, a log or an error.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    url: SecretStr | None = Field(None, validation_alias=_env("url", "REDIS_URL"))
+    host: str = Field("localhost", validation_alias=_env("host", "REDIS_HOST"))
+    port: int = Field(6379, ge=1, le=65535, validation_alias=_env("port", "REDIS_PORT"))
+    username: str | None = Field(None, validation_alias=_env("username", "REDIS_USERNAME"))
+    password: SecretStr | None = Field(None, validation_alias=_env("password", "REDIS_PASSWORD"))
+    db: int = Field(0, ge=0, validation_alias=_env("db", "REDIS_DB"))
+    ssl: bool = Field(False, validation_alias=_env("ssl", "REDIS_SSL"))
+    ssl_ca_certs: str | None = Field(
+        None, validation_alias=_env("ssl_ca_certs", "REDIS_SSL_CA_CERTS")
+    )
+    socket_timeout: float = Field(
+        2.0, gt=0, validation_alias=_env("socket_timeout", "REDIS_SOCKET_TIMEOUT")
+    )
+
+    persistence: bool = Field(True, validation_alias=_env("persistence", "MEMORY_PERSISTENCE"))
+    session_ttl_hours: float = Field(
+        constants.DEFAULT_SESSION_TTL_HOURS,
+        gt=0,
+        validation_alias=_env("session_ttl_hours", "MEMORY_SESSION_TTL_HOURS"),
+    )
+    profile_ttl_days: float = Field(
+        constants.DEFAULT_PROFILE_TTL_DAYS,
+        gt=0,
+        validation_alias=_env("profile_ttl_days", "MEMORY_PROFILE_TTL_DAYS"),
+    )
+    key_prefix: str = Field(
+        constants.DEFAULT_KEY_PREFIX,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        validation_alias=_env("key_prefix", "MEMORY_KEY_PREFIX"),
+    )
+    phone_hash_secret: SecretStr | None = Field(
+        None, validation_alias=_env("phone_hash_secret", "MEMORY_PHONE_HASH_SECRET")
+    )
+    default_region: str = Field(
+        "US",
+        pattern=r"^[A-Za-z]{2}$",
+        validation_alias=_env("default_region", "MEMORY_DEFAULT_REGION"),
+    )
+    data_dir: Path = Field(
+        Path(".caller-memory"), validation_alias=_env("data_dir", "MEMORY_DATA_DIR")
+    )
+    embedded_redis: bool = Field(
+        True, validation_alias=_env("embedded_redis", "MEMORY_EMBEDDED_REDIS")
+    )
+    lookup_timeout_ms: float = Field(
+        constants.DEFAULT_LOOKUP_TIMEOUT_MS,
+        gt=0,
+        validation_alias=_env("lookup_timeout_ms", "MEMORY_LOOKUP_TIMEOUT_MS"),
+    )
+    summary_timeout_s: float = Field(
+        constants.DEFAULT_SUMMARY_TIMEOUT_S,
+        gt=0,
+        validation_alias=_env("summary_timeout_s", "MEMORY_SUMMARY_TIMEOUT_S"),
+    )
+    max_sessions: int = Field(
+        constants.DEFAULT_MAX_SESSIONS,
+        ge=1,
+        le=100,
+        validation_alias=_env("max_sessions", "MEMORY_MAX_SESSIONS"),
+    )
+    max_summaries: int = Field(
+        constants.DEFAULT_MAX_SUMMARIES,
+        ge=1,
+        le=50,
+        validation_alias=_env("max_summaries", "MEMORY_MAX_SUMMARIES"),
+    )
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper_region(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            # The URL may hold a password: name the variable, never echo the value.
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> RedisConfig:
+        """Read the settings from the environment (and a ``.env`` file in the working folder).
+
+        Args:
+            **overrides: Settings given in code, which win over the environment.
+
+        Raises:
+            ConfigError: A variable holds a value that cannot be used.
+        """
+        try:
+            return cls(**overrides)
+        except ValidationError as e:
+            raise ConfigError(_describe(e)) from None
+
+    @property
+    def is_explicit(self) -> bool:
+        """True when a Redis server was named (``REDIS_URL`` or ``REDIS_HOST``)."""
+        return bool({"url", "host"} & self.model_fields_set)
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when the connection is made over TLS."""
+        if self.url is not None:
+            return urlsplit(self.url.get_secret_value()).scheme == "rediss"
+        return self.ssl
+
+    @property
+    def session_ttl_seconds(self) -> int:
+        """TTL of a session's full data, in seconds."""
+        return max(1, round(self.session_ttl_hours * 3600))
+
+    @property
+    def profile_ttl_seconds(self) -> int:
+        """TTL of a caller's keys (phone mapping, profile, session list), in seconds."""
+        return max(1, round(self.profile_ttl_days * 86400))
+
+    @property
+    def lookup_timeout(self) -> float:
+        """Budget of the call-start lookup, in seconds."""
+        return self.lookup_timeout_ms / 1000
+
+    def redis_url(self) -> str:
+        """The connection URL, password included: hand it to a client, never to a log."""
+        if self.url is not None:
+            return self.url.get_secret_value()
+        auth = ""
+        if self.password is not None:
+            user = quote(self.username or "", safe="")
+            auth = f"{user}:{quote(self.password.get_secret_value(), safe='')}@"
+        elif self.username:
+            auth = f"{quote(self.username, safe='')}@"
+        scheme = "rediss" if self.ssl else "redis"
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    def describe_server(self) -> str:
+        """Where the server is, for messages: host and port, no credentials."""
+        if self.url is not None:
+            parts = urlsplit(self.url.get_secret_value())
+            if parts.scheme == "unix":
+                return f"unix:{parts.path}"
+            return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+        return f"{self.host}:{self.port}"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        info = RedisConfig.model_fields.get(field)
+        var = field
+        if info is not None and isinstance(info.validation_alias, AliasChoices):
+            var = str(info.validation_alias.choices[-1])
+        # item["msg"] describes the rule; item["input"] is left out on purpose (secrets).
+        lines.append(f"{var}: {item['msg']}")
+    return "Invalid caller-memory configuration: " + "; ".join(lines)

@@ -1,0 +1,138 @@
+"""Who is calling: phone numbers normalized to E.164, then keyed with HMAC-SHA256.
+
+The raw number never leaves this module: Redis sees only ``hmac(secret, e164)``, so a dump of the
+database does not reveal who called, and without the secret a number cannot be checked against
+it by brute force (a plain SHA-256 of a phone number can: there are only ~10^11 of them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+import phonenumbers
+
+from .exceptions import InvalidPhoneNumberError
+from .log import logger
+
+__all__ = ["PhoneHasher", "load_dev_secret", "normalize_phone"]
+
+_MAX_INPUT = 64
+_HASH_BYTES = 16
+"""128 bits of the HMAC: collisions are out of reach for any caller base, and keys stay short."""
+
+
+def normalize_phone(raw: str, *, default_region: str = "US") -> str:
+    """Normalize a phone number in any common spelling to E.164.
+
+    Args:
+        raw: The number as dialled or as a SIP header gives it: ``+1 (555) 010-0000``,
+            ``tel:+15550100000``, ``sip:+15550100000@trunk``, ``00 44 20 7946 0000``...
+        default_region: ISO 3166 region used when the number has no country code.
+
+    Returns:
+        The number in E.164, for example ``+15550100000``.
+
+    Raises:
+        InvalidPhoneNumberError: ``raw`` is not a possible phone number. The message does not
+            repeat the input, which may be personal data.
+    """
+    if not isinstance(raw, str):
+        raise InvalidPhoneNumberError("phone number must be a string")
+    text = raw.strip()
+    if not text:
+        raise InvalidPhoneNumberError("phone number is empty")
+    if len(text) > _MAX_INPUT:
+        raise InvalidPhoneNumberError("phone number is too long")
+    text = _strip_uri(text)
+    if text.startswith("00"):
+        # International call prefix used across Europe and elsewhere.
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, default_region.upper())
+    except phonenumbers.NumberParseException:
+        raise InvalidPhoneNumberError("not a phone number") from None
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidPhoneNumberError("not a possible phone number (wrong length or country)")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _strip_uri(text: str) -> str:
+    lowered = text.lower()
+    for scheme in ("tel:", "sip:", "sips:"):
+        if lowered.startswith(scheme):
+            text = text[len(scheme) :]
+            break
+    # sip:+15550100000@trunk.example;user=phone
+    return text.split("@", 1)[0].split(";", 1)[0]
+
+
+class PhoneHasher:
+    """Turns a phone number into the opaque id Redis keys are built from.
+
+    Args:
+        secret: The HMAC key. Keep it out of the database: whoever has both can test numbers.
+        default_region: Region for numbers written without a country code.
+    """
+
+    def __init__(self, secret: bytes | str, *, default_region: str = "US") -> None:
+        key = secret.encode() if isinstance(secret, str) else secret
+        if len(key) < 16:
+            raise ValueError("MEMORY_PHONE_HASH_SECRET must be at least 16 characters long")
+        self._key = key
+        self._region = default_region
+
+    def __repr__(self) -> str:
+        return f"PhoneHasher(default_region={self._region!r})"
+
+    def normalize(self, raw: str) -> str:
+        """See :func:`normalize_phone`."""
+        return normalize_phone(raw, default_region=self._region)
+
+    def hash_e164(self, e164: str) -> str:
+        """Keyed hash of a number that is already in E.164."""
+        digest = hmac.new(self._key, e164.encode(), hashlib.sha256).digest()
+        return digest[:_HASH_BYTES].hex()
+
+    def hash(self, raw: str) -> str:
+        """Normalize ``raw`` and return its keyed hash (32 hex characters).
+
+        Raises:
+            InvalidPhoneNumberError: ``raw`` is not a phone number.
+        """
+        return self.hash_e164(self.normalize(raw))
+
+
+def load_dev_secret(data_dir: Path) -> bytes:
+    """Return the local development secret, creating it on first use.
+
+    Used only when ``MEMORY_PHONE_HASH_SECRET`` is not set. The secret is random, kept in
+    ``data_dir/phone-hash.secret`` with mode 0600, and stable across restarts so a caller keeps
+    their identity on this machine. It is not shared with other machines: set the variable in
+    production, or every worker would key callers differently.
+    """
+    path = data_dir / "phone-hash.secret"
+    logger.warning(
+        "MEMORY_PHONE_HASH_SECRET is not set: using the development secret in %s. "
+        "Set MEMORY_PHONE_HASH_SECRET (32+ random characters) in production, the same on "
+        "every worker, or callers will not be recognized across machines.",
+        path,
+    )
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker created it first
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+        f.flush()
+        os.fsync(f.fileno())
+    return secret

@@ -1,0 +1,135 @@
+"""The in-process store used with ``MEMORY_PERSISTENCE=false``: same contract, no Redis.
+
+Memory lives as long as the process. Values are the same JSON strings Redis would hold, and TTLs
+are honoured, so the contract test suite runs unchanged against both stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .store import MemoryStore, _RawLookup, new_user_id
+
+__all__ = ["InMemoryStore"]
+
+
+class InMemoryStore(MemoryStore):
+    """Caller memory in a dict of this process, for running and testing without Redis."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._strings: dict[str, tuple[str, float]] = {}
+        self._lists: dict[str, tuple[list[str], float]] = {}
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> bool:
+        """Always succeeds: there is nothing to connect to."""
+        return True
+
+    async def disconnect(self) -> None:
+        """Nothing to close; the memory is kept until the process ends."""
+
+    async def health_check(self) -> dict[str, Any]:
+        """Always healthy, with no latency to speak of."""
+        return {"healthy": True, "latency_ms": 0.0, "server": "in-process"}
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds left before ``key`` expires, or None when it does not exist."""
+        entry = self._strings.get(key) or self._lists.get(key)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[1] - time.monotonic()
+
+    def dump(self) -> dict[str, str | list[str]]:
+        """Every live key and its value, as a Redis dump would show them."""
+        now = time.monotonic()
+        out: dict[str, str | list[str]] = {}
+        for key, (value, expires) in self._strings.items():
+            if expires > now:
+                out[key] = value
+        for key, (items, expires) in self._lists.items():
+            if expires > now:
+                out[key] = list(items)
+        return out
+
+    def _get(self, key: str) -> str | None:
+        entry = self._strings.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self._strings[key]
+            return None
+        return entry[0]
+
+    def _set(self, key: str, value: str, ttl: int) -> None:
+        self._strings[key] = (value, time.monotonic() + ttl)
+
+    def _list(self, key: str) -> list[str]:
+        entry = self._lists.get(key)
+        if entry is None:
+            return []
+        if entry[1] <= time.monotonic():
+            del self._lists[key]
+            return []
+        return entry[0]
+
+    def _expire(self, key: str, ttl: int) -> None:
+        if (value := self._get(key)) is not None:
+            self._set(key, value, ttl)
+        elif items := self._list(key):
+            self._lists[key] = (items, time.monotonic() + ttl)
+
+    async def _lookup_raw(self, phone_hash: str, *, create: bool) -> _RawLookup:
+        ttl = self._config.profile_ttl_seconds
+        phone_key = self._keys.phone(phone_hash)
+        user_id = self._get(phone_key)
+        if user_id is None:
+            if not create:
+                return _RawLookup(user_id=None, is_new=False)
+            user_id = new_user_id()
+            self._set(phone_key, user_id, ttl)
+            return _RawLookup(user_id=user_id, is_new=True)
+        self._expire(phone_key, ttl)
+        profile_key = self._keys.profile(user_id)
+        self._expire(profile_key, ttl)
+        return _RawLookup(
+            user_id=user_id,
+            is_new=False,
+            profile_raw=self._get(profile_key),
+            session_ids=list(self._list(self._keys.sessions(user_id))),
+        )
+
+    async def _save_raw(
+        self,
+        *,
+        user_id: str,
+        phone_hash: str | None,
+        expected_profile: str | None,
+        profile: str,
+        session_id: str,
+        session: str,
+    ) -> tuple[bool, str | None]:
+        async with self._lock:
+            profile_key = self._keys.profile(user_id)
+            current = self._get(profile_key)
+            if (current or "") != (expected_profile or ""):
+                return False, current
+            ttl = self._config.profile_ttl_seconds
+            self._set(profile_key, profile, ttl)
+            sessions_key = self._keys.sessions(user_id)
+            items = self._list(sessions_key)
+            if session_id not in items:
+                items = [*items, session_id][-self._config.max_sessions :]
+            self._lists[sessions_key] = (items, time.monotonic() + ttl)
+            self._set(self._keys.session(session_id), session, self._config.session_ttl_seconds)
+            if phone_hash is not None:
+                self._expire(self._keys.phone(phone_hash), ttl)
+            return True, None
+
+    async def _get_raw(self, key: str) -> str | None:
+        return self._get(key)
+
+    async def _list_raw(self, key: str) -> list[str]:
+        return list(self._list(key))

@@ -1,0 +1,194 @@
+"""What is stored: versioned pydantic models, one JSON document per Redis string key."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CallSummary",
+    "CallerProfile",
+    "PastCall",
+    "SessionRecord",
+    "Turn",
+    "utcnow",
+]
+
+SCHEMA_VERSION = 1
+
+# Caps that keep a profile small (the memory budget) and keep what reaches the LLM bounded.
+MAX_NAME = 60
+MAX_SUMMARY = 600
+MAX_PREFERENCES = 20
+MAX_PREF_KEY = 40
+MAX_PREF_VALUE = 160
+MAX_FOLLOW_UPS = 5
+MAX_FOLLOW_UP = 160
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, to the second (stored times carry no microseconds)."""
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _clip(limit: int) -> BeforeValidator:
+    def clip(value: object) -> object:
+        if isinstance(value, str):
+            return " ".join(value.split())[:limit]
+        return value
+
+    return BeforeValidator(clip)
+
+
+Name = Annotated[str, _clip(MAX_NAME)]
+SummaryText = Annotated[str, _clip(MAX_SUMMARY)]
+FollowUp = Annotated[str, _clip(MAX_FOLLOW_UP)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Turn(_Model):
+    """One utterance of a call."""
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
+class CallSummary(_Model):
+    """What one call taught us about the caller, as the summarizer returns it.
+
+    Attributes:
+        summary: A few sentences on what the call was about.
+        caller_name: The name the caller gave, if they gave one.
+        preferences: Preferences stated or corrected in this call (``{"drink": "tea"}``); an
+            empty value removes a preference the caller withdrew.
+        follow_ups: Everything still open after this call (replaces the earlier list).
+        source: ``"llm"``, or ``"fallback"`` when no LLM summary could be had and the summary
+            was built from the transcript instead.
+    """
+
+    summary: SummaryText = ""
+    caller_name: Name | None = None
+    preferences: dict[str, str] = Field(default_factory=dict)
+    follow_ups: list[FollowUp] = Field(default_factory=list)
+    source: Literal["llm", "fallback"] = "llm"
+
+    @field_validator("caller_name")
+    @classmethod
+    def _blank_name(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("preferences", mode="before")
+    @classmethod
+    def _clip_preferences(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        clipped: dict[str, str] = {}
+        for k, v in list(value.items())[:MAX_PREFERENCES]:
+            key = " ".join(str(k).split())[:MAX_PREF_KEY].lower()
+            if key:
+                clipped[key] = "" if v is None else " ".join(str(v).split())[:MAX_PREF_VALUE]
+        return clipped
+
+    @field_validator("follow_ups")
+    @classmethod
+    def _clip_follow_ups(cls, value: list[str]) -> list[str]:
+        return [item for item in value if item][:MAX_FOLLOW_UPS]
+
+
+class PastCall(_Model):
+    """One earlier call, as remembered in the profile."""
+
+    session_id: str
+    at: datetime
+    summary: SummaryText
+    source: Literal["llm", "fallback"] = "llm"
+
+
+class CallerProfile(_Model):
+    """Everything remembered about one caller (``{prefix}:user:{id}:profile``).
+
+    The profile never holds the phone number: the caller is found through the keyed hash.
+    """
+
+    v: int = SCHEMA_VERSION
+    user_id: str
+    name: Name | None = None
+    preferences: dict[str, str] = Field(default_factory=dict)
+    follow_ups: list[FollowUp] = Field(default_factory=list)
+    calls: list[PastCall] = Field(default_factory=list)
+    """The most recent calls, oldest first, bounded by ``MEMORY_MAX_SUMMARIES``."""
+    call_count: int = 0
+    first_call_at: datetime | None = None
+    last_call_at: datetime | None = None
+
+    @property
+    def last_summary(self) -> str | None:
+        """The summary of the most recent call, if any."""
+        return self.calls[-1].summary if self.calls else None
+
+    def merged(
+        self,
+        summary: CallSummary,
+        *,
+        session_id: str,
+        ended_at: datetime,
+        max_summaries: int,
+    ) -> CallerProfile:
+        """Return the profile with one more call folded in.
+
+        Preferences accumulate; a value restated replaces the old one and an empty value
+        removes it. Follow-ups are replaced by the call's list. Merging the same session twice
+        is a no-op, which makes a replayed save harmless.
+        """
+        if any(call.session_id == session_id for call in self.calls):
+            return self
+        preferences = dict(self.preferences)
+        for key, value in summary.preferences.items():
+            if value:
+                preferences[key] = value
+            else:
+                preferences.pop(key, None)
+        if len(preferences) > MAX_PREFERENCES:
+            preferences = dict(list(preferences.items())[-MAX_PREFERENCES:])
+        calls = [
+            *self.calls,
+            PastCall(
+                session_id=session_id,
+                at=ended_at,
+                summary=summary.summary,
+                source=summary.source,
+            ),
+        ][-max_summaries:]
+        return self.model_copy(
+            update={
+                "v": SCHEMA_VERSION,
+                "name": summary.caller_name or self.name,
+                "preferences": preferences,
+                # A fallback summary cannot know what was resolved: keep the open items.
+                "follow_ups": (
+                    list(summary.follow_ups) if summary.source == "llm" else self.follow_ups
+                ),
+                "calls": calls,
+                "call_count": self.call_count + 1,
+                "first_call_at": self.first_call_at or ended_at,
+                "last_call_at": max(ended_at, self.last_call_at or ended_at),
+            }
+        )
+
+
+class SessionRecord(_Model):
+    """One call in full (``{prefix}:session:{id}``), kept 24 hours by default."""
+
+    v: int = SCHEMA_VERSION
+    session_id: str
+    user_id: str | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    turns: list[Turn] = Field(default_factory=list)
+    summary: CallSummary | None = None

@@ -1,0 +1,239 @@
+"""The Redis store: the guide's ``RedisMemoryStore`` on ``redis.asyncio``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .config import RedisConfig
+from .exceptions import StoreUnavailableError
+from .identity import PhoneHasher
+from .log import logger
+from .store import MemoryStore, _RawLookup, new_user_id
+from .troubleshooting import diagnose
+
+__all__ = ["RedisMemoryStore"]
+
+# Compare-and-set of the profile, then every write of the call with its TTL, in one atomic step.
+# One command per save matters on per-command billing (Upstash), and the script is the
+# transaction: nothing is half-written if the worker dies.
+#   KEYS: profile, sessions, session[, phone]
+#   ARGV: expected profile ('' = none), new profile, session id, session json,
+#         profile ttl, session ttl, sessions kept
+_SAVE_CALL = """
+local current = redis.call('GET', KEYS[1])
+if (current or '') ~= ARGV[1] then
+  return {0, current or ''}
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
+if not redis.call('LPOS', KEYS[2], ARGV[3]) then
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1)
+end
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[6])
+if KEYS[4] then
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
+return {1}
+"""
+
+
+class RedisMemoryStore(MemoryStore):
+    """Caller memory in Redis, with the key table of the guide.
+
+    Args:
+        config: Settings; :meth:`RedisConfig.from_env` when omitted.
+        client: An existing ``redis.asyncio.Redis`` to use instead of opening one. It is left
+            open by :meth:`disconnect`: close only what you opened.
+        hasher: The phone-number hasher; built from the settings when omitted.
+
+    Example:
+        >>> store = RedisMemoryStore(RedisConfig.from_env())
+        >>> if await store.connect():
+        ...     user_id = await store.get_or_create_user_id(phone_number="+1234567890")
+        >>> await store.disconnect()
+    """
+
+    def __init__(
+        self,
+        config: RedisConfig | None = None,
+        *,
+        client: aioredis.Redis | None = None,
+        hasher: PhoneHasher | None = None,
+    ) -> None:
+        super().__init__(config, hasher=hasher)
+        self._client = client
+        self._owns_client = client is None
+        self._save_script: Any = None
+        self.last_error: str | None = None
+        """The guide's troubleshooting text of the last failed :meth:`connect`."""
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The ``redis.asyncio`` client (opened by :meth:`connect`)."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> aioredis.Redis:
+        config = self._config
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": config.socket_timeout,
+            "socket_connect_timeout": config.socket_timeout,
+            # A blip is retried once, fast; the call-start budget bounds the rest.
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+            "health_check_interval": 30,
+            "client_name": "caller-memory",
+        }
+        url = config.redis_url()
+        if config.uses_tls:
+            options["ssl_cert_reqs"] = "required"
+            if config.ssl_ca_certs:
+                options["ssl_ca_certs"] = config.ssl_ca_certs
+        if config.url is not None and config.username and "@" not in url:
+            options["username"] = config.username
+        return aioredis.Redis.from_url(url, **options)
+
+    async def connect(self) -> bool:
+        """Connect and PING. On failure, log the guide's troubleshooting text and return False."""
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as e:
+            diagnosis = diagnose(e, self._config)
+            self.last_error = diagnosis.message
+            logger.error(diagnosis.render(self._config.describe_server()))
+            await self._drop_client()
+            return False
+        self.last_error = None
+        self._save_script = self.client.register_script(_SAVE_CALL)
+        logger.info("connected to Redis", extra={"server": self._config.describe_server()})
+        return True
+
+    async def disconnect(self) -> None:
+        """Close the connection pool, if this store opened it."""
+        await self._drop_client()
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            await client.aclose()
+        elif client is not None:
+            self._client = client
+
+    async def health_check(self) -> dict[str, Any]:
+        """PING the server and time it.
+
+        Returns:
+            ``{"healthy": True, "latency_ms": 0.21, "server": "localhost:6379",
+            "redis_version": "7.0.15", "used_memory_human": "1.2M"}``, or ``healthy`` False
+            with the guide's ``error`` text.
+        """
+        server = self._config.describe_server()
+        try:
+            start = time.perf_counter()
+            await self.client.ping()
+            latency_ms = (time.perf_counter() - start) * 1000
+            info = await self.client.info()
+        except (RedisError, OSError) as e:
+            return {"healthy": False, "error": diagnose(e, self._config).message, "server": server}
+        return {
+            "healthy": True,
+            "latency_ms": round(latency_ms, 3),
+            "server": server,
+            "redis_version": info.get("redis_version") or info.get("valkey_version"),
+            "used_memory_human": info.get("used_memory_human"),
+        }
+
+    # -- raw operations --------------------------------------------------------------------
+
+    async def _lookup_raw(self, phone_hash: str, *, create: bool) -> _RawLookup:
+        client = self.client
+        ttl = self._config.profile_ttl_seconds
+        phone_key = self._keys.phone(phone_hash)
+        # Round trip 1: who is this? GETEX refreshes the mapping's TTL as it reads it.
+        user_id = await client.getex(phone_key, ex=ttl)
+        if user_id is None:
+            if not create:
+                return _RawLookup(user_id=None, is_new=False)
+            candidate = new_user_id()
+            # NX: of two first calls from one number at once, exactly one mints the id.
+            if await client.set(phone_key, candidate, nx=True, ex=ttl):
+                return _RawLookup(user_id=candidate, is_new=True)
+            user_id = await client.get(phone_key)
+            if user_id is None:  # expired between the two commands: take it again
+                return await self._lookup_raw(phone_hash, create=create)
+        # Round trip 2: what do we know about them?
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.getex(self._keys.profile(user_id), ex=ttl)
+            pipe.lrange(self._keys.sessions(user_id), 0, -1)
+            profile_raw, session_ids = await pipe.execute(raise_on_error=False)
+        if isinstance(profile_raw, ResponseError):  # WRONGTYPE: someone else's key
+            logger.warning(
+                "caller profile key holds the wrong type, treating the caller as new",
+                extra={"key": self._keys.profile(user_id)},
+            )
+            profile_raw = None
+        if isinstance(session_ids, ResponseError):
+            session_ids = []
+        return _RawLookup(
+            user_id=user_id, is_new=False, profile_raw=profile_raw, session_ids=session_ids
+        )
+
+    async def _save_raw(
+        self,
+        *,
+        user_id: str,
+        phone_hash: str | None,
+        expected_profile: str | None,
+        profile: str,
+        session_id: str,
+        session: str,
+    ) -> tuple[bool, str | None]:
+        if self._save_script is None:
+            self._save_script = self.client.register_script(_SAVE_CALL)
+        keys = [
+            self._keys.profile(user_id),
+            self._keys.sessions(user_id),
+            self._keys.session(session_id),
+        ]
+        if phone_hash is not None:
+            keys.append(self._keys.phone(phone_hash))
+        config = self._config
+        result = await self._save_script(
+            keys=keys,
+            args=[
+                expected_profile or "",
+                profile,
+                session_id,
+                session,
+                config.profile_ttl_seconds,
+                config.session_ttl_seconds,
+                config.max_sessions,
+            ],
+        )
+        if int(result[0]) == 1:
+            return True, None
+        return False, (result[1] or None)
+
+    async def _get_raw(self, key: str) -> str | None:
+        value: str | None = await self.client.get(key)
+        return value
+
+    async def _list_raw(self, key: str) -> list[str]:
+        values: list[str] = await self.client.lrange(key, 0, -1)
+        return values
+
+    async def require(self) -> None:
+        """Connect, or raise :class:`StoreUnavailableError` with the troubleshooting text."""
+        if not await self.connect():
+            raise StoreUnavailableError(self.last_error or "Redis connection failed")

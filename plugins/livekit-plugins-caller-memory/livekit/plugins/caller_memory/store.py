@@ -1,0 +1,301 @@
+"""The memory store contract, shared by the Redis store and the in-process one.
+
+A store keeps four things per the guide's key table: phone hash → user id, the caller's profile,
+the caller's recent session ids, and each session's full data. Subclasses implement a few raw
+operations on JSON strings; this class turns them into the guide's API, parses and validates what
+comes back, and merges a finished call into the profile with a compare-and-set loop so that two
+calls from one caller ending together both land.
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import RedisConfig
+from .exceptions import CallerMemoryError
+from .identity import PhoneHasher, load_dev_secret
+from .keys import Keys
+from .log import logger
+from .models import CallerProfile, CallSummary, SessionRecord
+
+__all__ = ["CallerLookup", "MemoryStore", "new_user_id"]
+
+_MAX_CAS_ATTEMPTS = 8
+
+
+def new_user_id() -> str:
+    """A fresh, random user id (64 bits, 16 hex characters)."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class CallerLookup:
+    """What the call-start lookup found for one phone hash."""
+
+    user_id: str | None
+    """``None`` only when the lookup was asked not to create an identity and found none."""
+    is_new: bool
+    """True when this lookup created the identity: the caller has never called before."""
+    profile: CallerProfile | None = None
+    session_ids: list[str] = field(default_factory=list)
+    """Recent session ids, oldest first."""
+    profile_raw: str | None = field(default=None, repr=False)
+    """The profile as stored, the starting point of the compare-and-set at hang-up."""
+
+    @property
+    def is_returning(self) -> bool:
+        """True when the caller has a remembered profile."""
+        return self.profile is not None
+
+
+@dataclass(frozen=True)
+class _RawLookup:
+    user_id: str | None
+    is_new: bool
+    profile_raw: str | None = None
+    session_ids: list[str] = field(default_factory=list)
+
+
+class MemoryStore(abc.ABC):
+    """Base class of the stores: the guide's API over a handful of raw operations.
+
+    Args:
+        config: Settings; :meth:`RedisConfig.from_env` when omitted.
+        hasher: The phone-number hasher; built from ``MEMORY_PHONE_HASH_SECRET`` when omitted.
+    """
+
+    def __init__(
+        self, config: RedisConfig | None = None, *, hasher: PhoneHasher | None = None
+    ) -> None:
+        self._config = config or RedisConfig.from_env()
+        self._keys = Keys(self._config.key_prefix)
+        self._hasher = hasher
+
+    @property
+    def config(self) -> RedisConfig:
+        """The settings this store was made with."""
+        return self._config
+
+    @property
+    def keys(self) -> Keys:
+        """The key names this store writes."""
+        return self._keys
+
+    @property
+    def hasher(self) -> PhoneHasher:
+        """The phone-number hasher (the development secret is loaded on first use)."""
+        if self._hasher is None:
+            secret = self._config.phone_hash_secret
+            key = (
+                secret.get_secret_value().encode()
+                if secret is not None
+                else load_dev_secret(self._config.data_dir)
+            )
+            self._hasher = PhoneHasher(key, default_region=self._config.default_region)
+        return self._hasher
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def connect(self) -> bool:
+        """Open the connection and check it. Returns False (and logs why) when it fails."""
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Close what this store opened. Safe to call twice."""
+
+    async def aclose(self) -> None:
+        """Alias of :meth:`disconnect`, the LiveKit spelling."""
+        await self.disconnect()
+
+    async def __aenter__(self) -> MemoryStore:
+        if not await self.connect():
+            raise CallerMemoryError("the memory store is not reachable (see the log for why)")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    @abc.abstractmethod
+    async def health_check(self) -> dict[str, Any]:
+        """Ping the store. Returns at least ``{"healthy": bool, "latency_ms": float}``."""
+
+    # -- raw operations, one per subclass --------------------------------------------------
+
+    @abc.abstractmethod
+    async def _lookup_raw(self, phone_hash: str, *, create: bool) -> _RawLookup: ...
+
+    @abc.abstractmethod
+    async def _save_raw(
+        self,
+        *,
+        user_id: str,
+        phone_hash: str | None,
+        expected_profile: str | None,
+        profile: str,
+        session_id: str,
+        session: str,
+    ) -> tuple[bool, str | None]:
+        """Compare-and-set of the profile plus the session writes, all or nothing.
+
+        Returns ``(True, None)`` when written, ``(False, current_profile)`` when the profile
+        changed since ``expected_profile`` was read.
+        """
+
+    @abc.abstractmethod
+    async def _get_raw(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def _list_raw(self, key: str) -> list[str]: ...
+
+    # -- the guide's API -------------------------------------------------------------------
+
+    async def get_or_create_user_id(self, *, phone_number: str) -> str:
+        """The user id of a phone number, created on the first call (atomically).
+
+        Raises:
+            InvalidPhoneNumberError: ``phone_number`` is not a phone number.
+        """
+        found = await self.lookup(self.hasher.hash(phone_number), load_profile=False)
+        assert found.user_id is not None
+        return found.user_id
+
+    async def lookup(
+        self, phone_hash: str, *, create: bool = True, load_profile: bool = True
+    ) -> CallerLookup:
+        """The call-start lookup: user id, profile and recent sessions of a phone hash.
+
+        At most two round trips for a returning caller, and the caller's TTLs are refreshed
+        by the reads themselves.
+
+        Args:
+            phone_hash: :meth:`PhoneHasher.hash` of the caller's number.
+            create: Mint an identity when the number is unknown.
+            load_profile: Also read the profile and the session list.
+        """
+        raw = await self._lookup_raw(phone_hash, create=create)
+        if raw.user_id is None or raw.is_new or not load_profile:
+            return CallerLookup(user_id=raw.user_id, is_new=raw.is_new)
+        profile = self._parse_profile(raw.user_id, raw.profile_raw)
+        return CallerLookup(
+            user_id=raw.user_id,
+            is_new=False,
+            profile=profile,
+            session_ids=raw.session_ids,
+            profile_raw=raw.profile_raw,
+        )
+
+    async def get_profile(self, user_id: str) -> CallerProfile | None:
+        """A caller's profile, or None when there is none (or it cannot be read)."""
+        return self._parse_profile(user_id, await self._get_raw(self._keys.profile(user_id)))
+
+    async def get_session_ids(self, user_id: str) -> list[str]:
+        """A caller's recent session ids, oldest first."""
+        return await self._list_raw(self._keys.sessions(user_id))
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """One session's full data, or None once it has expired."""
+        key = self._keys.session(session_id)
+        raw = await self._get_raw(key)
+        if raw is None:
+            return None
+        try:
+            return SessionRecord.model_validate_json(raw)
+        except ValidationError:
+            logger.warning("unreadable session data set aside", extra={"key": key})
+            return None
+
+    async def save_call(
+        self,
+        record: SessionRecord,
+        summary: CallSummary,
+        *,
+        phone_hash: str | None = None,
+        base: CallerLookup | None = None,
+    ) -> CallerProfile:
+        """Record a finished call and fold its summary into the caller's profile.
+
+        One atomic write per attempt: the session's data (24 h), the session list and the
+        profile (90 days), every TTL set inside it. When another call of the same caller saved
+        in between, the summary is merged again into the newer profile, so no call is lost.
+        Saving the same session twice stores it once.
+
+        Args:
+            record: The session, turns included. ``record.user_id`` may be None when the
+                call-start lookup did not finish; ``phone_hash`` then resolves it.
+            summary: What the call taught us.
+            phone_hash: The caller's phone hash, whose mapping TTL is refreshed too.
+            base: The call-start lookup, whose profile is the first compare-and-set guess.
+
+        Returns:
+            The profile as stored.
+        """
+        user_id = record.user_id
+        if user_id is None:
+            if phone_hash is None:
+                raise ValueError("a session without a user id needs the caller's phone_hash")
+            user_id = (await self.lookup(phone_hash, load_profile=False)).user_id
+            assert user_id is not None
+            record = record.model_copy(update={"user_id": user_id})
+        ended_at = record.ended_at or record.started_at
+        record = record.model_copy(update={"summary": summary, "ended_at": ended_at})
+        session_json = record.model_dump_json()
+
+        if base is not None and base.user_id == user_id:
+            expected = base.profile_raw
+        else:
+            expected = await self._get_raw(self._keys.profile(user_id))
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            current = self._parse_profile(user_id, expected) or CallerProfile(user_id=user_id)
+            profile = current.merged(
+                summary,
+                session_id=record.session_id,
+                ended_at=ended_at,
+                max_summaries=self._config.max_summaries,
+            )
+            done, latest = await self._save_raw(
+                user_id=user_id,
+                phone_hash=phone_hash,
+                expected_profile=expected,
+                profile=profile.model_dump_json(exclude_none=True),
+                session_id=record.session_id,
+                session=session_json,
+            )
+            if done:
+                return profile
+            expected = latest
+        raise CallerMemoryError("the caller's profile kept changing during the save; retry later")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _parse_profile(self, user_id: str, raw: str | None) -> CallerProfile | None:
+        if raw is None:
+            return None
+        try:
+            profile = CallerProfile.model_validate_json(raw)
+        except ValidationError:
+            # Name the key (an opaque id), never the content: it is personal data.
+            logger.warning(
+                "unreadable caller profile, treating the caller as new",
+                extra={"key": self._keys.profile(user_id)},
+            )
+            return None
+        if profile.user_id != user_id:
+            logger.warning(
+                "caller profile belongs to another user id, ignoring it",
+                extra={"key": self._keys.profile(user_id)},
+            )
+            return None
+        return profile
+

@@ -1,0 +1,1 @@
+"""Sarah, the reference voice agent of caller memory."""

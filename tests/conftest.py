@@ -1,0 +1,57 @@
+"""Fixtures: private Redis servers on free ports, stores against them, a scripted LLM."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from livekit.plugins.caller_memory import InMemoryStore, MemoryStore, RedisConfig, RedisMemoryStore
+from livekit.plugins.caller_memory.embedded import EmbeddedRedis
+
+TEST_SECRET = "test-secret-0123456789abcdef"
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One private server for the session, never the shared one on 6379."""
+    server = EmbeddedRedis(data_dir=tmp_path_factory.mktemp("redis"), appendonly=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def config(redis_server: EmbeddedRedis, tmp_path: Path) -> RedisConfig:
+    """Settings pointing at the private server, with a key prefix of this test's own."""
+    return RedisConfig(
+        url=redis_server.url,
+        key_prefix=f"t{next(_prefixes)}",
+        phone_hash_secret=TEST_SECRET,
+        data_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+    """A plain client, to look at what the plugin wrote."""
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def store(request: pytest.FixtureRequest, config: RedisConfig) -> AsyncIterator[MemoryStore]:
+    """Each contract test runs against Redis and against the in-process store."""
+    impl: MemoryStore
+    if request.param == "redis":
+        impl = RedisMemoryStore(config)
+    else:
+        impl = InMemoryStore(config.model_copy(update={"persistence": False}))
+    assert await impl.connect()
+    yield impl
+    await impl.disconnect()

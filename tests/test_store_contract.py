@@ -1,0 +1,177 @@
+"""The store contract, run against Redis and against the in-process store alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from livekit.plugins.caller_memory import (
+    CallSummary,
+    InvalidPhoneNumberError,
+    MemoryStore,
+    SessionRecord,
+    Turn,
+)
+from livekit.plugins.caller_memory.models import utcnow
+
+
+def _record(session_id: str, user_id: str | None, *turns: str) -> SessionRecord:
+    now = utcnow()
+    return SessionRecord(
+        session_id=session_id,
+        user_id=user_id,
+        started_at=now,
+        ended_at=now,
+        turns=[Turn(role="user" if i % 2 == 0 else "assistant", text=t) for i, t in enumerate(turns)],
+    )
+
+
+async def test_one_identity_per_number_whatever_the_spelling(store: MemoryStore) -> None:
+    first = await store.get_or_create_user_id(phone_number="+1 (415) 555-0134")
+    assert await store.get_or_create_user_id(phone_number="+14155550134") == first
+    assert await store.get_or_create_user_id(phone_number="tel:+1-415-555-0134") == first
+    assert await store.get_or_create_user_id(phone_number="(415) 555-0134") == first
+    other = await store.get_or_create_user_id(phone_number="+44 20 7946 0958")
+    assert other != first
+
+
+async def test_concurrent_first_calls_get_one_identity(store: MemoryStore) -> None:
+    ids = await asyncio.gather(
+        *(store.get_or_create_user_id(phone_number="+1 415 555 0188") for _ in range(25))
+    )
+    assert len(set(ids)) == 1
+
+
+async def test_garbage_number_is_refused_without_echoing_it(store: MemoryStore) -> None:
+    for garbage in ["", "hello", "12", "+999999999999999999999", "4155550134" * 10]:
+        with pytest.raises(InvalidPhoneNumberError) as info:
+            await store.get_or_create_user_id(phone_number=garbage)
+        assert garbage.strip() == "" or garbage not in str(info.value)
+
+
+async def test_new_then_returning_caller(store: MemoryStore) -> None:
+    phone_hash = store.hasher.hash("+14155550101")
+    first = await store.lookup(phone_hash)
+    assert first.is_new and not first.is_returning and first.user_id
+
+    summary = CallSummary(
+        summary="Asked about opening hours.",
+        caller_name="Ana",
+        preferences={"language": "Spanish"},
+        follow_ups=["Send the holiday schedule"],
+    )
+    record = _record("s-1", first.user_id, "Hi, I'm Ana", "Hello Ana!")
+    saved = await store.save_call(record, summary, phone_hash=phone_hash, base=first)
+    assert saved.name == "Ana" and saved.call_count == 1
+
+    second = await store.lookup(phone_hash)
+    assert not second.is_new and second.is_returning
+    assert second.user_id == first.user_id
+    assert second.profile is not None
+    assert second.profile.name == "Ana"
+    assert second.profile.preferences == {"language": "Spanish"}
+    assert second.profile.follow_ups == ["Send the holiday schedule"]
+    assert second.profile.last_summary == "Asked about opening hours."
+    assert second.session_ids == ["s-1"]
+
+    session = await store.get_session("s-1")
+    assert session is not None
+    assert [t.text for t in session.turns] == ["Hi, I'm Ana", "Hello Ana!"]
+    assert session.summary == summary
+
+
+async def test_saving_a_session_twice_stores_it_once(store: MemoryStore) -> None:
+    phone_hash = store.hasher.hash("+14155550102")
+    found = await store.lookup(phone_hash)
+    record = _record("s-dup", found.user_id, "hello")
+    summary = CallSummary(summary="Said hello.")
+    await store.save_call(record, summary, phone_hash=phone_hash)
+    await store.save_call(record, summary, phone_hash=phone_hash)
+    assert found.user_id is not None
+    profile = await store.get_profile(found.user_id)
+    assert profile is not None and profile.call_count == 1
+    assert await store.get_session_ids(found.user_id) == ["s-dup"]
+
+
+async def test_concurrent_saves_of_one_caller_all_land(store: MemoryStore) -> None:
+    phone_hash = store.hasher.hash("+14155550103")
+    found = await store.lookup(phone_hash)
+    await asyncio.gather(
+        *(
+            store.save_call(
+                _record(f"s-{i}", found.user_id, f"call {i}"),
+                CallSummary(summary=f"Call {i}.", preferences={f"topic{i}": "yes"}),
+                phone_hash=phone_hash,
+                base=found,
+            )
+            for i in range(4)
+        )
+    )
+    assert found.user_id is not None
+    profile = await store.get_profile(found.user_id)
+    assert profile is not None
+    assert profile.call_count == 4
+    assert sorted(profile.preferences) == ["topic0", "topic1", "topic2", "topic3"]
+    assert sorted(await store.get_session_ids(found.user_id)) == [f"s-{i}" for i in range(4)]
+
+
+async def test_history_is_bounded_and_preferences_can_be_corrected(store: MemoryStore) -> None:
+    phone_hash = store.hasher.hash("+14155550104")
+    user_id = (await store.lookup(phone_hash)).user_id
+    calls = store.config.max_sessions + 3
+    for i in range(calls):
+        prefs = {"drink": "coffee", "seat": "window"} if i == 0 else {}
+        if i == calls - 1:
+            prefs = {"drink": "tea", "seat": ""}
+        await store.save_call(
+            _record(f"h-{i}", user_id, f"call {i}"),
+            CallSummary(summary=f"Call {i}.", preferences=prefs),
+            phone_hash=phone_hash,
+        )
+    assert user_id is not None
+    profile = await store.get_profile(user_id)
+    assert profile is not None
+    assert profile.call_count == calls
+    assert profile.preferences == {"drink": "tea"}
+    assert len(profile.calls) == store.config.max_summaries
+    assert profile.last_summary == f"Call {calls - 1}."
+    assert profile.first_call_at is not None and profile.last_call_at is not None
+    sessions = await store.get_session_ids(user_id)
+    assert sessions == [f"h-{i}" for i in range(calls - store.config.max_sessions, calls)]
+
+
+async def test_fallback_summary_keeps_open_follow_ups(store: MemoryStore) -> None:
+    phone_hash = store.hasher.hash("+14155550105")
+    user_id = (await store.lookup(phone_hash)).user_id
+    await store.save_call(
+        _record("f-1", user_id, "call me back"),
+        CallSummary(summary="Wants a call back.", follow_ups=["Call back on Monday"]),
+        phone_hash=phone_hash,
+    )
+    await store.save_call(
+        _record("f-2", user_id, "hello again"),
+        CallSummary(summary="Caller said: hello again", source="fallback"),
+        phone_hash=phone_hash,
+    )
+    assert user_id is not None
+    profile = await store.get_profile(user_id)
+    assert profile is not None
+    assert profile.follow_ups == ["Call back on Monday"]
+    assert profile.calls[-1].source == "fallback"
+
+
+async def test_save_without_user_id_resolves_the_identity(store: MemoryStore) -> None:
+    phone_hash = store.hasher.hash("+14155550106")
+    saved = await store.save_call(
+        _record("late-1", None, "hello"), CallSummary(summary="Hello."), phone_hash=phone_hash
+    )
+    found = await store.lookup(phone_hash)
+    assert found.user_id == saved.user_id
+    assert found.profile is not None and found.profile.call_count == 1
+
+
+async def test_health_check_reports_latency(store: MemoryStore) -> None:
+    health = await store.health_check()
+    assert health["healthy"] is True
+    assert isinstance(health["latency_ms"], float) and health["latency_ms"] >= 0
