@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,6 +15,11 @@ from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 
 TEST_SECRET = "test-secret-0123456789abcdef"
 _prefixes = itertools.count()
+
+
+def replace(config: RedisConfig, **changes: Any) -> RedisConfig:
+    """``config`` with some settings changed, validated like any other."""
+    return RedisConfig(**{**config.model_dump(exclude_unset=True), **changes})
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +57,7 @@ async def store(request: pytest.FixtureRequest, config: RedisConfig) -> AsyncIte
     if request.param == "redis":
         impl = RedisMemoryStore(config)
     else:
-        impl = InMemoryStore(config.model_copy(update={"persistence": False}))
+        impl = InMemoryStore(replace(config, persistence=False))
     assert await impl.connect()
     yield impl
     await impl.disconnect()

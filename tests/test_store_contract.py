@@ -23,7 +23,9 @@ def _record(session_id: str, user_id: str | None, *turns: str) -> SessionRecord:
         user_id=user_id,
         started_at=now,
         ended_at=now,
-        turns=[Turn(role="user" if i % 2 == 0 else "assistant", text=t) for i, t in enumerate(turns)],
+        turns=[
+            Turn(role="user" if i % 2 == 0 else "assistant", text=t) for i, t in enumerate(turns)
+        ],
     )
 
 

@@ -128,6 +128,13 @@ class InMemoryStore(MemoryStore):
                 self._expire(self._keys.phone(phone_hash), ttl)
             return True, None
 
+    async def _delete_raw(self, keys: list[str]) -> list[str]:
+        live = self.dump()
+        for key in keys:
+            self._strings.pop(key, None)
+            self._lists.pop(key, None)
+        return [key for key in keys if key in live]
+
     async def _get_raw(self, key: str) -> str | None:
         return self._get(key)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -13,11 +15,11 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import RedisConfig
-from .exceptions import StoreUnavailableError
+from .embedded import EmbeddedRedis
 from .identity import PhoneHasher
 from .log import logger
 from .store import MemoryStore, _RawLookup, new_user_id
-from .troubleshooting import diagnose
+from .troubleshooting import Diagnosis, diagnose
 
 __all__ = ["RedisMemoryStore"]
 
@@ -54,6 +56,7 @@ class RedisMemoryStore(MemoryStore):
         client: An existing ``redis.asyncio.Redis`` to use instead of opening one. It is left
             open by :meth:`disconnect`: close only what you opened.
         hasher: The phone-number hasher; built from the settings when omitted.
+        embedded: A private server this store owns: :meth:`disconnect` stops it.
 
     Example:
         >>> store = RedisMemoryStore(RedisConfig.from_env())
@@ -68,10 +71,12 @@ class RedisMemoryStore(MemoryStore):
         *,
         client: aioredis.Redis | None = None,
         hasher: PhoneHasher | None = None,
+        embedded: EmbeddedRedis | None = None,
     ) -> None:
         super().__init__(config, hasher=hasher)
         self._client = client
         self._owns_client = client is None
+        self._embedded = embedded
         self._save_script: Any = None
         self.last_error: str | None = None
         """The guide's troubleshooting text of the last failed :meth:`connect`."""
@@ -110,6 +115,8 @@ class RedisMemoryStore(MemoryStore):
             await self.client.ping()
         except (RedisError, OSError) as e:
             diagnosis = diagnose(e, self._config)
+            if diagnosis.reason == "Timeout" and self._config.uses_tls:
+                diagnosis = await self._diagnose_tls_timeout(diagnosis)
             self.last_error = diagnosis.message
             logger.error(diagnosis.render(self._config.describe_server()))
             await self._drop_client()
@@ -119,9 +126,23 @@ class RedisMemoryStore(MemoryStore):
         logger.info("connected to Redis", extra={"server": self._config.describe_server()})
         return True
 
+    async def _diagnose_tls_timeout(self, diagnosis: Diagnosis) -> Diagnosis:
+        # A plain server never answers a TLS hello, so TLS to it looks like a timeout. If a
+        # plain TCP connection goes through, the handshake is what stalled.
+        host, _, port = self._config.describe_server().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+        except (OSError, ValueError, asyncio.TimeoutError):
+            return diagnosis
+        writer.close()
+        return diagnose(ssl.SSLError("SSL handshake failed"), self._config)
+
     async def disconnect(self) -> None:
-        """Close the connection pool, if this store opened it."""
+        """Close the connection pool if this store opened it, and its private server if any."""
         await self._drop_client()
+        server, self._embedded = self._embedded, None
+        if server is not None:
+            await asyncio.to_thread(server.stop)
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
@@ -161,7 +182,7 @@ class RedisMemoryStore(MemoryStore):
         ttl = self._config.profile_ttl_seconds
         phone_key = self._keys.phone(phone_hash)
         # Round trip 1: who is this? GETEX refreshes the mapping's TTL as it reads it.
-        user_id = await client.getex(phone_key, ex=ttl)
+        user_id = _text(await client.getex(phone_key, ex=ttl))
         if user_id is None:
             if not create:
                 return _RawLookup(user_id=None, is_new=False)
@@ -169,7 +190,7 @@ class RedisMemoryStore(MemoryStore):
             # NX: of two first calls from one number at once, exactly one mints the id.
             if await client.set(phone_key, candidate, nx=True, ex=ttl):
                 return _RawLookup(user_id=candidate, is_new=True)
-            user_id = await client.get(phone_key)
+            user_id = _text(await client.get(phone_key))
             if user_id is None:  # expired between the two commands: take it again
                 return await self._lookup_raw(phone_hash, create=create)
         # Round trip 2: what do we know about them?
@@ -186,7 +207,10 @@ class RedisMemoryStore(MemoryStore):
         if isinstance(session_ids, ResponseError):
             session_ids = []
         return _RawLookup(
-            user_id=user_id, is_new=False, profile_raw=profile_raw, session_ids=session_ids
+            user_id=user_id,
+            is_new=False,
+            profile_raw=_text(profile_raw),
+            session_ids=[_text(s) or "" for s in session_ids],
         )
 
     async def _save_raw(
@@ -223,17 +247,26 @@ class RedisMemoryStore(MemoryStore):
         )
         if int(result[0]) == 1:
             return True, None
-        return False, (result[1] or None)
+        return False, (_text(result[1]) or None)
+
+    async def _delete_raw(self, keys: list[str]) -> list[str]:
+        async with self.client.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.exists(key)
+            for key in keys:
+                pipe.delete(key)
+            results = await pipe.execute()
+        return [key for key, existed in zip(keys, results[: len(keys)], strict=True) if existed]
 
     async def _get_raw(self, key: str) -> str | None:
-        value: str | None = await self.client.get(key)
-        return value
+        return _text(await self.client.get(key))
 
     async def _list_raw(self, key: str) -> list[str]:
-        values: list[str] = await self.client.lrange(key, 0, -1)
-        return values
+        return [_text(v) or "" for v in await self.client.lrange(key, 0, -1)]
 
-    async def require(self) -> None:
-        """Connect, or raise :class:`StoreUnavailableError` with the troubleshooting text."""
-        if not await self.connect():
-            raise StoreUnavailableError(self.last_error or "Redis connection failed")
+
+def _text(value: bytes | str | None) -> str | None:
+    # The store opens its clients with decode_responses, but a client handed in may not.
+    if isinstance(value, bytes):
+        return value.decode()
+    return value

@@ -277,6 +277,23 @@ class MemoryStore(abc.ABC):
             expected = latest
         raise CallerMemoryError("the caller's profile kept changing during the save; retry later")
 
+    async def forget(self, phone_hash: str) -> list[str]:
+        """Delete what is held about the caller of a phone hash, in one atomic step.
+
+        Returns:
+            The keys deleted (empty when the number is unknown).
+        """
+        found = await self._lookup_raw(phone_hash, create=False)
+        keys = [self._keys.phone(phone_hash)]
+        if found.user_id is not None:
+            keys += [self._keys.profile(found.user_id), self._keys.sessions(found.user_id)]
+            keys += [self._keys.session(sid) for sid in found.session_ids]
+        return await self._delete_raw(keys)
+
+    @abc.abstractmethod
+    async def _delete_raw(self, keys: list[str]) -> list[str]:
+        """Delete ``keys`` atomically; return those that existed."""
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _parse_profile(self, user_id: str, raw: str | None) -> CallerProfile | None:
@@ -298,4 +315,3 @@ class MemoryStore(abc.ABC):
             )
             return None
         return profile
-

@@ -1,0 +1,84 @@
+"""``caller-memory``: check and look after the memory store from a terminal.
+
+``caller-memory check`` is the guide's ``test_redis.py`` as a command: it connects with the
+settings of the environment (and ``.env``), prints the latency, creates and removes a test
+identity, and exits 1 with the guide's troubleshooting text when something fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+
+from .config import RedisConfig
+from .connect import open_store
+from .exceptions import CallerMemoryError
+from .log import logger
+from .redis_store import RedisMemoryStore
+from .store import MemoryStore
+
+__all__ = ["main"]
+
+
+async def _check(config: RedisConfig) -> int:
+    store = await open_store(config)
+    try:
+        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
+            return 1  # open_store logged the guide's troubleshooting text
+        health = await store.health_check()
+        if not health["healthy"]:
+            print(f"❌ {health['error']} ({health['server']})", file=sys.stderr)
+            return 1
+        print(f"✅ Connected! Latency: {health['latency_ms']}ms ({health['server']})")
+        number = await _unused_test_number(store)
+        user_id = await store.get_or_create_user_id(phone_number=number)
+        print(f"User ID: {user_id}")
+        removed = await store.forget(store.hasher.hash(number))
+        print(f"Test identity removed ({len(removed)} key).")
+        return 0
+    finally:
+        await store.disconnect()
+
+
+async def _unused_test_number(store: MemoryStore) -> str:
+    # 555-0100..0199 are reserved for fiction in North America: never a real caller's number.
+    for _ in range(20):
+        number = f"+1202555{secrets.randbelow(100) + 100:04d}"
+        if (await store.lookup(store.hasher.hash(number), create=False)).user_id is None:
+            return number
+    raise CallerMemoryError("every test number is taken; is another check running?")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="caller-memory",
+        description="Check and look after the caller-memory store (settings from the "
+        "environment and .env: REDIS_URL, REDIS_HOST, ..., MEMORY_*).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check", help="connect, print the latency, create a test identity")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``caller-memory`` command."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        config = RedisConfig.from_env()
+        if args.command == "check":
+            return asyncio.run(_check(config))
+    except CallerMemoryError as e:
+        print(f"❌ {e}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""What the Redis store leaves on a real server: keys, TTLs, command counts, bad data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from livekit.plugins.caller_memory import (
+    CallSummary,
+    MemoryStore,
+    RedisConfig,
+    RedisMemoryStore,
+    SessionRecord,
+    Turn,
+)
+from livekit.plugins.caller_memory.embedded import EmbeddedRedis
+from livekit.plugins.caller_memory.models import utcnow
+
+from .conftest import replace
+
+PHONE = "+1 415 555 0134"
+DIGITS = ("14155550134", "4155550134", "5550134")
+
+
+async def _dump(client: aioredis.Redis, prefix: str) -> dict[str, str | list[str]]:
+    out: dict[str, str | list[str]] = {}
+    async for key in client.scan_iter(match=f"{prefix}:*"):
+        if await client.type(key) == "string":
+            out[key] = str(await client.get(key))
+        else:
+            out[key] = [str(v) for v in await client.lrange(key, 0, -1)]
+    return out
+
+
+async def _one_call(store: MemoryStore, session_id: str) -> str:
+    phone_hash = store.hasher.hash(PHONE)
+    found = await store.lookup(phone_hash)
+    assert found.user_id is not None
+    now = utcnow()
+    record = SessionRecord(
+        session_id=session_id,
+        user_id=found.user_id,
+        started_at=now,
+        ended_at=now,
+        turns=[
+            Turn(role="user", text="Hi, this is Ana, my number is 415 555 0134"),
+            Turn(role="assistant", text="Thanks Ana, noted."),
+        ],
+    )
+    await store.save_call(
+        record, CallSummary(summary="Ana asked about hours.", caller_name="Ana"),
+        phone_hash=phone_hash, base=found,
+    )  # fmt: skip
+    return found.user_id
+
+
+async def test_every_key_of_the_table_has_its_ttl(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    async with RedisMemoryStore(config) as store:
+        user_id = await _one_call(store, "room-1")
+        phone_hash = store.hasher.hash(PHONE)
+
+    p = config.key_prefix
+    expected = {
+        f"{p}:phone:{{{phone_hash}}}": 90 * 86400,
+        f"{p}:user:{{{user_id}}}:profile": 90 * 86400,
+        f"{p}:user:{{{user_id}}}:sessions": 90 * 86400,
+        f"{p}:session:{{room-1}}": 24 * 3600,
+    }
+    dump = await _dump(redis_client, p)
+    assert set(dump) == set(expected)
+    for key, ttl in expected.items():
+        left = await redis_client.ttl(key)
+        assert ttl - 5 <= left <= ttl, key
+
+
+async def test_no_key_or_value_holds_the_callers_number(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    async with RedisMemoryStore(config) as store:
+        phone_hash = store.hasher.hash(PHONE)
+        found = await store.lookup(phone_hash)
+        now = utcnow()
+        record = SessionRecord(
+            session_id="room-2", user_id=found.user_id, started_at=now, ended_at=now,
+            turns=[Turn(role="user", text="I'd like to book a table.")],
+        )  # fmt: skip
+        await store.save_call(record, CallSummary(summary="Booked."), phone_hash=phone_hash)
+    dump = await _dump(redis_client, config.key_prefix)
+    assert dump
+    everything = " ".join(f"{k} {v}" for k, v in dump.items())
+    for digits in DIGITS:
+        assert digits not in everything
+
+
+async def test_the_hash_is_keyed(config: RedisConfig) -> None:
+    other = replace(config, phone_hash_secret="another-secret-0123456789")
+    a = RedisMemoryStore(config).hasher.hash(PHONE)
+    b = RedisMemoryStore(other).hasher.hash(PHONE)
+    assert a != b
+
+
+async def test_returning_lookup_is_two_round_trips_and_three_commands(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    async with RedisMemoryStore(config) as store:
+        await _one_call(store, "room-3")
+        phone_hash = store.hasher.hash(PHONE)
+        before = await redis_client.info("commandstats")
+        found = await store.lookup(phone_hash)
+        after = await redis_client.info("commandstats")
+    assert found.is_returning
+
+    def calls(info: dict[str, dict[str, int]]) -> dict[str, int]:
+        return {k: v["calls"] for k, v in info.items()}
+
+    b, a = calls(before), calls(after)
+    used = {k: a[k] - b.get(k, 0) for k in a if a[k] != b.get(k, 0)}
+    used.pop("cmdstat_info", None)
+    # One GETEX for the phone key, then GETEX + LRANGE in one pipeline.
+    assert used == {"cmdstat_getex": 2, "cmdstat_lrange": 1}
+
+
+async def test_corrupt_profile_is_set_aside_without_personal_data_in_the_log(
+    config: RedisConfig, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with RedisMemoryStore(config) as store:
+        user_id = await _one_call(store, "room-4")
+        profile_key = store.keys.profile(user_id)
+        await redis_client.set(profile_key, "{not json, Ana 4155550134", ex=60)
+        with caplog.at_level(logging.DEBUG, logger="livekit.plugins.caller_memory"):
+            found = await store.lookup(store.hasher.hash(PHONE))
+        assert found.user_id == user_id and found.profile is None
+        assert any(getattr(r, "key", None) == profile_key for r in caplog.records)
+        for record in caplog.records:
+            assert "4155550134" not in record.getMessage() and "Ana" not in record.getMessage()
+
+        # The next save replaces the unreadable profile with a valid one.
+        await _one_call(store, "room-5")
+        profile = await store.get_profile(user_id)
+        assert profile is not None and profile.call_count == 1
+
+
+async def test_profile_of_the_wrong_type_does_not_break_the_call(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    async with RedisMemoryStore(config) as store:
+        user_id = await _one_call(store, "room-6")
+        profile_key = store.keys.profile(user_id)
+        await redis_client.delete(profile_key)
+        await redis_client.rpush(profile_key, "not", "a", "string")
+        found = await store.lookup(store.hasher.hash(PHONE))
+    assert found.user_id == user_id and found.profile is None
+
+
+async def test_an_existing_client_is_used_and_left_open(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    store = RedisMemoryStore(config, client=redis_client)
+    assert await store.connect()
+    await store.get_or_create_user_id(phone_number=PHONE)
+    await store.disconnect()
+    assert await redis_client.ping()
+
+
+# -- the guide's troubleshooting messages, each against a server set up that way ---------------
+
+
+async def test_closed_port_says_connection_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = EmbeddedRedis(appendonly=False)
+    server.start()
+    port = server.port
+    server.stop()  # nothing listens there any more
+    store = RedisMemoryStore(RedisConfig(port=port, host="127.0.0.1", data_dir=tmp_path))
+    with caplog.at_level(logging.ERROR, logger="livekit.plugins.caller_memory"):
+        assert await store.connect() is False
+    assert store.last_error == "Redis connection failed: Connection refused"
+    assert "redis-cli ping" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("password", "expected"),
+    [
+        (None, "Redis connection failed: NOAUTH Authentication required"),
+        ("wrong-password", "Redis connection failed: WRONGPASS invalid username-password pair"),
+    ],
+)
+async def test_password_server_says_noauth_or_wrongpass(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, password: str | None, expected: str
+) -> None:
+    with EmbeddedRedis(appendonly=False, password="s3cret-pass") as server:
+        config = RedisConfig(
+            host="127.0.0.1", port=server.port, password=password, data_dir=tmp_path
+        )
+        store = RedisMemoryStore(config)
+        with caplog.at_level(logging.ERROR, logger="livekit.plugins.caller_memory"):
+            assert await store.connect() is False
+        assert store.last_error == expected
+        assert "REDIS_PASSWORD" in caplog.text
+        assert "wrong-password" not in caplog.text and "s3cret-pass" not in caplog.text
+        assert "wrong-password" not in repr(config)
+
+        good = RedisMemoryStore(replace(config, password="s3cret-pass"))
+        assert await good.connect()
+        await good.disconnect()
+
+
+async def test_tls_against_a_plain_server_says_ssl_handshake_failed(
+    redis_server: EmbeddedRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = RedisConfig(host="127.0.0.1", port=redis_server.port, ssl=True, data_dir=tmp_path)
+    store = RedisMemoryStore(config)
+    with caplog.at_level(logging.ERROR, logger="livekit.plugins.caller_memory"):
+        assert await store.connect() is False
+    assert store.last_error == "Redis connection failed: SSL handshake failed"
+    assert "REDIS_SSL" in caplog.text
