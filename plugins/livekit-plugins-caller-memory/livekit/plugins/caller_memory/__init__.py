@@ -18,16 +18,25 @@ from .exceptions import (
 )
 from .identity import PhoneHasher, normalize_phone
 from .keys import Keys
+from .livekit_hooks import CallerMemory, CallMemory, caller_phone_number, find_caller
 from .local_store import InMemoryStore
 from .log import logger
 from .models import CallerProfile, CallSummary, PastCall, SessionRecord, Turn
 from .redis_store import RedisMemoryStore
+from .session_manager import (
+    SessionContext,
+    SessionManager,
+    get_session_manager,
+    init_session_manager,
+)
 from .store import CallerLookup, MemoryStore
 from .version import __version__
 
 __all__ = [
+    "CallMemory",
     "CallSummary",
     "CallerLookup",
+    "CallerMemory",
     "CallerMemoryError",
     "CallerProfile",
     "ConfigError",
@@ -39,10 +48,16 @@ __all__ = [
     "PhoneHasher",
     "RedisConfig",
     "RedisMemoryStore",
+    "SessionContext",
+    "SessionManager",
     "SessionRecord",
     "StoreUnavailableError",
     "Turn",
     "__version__",
+    "caller_phone_number",
+    "find_caller",
+    "get_session_manager",
+    "init_session_manager",
     "normalize_phone",
 ]
 

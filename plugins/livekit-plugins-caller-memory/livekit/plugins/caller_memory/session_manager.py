@@ -251,11 +251,18 @@ class SessionManager:
         live = self._live.get(session_id)
         return list(live.turns) if live else []
 
-    async def end_session(self, session_id: str) -> CallerProfile | None:
+    async def end_session(
+        self, session_id: str, *, llm: lk_llm.LLM[Any] | None = None
+    ) -> CallerProfile | None:
         """Summarize the call and save it into the caller's memory.
 
-        Returns the caller's updated profile, or None when the call has nothing to remember
-        (no usable number) or could not be saved (the reason is logged).
+        Args:
+            session_id: The call to end.
+            llm: Summarize with this LLM instead of the manager's.
+
+        Returns:
+            The caller's updated profile, or None when the call has nothing to remember (no
+            usable number) or could not be saved (the reason is logged).
         """
         live = self._live.pop(session_id, None)
         if live is None:
@@ -264,7 +271,10 @@ class SessionManager:
             logger.debug("session ended without a caller number, nothing to remember")
             return None
         base = live.lookup
-        summary: CallSummary = await self._summarizer.summarize(
+        summarizer = self._summarizer
+        if llm is not None and llm is not summarizer.llm:
+            summarizer = Summarizer(llm, timeout=self._config.summary_timeout_s)
+        summary: CallSummary = await summarizer.summarize(
             live.turns, profile=base.profile if base else None
         )
         record = SessionRecord(

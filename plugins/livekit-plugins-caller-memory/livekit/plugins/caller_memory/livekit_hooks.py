@@ -1,0 +1,337 @@
+"""The LiveKit-native entry: caller memory added to a job and its ``AgentSession`` in a few lines.
+
+```python
+from livekit.plugins import caller_memory
+
+memory = caller_memory.CallerMemory()          # one per process; settings from the environment
+
+@server.rtc_session(agent_name="my-agent", on_session_end=memory.on_session_end)
+async def entrypoint(ctx: JobContext) -> None:
+    session = AgentSession(llm=..., stt=..., tts=...)
+    agent = MyAgent()
+    call = await memory.attach(ctx, session, agent)   # caller found, memory loaded into agent
+    await session.start(agent=agent, room=ctx.room)
+    session.generate_reply(instructions=call.greeting_instructions)
+```
+
+From there on everything is driven by events: turns are captured from
+``conversation_item_added``, and when the caller hangs up (``participant_disconnected``, or the
+session's ``close``) the call is summarized with the session's LLM and saved. The save is awaited
+by ``on_session_end`` and by a job shutdown callback, so it finishes inside LiveKit's shutdown
+window instead of being cancelled with the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, JobContext, llm
+
+from .config import RedisConfig
+from .log import logger
+from .models import CallerProfile
+from .session_manager import SessionContext, SessionManager, init_session_manager
+from .store import MemoryStore
+
+__all__ = ["CallMemory", "CallerMemory", "caller_phone_number", "find_caller"]
+
+PHONE_ATTRIBUTE = "sip.phoneNumber"
+SHUTDOWN_BUDGET_S = 9.0
+"""LiveKit kills a job process ~10 s (``shutdown_process_timeout``) after shutdown starts."""
+
+_CALLER_KINDS = (
+    rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
+    rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+)
+
+
+def caller_phone_number(participant: rtc.Participant) -> str | None:
+    """The caller's number from the ``sip.phoneNumber`` attribute, or None when withheld."""
+    attributes = participant.attributes
+    value = attributes.get(PHONE_ATTRIBUTE) if isinstance(attributes, dict) else None
+    # Only a real string counts: console mode's mock room answers anything with a mock.
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def find_caller(room: rtc.Room) -> rtc.RemoteParticipant | None:
+    """The caller among a room's participants: a SIP participant, else a standard one.
+
+    A standard participant posing as a caller (``lk ... --attribute sip.phoneNumber=...``)
+    wins over one without a number; agents and egress never count.
+    """
+    participants = [
+        p
+        for p in _values(room.remote_participants)
+        if isinstance(p, rtc.RemoteParticipant) and p.kind in _CALLER_KINDS
+    ]
+    for kind in _CALLER_KINDS:
+        of_kind = [p for p in participants if p.kind == kind]
+        with_number = [p for p in of_kind if caller_phone_number(p)]
+        if with_number or of_kind:
+            return (with_number or of_kind)[0]
+    return None
+
+
+def _values(mapping: Any) -> list[Any]:
+    try:
+        return list(mapping.values())
+    except (AttributeError, TypeError):
+        return []
+
+
+class CallMemory:
+    """Caller memory for one call: what was found at the start, and the save at the end.
+
+    Made by :meth:`CallerMemory.attach`; not meant to be built by hand.
+    """
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        *,
+        session_id: str,
+        session: AgentSession[Any],
+        summary_llm: llm.LLM[Any] | None,
+    ) -> None:
+        self._manager = manager
+        self._session_id = session_id
+        self._session = session
+        self._summary_llm = summary_llm
+        self._context = SessionContext(session_id=session_id, status="no_number")
+        self._participant: rtc.RemoteParticipant | None = None
+        self._started = False
+        self._finish_task: asyncio.Task[CallerProfile | None] | None = None
+
+    @property
+    def session_id(self) -> str:
+        """The id the call is stored under (the LiveKit job id)."""
+        return self._session_id
+
+    @property
+    def context(self) -> SessionContext:
+        """What is known about the caller (``is_returning``, ``greeting_context``, profile)."""
+        return self._context
+
+    @property
+    def is_returning(self) -> bool:
+        """True when the caller has called before and their memory was loaded."""
+        return self._context.is_returning
+
+    @property
+    def participant(self) -> rtc.RemoteParticipant | None:
+        """The caller's participant, when one was found."""
+        return self._participant
+
+    @property
+    def greeting_instructions(self) -> str:
+        """Instructions for the first reply: a welcome back by name, or the normal greeting."""
+        ctx = self._context
+        if not ctx.is_returning:
+            return "Greet the caller warmly, introduce yourself, and ask how you can help."
+        name = f", {ctx.caller_name}," if ctx.caller_name else ""
+        return (
+            f"Welcome the caller back{name} warmly and by name if you know it. If it helps, "
+            "mention in one short phrase what you talked about last time or what is still "
+            "open, then ask how you can help today."
+        )
+
+    async def start(self, phone_number: str | None) -> SessionContext:
+        if self._started:
+            return self._context
+        self._started = True
+        self._context = await self._manager.start_session(
+            session_id=self._session_id, phone_number=phone_number
+        )
+        return self._context
+
+    async def load_into(self, agent: Agent) -> None:
+        """Put the caller's memory into ``agent``'s context, before the agent's first reply.
+
+        The memory goes in as a separate fenced message: the agent's own instructions are left
+        exactly as they are.
+        """
+        prompt = self._context.memory_prompt()
+        if not prompt:
+            return
+        chat_ctx = agent.chat_ctx.copy()
+        chat_ctx.add_message(role="system", content=prompt)
+        await agent.update_chat_ctx(chat_ctx)
+
+    def add_turn(self, role: str, text: str) -> None:
+        """Record a turn by hand (the session's events already do this)."""
+        self._manager.add_turn(self._session_id, role, text)
+
+    def finish(self) -> asyncio.Task[CallerProfile | None]:
+        """Summarize and save the call, once; later calls return the same task."""
+        if self._finish_task is None:
+            self._finish_task = asyncio.get_running_loop().create_task(
+                self._finish(), name=f"caller_memory.finish.{self._session_id}"
+            )
+        return self._finish_task
+
+    async def wait_saved(self, timeout: float | None = None) -> CallerProfile | None:
+        """Finish the call if needed and wait for its save (shielded from cancellation)."""
+        task = self.finish()
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            logger.error(
+                "caller memory save still running at shutdown",
+                extra={"session_id": self._session_id},
+            )
+            return None
+
+    async def _finish(self) -> CallerProfile | None:
+        if not self._started:
+            return None
+        summary_llm = self._summary_llm
+        if summary_llm is None and isinstance(self._session.llm, llm.LLM):
+            summary_llm = self._session.llm
+        return await self._manager.end_session(self._session_id, llm=summary_llm)
+
+    # -- event handlers (sync: LiveKit's emitter refuses coroutines) ------------------------
+
+    def _on_item_added(self, event: Any) -> None:
+        item = getattr(event, "item", None)
+        if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant"):
+            self.add_turn(item.role, item.text_content or "")
+
+    def _on_close(self, _event: Any) -> None:
+        self.finish()
+
+    def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
+        if self._participant is not None and participant.identity == self._participant.identity:
+            self.finish()
+
+
+class CallerMemory:
+    """Caller memory for a LiveKit agent: one per process, attached to each call.
+
+    Args:
+        llm: Summarizes calls at hang-up. Default: each session's own LLM.
+        config: Settings; :meth:`RedisConfig.from_env` when omitted.
+        store: A store to use instead of opening one from the settings.
+        caller_wait_s: How long :meth:`attach` waits for the caller to join the room.
+    """
+
+    def __init__(
+        self,
+        *,
+        llm: llm.LLM[Any] | None = None,
+        config: RedisConfig | None = None,
+        store: MemoryStore | None = None,
+        caller_wait_s: float = 10.0,
+    ) -> None:
+        self._llm = llm
+        self._config = config
+        self._store = store
+        self._caller_wait_s = caller_wait_s
+        self._manager: SessionManager | None = None
+        self._manager_lock: asyncio.Lock | None = None
+        self._calls: dict[str, CallMemory] = {}
+
+    async def manager(self) -> SessionManager:
+        """The session manager of this process, opened on first use."""
+        if self._manager is None:
+            self._manager_lock = self._manager_lock or asyncio.Lock()
+            async with self._manager_lock:
+                if self._manager is None:
+                    self._manager = await init_session_manager(
+                        self._llm, config=self._config, store=self._store
+                    )
+        return self._manager
+
+    async def attach(
+        self,
+        ctx: JobContext,
+        session: AgentSession[Any],
+        agent: Agent | None = None,
+        *,
+        participant: rtc.RemoteParticipant | None = None,
+        phone_number: str | None = None,
+    ) -> CallMemory:
+        """Remember this call: find the caller, load their memory, record and save the call.
+
+        Call it before ``session.start(agent, ...)``: the memory is then in the agent's context
+        for its very first reply. The lookup is bounded by ``MEMORY_LOOKUP_TIMEOUT_MS``;
+        past it the call goes on as a new caller's. Never raises for a missing or bad number
+        or an unreachable store.
+
+        Args:
+            ctx: The job.
+            session: The call's session; its events are followed from now on.
+            agent: The first agent, which receives the caller's memory.
+            participant: The caller, when the app already has it; otherwise the first SIP
+                participant (or a standard one carrying ``sip.phoneNumber``) is waited for.
+            phone_number: The caller's number, when it comes from somewhere else than the
+                participant's attributes (e.g. a console test).
+        """
+        manager = await self.manager()
+        call = CallMemory(manager, session_id=ctx.job.id, session=session, summary_llm=self._llm)
+        self._calls[call.session_id] = call
+        session.on("conversation_item_added", call._on_item_added)
+        session.on("close", call._on_close)
+        ctx.room.on("participant_disconnected", call._on_participant_disconnected)
+
+        async def save_before_exit() -> None:
+            try:
+                await call.wait_saved(timeout=SHUTDOWN_BUDGET_S)
+            finally:
+                self._calls.pop(call.session_id, None)
+
+        ctx.add_shutdown_callback(save_before_exit)
+
+        if participant is None and phone_number is None:
+            # A fake job (console mode) has a mock room where nobody ever joins: look, but
+            # do not wait.
+            if ctx.is_fake_job():
+                participant = find_caller(ctx.room)
+            else:
+                participant = await self._wait_for_caller(ctx.room)
+        call._participant = participant
+        if phone_number is None and participant is not None:
+            phone_number = caller_phone_number(participant)
+        await call.start(phone_number)
+        if agent is not None:
+            await call.load_into(agent)
+        return call
+
+    async def on_session_end(self, ctx: JobContext) -> None:
+        """Pass as ``rtc_session(on_session_end=...)``: the save then gets LiveKit's longer
+        session-end window (300 s by default) rather than the 10 s shutdown window."""
+        call = self._calls.get(ctx.job.id)
+        if call is not None:
+            await call.wait_saved()
+
+    async def _wait_for_caller(self, room: rtc.Room) -> rtc.RemoteParticipant | None:
+        found = find_caller(room)
+        if found is not None:
+            return found
+        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_participant(_participant: rtc.RemoteParticipant) -> None:
+            if find_caller(room) is not None and not arrived.done():
+                arrived.set_result(None)
+
+        room.on("participant_connected", on_participant)
+        try:
+            await asyncio.wait_for(arrived, self._caller_wait_s)
+        except asyncio.TimeoutError:
+            logger.warning(
+                "no caller joined the room in time; the call has no memory",
+                extra={"waited_s": self._caller_wait_s},
+            )
+        finally:
+            room.off("participant_connected", on_participant)
+        return find_caller(room)
+
+    async def aclose(self) -> None:
+        """Save the calls still open and close the store."""
+        for call in list(self._calls.values()):
+            await call.wait_saved()
+        self._calls.clear()
+        if self._manager is not None:
+            await self._manager.aclose()
+            self._manager = None
