@@ -94,11 +94,13 @@ class CallMemory:
         session_id: str,
         session: AgentSession[Any],
         summary_llm: llm.LLM[Any] | None,
+        use_session_llm: bool,
     ) -> None:
         self._manager = manager
         self._session_id = session_id
         self._session = session
         self._summary_llm = summary_llm
+        self._use_session_llm = use_session_llm
         self._context = SessionContext(session_id=session_id, status="no_number")
         self._participant: rtc.RemoteParticipant | None = None
         self._started = False
@@ -187,7 +189,7 @@ class CallMemory:
         if not self._started:
             return None
         summary_llm = self._summary_llm
-        if summary_llm is None and isinstance(self._session.llm, llm.LLM):
+        if summary_llm is None and self._use_session_llm and isinstance(self._session.llm, llm.LLM):
             summary_llm = self._session.llm
         return await self._manager.end_session(self._session_id, llm=summary_llm)
 
@@ -214,6 +216,8 @@ class CallerMemory:
         config: Settings; :meth:`RedisConfig.from_env` when omitted.
         store: A store to use instead of opening one from the settings.
         caller_wait_s: How long :meth:`attach` waits for the caller to join the room.
+        use_session_llm: With no ``llm``, summarize with the session's LLM. False stores the
+            deterministic summary of the transcript instead.
     """
 
     def __init__(
@@ -223,8 +227,10 @@ class CallerMemory:
         config: RedisConfig | None = None,
         store: MemoryStore | None = None,
         caller_wait_s: float = 10.0,
+        use_session_llm: bool = True,
     ) -> None:
         self._llm = llm
+        self._use_session_llm = use_session_llm
         self._config = config
         self._store = store
         self._caller_wait_s = caller_wait_s
@@ -269,7 +275,13 @@ class CallerMemory:
                 participant's attributes (e.g. a console test).
         """
         manager = await self.manager()
-        call = CallMemory(manager, session_id=ctx.job.id, session=session, summary_llm=self._llm)
+        call = CallMemory(
+            manager,
+            session_id=ctx.job.id,
+            session=session,
+            summary_llm=self._llm,
+            use_session_llm=self._use_session_llm,
+        )
         self._calls[call.session_id] = call
         session.on("conversation_item_added", call._on_item_added)
         session.on("close", call._on_close)
@@ -289,6 +301,7 @@ class CallerMemory:
             if ctx.is_fake_job():
                 participant = find_caller(ctx.room)
             else:
+                await ctx.connect()  # idempotent; session.start would do it a moment later
                 participant = await self._wait_for_caller(ctx.room)
         call._participant = participant
         if phone_number is None and participant is not None:

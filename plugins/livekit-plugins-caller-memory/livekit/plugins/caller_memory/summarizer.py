@@ -53,16 +53,23 @@ def render_transcript(turns: Sequence[Turn], *, limit: int = MAX_TRANSCRIPT_CHAR
     return f"{text[:half]}\n[... {len(text) - limit} characters left out ...]\n{text[-half:]}"
 
 
+_NAME = re.compile(r"\b(?:my name is|my name's|this is)\s+([A-Z][\w'-]{1,30})")
+
+
 def fallback_summary(turns: Sequence[Turn]) -> CallSummary:
-    """A summary built from the transcript alone, for when no LLM summary can be had."""
+    """A summary built from the transcript alone, for when no LLM summary can be had.
+
+    It keeps what the caller said, and the name they gave when they said it plainly
+    ("my name is Ana", "this is Ana").
+    """
     said = [t.text.strip() for t in turns if t.role == "user" and t.text.strip()]
     if not said:
-        text = "Call with no words from the caller."
-    else:
-        text = "Caller said: " + " / ".join(said)
-        if len(text) > MAX_SUMMARY:
-            text = text[: MAX_SUMMARY - 1] + "…"
-    return CallSummary(summary=text, source="fallback")
+        return CallSummary(summary="Call with no words from the caller.", source="fallback")
+    text = "Caller said: " + " / ".join(said)
+    if len(text) > MAX_SUMMARY:
+        text = text[: MAX_SUMMARY - 1] + "…"
+    name = next((m.group(1) for line in said if (m := _NAME.search(line))), None)
+    return CallSummary(summary=text, caller_name=name, source="fallback")
 
 
 def _parse(text: str) -> CallSummary:

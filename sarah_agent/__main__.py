@@ -1,0 +1,63 @@
+"""``sarah``: replay recorded calls offline, or run Sarah with the LiveKit commands.
+
+sarah replay [--calls FILE] [-v]   recorded calls through the real plugin, no server needed
+sarah console [--text]             talk to Sarah in this terminal (LiveKit's console mode)
+sarah dev | start                  serve a LiveKit server (LIVEKIT_URL, _API_KEY, _SECRET)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from livekit.plugins.caller_memory import RedisConfig
+from livekit.plugins.caller_memory.connect import ensure_local_redis
+
+__all__ = ["main"]
+
+
+def _replay(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sarah replay", description=__doc__)
+    parser.add_argument("--calls", type=Path, help="a recorded-calls JSON file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every line")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    from .replay import replay
+
+    return asyncio.run(replay(args.calls, verbose=args.verbose))
+
+
+def _serve() -> None:
+    # Start the private Redis here, in the main process, before LiveKit forks its job
+    # processes: they inherit REDIS_URL and share one server that lives as long as the worker.
+    config = RedisConfig.from_env()
+    if config.persistence and not config.is_explicit and config.embedded_redis:
+        from livekit.plugins.caller_memory.connect import _answers
+
+        if not _answers(config.host, config.port):
+            url, _server = ensure_local_redis(config.data_dir)
+            os.environ["REDIS_URL"] = url
+    from livekit.agents import cli
+
+    from .agent import server
+
+    cli.run_app(server)
+
+
+def main() -> int:
+    """Run the ``sarah`` command."""
+    if len(sys.argv) > 1 and sys.argv[1] == "replay":
+        return _replay(sys.argv[2:])
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    _serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Sarah, the reference agent: the offline replay is the product working end to end."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from livekit.plugins.caller_memory import RedisConfig
+from sarah_agent.agent import AGENT_NAME, server
+from sarah_agent.replay import load_calls, replay
+
+
+def _calls(out: str) -> list[str]:
+    return re.findall(r"── Call \d+/\d+ · caller \S+ · ([^\n]+)", out)
+
+
+async def test_replay_remembers_callers_across_calls_and_runs(
+    config: RedisConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    for name, value in {
+        "REDIS_URL": config.redis_url(),
+        "MEMORY_KEY_PREFIX": config.key_prefix,
+        "MEMORY_PHONE_HASH_SECRET": "replay-test-secret-0123456789",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    assert await replay() == 0
+    first = capsys.readouterr().out
+    assert _calls(first) == [
+        "new caller",
+        "new caller",
+        "returning caller",
+        "number withheld: no memory for this call",
+    ]
+    # The returning caller (a different spelling of call 1's number) is greeted by name.
+    third = first.split("── Call 3/4")[1]
+    assert "greeting context: The caller is Ana." in third
+    assert "Welcome back, Ana!" in third
+    assert "name=Ana · calls=2" in third
+
+    assert await replay() == 0
+    second = capsys.readouterr().out
+    assert _calls(second)[:3] == ["returning caller"] * 3
+    assert "name=Ana · calls=4" in second
+    # The replay prints no caller's full number.
+    for recorded in load_calls():
+        digits = re.sub(r"\D", "", recorded.caller or "")
+        assert not digits or digits not in re.sub(r"\D", "", first + second)
+
+
+def test_sarah_is_registered_for_explicit_dispatch() -> None:
+    assert AGENT_NAME == "sarah"
+    assert server._agent_name == "sarah"
+    assert server._entrypoint_fnc is not None and server._session_end_fnc is not None
