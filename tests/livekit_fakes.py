@@ -64,6 +64,7 @@ class ScriptedLLM(llm.LLM[Any]):
         summary: Answers the plugin's summary requests: a dict (sent as JSON), a text, or an
             exception to raise.
         delay: Seconds each conversation answer takes to start.
+        summary_delay: Seconds each summary answer takes to start.
     """
 
     def __init__(
@@ -72,9 +73,11 @@ class ScriptedLLM(llm.LLM[Any]):
         *,
         summary: dict[str, Any] | Reply = "not json",
         delay: float = 0.0,
+        summary_delay: float = 0.0,
     ) -> None:
         super().__init__()
         self._delay = delay
+        self._summary_delay = summary_delay
         self._reply = reply
         self._summary = json.dumps(summary) if isinstance(summary, dict) else summary
         self.requests: list[ChatContext] = []
@@ -111,7 +114,7 @@ class ScriptedLLM(llm.LLM[Any]):
         delay = self._delay
         if is_summary_request(chat_ctx):
             reply: Reply = self._summary
-            delay = 0.0
+            delay = self._summary_delay
         elif callable(self._reply) and not isinstance(self._reply, BaseException):
             reply = self._reply(chat_ctx)
         else:
