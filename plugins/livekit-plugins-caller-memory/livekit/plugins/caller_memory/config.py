@@ -108,6 +108,23 @@ class RedisConfig(BaseSettings):
         validation_alias=_env("max_summaries", "MEMORY_MAX_SUMMARIES"),
     )
 
+    max_connections: int = Field(
+        50, ge=1, le=10_000, validation_alias=_env("max_connections", "REDIS_MAX_CONNECTIONS")
+    )
+    journal_turns: bool = Field(
+        True, validation_alias=_env("journal_turns", "MEMORY_JOURNAL_TURNS")
+    )
+    orphan_after_s: float = Field(
+        constants.DEFAULT_ORPHAN_AFTER_S,
+        gt=0,
+        validation_alias=_env("orphan_after_s", "MEMORY_ORPHAN_AFTER_S"),
+    )
+    outbox_flush_s: float = Field(
+        constants.DEFAULT_OUTBOX_FLUSH_S,
+        gt=0,
+        validation_alias=_env("outbox_flush_s", "MEMORY_OUTBOX_FLUSH_S"),
+    )
+
     @field_validator("default_region")
     @classmethod
     def _upper_region(cls, value: str) -> str:

@@ -11,12 +11,15 @@ __all__ = [
     "DEFAULT_LOOKUP_TIMEOUT_MS",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_MAX_SUMMARIES",
+    "DEFAULT_ORPHAN_AFTER_S",
+    "DEFAULT_OUTBOX_FLUSH_S",
     "DEFAULT_PROFILE_TTL_DAYS",
     "DEFAULT_SESSION_TTL_HOURS",
     "DEFAULT_SUMMARY_TIMEOUT_S",
     "PHONE_KEY",
     "PROFILE_KEY",
     "SESSIONS_KEY",
+    "OPEN_SESSIONS_KEY",
     "SESSION_KEY",
 ]
 
@@ -31,8 +34,14 @@ DEFAULT_LOOKUP_TIMEOUT_MS = 300.0
 """The greeting never waits longer than this for Redis."""
 DEFAULT_SUMMARY_TIMEOUT_S = 6.0
 """Leaves room for the save inside LiveKit's 10-second shutdown window."""
+DEFAULT_ORPHAN_AFTER_S = 900.0
+"""A call whose journal has been idle this long lost its worker: recovery saves it."""
+DEFAULT_OUTBOX_FLUSH_S = 30.0
+"""How often calls kept in the local outbox are retried."""
 
 PHONE_KEY = "{prefix}:phone:{{{phone_hash}}}"
 PROFILE_KEY = "{prefix}:user:{{{user_id}}}:profile"
 SESSIONS_KEY = "{prefix}:user:{{{user_id}}}:sessions"
 SESSION_KEY = "{prefix}:session:{{{session_id}}}"
+OPEN_SESSIONS_KEY = "{prefix}:sessions:open"
+"""Sorted set of calls in progress (score: start time), for crash recovery. TTL 24 hours."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .constants import PHONE_KEY, PROFILE_KEY, SESSION_KEY, SESSIONS_KEY
+from .constants import OPEN_SESSIONS_KEY, PHONE_KEY, PROFILE_KEY, SESSION_KEY, SESSIONS_KEY
 
 __all__ = ["Keys"]
 
@@ -35,6 +35,10 @@ class Keys:
     def session(self, session_id: str) -> str:
         """Key holding one session's full data (JSON)."""
         return SESSION_KEY.format(prefix=self.prefix, session_id=session_id)
+
+    def open_sessions(self) -> str:
+        """Key of the sorted set of calls in progress (crash recovery)."""
+        return OPEN_SESSIONS_KEY.format(prefix=self.prefix)
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix."""

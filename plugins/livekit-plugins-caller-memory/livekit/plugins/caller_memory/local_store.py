@@ -23,6 +23,8 @@ class InMemoryStore(MemoryStore):
         self._strings: dict[str, tuple[str, float]] = {}
         self._lists: dict[str, tuple[list[str], float]] = {}
         self._lock = asyncio.Lock()
+        self._open: dict[str, float] = {}
+        """Calls in progress: session id -> monotonic time of the last journal write."""
 
     async def connect(self) -> bool:
         """Always succeeds: there is nothing to connect to."""
@@ -110,6 +112,7 @@ class InMemoryStore(MemoryStore):
         profile: str,
         session_id: str,
         session: str,
+        set_aside: bool,
     ) -> tuple[bool, str | None]:
         async with self._lock:
             profile_key = self._keys.profile(user_id)
@@ -117,7 +120,10 @@ class InMemoryStore(MemoryStore):
             if (current or "") != (expected_profile or ""):
                 return False, current
             ttl = self._config.profile_ttl_seconds
+            if set_aside and current is not None:
+                self._set(f"{profile_key}:unreadable", current, ttl)
             self._set(profile_key, profile, ttl)
+            self._open.pop(session_id, None)
             sessions_key = self._keys.sessions(user_id)
             items = self._list(sessions_key)
             if session_id not in items:
@@ -134,6 +140,30 @@ class InMemoryStore(MemoryStore):
             self._strings.pop(key, None)
             self._lists.pop(key, None)
         return [key for key in keys if key in live]
+
+    async def _journal_open(self, session_id: str, header: str) -> None:
+        self._set(self._keys.session(session_id), header, self._config.session_ttl_seconds)
+        self._open[session_id] = time.monotonic()
+
+    async def _journal_append(self, session_id: str, lines: str) -> None:
+        key = self._keys.session(session_id)
+        entry = self._strings.get(key)
+        if entry is None or entry[1] <= time.monotonic():
+            self._set(key, lines.lstrip("\n"), self._config.session_ttl_seconds)
+        else:
+            self._strings[key] = (entry[0] + lines, entry[1])
+        if session_id in self._open:
+            self._open[session_id] = time.monotonic()
+
+    async def _journal_release(self, session_id: str) -> None:
+        self._open[session_id] = time.monotonic()
+
+    async def _claim_orphans(self, idle_s: float) -> list[tuple[str, str | None]]:
+        now = time.monotonic()
+        idle = [sid for sid, last in self._open.items() if now - last >= idle_s]
+        for sid in idle:
+            del self._open[sid]
+        return [(sid, self._get(self._keys.session(sid))) for sid in idle]
 
     async def _get_raw(self, key: str) -> str | None:
         return self._get(key)

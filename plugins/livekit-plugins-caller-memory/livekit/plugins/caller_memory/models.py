@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -11,9 +11,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "CallSummary",
     "CallerProfile",
+    "JournalHeader",
+    "OutboxEntry",
     "PastCall",
     "SessionRecord",
     "Turn",
+    "is_journal",
+    "migrate_profile",
+    "parse_journal",
     "utcnow",
 ]
 
@@ -192,3 +197,84 @@ class SessionRecord(_Model):
     ended_at: datetime | None = None
     turns: list[Turn] = Field(default_factory=list)
     summary: CallSummary | None = None
+
+
+class JournalHeader(_Model):
+    """First line of a call's journal: the in-progress form of ``{prefix}:session:{id}``.
+
+    While a call is going on, its session key holds JSON lines: this header, then one
+    :class:`Turn` per line, appended as the call goes, so a worker that dies mid-call loses
+    at most its last turn. The save replaces the journal with the :class:`SessionRecord`.
+    """
+
+    journal: int = 1
+    session_id: str
+    user_id: str | None = None
+    phone_hash: str | None = None
+    started_at: datetime
+
+
+def is_journal(raw: str) -> bool:
+    """True when a session key's value is a journal (a call not saved yet)."""
+    return raw.startswith('{"journal"')
+
+
+def parse_journal(raw: str) -> tuple[SessionRecord, str | None]:
+    """A journal as the session it records (unended), and the caller's phone hash.
+
+    Lines that cannot be read (a turn cut by a crash mid-write) are skipped.
+    """
+    lines = raw.splitlines()
+    header = JournalHeader.model_validate_json(lines[0])
+    turns = []
+    for line in lines[1:]:
+        try:
+            turns.append(Turn.model_validate_json(line))
+        except ValueError:
+            continue
+    record = SessionRecord(
+        session_id=header.session_id,
+        user_id=header.user_id,
+        started_at=header.started_at,
+        turns=turns,
+    )
+    return record, header.phone_hash
+
+
+class OutboxEntry(_Model):
+    """A finished call that could not be written to Redis, kept on local disk until it can."""
+
+    v: int = SCHEMA_VERSION
+    record: SessionRecord
+    phone_hash: str | None = None
+    kept_at: datetime
+
+
+def migrate_profile(data: Any) -> Any:
+    """Bring a stored profile of an older schema to the current one.
+
+    Version 0 is the layout of the original guide's store: no ``v``, a single ``last_summary``
+    and ``last_call`` / ``created_at`` times, ``preferences`` possibly a list of notes.
+    """
+    if not isinstance(data, dict) or data.get("v", 0) >= SCHEMA_VERSION:
+        return data
+    migrated = dict(data)
+    preferences = migrated.get("preferences")
+    if isinstance(preferences, list):
+        migrated["preferences"] = {f"note_{i + 1}": str(p) for i, p in enumerate(preferences)}
+    last_call = migrated.pop("last_call", None) or migrated.get("last_call_at")
+    first_call = migrated.pop("created_at", None) or migrated.get("first_call_at")
+    last_summary = migrated.pop("last_summary", None)
+    if last_summary and not migrated.get("calls"):
+        migrated["calls"] = [
+            {
+                "session_id": "legacy",
+                "at": last_call or first_call or utcnow(),
+                "summary": last_summary,
+            }
+        ]
+    migrated.setdefault("call_count", len(migrated.get("calls", [])))
+    migrated["last_call_at"] = last_call
+    migrated["first_call_at"] = first_call
+    migrated["v"] = SCHEMA_VERSION
+    return migrated

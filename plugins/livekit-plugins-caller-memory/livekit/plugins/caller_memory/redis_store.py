@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -26,13 +26,16 @@ __all__ = ["RedisMemoryStore"]
 # Compare-and-set of the profile, then every write of the call with its TTL, in one atomic step.
 # One command per save matters on per-command billing (Upstash), and the script is the
 # transaction: nothing is half-written if the worker dies.
-#   KEYS: profile, sessions, session[, phone]
+#   KEYS: profile, sessions, session, profile:unreadable, open sessions[, phone]
 #   ARGV: expected profile ('' = none), new profile, session id, session json,
-#         profile ttl, session ttl, sessions kept
+#         profile ttl, session ttl, sessions kept, set aside ('1' / '0')
 _SAVE_CALL = """
 local current = redis.call('GET', KEYS[1])
 if (current or '') ~= ARGV[1] then
   return {0, current or ''}
+end
+if ARGV[8] == '1' and current then
+  redis.call('SET', KEYS[4], current, 'EX', ARGV[5])
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
 if not redis.call('LPOS', KEYS[2], ARGV[3]) then
@@ -41,10 +44,21 @@ if not redis.call('LPOS', KEYS[2], ARGV[3]) then
 end
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[6])
-if KEYS[4] then
-  redis.call('EXPIRE', KEYS[4], ARGV[5])
+redis.call('ZREM', KEYS[5], ARGV[3])
+if KEYS[6] then
+  redis.call('EXPIRE', KEYS[6], ARGV[5])
 end
 return {1}
+"""
+
+# APPEND keeps a key's TTL, but would create a key without one if the journal had expired or
+# been erased meanwhile: no key is ever left without a TTL.
+_APPEND_JOURNAL = """
+local size = redis.call('APPEND', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return size
 """
 
 
@@ -77,7 +91,8 @@ class RedisMemoryStore(MemoryStore):
         self._client = client
         self._owns_client = client is None
         self._embedded = embedded
-        self._save_script: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._slots = asyncio.Semaphore(self._config.max_connections)
         self.last_error: str | None = None
         """The guide's troubleshooting text of the last failed :meth:`connect`."""
 
@@ -99,6 +114,7 @@ class RedisMemoryStore(MemoryStore):
             "retry_on_error": [RedisConnectionError, RedisTimeoutError],
             "health_check_interval": 30,
             "client_name": "caller-memory",
+            "max_connections": config.max_connections,
         }
         url = config.redis_url()
         if config.uses_tls:
@@ -122,7 +138,6 @@ class RedisMemoryStore(MemoryStore):
             await self._drop_client()
             return False
         self.last_error = None
-        self._save_script = self.client.register_script(_SAVE_CALL)
         logger.info("connected to Redis", extra={"server": self._config.describe_server()})
         return True
 
@@ -145,6 +160,7 @@ class RedisMemoryStore(MemoryStore):
             await asyncio.to_thread(server.stop)
 
     async def _drop_client(self) -> None:
+        self._scripts.clear()  # registered on the client being dropped
         client, self._client = self._client, None
         if client is not None and self._owns_client:
             await client.aclose()
@@ -176,8 +192,14 @@ class RedisMemoryStore(MemoryStore):
         }
 
     # -- raw operations --------------------------------------------------------------------
+    # Each holds one slot of a semaphore as large as the connection pool: past that, callers
+    # queue in order instead of the pool raising MaxConnectionsError.
 
     async def _lookup_raw(self, phone_hash: str, *, create: bool) -> _RawLookup:
+        async with self._slots:
+            return await self._lookup(phone_hash, create=create)
+
+    async def _lookup(self, phone_hash: str, *, create: bool) -> _RawLookup:
         client = self.client
         ttl = self._config.profile_ttl_seconds
         phone_key = self._keys.phone(phone_hash)
@@ -192,7 +214,7 @@ class RedisMemoryStore(MemoryStore):
                 return _RawLookup(user_id=candidate, is_new=True)
             user_id = _text(await client.get(phone_key))
             if user_id is None:  # expired between the two commands: take it again
-                return await self._lookup_raw(phone_hash, create=create)
+                return await self._lookup(phone_hash, create=create)
         # Round trip 2: what do we know about them?
         async with client.pipeline(transaction=False) as pipe:
             pipe.getex(self._keys.profile(user_id), ex=ttl)
@@ -222,35 +244,93 @@ class RedisMemoryStore(MemoryStore):
         profile: str,
         session_id: str,
         session: str,
+        set_aside: bool,
     ) -> tuple[bool, str | None]:
-        if self._save_script is None:
-            self._save_script = self.client.register_script(_SAVE_CALL)
+        profile_key = self._keys.profile(user_id)
         keys = [
-            self._keys.profile(user_id),
+            profile_key,
             self._keys.sessions(user_id),
             self._keys.session(session_id),
+            f"{profile_key}:unreadable",
+            self._keys.open_sessions(),
         ]
         if phone_hash is not None:
             keys.append(self._keys.phone(phone_hash))
         config = self._config
-        result = await self._save_script(
-            keys=keys,
-            args=[
-                expected_profile or "",
-                profile,
-                session_id,
-                session,
-                config.profile_ttl_seconds,
-                config.session_ttl_seconds,
-                config.max_sessions,
-            ],
-        )
+        args = [
+            expected_profile or "",
+            profile,
+            session_id,
+            session,
+            config.profile_ttl_seconds,
+            config.session_ttl_seconds,
+            config.max_sessions,
+            "1" if set_aside else "0",
+        ]
+        async with self._slots:
+            result = await self._script("save", _SAVE_CALL)(keys=keys, args=args)
         if int(result[0]) == 1:
             return True, None
         return False, (_text(result[1]) or None)
 
+    async def _journal_open(self, session_id: str, header: str) -> None:
+        ttl = self._config.session_ttl_seconds
+        async with self._slots, self.client.pipeline(transaction=False) as pipe:
+            pipe.set(self._keys.session(session_id), header, ex=ttl)
+            pipe.zadd(self._keys.open_sessions(), {session_id: time.time()})
+            pipe.expire(self._keys.open_sessions(), ttl)
+            await pipe.execute()
+
+    async def _journal_append(self, session_id: str, lines: str) -> None:
+        key = self._keys.session(session_id)
+        async with self._slots:
+            await self._script("append", _APPEND_JOURNAL)(
+                keys=[key], args=[lines, self._config.session_ttl_seconds]
+            )
+
+    async def _journal_release(self, session_id: str) -> None:
+        ttl = self._config.session_ttl_seconds
+        async with self._slots, self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._keys.open_sessions(), {session_id: time.time()})
+            pipe.expire(self._keys.open_sessions(), ttl)
+            await pipe.execute()
+
+    async def _claim_orphans(self, idle_s: float) -> list[tuple[str, str | None]]:
+        client = self.client
+        open_key = self._keys.open_sessions()
+        async with self._slots:
+            members = await client.zrange(open_key, 0, -1)
+        open_ids = [_text(cast("str | bytes", m)) or "" for m in members]
+        claimed: list[tuple[str, str | None]] = []
+        for session_id in open_ids:
+            key = self._keys.session(session_id)
+            async with self._slots:
+                idle = await self._idle_seconds(key)
+                if idle is not None and idle < idle_s:
+                    continue  # its worker is still writing to it
+                # ZREM answers 1 to exactly one claimer: two recoveries never save it twice.
+                if not await client.zrem(open_key, session_id):
+                    continue
+                raw = _text(await client.get(key))
+            claimed.append((session_id, raw))
+        return claimed
+
+    async def _idle_seconds(self, key: str) -> float | None:
+        try:
+            idle = await self.client.object("idletime", key)
+        except ResponseError:  # an LFU eviction policy has no idle time: use the TTL spent
+            ttl = await self.client.ttl(key)
+            return None if ttl < 0 else float(self._config.session_ttl_seconds - ttl)
+        return None if idle is None else float(idle)
+
+    def _script(self, name: str, source: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.client.register_script(source)
+        return script
+
     async def _delete_raw(self, keys: list[str]) -> list[str]:
-        async with self.client.pipeline(transaction=True) as pipe:
+        async with self._slots, self.client.pipeline(transaction=True) as pipe:
             for key in keys:
                 pipe.exists(key)
             for key in keys:
@@ -259,10 +339,12 @@ class RedisMemoryStore(MemoryStore):
         return [key for key, existed in zip(keys, results[: len(keys)], strict=True) if existed]
 
     async def _get_raw(self, key: str) -> str | None:
-        return _text(await self.client.get(key))
+        async with self._slots:
+            return _text(await self.client.get(key))
 
     async def _list_raw(self, key: str) -> list[str]:
-        return [_text(v) or "" for v in await self.client.lrange(key, 0, -1)]
+        async with self._slots:
+            return [_text(v) or "" for v in await self.client.lrange(key, 0, -1)]
 
 
 def _text(value: bytes | str | None) -> str | None:

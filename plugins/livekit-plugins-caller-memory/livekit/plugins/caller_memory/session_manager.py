@@ -14,6 +14,7 @@ await manager.end_session(sid)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -26,9 +27,20 @@ from .config import RedisConfig
 from .connect import open_store
 from .exceptions import CallerMemoryError, InvalidPhoneNumberError
 from .log import logger
-from .models import CallerProfile, CallSummary, SessionRecord, Turn, utcnow
+from .models import (
+    CallerProfile,
+    CallSummary,
+    JournalHeader,
+    SessionRecord,
+    Turn,
+    is_journal,
+    parse_journal,
+    utcnow,
+)
+from .outbox import Outbox
 from .store import CallerLookup, MemoryStore
 from .summarizer import Summarizer
+from .troubleshooting import diagnose
 
 __all__ = [
     "SessionContext",
@@ -42,6 +54,8 @@ LookupStatus = Literal["returning", "new", "no_number", "invalid_number", "timeo
 MAX_TURNS = 400
 """Turns kept per call; a runaway call keeps its first and last turns."""
 MAX_TURN_CHARS = 4_000
+_JOURNAL_GRACE_S = 1.0
+"""How long hang-up waits for the journal's last write before saving."""
 
 
 @dataclass(frozen=True)
@@ -124,26 +138,43 @@ class _LiveSession:
     started_at: datetime
     turns: list[Turn] = field(default_factory=list)
     dropped_turns: int = 0
+    unjournaled: list[Turn] = field(default_factory=list)
+    journal: asyncio.Task[None] | None = None
+    journal_writer: asyncio.Task[None] | None = None
 
 
 class SessionManager:
     """Keeps the calls in progress and turns each finished one into memory.
+
+    Nothing a call learned is lost to an outage: turns are journaled to the session key as the
+    call goes (a worker killed mid-call loses at most its last turn, and :meth:`recover_orphans`
+    saves such calls later), and a call that cannot be saved at hang-up goes to a durable local
+    :class:`~.outbox.Outbox`, flushed by :meth:`flush_outbox` at start, every
+    ``MEMORY_OUTBOX_FLUSH_S`` and by ``caller-memory flush``.
 
     Args:
         store: Where memory is kept (connected or not: a down store means calls without
             memory, not failed calls).
         llm: Summarizes calls at hang-up; None stores a deterministic summary.
         owns_store: Close the store in :meth:`aclose`.
+        outbox: Where unsaved calls wait; ``MEMORY_DATA_DIR/outbox`` by default.
     """
 
     def __init__(
-        self, store: MemoryStore, *, llm: lk_llm.LLM[Any] | None = None, owns_store: bool = False
+        self,
+        store: MemoryStore,
+        *,
+        llm: lk_llm.LLM[Any] | None = None,
+        owns_store: bool = False,
+        outbox: Outbox | None = None,
     ) -> None:
         self._store = store
         self._config = store.config
         self._summarizer = Summarizer(llm, timeout=self._config.summary_timeout_s)
         self._owns_store = owns_store
+        self._outbox = outbox or Outbox(self._config.data_dir / "outbox")
         self._live: dict[str, _LiveSession] = {}
+        self._maintenance: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> MemoryStore:
@@ -154,6 +185,11 @@ class SessionManager:
     def config(self) -> RedisConfig:
         """The settings in force."""
         return self._config
+
+    @property
+    def outbox(self) -> Outbox:
+        """Calls that wait for the store to come back."""
+        return self._outbox
 
     @property
     def active_sessions(self) -> list[str]:
@@ -199,14 +235,19 @@ class SessionManager:
             except Exception as e:  # the store is down: the call goes on
                 status = "error"
                 logger.warning(
-                    "caller lookup failed, greeting as a new caller",
+                    "caller lookup failed (%s), greeting as a new caller",
+                    diagnose(e, self._config).reason,
                     extra={"error": type(e).__name__},
                 )
             else:
                 status = "returning" if lookup.is_returning else "new"
-        self._live[session_id] = _LiveSession(
+        live = _LiveSession(
             session_id=session_id, phone_hash=phone_hash, lookup=lookup, started_at=utcnow()
         )
+        self._live[session_id] = live
+        if phone_hash is not None and self._config.journal_turns and status != "error":
+            # In the background: the greeting does not wait for the journal.
+            live.journal = asyncio.get_running_loop().create_task(self._open_journal(live))
         logger.debug(
             "session started",
             extra={
@@ -232,7 +273,7 @@ class SessionManager:
         """Record one utterance (``role`` is ``"user"`` or ``"assistant"``). Cheap and sync.
 
         Unknown sessions and empty texts are ignored, so a late event after hang-up is
-        harmless.
+        harmless. The turn reaches the call's journal in Redis in the background.
         """
         live = self._live.get(session_id)
         if live is None or not text or not text.strip():
@@ -245,6 +286,12 @@ class SessionManager:
             del live.turns[MAX_TURNS // 2]
             live.dropped_turns += 1
         live.turns.append(turn)
+        if live.journal is not None:
+            live.unjournaled.append(turn)
+            if live.journal_writer is None or live.journal_writer.done():
+                live.journal_writer = asyncio.get_running_loop().create_task(
+                    self._write_journal(live)
+                )
 
     def turns(self, session_id: str) -> list[Turn]:
         """The turns recorded so far for a call in progress."""
@@ -256,17 +303,21 @@ class SessionManager:
     ) -> CallerProfile | None:
         """Summarize the call and save it into the caller's memory.
 
+        When the store cannot take it, the call is kept in the local outbox and written
+        later: it is never dropped.
+
         Args:
             session_id: The call to end.
             llm: Summarize with this LLM instead of the manager's.
 
         Returns:
             The caller's updated profile, or None when the call has nothing to remember (no
-            usable number) or could not be saved (the reason is logged).
+            usable number) or went to the outbox (the reason is logged).
         """
         live = self._live.pop(session_id, None)
         if live is None:
             return None
+        await self._stop_journal(live)
         if live.phone_hash is None:
             logger.debug("session ended without a caller number, nothing to remember")
             return None
@@ -283,27 +334,137 @@ class SessionManager:
             started_at=live.started_at,
             ended_at=utcnow(),
             turns=live.turns,
+            summary=summary,
         )
+        return await self._save(record, summary, phone_hash=live.phone_hash, base=base)
+
+    async def _save(
+        self,
+        record: SessionRecord,
+        summary: CallSummary,
+        *,
+        phone_hash: str,
+        base: CallerLookup | None = None,
+    ) -> CallerProfile | None:
         try:
-            profile = await self._store.save_call(
-                record, summary, phone_hash=live.phone_hash, base=base
-            )
+            profile = await self._store.save_call(record, summary, phone_hash=phone_hash, base=base)
         except Exception as e:
-            logger.error(
-                "could not save the call into memory",
-                extra={"session_id": session_id, "error": type(e).__name__},
+            self._outbox.put(record.model_copy(update={"summary": summary}), phone_hash=phone_hash)
+            diagnosis = diagnose(e, self._config)
+            logger.warning(
+                "memory store unavailable (%s): the call is kept in the local outbox and "
+                "written when the store is back. %s",
+                diagnosis.reason,
+                " ".join(f"{hint}." for hint in diagnosis.hints),
+                extra={"session_id": record.session_id, "error": type(e).__name__},
             )
             return None
         logger.info(
             "call saved into memory",
-            extra={"session_id": session_id, "summary_source": summary.source},
+            extra={"session_id": record.session_id, "summary_source": summary.source},
         )
         return profile
 
+    # -- the journal ------------------------------------------------------------------------
+
+    async def _open_journal(self, live: _LiveSession) -> None:
+        header = JournalHeader(
+            session_id=live.session_id,
+            user_id=live.lookup.user_id if live.lookup else None,
+            phone_hash=live.phone_hash,
+            started_at=live.started_at,
+        )
+        await self._store.open_journal(header)
+
+    async def _write_journal(self, live: _LiveSession) -> None:
+        assert live.journal is not None
+        try:
+            await live.journal
+            while live.unjournaled:
+                batch, live.unjournaled = live.unjournaled, []
+                await self._store.append_journal(live.session_id, batch)
+        except Exception as e:
+            # The turns are still in memory and are saved at hang-up (or kept in the outbox).
+            logger.debug("call journal unavailable", extra={"error": type(e).__name__})
+            live.unjournaled.clear()
+
+    async def _stop_journal(self, live: _LiveSession) -> None:
+        tasks = [t for t in (live.journal, live.journal_writer) if t is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=_JOURNAL_GRACE_S)
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a failed journal is not an error of the call
+
+    # -- what outages leave behind -----------------------------------------------------------
+
+    async def flush_outbox(self) -> tuple[int, int]:
+        """Write the calls kept in the outbox to the store. Returns ``(saved, left)``."""
+        return await self._outbox.flush(self._store)
+
+    async def recover_orphans(self, *, idle_s: float | None = None) -> int:
+        """Save the calls whose worker died mid-call, from their journals.
+
+        Args:
+            idle_s: How long a journal must have been idle; ``MEMORY_ORPHAN_AFTER_S`` by
+                default.
+
+        Returns:
+            How many calls were recovered.
+        """
+        idle = self._config.orphan_after_s if idle_s is None else idle_s
+        recovered = 0
+        for session_id, raw in await self._store.claim_orphans(idle):
+            if session_id in self._live:  # ours and alive, just quiet
+                await self._store.release_orphan(session_id)
+                continue
+            if raw is None or not is_journal(raw):
+                continue  # expired, or saved meanwhile
+            try:
+                record, phone_hash = parse_journal(raw)
+            except ValueError:
+                logger.warning("unreadable call journal skipped", extra={"session_id": session_id})
+                continue
+            if phone_hash is None:
+                continue
+            summary = await self._summarizer.summarize(record.turns)
+            record = record.model_copy(update={"ended_at": utcnow(), "summary": summary})
+            if await self._save(record, summary, phone_hash=phone_hash) is not None:
+                recovered += 1
+        if recovered:
+            logger.info("calls recovered from journals", extra={"recovered": recovered})
+        return recovered
+
+    def start_maintenance(self) -> None:
+        """Flush the outbox and recover orphaned calls now, then every
+        ``MEMORY_OUTBOX_FLUSH_S``, in the background (until :meth:`aclose`)."""
+        if self._maintenance is None or self._maintenance.done():
+            self._maintenance = asyncio.get_running_loop().create_task(
+                self._maintain(), name="caller_memory.maintenance"
+            )
+
+    async def _maintain(self) -> None:
+        while True:
+            try:
+                if len(self._outbox):
+                    await self.flush_outbox()
+                await self.recover_orphans()
+            except Exception as e:
+                logger.debug("memory maintenance failed", extra={"error": type(e).__name__})
+            await asyncio.sleep(self._config.outbox_flush_s)
+
     async def aclose(self) -> None:
-        """End the calls still open, then close the store if this manager opened it."""
+        """End the calls still open, stop the maintenance, and close the store if owned."""
         for session_id in list(self._live):
             await self.end_session(session_id)
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
         if self._owns_store:
             await self._store.disconnect()
 
@@ -330,6 +491,7 @@ async def init_session_manager(
     if store is None:
         store = await open_store(config)
     _manager = SessionManager(store, llm=llm, owns_store=owns)
+    _manager.start_maintenance()
     return _manager
 
 

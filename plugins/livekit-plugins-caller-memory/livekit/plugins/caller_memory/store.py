@@ -10,6 +10,7 @@ calls from one caller ending together both land.
 from __future__ import annotations
 
 import abc
+import json
 import secrets
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -22,7 +23,14 @@ from .exceptions import CallerMemoryError
 from .identity import PhoneHasher, load_dev_secret
 from .keys import Keys
 from .log import logger
-from .models import CallerProfile, CallSummary, SessionRecord
+from .models import (
+    CallerProfile,
+    CallSummary,
+    JournalHeader,
+    SessionRecord,
+    Turn,
+    migrate_profile,
+)
 
 __all__ = ["CallerLookup", "MemoryStore", "new_user_id"]
 
@@ -146,8 +154,12 @@ class MemoryStore(abc.ABC):
         profile: str,
         session_id: str,
         session: str,
+        set_aside: bool,
     ) -> tuple[bool, str | None]:
         """Compare-and-set of the profile plus the session writes, all or nothing.
+
+        With ``set_aside``, the current (unreadable) profile is first copied to
+        ``{profile key}:unreadable``. The call leaves the in-progress list.
 
         Returns ``(True, None)`` when written, ``(False, current_profile)`` when the profile
         changed since ``expected_profile`` was read.
@@ -257,7 +269,8 @@ class MemoryStore(abc.ABC):
         else:
             expected = await self._get_raw(self._keys.profile(user_id))
         for _ in range(_MAX_CAS_ATTEMPTS):
-            current = self._parse_profile(user_id, expected) or CallerProfile(user_id=user_id)
+            parsed = self._parse_profile(user_id, expected)
+            current = parsed or CallerProfile(user_id=user_id)
             profile = current.merged(
                 summary,
                 session_id=record.session_id,
@@ -271,11 +284,52 @@ class MemoryStore(abc.ABC):
                 profile=profile.model_dump_json(exclude_none=True),
                 session_id=record.session_id,
                 session=session_json,
+                # Unreadable data is kept aside (90 days), never silently overwritten.
+                set_aside=expected is not None and parsed is None,
             )
             if done:
                 return profile
             expected = latest
         raise CallerMemoryError("the caller's profile kept changing during the save; retry later")
+
+    # -- the call journal (crash safety) ---------------------------------------------------
+
+    async def open_journal(self, header: JournalHeader) -> None:
+        """Start a call's journal in its session key, and list the call as in progress."""
+        await self._journal_open(header.session_id, header.model_dump_json())
+
+    async def append_journal(self, session_id: str, turns: list[Turn]) -> None:
+        """Append turns to a call's journal, in one command."""
+        if turns:
+            lines = "".join("\n" + turn.model_dump_json() for turn in turns)
+            await self._journal_append(session_id, lines)
+
+    async def claim_orphans(self, idle_s: float) -> list[tuple[str, str | None]]:
+        """Calls in progress whose journal has been idle ``idle_s`` seconds: their worker died.
+
+        Each orphan is claimed by one caller only (it leaves the in-progress list); hand it
+        back with :meth:`release_orphan` when it cannot be saved now.
+
+        Returns:
+            ``(session_id, journal)`` pairs; the journal is None when it has expired.
+        """
+        return await self._claim_orphans(idle_s)
+
+    async def release_orphan(self, session_id: str) -> None:
+        """Put a claimed orphan back on the in-progress list, for a later recovery."""
+        await self._journal_release(session_id)
+
+    @abc.abstractmethod
+    async def _journal_open(self, session_id: str, header: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _journal_append(self, session_id: str, lines: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _claim_orphans(self, idle_s: float) -> list[tuple[str, str | None]]: ...
+
+    @abc.abstractmethod
+    async def _journal_release(self, session_id: str) -> None: ...
 
     async def forget(self, phone_hash: str) -> list[str]:
         """Delete what is held about the caller of a phone hash, in one atomic step.
@@ -300,11 +354,12 @@ class MemoryStore(abc.ABC):
         if raw is None:
             return None
         try:
-            profile = CallerProfile.model_validate_json(raw)
-        except ValidationError:
+            profile = CallerProfile.model_validate(migrate_profile(json.loads(raw)))
+        except (ValidationError, ValueError, TypeError, AttributeError):
             # Name the key (an opaque id), never the content: it is personal data.
             logger.warning(
-                "unreadable caller profile, treating the caller as new",
+                "unreadable caller profile, treating the caller as new; it is kept aside "
+                "under the key with ':unreadable' appended at the next save",
                 extra={"key": self._keys.profile(user_id)},
             )
             return None

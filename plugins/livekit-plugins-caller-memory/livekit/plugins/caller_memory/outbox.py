@@ -1,0 +1,147 @@
+"""The local outbox: finished calls that Redis could not take, kept on disk until it can.
+
+One file per call under ``MEMORY_DATA_DIR/outbox/``, written durably (a temporary file,
+fsync, rename, fsync of the folder), readable by the owner only (0600). A file holds what Redis
+would have held for the call (its turns, its summary, the caller's keyed phone hash), never the
+raw phone number. Flushing saves each entry with the store's idempotent save and deletes it:
+replaying an entry twice stores the call once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .log import logger
+from .models import OutboxEntry, SessionRecord, utcnow
+from .store import MemoryStore
+from .summarizer import fallback_summary
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    """Durable local storage of unsaved calls.
+
+    Args:
+        folder: Where the entries live (created on first write).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    @property
+    def folder(self) -> Path:
+        """The outbox folder."""
+        return self._folder
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._entries())
+
+    def put(self, record: SessionRecord, *, phone_hash: str | None) -> Path:
+        """Keep one finished call (its summary included); replaces an entry of the same call."""
+        self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        entry = OutboxEntry(record=record, phone_hash=phone_hash, kept_at=utcnow())
+        path = self._folder / f"{_file_id(record.session_id)}.json"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, entry.model_dump_json().encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(self._folder)
+        return path
+
+    def entries(self) -> list[OutboxEntry]:
+        """The calls waiting, oldest first (unreadable files are set aside)."""
+        return [entry for _, entry in self._read_all()]
+
+    async def flush(self, store: MemoryStore) -> tuple[int, int]:
+        """Save every waiting call into ``store``.
+
+        Only one process flushes at a time; the others return at once.
+
+        Returns:
+            ``(saved, left)``: calls written to the store, and calls still waiting.
+        """
+        if not self._folder.is_dir():
+            return 0, 0
+        with self._exclusive() as acquired:
+            if not acquired:
+                return 0, len(self)
+            saved = 0
+            for path, entry in self._read_all():
+                try:
+                    summary = entry.record.summary or fallback_summary(entry.record.turns)
+                    await store.save_call(entry.record, summary, phone_hash=entry.phone_hash)
+                except Exception as e:
+                    logger.warning(
+                        "outbox flush stopped: the store still fails",
+                        extra={"error": type(e).__name__, "waiting": len(self)},
+                    )
+                    break
+                path.unlink(missing_ok=True)
+                saved += 1
+            if saved:
+                _fsync_dir(self._folder)
+                logger.info("calls from the outbox saved", extra={"saved": saved})
+            return saved, len(self)
+
+    def _entries(self) -> Iterator[Path]:
+        if not self._folder.is_dir():
+            return iter(())
+        return iter(sorted(self._folder.glob("*.json"), key=_mtime))
+
+    def _read_all(self) -> list[tuple[Path, OutboxEntry]]:
+        out = []
+        for path in self._entries():
+            try:
+                out.append((path, OutboxEntry.model_validate_json(path.read_bytes())))
+            except (OSError, ValidationError, ValueError):
+                bad = self._folder / "unreadable"
+                bad.mkdir(exist_ok=True, mode=0o700)
+                with contextlib.suppress(OSError):
+                    path.replace(bad / path.name)
+                logger.warning("unreadable outbox entry set aside", extra={"file": path.name})
+        return out
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[bool]:
+        with open(self._folder / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _file_id(session_id: str) -> str:
+    # Session ids come from LiveKit and may hold any character: the file name is a digest.
+    return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
