@@ -10,8 +10,12 @@ calls from one caller ending together both land.
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import json
+import random
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -34,7 +38,7 @@ from .models import (
 
 __all__ = ["CallerLookup", "MemoryStore", "new_user_id"]
 
-_MAX_CAS_ATTEMPTS = 8
+_MAX_CAS_ATTEMPTS = 64
 
 
 def new_user_id() -> str:
@@ -84,6 +88,7 @@ class MemoryStore(abc.ABC):
         self._config = config or RedisConfig.from_env()
         self._keys = Keys(self._config.key_prefix)
         self._hasher = hasher
+        self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     @property
     def config(self) -> RedisConfig:
@@ -262,13 +267,29 @@ class MemoryStore(abc.ABC):
             record = record.model_copy(update={"user_id": user_id})
         ended_at = record.ended_at or record.started_at
         record = record.model_copy(update={"summary": summary, "ended_at": ended_at})
-        session_json = record.model_dump_json()
 
+        # Calls of one caller ending together in this process take turns; the compare-and-set
+        # below still guards against other processes.
+        async with self._user_lock(user_id):
+            return await self._merge_and_save(record, summary, user_id, phone_hash, base)
+
+    async def _merge_and_save(
+        self,
+        record: SessionRecord,
+        summary: CallSummary,
+        user_id: str,
+        phone_hash: str | None,
+        base: CallerLookup | None,
+    ) -> CallerProfile:
+        ended_at = record.ended_at or record.started_at
+        session_json = record.model_dump_json()
         if base is not None and base.user_id == user_id:
             expected = base.profile_raw
         else:
             expected = await self._get_raw(self._keys.profile(user_id))
-        for _ in range(_MAX_CAS_ATTEMPTS):
+        for attempt in range(_MAX_CAS_ATTEMPTS):
+            if attempt >= 2:  # heavy contention across processes: spread the retries
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
             parsed = self._parse_profile(user_id, expected)
             current = parsed or CallerProfile(user_id=user_id)
             profile = current.merged(
@@ -291,6 +312,19 @@ class MemoryStore(abc.ABC):
                 return profile
             expected = latest
         raise CallerMemoryError("the caller's profile kept changing during the save; retry later")
+
+    @contextlib.asynccontextmanager
+    async def _user_lock(self, user_id: str) -> AsyncIterator[None]:
+        entry = self._user_locks.setdefault(user_id, (asyncio.Lock(), [0]))
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._user_locks[user_id]
 
     # -- the call journal (crash safety) ---------------------------------------------------
 
