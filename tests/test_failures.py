@@ -381,3 +381,32 @@ def test_outbox_files_are_private(tmp_path: Path) -> None:
     assert path.parent == tmp_path / "outbox" and "/" not in path.name[:-5]
     assert os.stat(path).st_mode & 0o077 == 0
     assert [e.record.session_id for e in box.entries()] == ["x/../y"]
+
+
+async def test_flush_command_writes_the_outbox(server: EmbeddedRedis, tmp_path: Path) -> None:
+    config = _config(server, tmp_path)
+    store = RedisMemoryStore(config)
+    manager = SessionManager(store)
+    ctx = await manager.start_session(session_id="cli-flush", phone_number=PHONE)
+    manager.add_turn("cli-flush", "user", "hello")
+    server.stop()
+    await manager.end_session("cli-flush")
+    await store.disconnect()
+    env = {
+        **os.environ,
+        "REDIS_URL": server.url,
+        "MEMORY_DATA_DIR": str(config.data_dir),
+        "MEMORY_PHONE_HASH_SECRET": TEST_SECRET,
+        "MEMORY_KEY_PREFIX": "f",
+    }
+    command = [sys.executable, "-m", "livekit.plugins.caller_memory.cli", "flush"]
+    down = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1 and "Connection refused" in down.stderr
+    server.start()
+    up = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0, up.stderr
+    assert "Outbox: 1 of 1 call(s) saved, 0 waiting." in up.stdout
+    store = RedisMemoryStore(config)
+    assert ctx.user_id is not None
+    assert await store.get_session_ids(ctx.user_id) == ["cli-flush"]
+    await store.disconnect()

@@ -3,6 +3,9 @@
 ``caller-memory check`` is the guide's ``test_redis.py`` as a command: it connects with the
 settings of the environment (and ``.env``), prints the latency, creates and removes a test
 identity, and exits 1 with the guide's troubleshooting text when something fails.
+
+``caller-memory flush`` writes the calls kept in the local outbox while Redis was down, and
+recovers the calls of workers that died mid-call; it exits 1 while calls still wait.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .connect import open_store
 from .exceptions import CallerMemoryError
 from .log import logger
 from .redis_store import RedisMemoryStore
+from .session_manager import SessionManager
 from .store import MemoryStore
 
 __all__ = ["main"]
@@ -44,6 +48,22 @@ async def _check(config: RedisConfig) -> int:
         await store.disconnect()
 
 
+async def _flush(config: RedisConfig) -> int:
+    store = await open_store(config)
+    try:
+        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
+            return 1
+        manager = SessionManager(store)
+        waiting = len(manager.outbox)
+        saved, left = await manager.flush_outbox()
+        recovered = await manager.recover_orphans()
+        print(f"Outbox: {saved} of {waiting} call(s) saved, {left} waiting.")
+        print(f"Calls recovered from the journals of dead workers: {recovered}.")
+        return 0 if left == 0 else 1
+    finally:
+        await store.disconnect()
+
+
 async def _unused_test_number(store: MemoryStore) -> str:
     # 555-0100..0199 are reserved for fiction in North America: never a real caller's number.
     for _ in range(20):
@@ -62,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="connect, print the latency, create a test identity")
+    commands.add_parser(
+        "flush",
+        help="write the calls kept in the local outbox to Redis, and recover the calls of "
+        "workers that died mid-call",
+    )
     return parser
 
 
@@ -74,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = RedisConfig.from_env()
         if args.command == "check":
             return asyncio.run(_check(config))
+        if args.command == "flush":
+            return asyncio.run(_flush(config))
     except CallerMemoryError as e:
         print(f"❌ {e}", file=sys.stderr)
         return 1
