@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import constants
 from .exceptions import ConfigError
+from .redaction import KINDS as REDACTION_KINDS
 
 __all__ = ["RedisConfig"]
 
@@ -124,6 +125,27 @@ class RedisConfig(BaseSettings):
         gt=0,
         validation_alias=_env("outbox_flush_s", "MEMORY_OUTBOX_FLUSH_S"),
     )
+
+    redact: str = Field(
+        "card,national_id,otp,email,phone",
+        validation_alias=_env("redact", "MEMORY_REDACT"),
+    )
+
+    @field_validator("redact")
+    @classmethod
+    def _check_redact(cls, value: str) -> str:
+        kinds = [k.strip() for k in value.split(",") if k.strip()]
+        if kinds == ["none"]:
+            return ""
+        unknown = set(kinds) - set(REDACTION_KINDS)
+        if unknown:
+            raise ValueError(f"unknown kind(s) {sorted(unknown)}; use {','.join(REDACTION_KINDS)}")
+        return ",".join(kinds)
+
+    @property
+    def redact_kinds(self) -> list[str]:
+        """The kinds of personal data removed from transcripts and summaries."""
+        return [k for k in self.redact.split(",") if k]
 
     @field_validator("default_region")
     @classmethod

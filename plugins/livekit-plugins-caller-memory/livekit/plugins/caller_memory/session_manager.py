@@ -38,6 +38,7 @@ from .models import (
     utcnow,
 )
 from .outbox import Outbox
+from .redaction import Redactor
 from .store import CallerLookup, MemoryStore
 from .summarizer import Summarizer
 from .troubleshooting import diagnose
@@ -173,6 +174,7 @@ class SessionManager:
         self._summarizer = Summarizer(llm, timeout=self._config.summary_timeout_s)
         self._owns_store = owns_store
         self._outbox = outbox or Outbox(self._config.data_dir / "outbox")
+        self._redact = Redactor(self._config.redact_kinds, region=self._config.default_region)
         self._live: dict[str, _LiveSession] = {}
         self._maintenance: asyncio.Task[None] | None = None
 
@@ -280,7 +282,7 @@ class SessionManager:
             return
         if role not in ("user", "assistant"):
             raise ValueError("role must be 'user' or 'assistant'")
-        turn = Turn(role=role, text=text.strip()[:MAX_TURN_CHARS])
+        turn = Turn(role=role, text=self._redact(text.strip()[:MAX_TURN_CHARS]))
         if len(live.turns) >= MAX_TURNS:
             # Keep the opening of the call; drop from the middle to make room for the end.
             del live.turns[MAX_TURNS // 2]
@@ -325,8 +327,8 @@ class SessionManager:
         summarizer = self._summarizer
         if llm is not None and llm is not summarizer.llm:
             summarizer = Summarizer(llm, timeout=self._config.summary_timeout_s)
-        summary: CallSummary = await summarizer.summarize(
-            live.turns, profile=base.profile if base else None
+        summary = self._redacted(
+            await summarizer.summarize(live.turns, profile=base.profile if base else None)
         )
         record = SessionRecord(
             session_id=session_id,
@@ -364,6 +366,19 @@ class SessionManager:
             extra={"session_id": record.session_id, "summary_source": summary.source},
         )
         return profile
+
+    def _redacted(self, summary: CallSummary) -> CallSummary:
+        # The LLM may have copied a card number or an e-mail into its summary.
+        if not self._redact.enabled:
+            return summary
+        r = self._redact
+        return summary.model_copy(
+            update={
+                "summary": r(summary.summary),
+                "preferences": {k: r(v) for k, v in summary.preferences.items()},
+                "follow_ups": [r(item) for item in summary.follow_ups],
+            }
+        )
 
     # -- the journal ------------------------------------------------------------------------
 
@@ -430,7 +445,7 @@ class SessionManager:
                 continue
             if phone_hash is None:
                 continue
-            summary = await self._summarizer.summarize(record.turns)
+            summary = self._redacted(await self._summarizer.summarize(record.turns))
             record = record.model_copy(update={"ended_at": utcnow(), "summary": summary})
             if await self._save(record, summary, phone_hash=phone_hash) is not None:
                 recovered += 1
