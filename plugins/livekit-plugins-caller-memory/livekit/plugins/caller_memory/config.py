@@ -75,6 +75,13 @@ class RedisConfig(BaseSettings):
     phone_hash_secret: SecretStr | None = Field(
         None, validation_alias=_env("phone_hash_secret", "MEMORY_PHONE_HASH_SECRET")
     )
+    phone_hash_previous_secrets: SecretStr | None = Field(
+        None,
+        validation_alias=_env("phone_hash_previous_secrets", "MEMORY_PHONE_HASH_PREVIOUS_SECRETS"),
+    )
+    require_secret: bool = Field(
+        False, validation_alias=_env("require_secret", "MEMORY_REQUIRE_SECRET")
+    )
     default_region: str = Field(
         "US",
         pattern=r"^[A-Za-z]{2}$",
@@ -177,6 +184,14 @@ class RedisConfig(BaseSettings):
             return cls(**overrides)
         except ValidationError as e:
             raise ConfigError(_describe(e)) from None
+
+    @property
+    def previous_secrets(self) -> list[bytes]:
+        """Earlier hashing secrets, newest first: callers found under them are moved."""
+        if self.phone_hash_previous_secrets is None:
+            return []
+        raw = self.phone_hash_previous_secrets.get_secret_value()
+        return [s.strip().encode() for s in raw.split(",") if s.strip()]
 
     @property
     def is_explicit(self) -> bool:

@@ -12,6 +12,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 import phonenumbers
@@ -84,11 +85,15 @@ class PhoneHasher:
         default_region: Region for numbers written without a country code.
     """
 
-    def __init__(self, secret: bytes | str, *, default_region: str = "US") -> None:
-        key = secret.encode() if isinstance(secret, str) else secret
-        if len(key) < 16:
-            raise ValueError("MEMORY_PHONE_HASH_SECRET must be at least 16 characters long")
-        self._key = key
+    def __init__(
+        self,
+        secret: bytes | str,
+        *,
+        default_region: str = "US",
+        previous: Sequence[bytes | str] = (),
+    ) -> None:
+        self._key = _key(secret, "MEMORY_PHONE_HASH_SECRET")
+        self._previous = [_key(p, "MEMORY_PHONE_HASH_PREVIOUS_SECRETS") for p in previous]
         self._region = default_region
 
     def __repr__(self) -> str:
@@ -100,8 +105,14 @@ class PhoneHasher:
 
     def hash_e164(self, e164: str) -> str:
         """Keyed hash of a number that is already in E.164."""
-        digest = hmac.new(self._key, e164.encode(), hashlib.sha256).digest()
-        return digest[:_HASH_BYTES].hex()
+        return _hmac(self._key, e164)
+
+    def previous_hashes(self, raw: str) -> list[str]:
+        """The number's hashes under the previous secrets (for rotation), newest first."""
+        if not self._previous:
+            return []
+        e164 = self.normalize(raw)
+        return [_hmac(key, e164) for key in self._previous]
 
     def hash(self, raw: str) -> str:
         """Normalize ``raw`` and return its keyed hash (32 hex characters).
@@ -110,6 +121,17 @@ class PhoneHasher:
             InvalidPhoneNumberError: ``raw`` is not a phone number.
         """
         return self.hash_e164(self.normalize(raw))
+
+
+def _key(secret: bytes | str, variable: str) -> bytes:
+    key = secret.encode() if isinstance(secret, str) else secret
+    if len(key) < 16:
+        raise ValueError(f"{variable} must be at least 16 characters long")
+    return key
+
+
+def _hmac(key: bytes, e164: str) -> str:
+    return hmac.new(key, e164.encode(), hashlib.sha256).digest()[:_HASH_BYTES].hex()
 
 
 def load_dev_secret(data_dir: Path) -> bytes:

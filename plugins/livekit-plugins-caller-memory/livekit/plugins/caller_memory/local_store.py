@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from .store import MemoryStore, _RawLookup, new_user_id
@@ -83,10 +84,20 @@ class InMemoryStore(MemoryStore):
         elif items := self._list(key):
             self._lists[key] = (items, time.monotonic() + ttl)
 
-    async def _lookup_raw(self, phone_hash: str, *, create: bool) -> _RawLookup:
+    async def _lookup_raw(
+        self, phone_hash: str, *, create: bool, previous: Sequence[str] = ()
+    ) -> _RawLookup:
         ttl = self._config.profile_ttl_seconds
         phone_key = self._keys.phone(phone_hash)
         user_id = self._get(phone_key)
+        for old in previous:
+            if user_id is not None:
+                break
+            old_key = self._keys.phone(old)
+            user_id = self._get(old_key)
+            if user_id is not None:
+                self._set(phone_key, user_id, ttl)
+                self._strings.pop(old_key, None)
         if user_id is None:
             if not create:
                 return _RawLookup(user_id=None, is_new=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -195,16 +196,22 @@ class RedisMemoryStore(MemoryStore):
     # Each holds one slot of a semaphore as large as the connection pool: past that, callers
     # queue in order instead of the pool raising MaxConnectionsError.
 
-    async def _lookup_raw(self, phone_hash: str, *, create: bool) -> _RawLookup:
+    async def _lookup_raw(
+        self, phone_hash: str, *, create: bool, previous: Sequence[str] = ()
+    ) -> _RawLookup:
         async with self._slots:
-            return await self._lookup(phone_hash, create=create)
+            return await self._lookup(phone_hash, create=create, previous=previous)
 
-    async def _lookup(self, phone_hash: str, *, create: bool) -> _RawLookup:
+    async def _lookup(
+        self, phone_hash: str, *, create: bool, previous: Sequence[str] = ()
+    ) -> _RawLookup:
         client = self.client
         ttl = self._config.profile_ttl_seconds
         phone_key = self._keys.phone(phone_hash)
         # Round trip 1: who is this? GETEX refreshes the mapping's TTL as it reads it.
         user_id = _text(await client.getex(phone_key, ex=ttl))
+        if user_id is None and previous:
+            user_id = await self._adopt_previous(phone_key, previous)
         if user_id is None:
             if not create:
                 return _RawLookup(user_id=None, is_new=False)
@@ -214,7 +221,7 @@ class RedisMemoryStore(MemoryStore):
                 return _RawLookup(user_id=candidate, is_new=True)
             user_id = _text(await client.get(phone_key))
             if user_id is None:  # expired between the two commands: take it again
-                return await self._lookup(phone_hash, create=create)
+                return await self._lookup(phone_hash, create=create, previous=previous)
         # Round trip 2: what do we know about them?
         async with client.pipeline(transaction=False) as pipe:
             pipe.getex(self._keys.profile(user_id), ex=ttl)
@@ -234,6 +241,24 @@ class RedisMemoryStore(MemoryStore):
             profile_raw=_text(profile_raw),
             session_ids=[_text(s) or "" for s in session_ids],
         )
+
+    async def _adopt_previous(self, phone_key: str, previous: Sequence[str]) -> str | None:
+        # After a secret rotation: find the caller under an old hash, move them to the new one.
+        client = self.client
+        old_keys = [self._keys.phone(h) for h in previous]
+        async with client.pipeline(transaction=False) as pipe:
+            for key in old_keys:
+                pipe.get(key)
+            found = [_text(v) for v in await pipe.execute()]
+        user_id = next((uid for uid in found if uid), None)
+        if user_id is None:
+            return None
+        ttl = self._config.profile_ttl_seconds
+        if not await client.set(phone_key, user_id, nx=True, ex=ttl):
+            user_id = _text(await client.get(phone_key)) or user_id
+        await client.delete(*[k for k, uid in zip(old_keys, found, strict=True) if uid])
+        logger.info("caller moved to the current phone-hash secret")
+        return user_id
 
     async def _save_raw(
         self,

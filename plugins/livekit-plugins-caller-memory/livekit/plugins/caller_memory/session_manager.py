@@ -137,6 +137,7 @@ class _LiveSession:
     phone_hash: str | None
     lookup: CallerLookup | None
     started_at: datetime
+    previous_hashes: list[str] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
     dropped_turns: int = 0
     unjournaled: list[Turn] = field(default_factory=list)
@@ -212,13 +213,16 @@ class SessionManager:
         if session_id in self._live:
             raise ValueError("session_id is already in use by a call in progress")
         phone_hash: str | None = None
+        previous: list[str] = []
         status: LookupStatus = "new"
         lookup: CallerLookup | None = None
         if not phone_number:
             status = "no_number"
         else:
             try:
-                phone_hash = self._store.hasher.hash(phone_number)
+                hasher = self._store.hasher
+                phone_hash = hasher.hash(phone_number)
+                previous = hasher.previous_hashes(phone_number)
             except InvalidPhoneNumberError as e:
                 status = "invalid_number"
                 logger.warning("caller number unusable, call goes on without memory: %s", e)
@@ -226,7 +230,7 @@ class SessionManager:
         if phone_hash is not None:
             try:
                 lookup = await asyncio.wait_for(
-                    self._store.lookup(phone_hash), self._config.lookup_timeout
+                    self._store.lookup(phone_hash, previous=previous), self._config.lookup_timeout
                 )
             except asyncio.TimeoutError:
                 status = "timeout"
@@ -244,7 +248,11 @@ class SessionManager:
             else:
                 status = "returning" if lookup.is_returning else "new"
         live = _LiveSession(
-            session_id=session_id, phone_hash=phone_hash, lookup=lookup, started_at=utcnow()
+            session_id=session_id,
+            phone_hash=phone_hash,
+            lookup=lookup,
+            started_at=utcnow(),
+            previous_hashes=previous,
         )
         self._live[session_id] = live
         if phone_hash is not None and self._config.journal_turns and status != "error":
@@ -338,7 +346,9 @@ class SessionManager:
             turns=live.turns,
             summary=summary,
         )
-        return await self._save(record, summary, phone_hash=live.phone_hash, base=base)
+        return await self._save(
+            record, summary, phone_hash=live.phone_hash, previous=live.previous_hashes, base=base
+        )
 
     async def _save(
         self,
@@ -346,10 +356,13 @@ class SessionManager:
         summary: CallSummary,
         *,
         phone_hash: str,
+        previous: list[str] | None = None,
         base: CallerLookup | None = None,
     ) -> CallerProfile | None:
         try:
-            profile = await self._store.save_call(record, summary, phone_hash=phone_hash, base=base)
+            profile = await self._store.save_call(
+                record, summary, phone_hash=phone_hash, previous=previous or (), base=base
+            )
         except Exception as e:
             self._outbox.put(record.model_copy(update={"summary": summary}), phone_hash=phone_hash)
             diagnosis = diagnose(e, self._config)

@@ -15,7 +15,7 @@ import contextlib
 import json
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .config import RedisConfig
-from .exceptions import CallerMemoryError
+from .exceptions import CallerMemoryError, ConfigError
 from .identity import PhoneHasher, load_dev_secret
 from .keys import Keys
 from .log import logger
@@ -104,13 +104,20 @@ class MemoryStore(abc.ABC):
     def hasher(self) -> PhoneHasher:
         """The phone-number hasher (the development secret is loaded on first use)."""
         if self._hasher is None:
-            secret = self._config.phone_hash_secret
-            key = (
-                secret.get_secret_value().encode()
-                if secret is not None
-                else load_dev_secret(self._config.data_dir)
+            config = self._config
+            secret = config.phone_hash_secret
+            if secret is not None:
+                key = secret.get_secret_value().encode()
+            elif config.require_secret:
+                raise ConfigError(
+                    "MEMORY_PHONE_HASH_SECRET is required (MEMORY_REQUIRE_SECRET=true): set it "
+                    "to 32+ random characters, the same on every worker"
+                )
+            else:
+                key = load_dev_secret(config.data_dir)
+            self._hasher = PhoneHasher(
+                key, default_region=config.default_region, previous=config.previous_secrets
             )
-            self._hasher = PhoneHasher(key, default_region=self._config.default_region)
         return self._hasher
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -147,7 +154,9 @@ class MemoryStore(abc.ABC):
     # -- raw operations, one per subclass --------------------------------------------------
 
     @abc.abstractmethod
-    async def _lookup_raw(self, phone_hash: str, *, create: bool) -> _RawLookup: ...
+    async def _lookup_raw(
+        self, phone_hash: str, *, create: bool, previous: Sequence[str] = ()
+    ) -> _RawLookup: ...
 
     @abc.abstractmethod
     async def _save_raw(
@@ -184,12 +193,22 @@ class MemoryStore(abc.ABC):
         Raises:
             InvalidPhoneNumberError: ``phone_number`` is not a phone number.
         """
-        found = await self.lookup(self.hasher.hash(phone_number), load_profile=False)
+        hasher = self.hasher
+        found = await self.lookup(
+            hasher.hash(phone_number),
+            previous=hasher.previous_hashes(phone_number),
+            load_profile=False,
+        )
         assert found.user_id is not None
         return found.user_id
 
     async def lookup(
-        self, phone_hash: str, *, create: bool = True, load_profile: bool = True
+        self,
+        phone_hash: str,
+        *,
+        previous: Sequence[str] = (),
+        create: bool = True,
+        load_profile: bool = True,
     ) -> CallerLookup:
         """The call-start lookup: user id, profile and recent sessions of a phone hash.
 
@@ -198,10 +217,13 @@ class MemoryStore(abc.ABC):
 
         Args:
             phone_hash: :meth:`PhoneHasher.hash` of the caller's number.
+            previous: The number's hashes under previous secrets: a caller found under one of
+                them is moved to ``phone_hash`` (one more round trip, on their first call
+                after a rotation only).
             create: Mint an identity when the number is unknown.
             load_profile: Also read the profile and the session list.
         """
-        raw = await self._lookup_raw(phone_hash, create=create)
+        raw = await self._lookup_raw(phone_hash, create=create, previous=previous)
         if raw.user_id is None or raw.is_new or not load_profile:
             return CallerLookup(user_id=raw.user_id, is_new=raw.is_new)
         profile = self._parse_profile(raw.user_id, raw.profile_raw)
@@ -239,6 +261,7 @@ class MemoryStore(abc.ABC):
         summary: CallSummary,
         *,
         phone_hash: str | None = None,
+        previous: Sequence[str] = (),
         base: CallerLookup | None = None,
     ) -> CallerProfile:
         """Record a finished call and fold its summary into the caller's profile.
@@ -253,6 +276,7 @@ class MemoryStore(abc.ABC):
                 call-start lookup did not finish; ``phone_hash`` then resolves it.
             summary: What the call taught us.
             phone_hash: The caller's phone hash, whose mapping TTL is refreshed too.
+            previous: The number's hashes under previous secrets (see :meth:`lookup`).
             base: The call-start lookup, whose profile is the first compare-and-set guess.
 
         Returns:
@@ -262,7 +286,8 @@ class MemoryStore(abc.ABC):
         if user_id is None:
             if phone_hash is None:
                 raise ValueError("a session without a user id needs the caller's phone_hash")
-            user_id = (await self.lookup(phone_hash, load_profile=False)).user_id
+            found = await self.lookup(phone_hash, previous=previous, load_profile=False)
+            user_id = found.user_id
             assert user_id is not None
             record = record.model_copy(update={"user_id": user_id})
         ended_at = record.ended_at or record.started_at
