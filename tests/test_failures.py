@@ -57,7 +57,7 @@ def _config(server: EmbeddedRedis, tmp_path: Path, **changes: Any) -> RedisConfi
         "phone_hash_secret": TEST_SECRET,
         "data_dir": tmp_path / "memory",
         "socket_timeout": 0.5,
-        "lookup_timeout_ms": 200,
+        "lookup_timeout_ms": 1000,
         "key_prefix": "f",
     }
     return RedisConfig(**{**settings, **changes})
@@ -79,7 +79,7 @@ def _outbox_text(manager: SessionManager) -> str:
 async def test_slow_redis_at_call_start_greets_on_time_without_splitting_the_caller(
     server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    store = RedisMemoryStore(_config(server, tmp_path))
+    store = RedisMemoryStore(_config(server, tmp_path, lookup_timeout_ms=200))
     manager = SessionManager(store)
     first = await _call(manager, "call-1", "My name is Ana")
     assert first.status == "new"

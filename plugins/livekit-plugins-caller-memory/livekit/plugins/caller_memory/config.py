@@ -7,7 +7,7 @@ the environment (``RedisConfig.from_env()``); a keyword wins over the environmen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -133,6 +133,12 @@ class RedisConfig(BaseSettings):
         validation_alias=_env("outbox_flush_s", "MEMORY_OUTBOX_FLUSH_S"),
     )
 
+    consent_required: bool = Field(
+        False, validation_alias=_env("consent_required", "MEMORY_CONSENT_REQUIRED")
+    )
+    unverified_disclosure: Literal["none", "name", "context", "full"] = Field(
+        "context", validation_alias=_env("unverified_disclosure", "MEMORY_UNVERIFIED_DISCLOSURE")
+    )
     redact: str = Field(
         "card,national_id,otp,email,phone",
         validation_alias=_env("redact", "MEMORY_REDACT"),

@@ -38,6 +38,8 @@ from .store import MemoryStore
 __all__ = ["CallMemory", "CallerMemory", "caller_phone_number", "find_caller"]
 
 PHONE_ATTRIBUTE = "sip.phoneNumber"
+MEMORY_MESSAGE_ID = "caller_memory"
+"""Id of the system message that carries the caller's memory in the agent's context."""
 SHUTDOWN_BUDGET_S = 9.0
 """LiveKit kills a job process ~10 s (``shutdown_process_timeout``) after shutdown starts."""
 
@@ -105,6 +107,8 @@ class CallMemory:
         self._participant: rtc.RemoteParticipant | None = None
         self._started = False
         self._finish_task: asyncio.Task[CallerProfile | None] | None = None
+        self._agent: Agent | None = None
+        self._tools_added = False
 
     @property
     def session_id(self) -> str:
@@ -130,13 +134,28 @@ class CallMemory:
     def greeting_instructions(self) -> str:
         """Instructions for the first reply: a welcome back by name, or the normal greeting."""
         ctx = self._context
+        consent = ""
+        if self._manager.config.consent_required and not (
+            ctx.profile is not None and ctx.profile.consented_at is not None
+        ):
+            consent = (
+                " Then ask whether you may remember this conversation for their next calls, "
+                "and record the answer with record_memory_consent."
+            )
         if not ctx.is_returning:
-            return "Greet the caller warmly, introduce yourself, and ask how you can help."
+            return (
+                "Greet the caller warmly, introduce yourself, and ask how you can help." + consent
+            )
         name = f", {ctx.caller_name}," if ctx.caller_name else ""
+        recall = (
+            "If it helps, mention in one short phrase what you talked about last time or what "
+            "is still open, then ask"
+            if ctx.disclosure == "full"
+            else "Do not mention their earlier calls; ask"
+        )
         return (
-            f"Welcome the caller back{name} warmly and by name if you know it. If it helps, "
-            "mention in one short phrase what you talked about last time or what is still "
-            "open, then ask how you can help today."
+            f"Welcome the caller back{name} warmly and by name if you know it. "
+            f"{recall} how you can help today.{consent}"
         )
 
     async def start(self, phone_number: str | None) -> SessionContext:
@@ -148,18 +167,84 @@ class CallMemory:
         )
         return self._context
 
-    async def load_into(self, agent: Agent) -> None:
+    async def load_into(self, agent: Agent, *, tools: bool = True) -> None:
         """Put the caller's memory into ``agent``'s context, before the agent's first reply.
 
-        The memory goes in as a separate fenced message: the agent's own instructions are left
-        exactly as they are.
+        The memory goes in as a separate fenced message (id ``caller_memory``): the agent's
+        own instructions are left exactly as they are. With ``tools``, the agent also gets
+        the memory tools (:meth:`tools`).
         """
+        self._agent = agent
         prompt = self._context.memory_prompt()
-        if not prompt:
-            return
-        chat_ctx = agent.chat_ctx.copy()
-        chat_ctx.add_message(role="system", content=prompt)
-        await agent.update_chat_ctx(chat_ctx)
+        if prompt:
+            chat_ctx = agent.chat_ctx.copy()
+            existing = chat_ctx.get_by_id(MEMORY_MESSAGE_ID)
+            if existing is not None:
+                chat_ctx.items.remove(existing)
+            chat_ctx.add_message(role="system", content=prompt, id=MEMORY_MESSAGE_ID)
+            await agent.update_chat_ctx(chat_ctx)
+        if tools and self._context.status != "no_number" and not self._tools_added:
+            self._tools_added = True
+            await agent.update_tools([*agent.tools, *self.tools()])
+
+    async def verify(self) -> SessionContext:
+        """The app verified the caller (a PIN, a security question): give the agent everything
+        remembered, past calls included, from its next reply on."""
+        context = self._manager.mark_verified(self._session_id)
+        if context is not None:
+            self._context = context
+            if self._agent is not None:
+                await self.load_into(self._agent, tools=False)
+        return self._context
+
+    def dont_remember(self) -> None:
+        """Do not store this call (the caller asked); earlier memory stays."""
+        self._manager.dont_remember(self._session_id)
+
+    def set_consent(self, granted: bool) -> None:
+        """Record whether the caller agreed to be remembered (``MEMORY_CONSENT_REQUIRED``)."""
+        self._manager.set_consent(self._session_id, granted)
+
+    async def forget_caller(self) -> list[str]:
+        """Erase everything held about this caller now, and do not store this call."""
+        return await self._manager.forget_caller(session_id=self._session_id)
+
+    def tools(self) -> list[llm.FunctionTool[..., Any]]:
+        """Function tools that let the caller control their memory through the agent:
+        ``forget_me`` (confirms first), ``dont_remember_this_call``, and with
+        ``MEMORY_CONSENT_REQUIRED`` ``record_memory_consent``."""
+
+        async def forget_me(confirmed: bool) -> str:
+            """Erase everything you remember about the caller: their name, preferences and
+            past calls. First ask "Should I erase everything I remember about you?"; call
+            with confirmed=true only after the caller clearly said yes."""
+            if not confirmed:
+                return (
+                    "Ask the caller to confirm that everything remembered about them should "
+                    "be erased; call forget_me again with confirmed=true once they said yes."
+                )
+            deleted = await self.forget_caller()
+            logger.info("caller erased on request", extra={"items": len(deleted)})
+            return "Done: everything remembered about the caller is erased, this call included."
+
+        async def dont_remember_this_call() -> str:
+            """The caller asked you not to remember this call. Nothing of it will be kept."""
+            self.dont_remember()
+            return "This call will not be remembered."
+
+        async def record_memory_consent(agreed: bool) -> str:
+            """Record the caller's answer when you asked whether you may remember this
+            conversation for their next calls."""
+            self.set_consent(agreed)
+            return "Noted." if agreed else "Noted: this call will not be remembered."
+
+        found: list[llm.FunctionTool[..., Any]] = [
+            llm.function_tool(forget_me),
+            llm.function_tool(dont_remember_this_call),
+        ]
+        if self._manager.config.consent_required:
+            found.append(llm.function_tool(record_memory_consent))
+        return found
 
     def add_turn(self, role: str, text: str) -> None:
         """Record a turn by hand (the session's events already do this)."""

@@ -145,6 +145,13 @@ class InMemoryStore(MemoryStore):
                 self._expire(self._keys.phone(phone_hash), ttl)
             return True, None
 
+    async def _open_session_ids(self) -> list[str]:
+        return list(self._open)
+
+    async def _forget_open(self, session_ids: list[str]) -> None:
+        for session_id in session_ids:
+            self._open.pop(session_id, None)
+
     async def _delete_raw(self, keys: list[str]) -> list[str]:
         live = self.dump()
         for key in keys:

@@ -131,6 +131,8 @@ class CallerProfile(_Model):
     call_count: int = 0
     first_call_at: datetime | None = None
     last_call_at: datetime | None = None
+    consented_at: datetime | None = None
+    """When the caller agreed to be remembered (kept when ``MEMORY_CONSENT_REQUIRED``)."""
 
     @property
     def last_summary(self) -> str | None:
@@ -144,6 +146,7 @@ class CallerProfile(_Model):
         session_id: str,
         ended_at: datetime,
         max_summaries: int,
+        consented: bool = False,
     ) -> CallerProfile:
         """Return the profile with one more call folded in.
 
@@ -183,6 +186,7 @@ class CallerProfile(_Model):
                 "call_count": self.call_count + 1,
                 "first_call_at": self.first_call_at or ended_at,
                 "last_call_at": max(ended_at, self.last_call_at or ended_at),
+                "consented_at": self.consented_at or (ended_at if consented else None),
             }
         )
 
@@ -197,6 +201,8 @@ class SessionRecord(_Model):
     ended_at: datetime | None = None
     turns: list[Turn] = Field(default_factory=list)
     summary: CallSummary | None = None
+    consented: bool = False
+    """The caller agreed in this call to be remembered."""
 
 
 class JournalHeader(_Model):

@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -63,6 +63,17 @@ class Outbox:
     def entries(self) -> list[OutboxEntry]:
         """The calls waiting, oldest first (unreadable files are set aside)."""
         return [entry for _, entry in self._read_all()]
+
+    def remove(self, which: Callable[[OutboxEntry], bool]) -> list[str]:
+        """Delete the entries ``which`` selects (erasure). Returns the files removed."""
+        removed = []
+        for path, entry in self._read_all():
+            if which(entry):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        if removed:
+            _fsync_dir(self._folder)
+        return removed
 
     async def flush(self, store: MemoryStore) -> tuple[int, int]:
         """Save every waiting call into ``store``.

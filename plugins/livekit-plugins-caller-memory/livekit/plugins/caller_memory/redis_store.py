@@ -323,9 +323,7 @@ class RedisMemoryStore(MemoryStore):
     async def _claim_orphans(self, idle_s: float) -> list[tuple[str, str | None]]:
         client = self.client
         open_key = self._keys.open_sessions()
-        async with self._slots:
-            members = await client.zrange(open_key, 0, -1)
-        open_ids = [_text(cast("str | bytes", m)) or "" for m in members]
+        open_ids = await self._open_session_ids()
         claimed: list[tuple[str, str | None]] = []
         for session_id in open_ids:
             key = self._keys.session(session_id)
@@ -353,6 +351,16 @@ class RedisMemoryStore(MemoryStore):
         if script is None:
             script = self._scripts[name] = self.client.register_script(source)
         return script
+
+    async def _open_session_ids(self) -> list[str]:
+        async with self._slots:
+            members = await self.client.zrange(self._keys.open_sessions(), 0, -1)
+        return [_text(cast("str | bytes", m)) or "" for m in members]
+
+    async def _forget_open(self, session_ids: list[str]) -> None:
+        if session_ids:
+            async with self._slots:
+                await self.client.zrem(self._keys.open_sessions(), *session_ids)
 
     async def _delete_raw(self, keys: list[str]) -> list[str]:
         async with self._slots, self.client.pipeline(transaction=True) as pipe:

@@ -33,10 +33,11 @@ from .models import (
     JournalHeader,
     SessionRecord,
     Turn,
+    is_journal,
     migrate_profile,
 )
 
-__all__ = ["CallerLookup", "MemoryStore", "new_user_id"]
+__all__ = ["CallerKeys", "CallerLookup", "MemoryStore", "new_user_id"]
 
 _MAX_CAS_ATTEMPTS = 64
 
@@ -64,6 +65,15 @@ class CallerLookup:
     def is_returning(self) -> bool:
         """True when the caller has a remembered profile."""
         return self.profile is not None
+
+
+@dataclass(frozen=True)
+class CallerKeys:
+    """The keys that hold something about one caller."""
+
+    user_ids: list[str]
+    keys: list[str]
+    session_ids: list[str]
 
 
 @dataclass(frozen=True)
@@ -322,6 +332,7 @@ class MemoryStore(abc.ABC):
                 session_id=record.session_id,
                 ended_at=ended_at,
                 max_summaries=self._config.max_summaries,
+                consented=record.consented,
             )
             done, latest = await self._save_raw(
                 user_id=user_id,
@@ -390,18 +401,81 @@ class MemoryStore(abc.ABC):
     @abc.abstractmethod
     async def _journal_release(self, session_id: str) -> None: ...
 
-    async def forget(self, phone_hash: str) -> list[str]:
-        """Delete what is held about the caller of a phone hash, in one atomic step.
+    async def caller_keys(self, phone_hash: str, *, previous: Sequence[str] = ()) -> CallerKeys:
+        """Every key that holds something about the caller of a phone hash.
+
+        That is each phone mapping (current and previous secrets), and for the user they point
+        to: the profile, its unreadable copy, the session list, each listed session and each
+        journal of a call in progress.
+        """
+        phone_keys = [self._keys.phone(h) for h in (phone_hash, *previous)]
+        user_ids: list[str] = []
+        for key in phone_keys:
+            user_id = await self._get_raw(key)
+            if user_id and user_id not in user_ids:
+                user_ids.append(user_id)
+        keys = list(phone_keys)
+        session_ids: list[str] = []
+        for user_id in user_ids:
+            profile_key = self._keys.profile(user_id)
+            keys += [profile_key, f"{profile_key}:unreadable", self._keys.sessions(user_id)]
+            session_ids += await self._list_raw(self._keys.sessions(user_id))
+        hashes = {phone_hash, *previous}
+        for session_id in await self._open_session_ids():
+            raw = await self._get_raw(self._keys.session(session_id))
+            if raw is not None and is_journal(raw):
+                header = JournalHeader.model_validate_json(raw.splitlines()[0])
+                if header.phone_hash in hashes or header.user_id in user_ids:
+                    session_ids.append(session_id)
+        keys += [self._keys.session(sid) for sid in dict.fromkeys(session_ids)]
+        return CallerKeys(
+            user_ids=user_ids, keys=keys, session_ids=list(dict.fromkeys(session_ids))
+        )
+
+    async def forget(self, phone_hash: str, *, previous: Sequence[str] = ()) -> list[str]:
+        """Delete everything held about the caller of a phone hash, in one atomic step.
 
         Returns:
-            The keys deleted (empty when the number is unknown).
+            The keys that existed and were deleted (empty when the number is unknown).
         """
-        found = await self._lookup_raw(phone_hash, create=False)
-        keys = [self._keys.phone(phone_hash)]
-        if found.user_id is not None:
-            keys += [self._keys.profile(found.user_id), self._keys.sessions(found.user_id)]
-            keys += [self._keys.session(sid) for sid in found.session_ids]
-        return await self._delete_raw(keys)
+        found = await self.caller_keys(phone_hash, previous=previous)
+        deleted = await self._delete_raw(found.keys)
+        await self._forget_open(found.session_ids)
+        return deleted
+
+    async def export(self, phone_hash: str, *, previous: Sequence[str] = ()) -> dict[str, Any]:
+        """Everything held about the caller of a phone hash, as JSON-ready data.
+
+        What a subject-access request returns: the user id(s), the profile, the list of
+        sessions and each session's full data (or journal), keyed by the Redis key it is in.
+        """
+        found = await self.caller_keys(phone_hash, previous=previous)
+        held: dict[str, Any] = {}
+        for key in found.keys:
+            if key.endswith(":sessions"):
+                items = await self._list_raw(key)
+                if items:
+                    held[key] = items
+                continue
+            raw = await self._get_raw(key)
+            if raw is None:
+                continue
+            try:
+                held[key] = json.loads(raw)
+            except ValueError:
+                held[key] = raw
+        return {"user_ids": found.user_ids, "keys": held}
+
+    async def discard_session(self, session_id: str) -> None:
+        """Delete a call's session data (or journal) and drop it from the calls in progress."""
+        await self._delete_raw([self._keys.session(session_id)])
+        await self._forget_open([session_id])
+
+    @abc.abstractmethod
+    async def _open_session_ids(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _forget_open(self, session_ids: list[str]) -> None: ...
 
     @abc.abstractmethod
     async def _delete_raw(self, keys: list[str]) -> list[str]:

@@ -1,0 +1,81 @@
+"""Spans and metrics through LiveKit's OpenTelemetry setup, with no personal data in them.
+
+Spans go through ``livekit.agents.telemetry.tracer`` (so they land wherever the worker's
+tracer provider sends LiveKit's own), metrics through the global meter provider, like
+LiveKit's ``otel_metrics``. Attributes are ids, counts, durations and outcomes: never a phone
+number, a phone hash, a name, a transcript or a summary.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Sized
+
+from livekit.agents.telemetry import tracer
+from opentelemetry import metrics as metrics_api
+
+__all__ = [
+    "observe_outbox",
+    "record_lookup",
+    "record_save",
+    "record_summary",
+    "tracer",
+]
+
+_meter = metrics_api.get_meter("livekit.plugins.caller_memory")
+
+_lookup_latency = _meter.create_histogram(
+    "caller_memory.lookup.duration",
+    unit="ms",
+    description="Call-start lookup time, budget included",
+)
+_lookups = _meter.create_counter(
+    "caller_memory.lookups",
+    description="Call-start lookups by result: returning (hit), new (miss), timeout (budget "
+    "missed), error, no_number, invalid_number",
+)
+_summary_latency = _meter.create_histogram(
+    "caller_memory.summary.duration", unit="ms", description="End-of-call summary time"
+)
+_summaries = _meter.create_counter(
+    "caller_memory.summaries",
+    description="End-of-call summaries by source: llm, or fallback (no LLM, failed, timed out)",
+)
+_saves = _meter.create_counter(
+    "caller_memory.saves",
+    description="Ends of call by outcome: saved, outbox (store unavailable), not_remembered",
+)
+
+
+def record_lookup(status: str, duration_ms: float) -> None:
+    """Count one call-start lookup and its duration."""
+    _lookups.add(1, {"result": status})
+    _lookup_latency.record(duration_ms, {"result": status})
+
+
+def record_summary(source: str, duration_ms: float) -> None:
+    """Count one end-of-call summary and its duration."""
+    _summaries.add(1, {"source": source})
+    _summary_latency.record(duration_ms, {"source": source})
+
+
+def record_save(outcome: str) -> None:
+    """Count one end of call by outcome."""
+    _saves.add(1, {"outcome": outcome})
+
+
+def observe_outbox(outbox: Sized) -> None:
+    """Include ``outbox`` in the outbox-depth gauge (calls waiting for the store)."""
+    _outboxes.add(outbox)
+
+
+def _outbox_depth(_options: metrics_api.CallbackOptions) -> Iterable[metrics_api.Observation]:
+    return [metrics_api.Observation(sum(len(box) for box in list(_outboxes)))]
+
+
+_outboxes: weakref.WeakSet[Sized] = weakref.WeakSet()
+_meter.create_observable_gauge(
+    "caller_memory.outbox.depth",
+    callbacks=[_outbox_depth],
+    description="Finished calls kept on local disk until the store takes them",
+)
