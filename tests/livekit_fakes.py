@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
@@ -16,13 +17,22 @@ from livekit.agents import (
     JobContext,
     llm,
 )
-from livekit.agents.llm import ChatChunk, ChatContext, ChoiceDelta
+from livekit.agents.llm import ChatChunk, ChatContext, ChoiceDelta, FunctionToolCall
 from livekit.agents.testing import fake_job_context
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NotGivenOr
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.rtc._proto import participant_pb2
 
-Reply = str | BaseException
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A scripted answer that calls one of the agent's tools."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+Reply = str | BaseException | ToolCall
 Responder = Callable[[ChatContext], Reply]
 
 SUMMARY_MARKER = "You maintain the memory"
@@ -31,6 +41,16 @@ SUMMARY_MARKER = "You maintain the memory"
 def is_summary_request(chat_ctx: ChatContext) -> bool:
     """True for the plugin's end-of-call summary request."""
     return any(SUMMARY_MARKER in (m.text_content or "") for m in chat_ctx.messages())
+
+
+def last_item(chat_ctx: ChatContext) -> tuple[str, str]:
+    """(role, text) of the request's last item; ``("tool", output)`` for a tool's answer."""
+    item = chat_ctx.items[-1]
+    if item.type == "function_call_output":
+        return "tool", item.output
+    if item.type == "message":
+        return item.role, item.text_content or ""
+    return item.type, ""
 
 
 def texts(chat_ctx: ChatContext) -> list[tuple[str, str]]:
@@ -49,6 +69,16 @@ class _Stream(llm.LLMStream):
             await asyncio.sleep(self._delay)
         if isinstance(self._reply, BaseException):
             raise self._reply
+        if isinstance(self._reply, ToolCall):
+            call = FunctionToolCall(
+                name=self._reply.name,
+                arguments=json.dumps(self._reply.arguments),
+                call_id=f"call_{self._reply.name}",
+            )
+            self._event_ch.send_nowait(
+                ChatChunk(id="scripted", delta=ChoiceDelta(role="assistant", tool_calls=[call]))
+            )
+            return
         for i, word in enumerate(self._reply.split(" ")):
             piece = word if i == 0 else " " + word
             self._event_ch.send_nowait(
@@ -115,7 +145,7 @@ class ScriptedLLM(llm.LLM[Any]):
         if is_summary_request(chat_ctx):
             reply: Reply = self._summary
             delay = self._summary_delay
-        elif callable(self._reply) and not isinstance(self._reply, BaseException):
+        elif callable(self._reply) and not isinstance(self._reply, BaseException | ToolCall):
             reply = self._reply(chat_ctx)
         else:
             reply = self._reply

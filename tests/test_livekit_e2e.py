@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, APIConnectionError, JobContext
+from livekit.agents import Agent, APIConnectionError
+from livekit.agents.llm import ChatContext, ChatMessage
 
 from livekit.plugins.caller_memory import CallerMemory, RedisConfig, RedisMemoryStore
 
@@ -46,8 +47,11 @@ async def _call(
     caller: rtc.RemoteParticipant | None,
     says: list[str],
     greet: bool = True,
-) -> tuple[Any, JobContext]:
-    """One whole call: join, greeting, the caller's lines, hang-up, job shutdown."""
+) -> tuple[Any, str]:
+    """One whole call: join, greeting, the caller's lines, hang-up, job shutdown.
+
+    Returns the call's memory handle and what the agent said to greet the caller.
+    """
     with job(job_id) as ctx:
         if caller is not None:
             join(ctx.room, caller)
@@ -55,8 +59,13 @@ async def _call(
         agent = Agent(instructions=INSTRUCTIONS)
         call = await memory.attach(ctx, session, agent)
         await session.start(agent)
+        greeting = ""
         if greet:
-            await session.generate_reply(instructions=call.greeting_instructions)
+            handle = session.generate_reply(instructions=call.greeting_instructions)
+            await handle
+            greeting = " ".join(
+                m.text_content or "" for m in handle.chat_items if isinstance(m, ChatMessage)
+            )
         for line in says:
             await session.run(user_input=line)
         if caller is not None:
@@ -64,7 +73,7 @@ async def _call(
         await memory.on_session_end(ctx)
         await session.aclose()
         await shut_down(ctx)
-        return call, ctx
+        return call, greeting
 
 
 async def test_a_caller_rings_twice_and_is_remembered(
@@ -96,9 +105,17 @@ async def test_a_caller_rings_twice_and_is_remembered(
     assert session1 is not None
     assert [t.role for t in session1.turns] == ["assistant", "user", "assistant"]
 
-    # Call 2: the same number, spelled as a dev-room client might send it.
-    second_llm = ScriptedLLM("Welcome back!", summary={"summary": "Booked the cleaning."})
-    call2, _ = await _call(
+    # Call 2: the same number, spelled as a dev-room client might send it. This LLM greets
+    # the way it is told to: by the name it finds in the fenced memory.
+    def greets_by_name(chat_ctx: ChatContext) -> str:
+        request = "\n".join(text for _, text in texts(chat_ctx))
+        if "by the name in <caller_memory>" in request:
+            block = request.split("<caller_memory>\n", 1)[1].split("\n</caller_memory>", 1)[0]
+            return f"Welcome back, {json.loads(block)['name']}!"
+        return "Sure, let me book that."
+
+    second_llm = ScriptedLLM(greets_by_name, summary={"summary": "Booked the cleaning."})
+    call2, greeting2 = await _call(
         memory,
         second_llm,
         job_id="AJ_call2",
@@ -116,8 +133,9 @@ async def test_a_caller_rings_twice_and_is_remembered(
     memory_block = next(t for t in system_texts if "<caller_memory>" in t)
     assert "Ana" in memory_block and "opening hours" in memory_block
     assert "Book a cleaning for Ana" in memory_block
-    # The greeting is asked for by name.
-    assert "Ana" in system_texts[-1] and "back" in system_texts[-1]
+    # The greeting is asked for by name, and comes out with it.
+    assert "by the name in <caller_memory>" in system_texts[-1]
+    assert greeting2 == "Welcome back, Ana!"
 
     profile = await store.get_profile(call1.context.user_id)
     assert profile is not None and profile.call_count == 2
@@ -161,7 +179,9 @@ async def test_dev_room_participant_with_the_attribute_is_a_caller(config: Redis
         kind=rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
         attributes={"sip.phoneNumber": "+44 20 7946 0958"},
     )
-    call2, _ = await _call(memory, ScriptedLLM("Hi!"), job_id="AJ_dev2", caller=again, says=[])
+    call2, greeting2 = await _call(
+        memory, ScriptedLLM("Hi!"), job_id="AJ_dev2", caller=again, says=[]
+    )
     assert call2.is_returning and call2.context.caller_name == "Dev"
     await memory.aclose()
 

@@ -4,6 +4,9 @@
 settings of the environment (and ``.env``), prints the latency, creates and removes a test
 identity, and exits 1 with the guide's troubleshooting text when something fails.
 
+``caller-memory forget NUMBER`` erases everything held about a caller; ``caller-memory export
+NUMBER`` prints it as JSON.
+
 ``caller-memory flush`` writes the calls kept in the local outbox while Redis was down, and
 recovers the calls of workers that died mid-call; it exits 1 while calls still wait.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import secrets
 import sys
@@ -64,6 +68,46 @@ async def _flush(config: RedisConfig) -> int:
         await store.disconnect()
 
 
+async def _forget(config: RedisConfig, number: str, yes: bool) -> int:
+    if not yes:
+        if not sys.stdin.isatty():
+            print("❌ Add --yes to erase without a prompt.", file=sys.stderr)
+            return 2
+        answer = input("Erase everything held about this caller? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing erased.")
+            return 1
+    store = await open_store(config)
+    try:
+        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
+            return 1
+        deleted = await SessionManager(store).forget_caller(number)
+    finally:
+        await store.disconnect()
+    keys = [d for d in deleted if not d.startswith("outbox:")]
+    print(f"Erased: {len(keys)} Redis key(s), {len(deleted) - len(keys)} outbox entry(ies).")
+    for item in deleted:
+        print(f"  {item}")
+    return 0
+
+
+async def _export(config: RedisConfig, number: str) -> int:
+    store = await open_store(config)
+    try:
+        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
+            return 1
+        data = await SessionManager(store).export_caller(number)
+    finally:
+        await store.disconnect()
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _number(value: str) -> str:
+    # "-" reads the number from standard input, out of the shell history and `ps`.
+    return sys.stdin.readline().strip() if value == "-" else value
+
+
 async def _unused_test_number(store: MemoryStore) -> str:
     # 555-0100..0199 are reserved for fiction in North America: never a real caller's number.
     for _ in range(20):
@@ -82,6 +126,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="connect, print the latency, create a test identity")
+    forget = commands.add_parser(
+        "forget", help="erase everything held about a caller (every key, and the outbox)"
+    )
+    forget.add_argument("number", help="the caller's number, any spelling; - reads stdin")
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    export = commands.add_parser(
+        "export", help="print everything held about a caller as JSON (subject access)"
+    )
+    export.add_argument("number", help="the caller's number, any spelling; - reads stdin")
     commands.add_parser(
         "flush",
         help="write the calls kept in the local outbox to Redis, and recover the calls of "
@@ -101,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(config))
         if args.command == "flush":
             return asyncio.run(_flush(config))
+        if args.command == "forget":
+            return asyncio.run(_forget(config, _number(args.number), args.yes))
+        if args.command == "export":
+            return asyncio.run(_export(config, _number(args.number)))
     except CallerMemoryError as e:
         print(f"❌ {e}", file=sys.stderr)
         return 1

@@ -146,17 +146,15 @@ class CallMemory:
             return (
                 "Greet the caller warmly, introduce yourself, and ask how you can help." + consent
             )
-        name = f", {ctx.caller_name}," if ctx.caller_name else ""
+        # The name itself stays inside the fenced memory: never in an instruction.
+        name = " by the name in <caller_memory>" if ctx.caller_name else ""
         recall = (
             "If it helps, mention in one short phrase what you talked about last time or what "
             "is still open, then ask"
             if ctx.disclosure == "full"
             else "Do not mention their earlier calls; ask"
         )
-        return (
-            f"Welcome the caller back{name} warmly and by name if you know it. "
-            f"{recall} how you can help today.{consent}"
-        )
+        return f"Welcome the caller back warmly{name}. {recall} how you can help today.{consent}"
 
     async def start(self, phone_number: str | None) -> SessionContext:
         if self._started:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,9 @@ MAX_PREF_KEY = 40
 MAX_PREF_VALUE = 160
 MAX_FOLLOW_UPS = 5
 MAX_FOLLOW_UP = 160
+
+
+_NAME = re.compile(r"[^\W\d_]+(?:[ '’.-]{1,2}[^\W\d_]+){0,3}\.?")
 
 
 def utcnow() -> datetime:
@@ -85,8 +89,12 @@ class CallSummary(_Model):
 
     @field_validator("caller_name")
     @classmethod
-    def _blank_name(cls, value: str | None) -> str | None:
-        return value or None
+    def _plain_name(cls, value: str | None) -> str | None:
+        # A name is a few words of letters. Anything else (markup, digits, a sentence) is
+        # not a name: it could carry instructions into a later call's prompt.
+        if value and _NAME.fullmatch(value):
+            return value
+        return None
 
     @field_validator("preferences", mode="before")
     @classmethod

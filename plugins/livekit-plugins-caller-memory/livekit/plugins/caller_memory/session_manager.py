@@ -282,7 +282,12 @@ class SessionManager:
         if phone_hash is not None:
             try:
                 lookup = await asyncio.wait_for(
-                    self._store.lookup(phone_hash, previous=previous), self._config.lookup_timeout
+                    # With consent required, nothing is written before the caller agrees:
+                    # not even a new caller's identity (the save mints it).
+                    self._store.lookup(
+                        phone_hash, previous=previous, create=not self._config.consent_required
+                    ),
+                    self._config.lookup_timeout,
                 )
             except asyncio.TimeoutError:
                 status = "timeout"
