@@ -129,9 +129,12 @@ async def test_rotating_the_secret_loses_no_caller(config: RedisConfig) -> None:
 
 async def test_a_secret_is_required_in_production(config: RedisConfig) -> None:
     strict = replace(config, phone_hash_secret=None, require_secret=True)
-    manager = SessionManager(RedisMemoryStore(strict))
+    # At start-up, before any call: the worker does not start.
     with pytest.raises(ValueError, match="MEMORY_PHONE_HASH_SECRET"):
-        await manager.start_session(session_id="p-1", phone_number=NUMBER)
+        SessionManager(RedisMemoryStore(strict))
+    with pytest.raises(ValueError, match="MEMORY_PHONE_HASH_SECRET"):
+        CallerMemory(config=strict)
+    assert CallerMemory(config=replace(strict, phone_hash_secret=TEST_SECRET))
 
 
 # -- 2. no raw number anywhere ----------------------------------------------------------------

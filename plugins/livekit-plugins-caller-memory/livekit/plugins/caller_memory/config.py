@@ -199,6 +199,18 @@ class RedisConfig(BaseSettings):
         raw = self.phone_hash_previous_secrets.get_secret_value()
         return [s.strip().encode() for s in raw.split(",") if s.strip()]
 
+    def check_secret(self) -> None:
+        """Raise when ``MEMORY_REQUIRE_SECRET`` is on and ``MEMORY_PHONE_HASH_SECRET`` is not set.
+
+        Raises:
+            ConfigError: The secret is required and missing.
+        """
+        if self.require_secret and self.phone_hash_secret is None:
+            raise ConfigError(
+                "MEMORY_PHONE_HASH_SECRET is required (MEMORY_REQUIRE_SECRET=true): set it to "
+                "32+ random characters, the same on every worker"
+            )
+
     @property
     def is_explicit(self) -> bool:
         """True when a Redis server was named (``REDIS_URL`` or ``REDIS_HOST``)."""

@@ -314,7 +314,10 @@ class CallerMemory:
     ) -> None:
         self._llm = llm
         self._use_session_llm = use_session_llm
-        self._config = config
+        # Read and checked now, when the worker starts: a bad setting fails the worker, not a
+        # call.
+        self._config = config or (store.config if store else RedisConfig.from_env())
+        self._config.check_secret()
         self._store = store
         self._caller_wait_s = caller_wait_s
         self._manager: SessionManager | None = None

@@ -220,6 +220,7 @@ class SessionManager:
         owns_store: bool = False,
         outbox: Outbox | None = None,
     ) -> None:
+        store.config.check_secret()  # at start-up, not in the middle of a call
         self._store = store
         self._config = store.config
         self._summarizer = Summarizer(llm, timeout=self._config.summary_timeout_s)

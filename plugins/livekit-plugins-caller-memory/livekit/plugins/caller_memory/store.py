@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .config import RedisConfig
-from .exceptions import CallerMemoryError, ConfigError
+from .exceptions import CallerMemoryError
 from .identity import PhoneHasher, load_dev_secret
 from .keys import Keys
 from .log import logger
@@ -116,13 +116,9 @@ class MemoryStore(abc.ABC):
         if self._hasher is None:
             config = self._config
             secret = config.phone_hash_secret
+            config.check_secret()
             if secret is not None:
                 key = secret.get_secret_value().encode()
-            elif config.require_secret:
-                raise ConfigError(
-                    "MEMORY_PHONE_HASH_SECRET is required (MEMORY_REQUIRE_SECRET=true): set it "
-                    "to 32+ random characters, the same on every worker"
-                )
             else:
                 key = load_dev_secret(config.data_dir)
             self._hasher = PhoneHasher(
