@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 from livekit.plugins.caller_memory import InMemoryStore, MemoryStore, RedisConfig, RedisMemoryStore
 from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 
+from .cluster import LocalCluster, cluster_binaries
+
 TEST_SECRET = "test-secret-0123456789abcdef"
 _prefixes = itertools.count()
 
@@ -50,12 +52,26 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Re
     await client.aclose()
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real 3-master, 3-replica Redis Cluster on free ports, for the whole session."""
+    if not cluster_binaries():
+        pytest.skip("no cluster-capable server binary")
+    cluster = LocalCluster(data_dir=tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["redis", "memory", "cluster"])
 async def store(request: pytest.FixtureRequest, config: RedisConfig) -> AsyncIterator[MemoryStore]:
-    """Each contract test runs against Redis and against the in-process store."""
+    """Each contract test runs against Redis, the in-process store and a Redis Cluster."""
     impl: MemoryStore
     if request.param == "redis":
         impl = RedisMemoryStore(config)
+    elif request.param == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        impl = RedisMemoryStore(replace(config, url=cluster.url))
     else:
         impl = InMemoryStore(replace(config, persistence=False))
     assert await impl.connect()

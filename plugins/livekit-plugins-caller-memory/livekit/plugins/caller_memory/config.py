@@ -116,6 +116,7 @@ class RedisConfig(BaseSettings):
         validation_alias=_env("max_summaries", "MEMORY_MAX_SUMMARIES"),
     )
 
+    cluster: bool | None = Field(None, validation_alias=_env("cluster", "REDIS_CLUSTER"))
     max_connections: int = Field(
         50, ge=1, le=10_000, validation_alias=_env("max_connections", "REDIS_MAX_CONNECTIONS")
     )

@@ -23,7 +23,8 @@ from .log import logger
 __all__ = ["PhoneHasher", "load_dev_secret", "normalize_phone"]
 
 _MAX_INPUT = 64
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+"""E.164: a plus, then 7 to 15 ASCII digits, the first not 0."""
 _HASH_BYTES = 16
 """128 bits of the HMAC: collisions are out of reach for any caller base, and keys stay short."""
 
@@ -54,17 +55,35 @@ def normalize_phone(raw: str, *, default_region: str = "US") -> str:
     if text.startswith("00"):
         # International call prefix used across Europe and elsewhere.
         text = "+" + text[2:]
-    try:
-        number = phonenumbers.parse(text, default_region.upper())
-    except phonenumbers.NumberParseException:
-        raise InvalidPhoneNumberError("not a phone number") from None
-    if phonenumbers.is_possible_number(number):
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if _E164.fullmatch(text):
+    e164 = _parse(text, default_region.upper())
+    if e164 is None:
+        if not _E164.fullmatch(text):
+            raise InvalidPhoneNumberError("not a possible phone number (wrong length or country)")
         # Already E.164, as SIP trunks send it, for a range the metadata does not know (or a
         # test number like the guide's +1234567890): trusted as given rather than refused.
         return text
-    raise InvalidPhoneNumberError("not a possible phone number (wrong length or country)")
+    # "+31 (0)06 ..." loses one national prefix per pass: normalize until nothing changes, so
+    # that every spelling of a number, the E.164 form included, gives the same identity.
+    for _ in range(3):
+        again = _parse(e164, default_region.upper())
+        if again is None or again == e164:
+            break
+        e164 = again
+    return e164
+
+
+def _parse(text: str, region: str) -> str | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidPhoneNumberError("not a phone number") from None
+    # IS_POSSIBLE only: a number dialable locally without its area code (7 digits in the US)
+    # would give every caller with those digits, in any area, one shared memory.
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164 if _E164.fullmatch(e164) else None
 
 
 def _strip_uri(text: str) -> str:

@@ -7,6 +7,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -22,12 +23,17 @@ from .log import logger
 from .store import MemoryStore, _RawLookup, new_user_id
 from .troubleshooting import Diagnosis, diagnose
 
-__all__ = ["RedisMemoryStore"]
+__all__ = ["Client", "RedisMemoryStore"]
+
+Client = aioredis.Redis | aioredis.RedisCluster
+"""A plain or a cluster ``redis.asyncio`` client."""
 
 # Compare-and-set of the profile, then every write of the call with its TTL, in one atomic step.
 # One command per save matters on per-command billing (Upstash), and the script is the
-# transaction: nothing is half-written if the worker dies.
-#   KEYS: profile, sessions, session, profile:unreadable, open sessions[, phone]
+# transaction: nothing is half-written if the worker dies. On a Redis Cluster a script can only
+# touch one slot: it gets the caller's keys (one hash tag), and the session data, the list of
+# calls in progress and the phone mapping are written next to it.
+#   KEYS: profile, sessions, profile:unreadable[, session, open sessions[, phone]]
 #   ARGV: expected profile ('' = none), new profile, session id, session json,
 #         profile ttl, session ttl, sessions kept, set aside ('1' / '0')
 _SAVE_CALL = """
@@ -36,7 +42,7 @@ if (current or '') ~= ARGV[1] then
   return {0, current or ''}
 end
 if ARGV[8] == '1' and current then
-  redis.call('SET', KEYS[4], current, 'EX', ARGV[5])
+  redis.call('SET', KEYS[3], current, 'EX', ARGV[5])
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
 if not redis.call('LPOS', KEYS[2], ARGV[3]) then
@@ -44,8 +50,10 @@ if not redis.call('LPOS', KEYS[2], ARGV[3]) then
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[6])
-redis.call('ZREM', KEYS[5], ARGV[3])
+if KEYS[4] then
+  redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[6])
+  redis.call('ZREM', KEYS[5], ARGV[3])
+end
 if KEYS[6] then
   redis.call('EXPIRE', KEYS[6], ARGV[5])
 end
@@ -84,7 +92,7 @@ class RedisMemoryStore(MemoryStore):
         self,
         config: RedisConfig | None = None,
         *,
-        client: aioredis.Redis | None = None,
+        client: Client | None = None,
         hasher: PhoneHasher | None = None,
         embedded: EmbeddedRedis | None = None,
     ) -> None:
@@ -92,19 +100,25 @@ class RedisMemoryStore(MemoryStore):
         self._client = client
         self._owns_client = client is None
         self._embedded = embedded
+        self._cluster = bool(self._config.cluster) or isinstance(client, aioredis.RedisCluster)
         self._scripts: dict[str, Any] = {}
         self._slots = asyncio.Semaphore(self._config.max_connections)
         self.last_error: str | None = None
         """The guide's troubleshooting text of the last failed :meth:`connect`."""
 
     @property
-    def client(self) -> aioredis.Redis:
-        """The ``redis.asyncio`` client (opened by :meth:`connect`)."""
+    def client(self) -> Client:
+        """The ``redis.asyncio`` client: a ``Redis``, or a ``RedisCluster`` on a cluster."""
         if self._client is None:
             self._client = self._make_client()
         return self._client
 
-    def _make_client(self) -> aioredis.Redis:
+    @property
+    def is_cluster(self) -> bool:
+        """True when the store talks to a Redis Cluster (``REDIS_CLUSTER``, or detected)."""
+        return self._cluster
+
+    def _make_client(self) -> Client:
         config = self._config
         options: dict[str, Any] = {
             "decode_responses": True,
@@ -124,12 +138,23 @@ class RedisMemoryStore(MemoryStore):
                 options["ssl_ca_certs"] = config.ssl_ca_certs
         if config.url is not None and config.username and "@" not in url:
             options["username"] = config.username
+        if self._cluster:
+            # Ride through a failover: slot moves and a dead master are retried with backoff.
+            options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.02), 6)
+            for option in ("retry_on_error", "health_check_interval", "client_name"):
+                options.pop(option)
+            # A cluster has no databases: drop the /db of the URL.
+            return aioredis.RedisCluster.from_url(
+                urlunsplit(urlsplit(url)._replace(path="")), **options
+            )
         return aioredis.Redis.from_url(url, **options)
 
     async def connect(self) -> bool:
         """Connect and PING. On failure, log the guide's troubleshooting text and return False."""
         try:
             await self.client.ping()
+            if self._config.cluster is None and not self._cluster:
+                await self._detect_cluster()
         except (RedisError, OSError) as e:
             diagnosis = diagnose(e, self._config)
             if diagnosis.reason == "Timeout" and self._config.uses_tls:
@@ -141,6 +166,17 @@ class RedisMemoryStore(MemoryStore):
         self.last_error = None
         logger.info("connected to Redis", extra={"server": self._config.describe_server()})
         return True
+
+    async def _detect_cluster(self) -> None:
+        client = self.client
+        if isinstance(client, aioredis.RedisCluster):
+            return
+        info = await client.info("cluster")
+        if str(info.get("cluster_enabled", "0")) == "1":
+            await self._drop_client()
+            self._cluster = True
+            await self.client.ping()
+            logger.info("Redis Cluster detected", extra={"server": self._config.describe_server()})
 
     async def _diagnose_tls_timeout(self, diagnosis: Diagnosis) -> Diagnosis:
         # A plain server never answers a TLS hello, so TLS to it looks like a timeout. If a
@@ -272,15 +308,12 @@ class RedisMemoryStore(MemoryStore):
         set_aside: bool,
     ) -> tuple[bool, str | None]:
         profile_key = self._keys.profile(user_id)
-        keys = [
-            profile_key,
-            self._keys.sessions(user_id),
-            self._keys.session(session_id),
-            f"{profile_key}:unreadable",
-            self._keys.open_sessions(),
-        ]
+        keys = [profile_key, self._keys.sessions(user_id), f"{profile_key}:unreadable"]
+        others = [self._keys.session(session_id), self._keys.open_sessions()]
         if phone_hash is not None:
-            keys.append(self._keys.phone(phone_hash))
+            others.append(self._keys.phone(phone_hash))
+        if not self._cluster:
+            keys += others
         config = self._config
         args = [
             expected_profile or "",
@@ -294,9 +327,16 @@ class RedisMemoryStore(MemoryStore):
         ]
         async with self._slots:
             result = await self._script("save", _SAVE_CALL)(keys=keys, args=args)
-        if int(result[0]) == 1:
-            return True, None
-        return False, (_text(result[1]) or None)
+            if int(result[0]) != 1:
+                return False, (_text(result[1]) or None)
+            if self._cluster:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.set(others[0], session, ex=config.session_ttl_seconds)
+                    pipe.zrem(others[1], session_id)
+                    if phone_hash is not None:
+                        pipe.expire(others[2], config.profile_ttl_seconds)
+                    await pipe.execute()
+        return True, None
 
     async def _journal_open(self, session_id: str, header: str) -> None:
         ttl = self._config.session_ttl_seconds
@@ -363,13 +403,24 @@ class RedisMemoryStore(MemoryStore):
                 await self.client.zrem(self._keys.open_sessions(), *session_ids)
 
     async def _delete_raw(self, keys: list[str]) -> list[str]:
-        async with self._slots, self.client.pipeline(transaction=True) as pipe:
-            for key in keys:
-                pipe.exists(key)
-            for key in keys:
-                pipe.delete(key)
-            results = await pipe.execute()
-        return [key for key, existed in zip(keys, results[: len(keys)], strict=True) if existed]
+        # One transaction; on a cluster, one per slot (a caller's own keys share one).
+        groups: dict[int, list[str]] = {}
+        for key in keys:
+            groups.setdefault(self._slot(key), []).append(key)
+        deleted: list[str] = []
+        for group in groups.values():
+            async with self._slots, self.client.pipeline(transaction=True) as pipe:
+                for key in group:
+                    pipe.exists(key)
+                for key in group:
+                    pipe.delete(key)
+                results = await pipe.execute()
+            deleted += [k for k, found in zip(group, results[: len(group)], strict=True) if found]
+        return deleted
+
+    def _slot(self, key: str) -> int:
+        client = self.client
+        return client.keyslot(key) if isinstance(client, aioredis.RedisCluster) else 0
 
     async def _get_raw(self, key: str) -> str | None:
         async with self._slots:

@@ -23,6 +23,8 @@ from .models import MAX_SUMMARY, CallerProfile, CallSummary, Turn
 
 __all__ = ["Summarizer", "fallback_summary"]
 
+MAX_ANSWER_CHARS = 20_000
+"""An answer longer than this is not a summary of the requested shape."""
 MAX_TRANSCRIPT_CHARS = 24_000
 """What the LLM sees of a long call: its start and its end, within ~6k tokens."""
 
@@ -53,7 +55,7 @@ def render_transcript(turns: Sequence[Turn], *, limit: int = MAX_TRANSCRIPT_CHAR
     return f"{text[:half]}\n[... {len(text) - limit} characters left out ...]\n{text[-half:]}"
 
 
-_NAME = re.compile(r"\b(?:my name is|my name's|this is)\s+([A-Z][\w'-]{1,30})")
+_NAME = re.compile(r"\b(?i:my name is|my name's|this is)\s+([A-Z][\w'-]{1,30})")
 
 
 def fallback_summary(turns: Sequence[Turn]) -> CallSummary:
@@ -73,11 +75,13 @@ def fallback_summary(turns: Sequence[Turn]) -> CallSummary:
 
 
 def _parse(text: str) -> CallSummary:
-    # Models wrap JSON in code fences or add a sentence around it: take the outermost object.
-    match = re.search(r"\{.*\}", text, re.DOTALL)
-    if match is None:
+    # Models wrap JSON in code fences or add a sentence around it: take the outermost object
+    # (found in linear time: the answer can be anything, and this runs on the event loop).
+    text = text[:MAX_ANSWER_CHARS]
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
         raise ValueError("no JSON object in the LLM answer")
-    data = json.loads(match.group(0))
+    data = json.loads(text[start : end + 1])
     if not isinstance(data, dict):
         raise ValueError("the LLM answer is not a JSON object")
     data.pop("source", None)

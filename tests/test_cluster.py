@@ -1,0 +1,139 @@
+"""Caller memory on a real Redis Cluster: detection, round trips, erasure, and calls that go on
+through a failover and a crashed master."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
+
+from .cluster import LocalCluster
+from .conftest import replace
+
+_numbers = itertools.count(1000)
+
+
+def _number() -> str:
+    return f"+1415555{next(_numbers):04d}"
+
+
+async def _call(manager: SessionManager, session_id: str, number: str, text: str) -> None:
+    await manager.start_session(session_id=session_id, phone_number=number)
+    manager.add_turn(session_id, "user", text)
+    manager.add_turn(session_id, "assistant", "Noted.")
+    await manager.end_session(session_id)
+
+
+async def _commands(cluster: LocalCluster) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for node in cluster.masters:
+        client = aioredis.Redis(host=node.host, port=node.port, decode_responses=True)
+        for name, stats in (await client.info("commandstats")).items():
+            total[name] = total.get(name, 0) + stats["calls"]
+        await client.aclose()
+    return total
+
+
+async def test_a_cluster_is_detected_and_a_returning_lookup_stays_two_round_trips(
+    redis_cluster: LocalCluster, config: RedisConfig
+) -> None:
+    store = RedisMemoryStore(replace(config, url=redis_cluster.url))
+    assert await store.connect()
+    assert store.is_cluster  # REDIS_CLUSTER unset: detected from the server
+    manager = SessionManager(store)
+    number = _number()
+    await _call(manager, "cl-1", number, "My name is Ana")
+    phone_hash = store.hasher.hash(number)
+
+    before = await _commands(redis_cluster)
+    found = await store.lookup(phone_hash)
+    after = await _commands(redis_cluster)
+    used = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    for noise in ("info", "hello", "replconf", "ping", "cluster", "client", "command"):
+        used.pop(f"cmdstat_{noise}", None)  # other clients and the replicas' links
+    assert found.profile is not None and found.profile.name == "Ana"
+    assert used == {"cmdstat_getex": 2, "cmdstat_lrange": 1}
+
+    # The caller's keys share one slot: the per-user save is one transaction there.
+    assert found.user_id is not None
+    client = store.client
+    assert isinstance(client, aioredis.RedisCluster)
+    assert client.keyslot(store.keys.profile(found.user_id)) == client.keyslot(
+        store.keys.sessions(found.user_id)
+    )
+    await store.disconnect()
+
+
+async def test_forget_and_recovery_work_across_slots(
+    redis_cluster: LocalCluster, config: RedisConfig
+) -> None:
+    store = RedisMemoryStore(replace(config, url=redis_cluster.url, cluster=True))
+    manager = SessionManager(store)
+    number = _number()
+    for i in range(3):
+        await _call(manager, f"cf-{i}", number, f"call {i}")
+    # A call whose worker vanished: journaled, never ended.
+    other = SessionManager(store)
+    await other.start_session(session_id="cf-orphan", phone_number=number)
+    other.add_turn("cf-orphan", "user", "I was cut off")
+    await asyncio.sleep(0.05)
+    assert await manager.recover_orphans(idle_s=0) == 1
+    found = await store.lookup(store.hasher.hash(number))
+    assert found.profile is not None and found.profile.call_count == 4
+
+    exported = await manager.export_caller(number)
+    assert sum(1 for key in exported["keys"] if ":session:" in key) == 4
+    deleted = await manager.forget_caller(number)
+    assert len(deleted) == 7  # phone, profile, session list, 4 sessions
+    assert (await manager.export_caller(number))["keys"] == {}
+    await store.disconnect()
+
+
+async def test_calls_go_on_through_a_failover_and_a_crashed_master(
+    redis_cluster: LocalCluster, config: RedisConfig, tmp_path: Path
+) -> None:
+    store = RedisMemoryStore(
+        replace(config, url=redis_cluster.url, cluster=True, data_dir=tmp_path, socket_timeout=1)
+    )
+    manager = SessionManager(store)
+    numbers = [_number() for _ in range(30)]
+    stop = asyncio.Event()
+    done: list[str] = []
+
+    async def calls() -> None:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            session_id = f"fo-{i}"
+            await _call(manager, session_id, numbers[i % len(numbers)], f"call {i}")
+            done.append(session_id)
+
+    async def trouble() -> None:
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(redis_cluster.failover, 0)  # a planned failover
+        await asyncio.sleep(0.3)
+        dead = redis_cluster.masters[1]
+        await asyncio.to_thread(redis_cluster.kill_master, dead)  # a crash
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.to_thread(redis_cluster.revive, dead)
+
+    results = await asyncio.gather(calls(), trouble(), return_exceptions=True)
+    assert [r for r in results if isinstance(r, BaseException)] == []  # no call crashed
+    assert len(done) > 20
+
+    # Nothing lost: what the cluster could not take while a master was down is in the outbox.
+    saved, left = await manager.flush_outbox()
+    assert left == 0
+    for session_id in done:
+        assert await store.get_session(session_id) is not None, session_id
+    total = 0
+    for number in numbers:
+        found = await store.lookup(store.hasher.hash(number), create=False)
+        total += found.profile.call_count if found.profile else 0
+    assert total == len(done)
+    await store.disconnect()
