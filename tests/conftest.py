@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import settings
 
 from livekit.plugins.caller_memory import InMemoryStore, MemoryStore, RedisConfig, RedisMemoryStore
 from livekit.plugins.caller_memory.embedded import EmbeddedRedis
@@ -16,6 +18,11 @@ from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 from .cluster import LocalCluster, cluster_binaries
 
 TEST_SECRET = "test-secret-0123456789abcdef"
+
+# In CI, property tests run the same examples every time: a red build is reproducible.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 _prefixes = itertools.count()
 
 

@@ -267,10 +267,17 @@ def test_spellings_of_one_number_normalize_and_hash_identically(
     cc, nsn, texts = case
     outputs = {text: check_normalize(text) for text in texts}
     try:
-        reason = phonenumbers.is_possible_number_with_reason(phonenumbers.parse(f"+{cc}{nsn}"))
+        parsed = phonenumbers.parse(f"+{cc}{nsn}")
     except phonenumbers.NumberParseException:
-        reason = None
-    possible = reason == phonenumbers.ValidationResult.IS_POSSIBLE
+        parsed = None
+    # A complete number: possible per the metadata, and E.164's 7 to 15 digits long.
+    possible = (
+        parsed is not None
+        and phonenumbers.is_possible_number_with_reason(parsed)
+        == phonenumbers.ValidationResult.IS_POSSIBLE
+        and E164.fullmatch(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+        is not None
+    )
     event(f"possible number: {possible}")
     if not possible:
         # Not a complete number per the metadata: each spelling is refused, or (compact E.164
