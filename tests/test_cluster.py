@@ -85,6 +85,10 @@ async def test_forget_and_recovery_work_across_slots(
     found = await store.lookup(store.hasher.hash(number))
     assert found.profile is not None and found.profile.call_count == 4
 
+    stats = await store.stats()
+    assert stats["cluster"] is True and stats["keys_without_ttl"] == 0
+    assert stats["callers"] >= 1
+
     exported = await manager.export_caller(number)
     assert sum(1 for key in exported["keys"] if ":session:" in key) == 4
     deleted = await manager.forget_caller(number)

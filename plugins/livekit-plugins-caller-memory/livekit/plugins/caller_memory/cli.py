@@ -7,6 +7,9 @@ identity, and exits 1 with the guide's troubleshooting text when something fails
 ``caller-memory forget NUMBER`` erases everything held about a caller; ``caller-memory export
 NUMBER`` prints it as JSON.
 
+``caller-memory stats`` counts callers, sessions and keys, and exits 1 if any key of the prefix
+has no TTL.
+
 ``caller-memory flush`` writes the calls kept in the local outbox while Redis was down, and
 recovers the calls of workers that died mid-call; it exits 1 while calls still wait.
 """
@@ -108,6 +111,24 @@ def _number(value: str) -> str:
     return sys.stdin.readline().strip() if value == "-" else value
 
 
+async def _stats(config: RedisConfig) -> int:
+    store = await open_store(config)
+    try:
+        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
+            return 1
+        if not isinstance(store, RedisMemoryStore):
+            print("MEMORY_PERSISTENCE=false: nothing is stored outside the process.")
+            return 0
+        stats = await store.stats()
+        stats["outbox_waiting"] = len(SessionManager(store).outbox)
+    finally:
+        await store.disconnect()
+    width = max(len(k) for k in stats)
+    for key, value in stats.items():
+        print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return 0 if stats["keys_without_ttl"] == 0 else 1
+
+
 async def _unused_test_number(store: MemoryStore) -> str:
     # 555-0100..0199 are reserved for fiction in North America: never a real caller's number.
     for _ in range(20):
@@ -136,6 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("number", help="the caller's number, any spelling; - reads stdin")
     commands.add_parser(
+        "stats",
+        help="callers, sessions, memory, outbox depth, keys by kind and keys without a TTL",
+    )
+    commands.add_parser(
         "flush",
         help="write the calls kept in the local outbox to Redis, and recover the calls of "
         "workers that died mid-call",
@@ -154,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(config))
         if args.command == "flush":
             return asyncio.run(_flush(config))
+        if args.command == "stats":
+            return asyncio.run(_stats(config))
         if args.command == "forget":
             return asyncio.run(_forget(config, _number(args.number), args.yes))
         if args.command == "export":

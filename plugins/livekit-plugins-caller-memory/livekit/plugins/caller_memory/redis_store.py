@@ -228,6 +228,41 @@ class RedisMemoryStore(MemoryStore):
             "used_memory_human": info.get("used_memory_human"),
         }
 
+    async def stats(self) -> dict[str, Any]:
+        """Counts for operators: callers, sessions, keys by kind, keys without a TTL (which
+        must be zero), and the server's memory. Scans the prefix: for a terminal, not a call.
+        """
+        kinds = {"phone": 0, "profile": 0, "sessions": 0, "session": 0, "other": 0}
+        no_ttl: list[str] = []
+        journals = 0
+        client = self.client
+        async for raw_key in client.scan_iter(match=self._keys.pattern(), count=1000):
+            key = _text(raw_key) or ""
+            kind = _kind(key, self._keys.prefix)
+            kinds[kind] += 1
+            if await client.ttl(key) == -1:
+                no_ttl.append(key)
+            if kind == "session":
+                head = _text(await client.getrange(key, 0, 11)) or ""
+                journals += head.startswith('{"journal"')
+        info = await client.info("memory")
+        if isinstance(client, aioredis.RedisCluster):
+            used = sum(int(v.get("used_memory", 0)) for v in info.values() if isinstance(v, dict))
+        else:
+            used = int(info.get("used_memory", 0))
+        return {
+            "server": self._config.describe_server(),
+            "cluster": self._cluster,
+            "callers": kinds["phone"],
+            "profiles": kinds["profile"],
+            "sessions_kept": kinds["session"] - journals,
+            "calls_in_progress": journals,
+            "keys_by_kind": kinds,
+            "keys_without_ttl": len(no_ttl),
+            "keys_without_ttl_sample": no_ttl[:5],
+            "used_memory_bytes": used,
+        }
+
     # -- raw operations --------------------------------------------------------------------
     # Each holds one slot of a semaphore as large as the connection pool: past that, callers
     # queue in order instead of the pool raising MaxConnectionsError.
@@ -436,3 +471,17 @@ def _text(value: bytes | str | None) -> str | None:
     if isinstance(value, bytes):
         return value.decode()
     return value
+
+
+def _kind(key: str, prefix: str) -> str:
+    rest = key[len(prefix) + 1 :]
+    if rest.startswith("phone:"):
+        return "phone"
+    if rest.startswith("session:"):
+        return "session"
+    if rest.startswith("user:"):
+        if rest.endswith(":profile"):
+            return "profile"
+        if rest.endswith(":sessions"):
+            return "sessions"
+    return "other"
