@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from livekit.plugins.caller_memory import RedisConfig
+from livekit.plugins.caller_memory import CallerMemoryError, RedisConfig
 from livekit.plugins.caller_memory.connect import ensure_local_redis
 
 __all__ = ["main"]
@@ -32,6 +32,10 @@ def _replay(argv: list[str]) -> int:
 
 
 def _serve() -> None:
+    if sys.argv[1] == "start":
+        # Production: refuse to start without a shared phone-hash secret, rather than key
+        # callers with a per-machine development secret.
+        os.environ.setdefault("MEMORY_REQUIRE_SECRET", "true")
     # Start the private Redis here, in the main process, before LiveKit forks its job
     # processes: they inherit REDIS_URL and share one server that lives as long as the worker.
     config = RedisConfig.from_env()
@@ -55,7 +59,11 @@ def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
         return 0
-    _serve()
+    try:
+        _serve()
+    except CallerMemoryError as e:  # a setting to fix: say which, without a traceback
+        print(f"❌ {e}", file=sys.stderr)
+        return 1
     return 0
 
 
