@@ -104,25 +104,30 @@ async def test_the_hash_is_keyed(config: RedisConfig) -> None:
     assert a != b
 
 
-async def test_returning_lookup_is_two_round_trips_and_three_commands(
+async def test_a_lookup_is_one_round_trip_and_three_commands(
     config: RedisConfig, redis_client: aioredis.Redis
 ) -> None:
     async with RedisMemoryStore(config) as store:
         await _one_call(store, "room-3")
-        phone_hash = store.hasher.hash(PHONE)
-        before = await redis_client.info("commandstats")
-        found = await store.lookup(phone_hash)
-        after = await redis_client.info("commandstats")
-    assert found.is_returning
-
-    def calls(info: dict[str, dict[str, int]]) -> dict[str, int]:
-        return {k: v["calls"] for k, v in info.items()}
-
-    b, a = calls(before), calls(after)
-    used = {k: a[k] - b.get(k, 0) for k in a if a[k] != b.get(k, 0)}
-    used.pop("cmdstat_info", None)
-    # One GETEX for the phone key, then GETEX + LRANGE in one pipeline.
-    assert used == {"cmdstat_getex": 2, "cmdstat_lrange": 1}
+        for phone, returning in [(PHONE, True), ("+14155550177", False)]:
+            phone_hash = store.hasher.hash(phone)
+            before = await redis_client.info("all")
+            found = await store.lookup(phone_hash)
+            after = await redis_client.info("all")
+            assert found.is_returning is returning and found.is_new is not returning
+            # Read events on the server: the lookup's, plus the second INFO's own.
+            assert after["total_reads_processed"] - before["total_reads_processed"] - 1 == 1
+            used = {
+                k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"]
+                for k in after
+                if k.startswith("cmdstat_") and k != "cmdstat_info"
+            }
+            # SET NX GET mints or names the id; GETEX + LRANGE read the caller, all pipelined.
+            assert {k: v for k, v in used.items() if v} == {
+                "cmdstat_set": 1,
+                "cmdstat_getex": 1,
+                "cmdstat_lrange": 1,
+            }
 
 
 async def test_corrupt_profile_is_set_aside_without_personal_data_in_the_log(

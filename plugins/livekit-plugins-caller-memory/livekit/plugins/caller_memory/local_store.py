@@ -101,7 +101,7 @@ class InMemoryStore(MemoryStore):
         if user_id is None:
             if not create:
                 return _RawLookup(user_id=None, is_new=False)
-            user_id = new_user_id()
+            user_id = new_user_id(phone_hash)
             self._set(phone_key, user_id, ttl)
             return _RawLookup(user_id=user_id, is_new=True)
         self._expire(phone_key, ttl)

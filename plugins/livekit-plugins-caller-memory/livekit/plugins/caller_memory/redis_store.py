@@ -20,7 +20,7 @@ from .config import RedisConfig
 from .embedded import EmbeddedRedis
 from .identity import PhoneHasher
 from .log import logger
-from .store import MemoryStore, _RawLookup, new_user_id
+from .store import MemoryStore, _RawLookup
 from .troubleshooting import Diagnosis, diagnose
 
 __all__ = ["Client", "RedisMemoryStore"]
@@ -100,6 +100,8 @@ class RedisMemoryStore(MemoryStore):
         self._client = client
         self._owns_client = client is None
         self._embedded = embedded
+        self._set_get = True
+        """The server takes ``SET NX GET`` (Redis 7.0+); switched off on the first refusal."""
         self._cluster = bool(self._config.cluster) or isinstance(client, aioredis.RedisCluster)
         self._scripts: dict[str, Any] = {}
         self._slots = asyncio.Semaphore(self._config.max_connections)
@@ -279,25 +281,43 @@ class RedisMemoryStore(MemoryStore):
         client = self.client
         ttl = self._config.profile_ttl_seconds
         phone_key = self._keys.phone(phone_hash)
-        # Round trip 1: who is this? GETEX refreshes the mapping's TTL as it reads it.
-        user_id = _text(await client.getex(phone_key, ex=ttl))
+        # A caller's user id is their phone hash (see new_user_id), so the profile and the
+        # session list can be asked for before the phone key has answered: one round trip,
+        # and on a cluster one slot, as the three keys share the {hash} tag.
+        mint = create and not previous and self._set_get
+        async with client.pipeline(transaction=False) as pipe:
+            if mint:
+                # NX: of two first calls from one number at once, exactly one mints the id.
+                pipe.set(phone_key, phone_hash, nx=True, get=True, ex=ttl)
+            else:
+                pipe.getex(phone_key, ex=ttl)
+            pipe.getex(self._keys.profile(phone_hash), ex=ttl)
+            pipe.lrange(self._keys.sessions(phone_hash), 0, -1)
+            found, profile_raw, session_ids = await pipe.execute(raise_on_error=False)
+        if isinstance(found, ResponseError):
+            if mint and "syntax" in str(found).lower():  # Redis < 7.0: no SET NX GET
+                self._set_get = False
+                return await self._lookup(phone_hash, create=create, previous=previous)
+            raise found
+        user_id = _text(found)
+        if user_id is None and mint:
+            if profile_raw is None and not session_ids:
+                return _RawLookup(user_id=phone_hash, is_new=True)
+            user_id = phone_hash  # the mapping had expired before the profile: same caller
         if user_id is None and previous:
             user_id = await self._adopt_previous(phone_key, previous)
         if user_id is None:
             if not create:
                 return _RawLookup(user_id=None, is_new=False)
-            candidate = new_user_id()
-            # NX: of two first calls from one number at once, exactly one mints the id.
-            if await client.set(phone_key, candidate, nx=True, ex=ttl):
-                return _RawLookup(user_id=candidate, is_new=True)
-            user_id = _text(await client.get(phone_key))
-            if user_id is None:  # expired between the two commands: take it again
-                return await self._lookup(phone_hash, create=create, previous=previous)
-        # Round trip 2: what do we know about them?
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.getex(self._keys.profile(user_id), ex=ttl)
-            pipe.lrange(self._keys.sessions(user_id), 0, -1)
-            profile_raw, session_ids = await pipe.execute(raise_on_error=False)
+            if await client.set(phone_key, phone_hash, nx=True, ex=ttl):
+                return _RawLookup(user_id=phone_hash, is_new=True)
+            return await self._lookup(phone_hash, create=create)
+        if user_id != phone_hash:
+            # Keyed elsewhere (a caller moved from a previous secret): a second round trip.
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.getex(self._keys.profile(user_id), ex=ttl)
+                pipe.lrange(self._keys.sessions(user_id), 0, -1)
+                profile_raw, session_ids = await pipe.execute(raise_on_error=False)
         if isinstance(profile_raw, ResponseError):  # WRONGTYPE: someone else's key
             logger.warning(
                 "caller profile key holds the wrong type, treating the caller as new",

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import random
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -42,9 +41,14 @@ __all__ = ["CallerKeys", "CallerLookup", "MemoryStore", "new_user_id"]
 _MAX_CAS_ATTEMPTS = 64
 
 
-def new_user_id() -> str:
-    """A fresh, random user id (64 bits, 16 hex characters)."""
-    return secrets.token_hex(8)
+def new_user_id(phone_hash: str) -> str:
+    """The user id given to a new caller: their phone hash.
+
+    It is as opaque as a random id (an HMAC under a secret that is not in Redis), and it lets
+    the call-start lookup name the profile keys before the phone key has answered, which
+    saves a round trip. A caller moved from a previous secret keeps the id they had.
+    """
+    return phone_hash
 
 
 @dataclass(frozen=True)
