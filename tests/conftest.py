@@ -14,6 +14,7 @@ from hypothesis import settings
 
 from livekit.plugins.caller_memory import InMemoryStore, MemoryStore, RedisConfig, RedisMemoryStore
 from livekit.plugins.caller_memory.embedded import EmbeddedRedis
+from livekit.plugins.caller_memory.redis_store import _decode_value as decode_value
 
 from .cluster import LocalCluster, cluster_binaries
 
@@ -53,10 +54,29 @@ def config(redis_server: EmbeddedRedis, tmp_path: Path) -> RedisConfig:
 
 @pytest.fixture
 async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
-    """A plain client, to look at what the plugin wrote."""
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    """A plain client, to look at what the plugin wrote (bytes: profiles may be compressed)."""
+    client = aioredis.Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
+
+
+async def dump_keys(client: aioredis.Redis, prefix: str) -> dict[str, str | list[str]]:
+    """Every key of a prefix and its value as text, compressed profiles unpacked."""
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    out: dict[str, str | list[str]] = {}
+    async for raw_key in client.scan_iter(match=f"{prefix}:*"):
+        key = text(raw_key)
+        kind = text(await client.type(key))
+        if kind == "string":
+            out[key] = decode_value(await client.get(key) or b"")
+        elif kind == "list":
+            out[key] = [text(v) for v in await client.lrange(key, 0, -1)]
+        else:
+            out[key] = [text(v) for v in await client.zrange(key, 0, -1)]
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,7 @@ async def test_calls_go_on_through_a_failover_and_a_crashed_master(
         replace(config, url=redis_cluster.url, cluster=True, data_dir=tmp_path, socket_timeout=1)
     )
     manager = SessionManager(store)
-    numbers = [_number() for _ in range(30)]
+    numbers = [_number() for _ in range(300)]
     stop = asyncio.Event()
     done: list[str] = []
 

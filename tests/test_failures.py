@@ -293,7 +293,7 @@ async def test_unreadable_profile_is_kept_aside_and_an_old_one_is_migrated(
     await client.set(key, "\x00garbage{", ex=60)
     assert (await manager.start_session(session_id="c-2", phone_number=PHONE)).status == "new"
     await manager.end_session("c-2")
-    assert await client.get(f"{key}:unreadable") == "\x00garbage{"
+    assert await client.get(f"{key}:unreadable") == b"\x00garbage{"
     assert 0 < await client.ttl(f"{key}:unreadable")
 
     legacy = {

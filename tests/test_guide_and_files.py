@@ -54,7 +54,7 @@ def test_the_guides_snippet_connects_to_a_fresh_server(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("✅ Connected! Latency: ") and lines[0].endswith("ms")
-    assert lines[1].startswith("User ID: ") and len(lines[1].split()[-1]) == 16
+    assert lines[1].startswith("User ID: ") and len(lines[1].split()[-1]) == 22
 
 
 def test_the_guides_snippet_reports_a_refused_connection(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from livekit.plugins.caller_memory import (
 )
 from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 
-from .conftest import TEST_SECRET, replace
+from .conftest import TEST_SECRET, dump_keys, replace
 from .livekit_fakes import (
     ScriptedLLM,
     ToolCall,
@@ -53,17 +53,7 @@ INSTRUCTIONS = "You are Sarah, the receptionist of a dental practice."
 
 
 async def _dump(client: aioredis.Redis, prefix: str) -> str:
-    parts = []
-    async for key in client.scan_iter(match=f"{prefix}:*"):
-        kind = await client.type(key)
-        if kind == "string":
-            value: Any = await client.get(key)
-        elif kind == "list":
-            value = await client.lrange(key, 0, -1)
-        else:
-            value = await client.zrange(key, 0, -1)
-        parts.append(f"{key} {value}")
-    return "\n".join(parts)
+    return "\n".join(f"{k} {v}" for k, v in (await dump_keys(client, prefix)).items())
 
 
 async def _call(
@@ -159,7 +149,7 @@ async def test_no_raw_number_in_redis_logs_spans_or_errors(
     server = EmbeddedRedis(appendonly=False)
     server.start()
     config = replace(config, url=server.url, socket_timeout=0.5)
-    redis_client = aioredis.Redis.from_url(server.url, decode_responses=True)
+    redis_client = aioredis.Redis.from_url(server.url)
     memory = CallerMemory(config=config)
     summary = {"summary": "Ana asked to be called back.", "caller_name": "Ana"}
     with caplog.at_level(logging.DEBUG):

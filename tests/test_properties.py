@@ -502,11 +502,12 @@ async def _call_round_trip(
     assert record.summary.summary == profile.calls[-1].summary
 
     # What Redis holds is valid JSON, and the same data.
-    raw_session = await store.client.get(store.keys.session(session_id))
+    # As stored (bytes; a large profile zlib-compressed), read back the way the store does.
+    raw_session = await store._get_raw(store.keys.session(session_id))
     assert isinstance(raw_session, str)
     data = json.loads(raw_session)
     assert [(t["role"], t["text"]) for t in data["turns"]] == expected
-    raw_profile = await store.client.get(store.keys.profile(profile.user_id))
+    raw_profile = await store._get_raw(store.keys.profile(profile.user_id))
     assert isinstance(raw_profile, str)
     assert json.loads(raw_profile)["user_id"] == profile.user_id
     assert await store.get_session_ids(profile.user_id) == [session_id]

@@ -19,20 +19,10 @@ from livekit.plugins.caller_memory import (
 from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 from livekit.plugins.caller_memory.models import utcnow
 
-from .conftest import replace
+from .conftest import dump_keys, replace
 
 PHONE = "+1 415 555 0134"
 DIGITS = ("14155550134", "4155550134", "5550134")
-
-
-async def _dump(client: aioredis.Redis, prefix: str) -> dict[str, str | list[str]]:
-    out: dict[str, str | list[str]] = {}
-    async for key in client.scan_iter(match=f"{prefix}:*"):
-        if await client.type(key) == "string":
-            out[key] = str(await client.get(key))
-        else:
-            out[key] = [str(v) for v in await client.lrange(key, 0, -1)]
-    return out
 
 
 async def _one_call(store: MemoryStore, session_id: str) -> str:
@@ -71,7 +61,7 @@ async def test_every_key_of_the_table_has_its_ttl(
         f"{p}:user:{{{user_id}}}:sessions": 90 * 86400,
         f"{p}:session:{{room-1}}": 24 * 3600,
     }
-    dump = await _dump(redis_client, p)
+    dump = await dump_keys(redis_client, p)
     assert set(dump) == set(expected)
     for key, ttl in expected.items():
         left = await redis_client.ttl(key)
@@ -90,7 +80,7 @@ async def test_no_key_or_value_holds_the_callers_number(
             turns=[Turn(role="user", text="I'd like to book a table.")],
         )  # fmt: skip
         await store.save_call(record, CallSummary(summary="Booked."), phone_hash=phone_hash)
-    dump = await _dump(redis_client, config.key_prefix)
+    dump = await dump_keys(redis_client, config.key_prefix)
     assert dump
     everything = " ".join(f"{k} {v}" for k, v in dump.items())
     for digits in DIGITS:

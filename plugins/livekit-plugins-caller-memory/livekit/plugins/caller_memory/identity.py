@@ -7,6 +7,7 @@ it by brute force (a plain SHA-256 of a phone number can: there are only ~10^11 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -134,7 +135,7 @@ class PhoneHasher:
         return [_hmac(key, e164) for key in self._previous]
 
     def hash(self, raw: str) -> str:
-        """Normalize ``raw`` and return its keyed hash (32 hex characters).
+        """Normalize ``raw`` and return its keyed hash (22 base64url characters).
 
         Raises:
             InvalidPhoneNumberError: ``raw`` is not a phone number.
@@ -150,7 +151,9 @@ def _key(secret: bytes | str, variable: str) -> bytes:
 
 
 def _hmac(key: bytes, e164: str) -> str:
-    return hmac.new(key, e164.encode(), hashlib.sha256).digest()[:_HASH_BYTES].hex()
+    digest = hmac.new(key, e164.encode(), hashlib.sha256).digest()[:_HASH_BYTES]
+    # base64url: 22 characters where hex takes 32, in every key that names the caller.
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def load_dev_secret(data_dir: Path) -> bytes:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .store import MemoryStore, _RawLookup, new_user_id
+from .store import MemoryStore, Raw, _RawLookup, new_user_id
 
 __all__ = ["InMemoryStore"]
 
@@ -119,12 +119,12 @@ class InMemoryStore(MemoryStore):
         *,
         user_id: str,
         phone_hash: str | None,
-        expected_profile: str | None,
+        expected_profile: Raw | None,
         profile: str,
         session_id: str,
         session: str,
         set_aside: bool,
-    ) -> tuple[bool, str | None]:
+    ) -> tuple[bool, Raw | None]:
         async with self._lock:
             profile_key = self._keys.profile(user_id)
             current = self._get(profile_key)

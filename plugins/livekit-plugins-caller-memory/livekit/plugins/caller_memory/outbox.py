@@ -92,7 +92,9 @@ class Outbox:
             for path, entry in self._read_all():
                 try:
                     summary = entry.record.summary or fallback_summary(entry.record.turns)
-                    await store.save_call(entry.record, summary, phone_hash=entry.phone_hash)
+                    await store.save_call(
+                        entry.record, summary, phone_hash=entry.phone_hash, replay=True
+                    )
                 except Exception as e:
                     logger.warning(
                         "outbox flush stopped: the store still fails",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -20,7 +21,7 @@ from .config import RedisConfig
 from .embedded import EmbeddedRedis
 from .identity import PhoneHasher
 from .log import logger
-from .store import MemoryStore, _RawLookup
+from .store import MemoryStore, Raw, _RawLookup
 from .troubleshooting import Diagnosis, diagnose
 
 __all__ = ["Client", "RedisMemoryStore"]
@@ -123,7 +124,8 @@ class RedisMemoryStore(MemoryStore):
     def _make_client(self) -> Client:
         config = self._config
         options: dict[str, Any] = {
-            "decode_responses": True,
+            # Bytes: a large profile is stored compressed; text is decoded where it is read.
+            "decode_responses": False,
             "socket_timeout": config.socket_timeout,
             "socket_connect_timeout": config.socket_timeout,
             # A blip is retried once, fast; the call-start budget bounds the rest.
@@ -294,11 +296,15 @@ class RedisMemoryStore(MemoryStore):
             pipe.getex(self._keys.profile(phone_hash), ex=ttl)
             pipe.lrange(self._keys.sessions(phone_hash), 0, -1)
             found, profile_raw, session_ids = await pipe.execute(raise_on_error=False)
-        if isinstance(found, ResponseError):
-            if mint and "syntax" in str(found).lower():  # Redis < 7.0: no SET NX GET
-                self._set_get = False
-                return await self._lookup(phone_hash, create=create, previous=previous)
-            raise found
+        if isinstance(found, ResponseError) and mint and "syntax" in str(found).lower():
+            self._set_get = False  # Redis < 7.0: no SET NX GET
+            return await self._lookup(phone_hash, create=create, previous=previous)
+        for result in (found, profile_raw, session_ids):
+            # A WRONGTYPE profile is handled below; anything else (the connection) is raised.
+            if isinstance(result, Exception) and not (
+                isinstance(result, ResponseError) and result is not found
+            ):
+                raise result
         user_id = _text(found)
         if user_id is None and mint:
             if profile_raw is None and not session_ids:
@@ -318,6 +324,9 @@ class RedisMemoryStore(MemoryStore):
                 pipe.getex(self._keys.profile(user_id), ex=ttl)
                 pipe.lrange(self._keys.sessions(user_id), 0, -1)
                 profile_raw, session_ids = await pipe.execute(raise_on_error=False)
+            for result in (profile_raw, session_ids):
+                if isinstance(result, Exception) and not isinstance(result, ResponseError):
+                    raise result
         if isinstance(profile_raw, ResponseError):  # WRONGTYPE: someone else's key
             logger.warning(
                 "caller profile key holds the wrong type, treating the caller as new",
@@ -329,7 +338,7 @@ class RedisMemoryStore(MemoryStore):
         return _RawLookup(
             user_id=user_id,
             is_new=False,
-            profile_raw=_text(profile_raw),
+            profile_raw=profile_raw,
             session_ids=[_text(s) or "" for s in session_ids],
         )
 
@@ -356,12 +365,12 @@ class RedisMemoryStore(MemoryStore):
         *,
         user_id: str,
         phone_hash: str | None,
-        expected_profile: str | None,
+        expected_profile: Raw | None,
         profile: str,
         session_id: str,
         session: str,
         set_aside: bool,
-    ) -> tuple[bool, str | None]:
+    ) -> tuple[bool, Raw | None]:
         profile_key = self._keys.profile(user_id)
         keys = [profile_key, self._keys.sessions(user_id), f"{profile_key}:unreadable"]
         others = [self._keys.session(session_id), self._keys.open_sessions()]
@@ -371,8 +380,8 @@ class RedisMemoryStore(MemoryStore):
             keys += others
         config = self._config
         args = [
-            expected_profile or "",
-            profile,
+            expected_profile or b"",
+            _encode_profile(profile),
             session_id,
             session,
             config.profile_ttl_seconds,
@@ -383,7 +392,7 @@ class RedisMemoryStore(MemoryStore):
         async with self._slots:
             result = await self._script("save", _SAVE_CALL)(keys=keys, args=args)
             if int(result[0]) != 1:
-                return False, (_text(result[1]) or None)
+                return False, (result[1] or None)
             if self._cluster:
                 async with self.client.pipeline(transaction=False) as pipe:
                     pipe.set(others[0], session, ex=config.session_ttl_seconds)
@@ -479,11 +488,41 @@ class RedisMemoryStore(MemoryStore):
 
     async def _get_raw(self, key: str) -> str | None:
         async with self._slots:
-            return _text(await self.client.get(key))
+            value = await self.client.get(key)
+        return None if value is None else _decode_value(value)
+
+    async def _get_profile_raw(self, user_id: str) -> Raw | None:
+        async with self._slots:
+            value: Raw | None = await self.client.get(self._keys.profile(user_id))
+        return value
+
+    def _decode_profile(self, raw: Raw) -> str:
+        return raw if isinstance(raw, str) else _decode_value(raw)
 
     async def _list_raw(self, key: str) -> list[str]:
         async with self._slots:
             return [_text(v) or "" for v in await self.client.lrange(key, 0, -1)]
+
+
+_COMPRESS_OVER = 200
+"""Profiles longer than this (bytes of JSON) are stored zlib-compressed: about half the
+memory for the summaries' prose. JSON starts with '{', zlib with 'x': the two never mix up."""
+
+
+def _encode_profile(profile_json: str) -> bytes:
+    data = profile_json.encode()
+    if len(data) <= _COMPRESS_OVER:
+        return data
+    packed = zlib.compress(data, 6)
+    return packed if len(packed) < len(data) else data
+
+
+def _decode_value(value: bytes | str) -> str:
+    if isinstance(value, str):
+        return value
+    if value[:1] == b"x":
+        return zlib.decompress(value).decode()
+    return value.decode()
 
 
 def _text(value: bytes | str | None) -> str | None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import random
+import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -36,7 +37,10 @@ from .models import (
     migrate_profile,
 )
 
-__all__ = ["CallerKeys", "CallerLookup", "MemoryStore", "new_user_id"]
+__all__ = ["CallerKeys", "CallerLookup", "MemoryStore", "Raw", "new_user_id"]
+
+Raw = str | bytes
+"""A value as the store keeps it (the Redis store compresses large profiles)."""
 
 _MAX_CAS_ATTEMPTS = 64
 
@@ -62,8 +66,8 @@ class CallerLookup:
     profile: CallerProfile | None = None
     session_ids: list[str] = field(default_factory=list)
     """Recent session ids, oldest first."""
-    profile_raw: str | None = field(default=None, repr=False)
-    """The profile as stored, the starting point of the compare-and-set at hang-up."""
+    profile_raw: Raw | None = field(default=None, repr=False)
+    """The profile exactly as stored, the starting point of the compare-and-set at hang-up."""
 
     @property
     def is_returning(self) -> bool:
@@ -84,7 +88,7 @@ class CallerKeys:
 class _RawLookup:
     user_id: str | None
     is_new: bool
-    profile_raw: str | None = None
+    profile_raw: Raw | None = None
     session_ids: list[str] = field(default_factory=list)
 
 
@@ -174,12 +178,12 @@ class MemoryStore(abc.ABC):
         *,
         user_id: str,
         phone_hash: str | None,
-        expected_profile: str | None,
+        expected_profile: Raw | None,
         profile: str,
         session_id: str,
         session: str,
         set_aside: bool,
-    ) -> tuple[bool, str | None]:
+    ) -> tuple[bool, Raw | None]:
         """Compare-and-set of the profile plus the session writes, all or nothing.
 
         With ``set_aside``, the current (unreadable) profile is first copied to
@@ -190,7 +194,16 @@ class MemoryStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def _get_raw(self, key: str) -> str | None: ...
+    async def _get_raw(self, key: str) -> str | None:
+        """A string key's value as text (decoded, decompressed)."""
+
+    async def _get_profile_raw(self, user_id: str) -> Raw | None:
+        """The profile exactly as stored, for the compare-and-set."""
+        return await self._get_raw(self._keys.profile(user_id))
+
+    def _decode_profile(self, raw: Raw) -> str:
+        """The profile's JSON from its stored form."""
+        return raw if isinstance(raw, str) else raw.decode()
 
     @abc.abstractmethod
     async def _list_raw(self, key: str) -> list[str]: ...
@@ -273,6 +286,7 @@ class MemoryStore(abc.ABC):
         phone_hash: str | None = None,
         previous: Sequence[str] = (),
         base: CallerLookup | None = None,
+        replay: bool = False,
     ) -> CallerProfile:
         """Record a finished call and fold its summary into the caller's profile.
 
@@ -288,6 +302,8 @@ class MemoryStore(abc.ABC):
             phone_hash: The caller's phone hash, whose mapping TTL is refreshed too.
             previous: The number's hashes under previous secrets (see :meth:`lookup`).
             base: The call-start lookup, whose profile is the first compare-and-set guess.
+            replay: The call may have been saved already (an outbox entry whose save failed
+                only on the way back): when its session data is there, nothing is merged again.
 
         Returns:
             The profile as stored.
@@ -302,6 +318,10 @@ class MemoryStore(abc.ABC):
             record = record.model_copy(update={"user_id": user_id})
         ended_at = record.ended_at or record.started_at
         record = record.model_copy(update={"summary": summary, "ended_at": ended_at})
+        if replay:
+            stored = await self._get_raw(self._keys.session(record.session_id))
+            if stored is not None and not is_journal(stored):
+                return await self.get_profile(user_id) or CallerProfile(user_id=user_id)
 
         # Calls of one caller ending together in this process take turns; the compare-and-set
         # below still guards against other processes.
@@ -321,7 +341,7 @@ class MemoryStore(abc.ABC):
         if base is not None and base.user_id == user_id:
             expected = base.profile_raw
         else:
-            expected = await self._get_raw(self._keys.profile(user_id))
+            expected = await self._get_profile_raw(user_id)
         for attempt in range(_MAX_CAS_ATTEMPTS):
             if attempt >= 2:  # heavy contention across processes: spread the retries
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
@@ -483,12 +503,13 @@ class MemoryStore(abc.ABC):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _parse_profile(self, user_id: str, raw: str | None) -> CallerProfile | None:
+    def _parse_profile(self, user_id: str, raw: Raw | None) -> CallerProfile | None:
         if raw is None:
             return None
         try:
-            profile = CallerProfile.model_validate(migrate_profile(json.loads(raw)))
-        except (ValidationError, ValueError, TypeError, AttributeError):
+            data = json.loads(self._decode_profile(raw))
+            profile = CallerProfile.model_validate(migrate_profile(data))
+        except (ValidationError, ValueError, TypeError, AttributeError, zlib.error):
             # Name the key (an opaque id), never the content: it is personal data.
             logger.warning(
                 "unreadable caller profile, treating the caller as new; it is kept aside "
