@@ -191,6 +191,7 @@ class _LiveSession:
     journal: asyncio.Task[None] | None = None
     journal_writer: asyncio.Task[None] | None = None
     context: SessionContext | None = None
+    journal_allowed: bool = False
     remember: bool = True
     consented: bool = False
 
@@ -313,8 +314,9 @@ class SessionManager:
             previous_hashes=previous,
         )
         self._live[session_id] = live
-        if phone_hash is not None and status != "error" and self._may_remember(live):
-            self._start_journal(live)
+        # The journal opens with the first turn, off the greeting's path; not when the store
+        # was unreachable a moment ago.
+        live.journal_allowed = phone_hash is not None and status != "error"
         lookup_ms = (time.perf_counter() - started) * 1000
         span.set_attribute("caller_memory.status", status)
         span.end()
@@ -345,12 +347,13 @@ class SessionManager:
             del live.turns[MAX_TURNS // 2]
             live.dropped_turns += 1
         live.turns.append(turn)
-        if live.journal is not None:
-            live.unjournaled.append(turn)
-            if live.journal_writer is None or live.journal_writer.done():
-                live.journal_writer = asyncio.get_running_loop().create_task(
-                    self._write_journal(live)
-                )
+        if live.journal is None:
+            if live.journal_allowed and self._config.journal_turns and self._may_remember(live):
+                self._start_journal(live)  # with every turn so far
+            return
+        live.unjournaled.append(turn)
+        if live.journal_writer is None or live.journal_writer.done():
+            live.journal_writer = asyncio.get_running_loop().create_task(self._write_journal(live))
 
     # -- consent, opt-out, verification ----------------------------------------------------
 
@@ -367,8 +370,6 @@ class SessionManager:
         live.consented = granted
         if not granted:
             live.remember = False
-        elif live.journal is None and live.phone_hash is not None:
-            self._start_journal(live, backlog=True)
 
     def dont_remember(self, session_id: str) -> None:
         """The caller asked not to remember this call: nothing of it will be stored, and what
@@ -568,14 +569,12 @@ class SessionManager:
 
     # -- the journal ------------------------------------------------------------------------
 
-    def _start_journal(self, live: _LiveSession, *, backlog: bool = False) -> None:
-        if not self._config.journal_turns:
-            return
-        # In the background: the greeting does not wait for the journal.
-        live.journal = asyncio.get_running_loop().create_task(self._open_journal(live))
-        if backlog and live.turns:
-            live.unjournaled = list(live.turns)
-            live.journal_writer = asyncio.get_running_loop().create_task(self._write_journal(live))
+    def _start_journal(self, live: _LiveSession) -> None:
+        # In the background: no reply waits for the journal.
+        loop = asyncio.get_running_loop()
+        live.journal = loop.create_task(self._open_journal(live))
+        live.unjournaled = list(live.turns)
+        live.journal_writer = loop.create_task(self._write_journal(live))
 
     async def _discard(self, live: _LiveSession) -> None:
         record_save("not_remembered")
