@@ -112,8 +112,9 @@ async def test_a_lookup_is_one_round_trip_and_three_commands(
                 for k in after
                 if k.startswith("cmdstat_") and k != "cmdstat_info"
             }
-            # SET NX GET mints or names the id; GETEX + LRANGE read the caller, all pipelined.
+            # One script: SET NX GET mints or names the id; GETEX + LRANGE read the caller.
             assert {k: v for k, v in used.items() if v} == {
+                "cmdstat_evalsha": 1,  # the one command sent; inside it, run by the server:
                 "cmdstat_set": 1,
                 "cmdstat_getex": 1,
                 "cmdstat_lrange": 1,

@@ -61,6 +61,20 @@ end
 return {1}
 """
 
+# The call-start lookup in one command (EVALSHA: one round trip, and one billed command on
+# Upstash): name or mint the caller's id, read the profile (refreshing its TTL) and the session
+# list. The three keys share the caller's {hash} tag. A profile or list of the wrong type
+# comes back as an error value instead of failing the lookup.
+#   KEYS: phone, profile, sessions    ARGV: phone hash (the id to mint), ttl
+_LOOKUP = """
+local found = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
+local profile = redis.pcall('GETEX', KEYS[2], 'EX', ARGV[2])
+local sessions = redis.pcall('LRANGE', KEYS[3], 0, -1)
+if type(profile) == 'table' and profile.err then profile = {'err'} end
+if type(sessions) == 'table' and sessions.err then sessions = {} end
+return {found, profile, sessions}
+"""
+
 # APPEND keeps a key's TTL, but would create a key without one if the journal had expired or
 # been erased meanwhile: no key is ever left without a TTL.
 _APPEND_JOURNAL = """
@@ -284,27 +298,35 @@ class RedisMemoryStore(MemoryStore):
         ttl = self._config.profile_ttl_seconds
         phone_key = self._keys.phone(phone_hash)
         # A caller's user id is their phone hash (see new_user_id), so the profile and the
-        # session list can be asked for before the phone key has answered: one round trip,
-        # and on a cluster one slot, as the three keys share the {hash} tag.
+        # session list can be asked for before the phone key has answered: one round trip
+        # (one command), and on a cluster one slot, as the three keys share the {hash} tag.
         mint = create and not previous and self._set_get
-        async with client.pipeline(transaction=False) as pipe:
-            if mint:
-                # NX: of two first calls from one number at once, exactly one mints the id.
-                pipe.set(phone_key, phone_hash, nx=True, get=True, ex=ttl)
-            else:
+        profile_key, sessions_key = self._keys.profile(phone_hash), self._keys.sessions(phone_hash)
+        if mint:
+            # NX: of two first calls from one number at once, exactly one mints the id.
+            try:
+                found, profile_raw, session_ids = await self._script("lookup", _LOOKUP)(
+                    keys=[phone_key, profile_key, sessions_key], args=[phone_hash, ttl]
+                )
+            except ResponseError as e:
+                if "syntax" not in str(e).lower():
+                    raise
+                self._set_get = False  # Redis < 7.0: no SET NX GET
+                return await self._lookup(phone_hash, create=create, previous=previous)
+            if isinstance(profile_raw, list):  # the script's marker for a wrong type
+                profile_raw = ResponseError("WRONGTYPE")
+        else:
+            async with client.pipeline(transaction=False) as pipe:
                 pipe.getex(phone_key, ex=ttl)
-            pipe.getex(self._keys.profile(phone_hash), ex=ttl)
-            pipe.lrange(self._keys.sessions(phone_hash), 0, -1)
-            found, profile_raw, session_ids = await pipe.execute(raise_on_error=False)
-        if isinstance(found, ResponseError) and mint and "syntax" in str(found).lower():
-            self._set_get = False  # Redis < 7.0: no SET NX GET
-            return await self._lookup(phone_hash, create=create, previous=previous)
-        for result in (found, profile_raw, session_ids):
-            # A WRONGTYPE profile is handled below; anything else (the connection) is raised.
-            if isinstance(result, Exception) and not (
-                isinstance(result, ResponseError) and result is not found
-            ):
-                raise result
+                pipe.getex(profile_key, ex=ttl)
+                pipe.lrange(sessions_key, 0, -1)
+                found, profile_raw, session_ids = await pipe.execute(raise_on_error=False)
+            for result in (found, profile_raw, session_ids):
+                # A WRONGTYPE profile is handled below; anything else (the connection) raises.
+                if isinstance(result, Exception) and not isinstance(result, ResponseError):
+                    raise result
+            if isinstance(found, ResponseError):
+                raise found
         user_id = _text(found)
         if user_id is None and mint:
             if profile_raw is None and not session_ids:
