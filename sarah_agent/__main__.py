@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from livekit.plugins.caller_memory import CallerMemoryError, RedisConfig
-from livekit.plugins.caller_memory.connect import ensure_local_redis
+from livekit.plugins.caller_memory.connect import resolve_default_redis
 
 __all__ = ["main"]
 
@@ -38,18 +38,18 @@ def _serve() -> None:
         os.environ.setdefault("MEMORY_REQUIRE_SECRET", "true")
     # Start the private Redis here, in the main process, before LiveKit forks its job
     # processes: they inherit REDIS_URL and share one server that lives as long as the worker.
-    config = RedisConfig.from_env()
-    if config.persistence and not config.is_explicit and config.embedded_redis:
-        from livekit.plugins.caller_memory.connect import _answers
-
-        if not _answers(config.host, config.port):
-            url, _server = ensure_local_redis(config.data_dir)
-            os.environ["REDIS_URL"] = url
+    config, local_redis = resolve_default_redis(RedisConfig.from_env())
+    if local_redis is not None:
+        os.environ["REDIS_URL"] = config.redis_url()
     from livekit.agents import cli
 
     from .agent import server
 
-    cli.run_app(server)
+    try:
+        cli.run_app(server)
+    finally:
+        if local_redis is not None:
+            local_redis.stop()
 
 
 def main() -> int:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import socket
@@ -25,7 +24,7 @@ from .log import logger
 from .redis_store import RedisMemoryStore
 from .store import MemoryStore
 
-__all__ = ["ensure_local_redis", "open_store"]
+__all__ = ["ensure_local_redis", "open_store", "resolve_default_redis", "server_answers"]
 
 _PORT_FILE = "port"
 
@@ -43,24 +42,33 @@ async def open_store(config: RedisConfig | None = None) -> MemoryStore:
         logger.info("MEMORY_PERSISTENCE=false: caller memory lasts as long as this process")
         return InMemoryStore(config)
 
-    embedded: EmbeddedRedis | None = None
-    if not config.is_explicit and not await asyncio.to_thread(_answers, config.host, config.port):
-        if not config.embedded_redis:
-            logger.error(
-                "no Redis configured and nothing answers on %s; set REDIS_URL, or "
-                "MEMORY_EMBEDDED_REDIS=true to start a local server",
-                config.describe_server(),
-            )
-        else:
-            # On this thread, not a worker one: the server is tied to the thread that starts
-            # it (PR_SET_PDEATHSIG), and a few milliseconds of start-up are fine here.
-            url, embedded = ensure_local_redis(config.data_dir)
-            config = RedisConfig(**{**config.model_dump(exclude_unset=True), "url": url})
-
+    # On this thread, not a worker one: a private server is tied to the thread that starts it
+    # (PR_SET_PDEATHSIG), and the few milliseconds this takes at start-up are fine.
+    config, embedded = resolve_default_redis(config)
     store = RedisMemoryStore(config, embedded=embedded)
     if not await store.connect():
         logger.error("caller memory is unavailable: calls go on without it until Redis answers")
     return store
+
+
+def resolve_default_redis(config: RedisConfig) -> tuple[RedisConfig, EmbeddedRedis | None]:
+    """With no Redis named: the guide's ``localhost:6379`` if a server answers there, else this
+    machine's private server (started if needed). Named settings are returned as they are.
+
+    Returns:
+        The settings to use, and the server when this call started it (the caller stops it).
+    """
+    if not config.persistence or config.is_explicit or server_answers(config.host, config.port):
+        return config, None
+    if not config.embedded_redis:
+        logger.error(
+            "no Redis configured and nothing answers on %s; set REDIS_URL, or "
+            "MEMORY_EMBEDDED_REDIS=true to start a local server",
+            config.describe_server(),
+        )
+        return config, None
+    url, embedded = ensure_local_redis(config.data_dir)
+    return RedisConfig(**{**config.model_dump(exclude_unset=True), "url": url}), embedded
 
 
 def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
@@ -79,7 +87,7 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError, ValueError):
             port = int(port_file.read_text())
-            if _answers("127.0.0.1", port):
+            if server_answers("127.0.0.1", port):
                 return f"redis://127.0.0.1:{port}", None
         server = EmbeddedRedis(data_dir=folder, appendonly=True)
         server.start()
@@ -91,7 +99,8 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
     return server.url, server
 
 
-def _answers(host: str, port: int, timeout: float = 0.25) -> bool:
+def server_answers(host: str, port: int, timeout: float = 0.25) -> bool:
+    """True when a Redis-compatible server answers PING (or asks for a password) there."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .config import RedisConfig
-from .exceptions import CallerMemoryError
+from .exceptions import CallerMemoryError, StoreUnavailableError
 from .identity import PhoneHasher, load_dev_secret
 from .keys import Keys
 from .log import logger
@@ -150,7 +150,8 @@ class MemoryStore(abc.ABC):
 
     async def __aenter__(self) -> MemoryStore:
         if not await self.connect():
-            raise CallerMemoryError("the memory store is not reachable (see the log for why)")
+            reason = getattr(self, "last_error", None) or "the memory store is not reachable"
+            raise StoreUnavailableError(reason)
         return self
 
     async def __aexit__(
