@@ -80,3 +80,20 @@ async def test_persistence_off_gives_the_in_process_store(tmp_path: Path) -> Non
     assert ctx.is_returning and ctx.caller_name == "Zoe"
     assert isinstance(await store.health_check(), dict)
     await manager.end_session("m-2")
+
+
+async def test_no_redis_anywhere_and_no_binary_still_lets_calls_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = RedisConfig(port=_closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
+    monkeypatch.setenv("MEMORY_REDIS_SERVER_BIN", str(tmp_path / "no-such-server"))
+    with caplog.at_level(logging.ERROR, logger="livekit.plugins.caller_memory"):
+        store = await open_store(config)
+    assert "MEMORY_REDIS_SERVER_BIN" in caplog.text
+    manager = SessionManager(store)
+    ctx = await manager.start_session(session_id="nobin", phone_number="+14155550193")
+    assert ctx.status == "error"
+    manager.add_turn("nobin", "user", "hello")
+    assert await manager.end_session("nobin") is None
+    assert len(manager.outbox) == 1  # kept until a Redis answers
+    await store.disconnect()

@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 
 from .config import RedisConfig
-from .embedded import EmbeddedRedis
+from .embedded import EmbeddedRedis, EmbeddedServerError
 from .local_store import InMemoryStore
 from .log import logger
 from .redis_store import RedisMemoryStore
@@ -34,8 +34,6 @@ async def open_store(config: RedisConfig | None = None) -> MemoryStore:
 
     Raises:
         ConfigError: A setting is invalid.
-        EmbeddedServerError: Nothing is configured, nothing answers on localhost:6379 and no
-            server binary can be found to start one.
     """
     config = config or RedisConfig.from_env()
     if not config.persistence:
@@ -67,7 +65,13 @@ def resolve_default_redis(config: RedisConfig) -> tuple[RedisConfig, EmbeddedRed
             config.describe_server(),
         )
         return config, None
-    url, embedded = ensure_local_redis(config.data_dir)
+    try:
+        url, embedded = ensure_local_redis(config.data_dir)
+    except EmbeddedServerError as e:
+        # No call fails for it: they go on without memory, and what they learn waits in the
+        # outbox until a Redis answers.
+        logger.error("no Redis configured, none on %s, and %s", config.describe_server(), e)
+        return config, None
     return RedisConfig(**{**config.model_dump(exclude_unset=True), "url": url}), embedded
 
 
