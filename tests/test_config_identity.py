@@ -160,3 +160,41 @@ def test_without_a_secret_a_stable_local_one_is_made_loudly(
     path = tmp_path / "phone-hash.secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_dev_secret(tmp_path) == first and len(first) >= 32
+
+
+def test_unprefixed_variables_never_configure_redis(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Heroku and Cloud Run set PORT; shells set HOST and USERNAME.
+    for name, value in {"PORT": "8080", "HOST": "0.0.0.0", "USERNAME": "alice", "URL": "x"}.items():
+        monkeypatch.setenv(name, value)
+    config = RedisConfig.from_env()
+    assert (config.host, config.port, config.username, config.url) == (
+        "localhost",
+        6379,
+        None,
+        None,
+    )
+    assert not config.is_explicit
+    (tmp_path / ".env").write_text("REDIS_PORT=6390\nPORT=1\n")
+    assert RedisConfig.from_env().port == 6390  # the .env file, prefixed names only
+    assert RedisConfig(port=6391).port == 6391  # keywords by their Python name
+
+
+def test_secrets_too_short_or_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", "")
+    assert RedisConfig.from_env().phone_hash_secret is None  # empty is unset
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", "short")
+    with pytest.raises(ConfigError, match="MEMORY_PHONE_HASH_SECRET"):
+        RedisConfig.from_env()
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", "a-long-enough-secret-1234")
+    monkeypatch.setenv("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", "another-long-secret-123,tiny")
+    with pytest.raises(ConfigError, match="MEMORY_PHONE_HASH_PREVIOUS_SECRETS"):
+        RedisConfig.from_env()
+
+
+def test_an_empty_redact_setting_keeps_redaction_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_REDACT", "")
+    assert RedisConfig.from_env().redact_kinds == ["card", "national_id", "otp", "email", "phone"]
+    monkeypatch.setenv("MEMORY_REDACT", "none")
+    assert RedisConfig.from_env().redact_kinds == []

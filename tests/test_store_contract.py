@@ -177,3 +177,21 @@ async def test_health_check_reports_latency(store: MemoryStore) -> None:
     health = await store.health_check()
     assert health["healthy"] is True
     assert isinstance(health["latency_ms"], float) and health["latency_ms"] >= 0
+
+
+async def test_a_caller_whose_id_looks_compressed_can_be_exported_and_forgotten(
+    store: MemoryStore,
+) -> None:
+    # About 1 id in 64 starts with "x", the first byte of a zlib stream: it stays an id.
+    number = next(
+        n for n in (f"+1415555{i:04d}" for i in range(2000, 9999))
+        if store.hasher.hash(n).startswith("x")
+    )  # fmt: skip
+    phone_hash = store.hasher.hash(number)
+    found = await store.lookup(phone_hash)
+    await store.save_call(_record("x-1", found.user_id, "hello"), CallSummary(summary="Hi."),
+                          phone_hash=phone_hash)  # fmt: skip
+    exported = await store.export(phone_hash)
+    assert exported["user_ids"] == [phone_hash]
+    assert len(await store.forget(phone_hash)) == 4
+    assert (await store.export(phone_hash))["keys"] == {}

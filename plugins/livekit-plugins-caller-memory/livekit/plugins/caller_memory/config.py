@@ -11,7 +11,13 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from . import constants
 from .exceptions import ConfigError
@@ -23,6 +29,32 @@ __all__ = ["RedisConfig"]
 def _env(field: str, var: str) -> Any:
     # Both the Python keyword and the environment variable are accepted.
     return AliasChoices(field, var)
+
+
+_PREFIXES = ("redis_", "memory_")
+
+
+class _PrefixedOnly:
+    """Read a setting from ``REDIS_*`` / ``MEMORY_*`` variables only.
+
+    The fields accept their Python name as a keyword too (``RedisConfig(port=6380)``); without
+    this filter the environment would be searched for that name as well, and ``PORT`` or
+    ``HOST`` (set by Heroku, Cloud Run, a shell) would configure Redis.
+    """
+
+    def _extract_field_info(self, *args: Any, **kwargs: Any) -> list[tuple[str, str, bool]]:
+        found: list[tuple[str, str, bool]] = super()._extract_field_info(  # type: ignore[misc]
+            *args, **kwargs
+        )
+        return [item for item in found if item[1].lower().startswith(_PREFIXES)]
+
+
+class _Env(_PrefixedOnly, EnvSettingsSource):
+    pass
+
+
+class _DotEnv(_PrefixedOnly, DotEnvSettingsSource):
+    pass
 
 
 class RedisConfig(BaseSettings):
@@ -37,6 +69,8 @@ class RedisConfig(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        # Only the settings' own variables from .env, not every line of the file.
+        dotenv_filtering="only_existing",
         populate_by_name=True,
         case_sensitive=False,
     )
@@ -151,6 +185,8 @@ class RedisConfig(BaseSettings):
         kinds = [k.strip() for k in value.split(",") if k.strip()]
         if kinds == ["none"]:
             return ""
+        if not kinds:  # an empty value must not switch redaction off: only "none" does
+            return ",".join(REDACTION_KINDS)
         unknown = set(kinds) - set(REDACTION_KINDS)
         if unknown:
             raise ValueError(f"unknown kind(s) {sorted(unknown)}; use {','.join(REDACTION_KINDS)}")
@@ -160,6 +196,37 @@ class RedisConfig(BaseSettings):
     def redact_kinds(self) -> list[str]:
         """The kinds of personal data removed from transcripts and summaries."""
         return [k for k in self.redact.split(",") if k]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keywords first, then ``REDIS_*`` / ``MEMORY_*`` variables, then ``.env``."""
+        config = settings_cls.model_config
+        return (
+            init_settings,
+            _Env(settings_cls),
+            _DotEnv(
+                settings_cls,
+                env_file=config.get("env_file"),
+                env_file_encoding=config.get("env_file_encoding"),
+            ),
+        )
+
+    @field_validator("phone_hash_secret", "phone_hash_previous_secrets")
+    @classmethod
+    def _check_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # unset and empty mean the same: no secret
+        for part in value.get_secret_value().split(","):
+            if len(part.strip()) < 16:
+                raise ValueError("must be at least 16 characters (each, when a list)")
+        return value
 
     @field_validator("default_region")
     @classmethod

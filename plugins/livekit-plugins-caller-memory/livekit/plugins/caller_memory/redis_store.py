@@ -511,7 +511,11 @@ class RedisMemoryStore(MemoryStore):
     async def _get_raw(self, key: str) -> str | None:
         async with self._slots:
             value = await self.client.get(key)
-        return None if value is None else _decode_value(value)
+        if value is None:
+            return None
+        # Only profiles are ever compressed; any other value (a user id may start with 'x')
+        # is plain text.
+        return _decode_value(value) if ":profile" in key else _text(value)
 
     async def _get_profile_raw(self, user_id: str) -> Raw | None:
         async with self._slots:
@@ -540,17 +544,21 @@ def _encode_profile(profile_json: str) -> bytes:
 
 
 def _decode_value(value: bytes | str) -> str:
+    """A profile's JSON from its stored form (zlib-compressed, or plain)."""
     if isinstance(value, str):
         return value
     if value[:1] == b"x":
-        return zlib.decompress(value).decode()
-    return value.decode()
+        try:
+            return zlib.decompress(value).decode()
+        except (zlib.error, UnicodeDecodeError):
+            pass  # not ours: an unreadable value, shown as it is
+    return value.decode(errors="replace")
 
 
 def _text(value: bytes | str | None) -> str | None:
-    # The store opens its clients with decode_responses, but a client handed in may not.
+    # The store's client answers bytes; one handed in may answer text.
     if isinstance(value, bytes):
-        return value.decode()
+        return value.decode(errors="replace")
     return value
 
 
