@@ -410,3 +410,64 @@ async def test_flush_command_writes_the_outbox(server: EmbeddedRedis, tmp_path: 
     assert ctx.user_id is not None
     assert await store.get_session_ids(ctx.user_id) == ["cli-flush"]
     await store.disconnect()
+
+
+async def test_keys_of_the_wrong_type_do_not_block_the_save(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    store = RedisMemoryStore(_config(server, tmp_path))
+    manager = SessionManager(store)
+    ctx = await _call(manager, "wt-1", "first call")
+    assert ctx.user_id is not None
+    client = store.client
+    await client.delete(store.keys.profile(ctx.user_id), store.keys.sessions(ctx.user_id))
+    await client.rpush(store.keys.profile(ctx.user_id), "someone", "else's", "list")
+    await client.set(store.keys.sessions(ctx.user_id), "not a list")
+    await _call(manager, "wt-2", "second call")
+    assert len(manager.outbox) == 0  # saved, not parked
+    profile = await store.get_profile(ctx.user_id)
+    assert profile is not None and profile.last_summary is not None
+    assert await store.get_session_ids(ctx.user_id) == ["wt-2"]
+    aside = f"{store.keys.profile(ctx.user_id)}:unreadable"
+    assert await client.lrange(aside, 0, -1) == [b"someone", b"else's", b"list"]
+    assert await client.ttl(aside) > 0
+    await store.disconnect()
+
+
+async def test_opting_out_deletes_the_journal_at_once(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    store = RedisMemoryStore(_config(server, tmp_path))
+    manager = SessionManager(store)
+    await manager.start_session(session_id="oo-1", phone_number=PHONE)
+    manager.add_turn("oo-1", "user", "before I asked")
+    await asyncio.sleep(0.05)
+    assert await store._get_raw(store.keys.session("oo-1")) is not None  # journaled
+    manager.dont_remember("oo-1")
+    manager.add_turn("oo-1", "user", "after I asked: secret")
+    await asyncio.sleep(0.1)
+    # If the worker died now, there would be nothing left to recover.
+    assert await store._get_raw(store.keys.session("oo-1")) is None
+    assert await SessionManager(store).recover_orphans(idle_s=0) == 0
+    await manager.end_session("oo-1")
+    assert await store.get_session("oo-1") is None  # and nothing stored at hang-up either
+    await store.disconnect()
+
+
+async def test_a_disk_that_refuses_the_outbox_keeps_the_call_in_memory(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    config = _config(server, tmp_path)
+    (config.data_dir).mkdir(parents=True)
+    (config.data_dir / "outbox").write_text("a file where the outbox folder should be")
+    store = RedisMemoryStore(config)
+    manager = SessionManager(store)
+    ctx = await manager.start_session(session_id="disk-1", phone_number=PHONE)
+    manager.add_turn("disk-1", "user", "remember me")
+    server.stop()
+    assert await manager.end_session("disk-1") is None  # no exception, no lost call
+    server.start()
+    assert await manager.flush_outbox() == (1, 0)
+    assert ctx.user_id is not None
+    assert await store.get_session_ids(ctx.user_id) == ["disk-1"]
+    await store.disconnect()

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .log import logger
 from .models import OutboxEntry, SessionRecord, utcnow
@@ -95,12 +97,19 @@ class Outbox:
                     await store.save_call(
                         entry.record, summary, phone_hash=entry.phone_hash, replay=True
                     )
-                except Exception as e:
+                except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                     logger.warning(
-                        "outbox flush stopped: the store still fails",
+                        "outbox flush stopped: the store is still unreachable",
                         extra={"error": type(e).__name__, "waiting": len(self)},
                     )
                     break
+                except Exception as e:
+                    # This entry fails on its own: the others are not held up behind it.
+                    logger.error(
+                        "an outbox entry could not be saved; it stays in the outbox",
+                        extra={"error": type(e).__name__, "file": path.name},
+                    )
+                    continue
                 path.unlink(missing_ok=True)
                 saved += 1
             if saved:

@@ -38,6 +38,16 @@ Client = aioredis.Redis | aioredis.RedisCluster
 #   ARGV: expected profile ('' = none), new profile, session id, session json,
 #         profile ttl, session ttl, sessions kept, set aside ('1' / '0')
 _SAVE_CALL = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'string' and kind ~= 'none' then
+  -- not a profile at all: keep it aside, as an unreadable one is
+  redis.call('RENAME', KEYS[1], KEYS[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+kind = redis.call('TYPE', KEYS[2]).ok
+if kind ~= 'list' and kind ~= 'none' then
+  redis.call('DEL', KEYS[2])  -- only session ids, which the profile and sessions also hold
+end
 local current = redis.call('GET', KEYS[1])
 if (current or '') ~= ARGV[1] then
   return {0, current or ''}

@@ -40,7 +40,7 @@ from .models import (
 from .outbox import Outbox
 from .redaction import Redactor
 from .store import CallerLookup, MemoryStore
-from .summarizer import Summarizer
+from .summarizer import Summarizer, fallback_summary
 from .telemetry import observe_outbox, record_lookup, record_save, record_summary, tracer
 from .troubleshooting import diagnose
 
@@ -192,6 +192,7 @@ class _LiveSession:
     journal_writer: asyncio.Task[None] | None = None
     context: SessionContext | None = None
     journal_allowed: bool = False
+    journal_discard: asyncio.Task[None] | None = None
     remember: bool = True
     consented: bool = False
 
@@ -222,6 +223,7 @@ class SessionManager:
         outbox: Outbox | None = None,
     ) -> None:
         store.config.check_secret()  # at start-up, not in the middle of a call
+        _ = store.hasher  # the secret is read (or the development one made) now, not per call
         self._store = store
         self._config = store.config
         self._summarizer = Summarizer(llm, timeout=self._config.summary_timeout_s)
@@ -230,6 +232,8 @@ class SessionManager:
         self._redact = Redactor(self._config.redact_kinds, region=self._config.default_region)
         observe_outbox(self._outbox)
         self._live: dict[str, _LiveSession] = {}
+        self._held: list[tuple[SessionRecord, str]] = []
+        """Calls neither Redis nor the outbox's disk could take."""
         self._maintenance: asyncio.Task[None] | None = None
 
     @property
@@ -260,7 +264,8 @@ class SessionManager:
         would split the caller's memory); the identity is resolved again when the call ends.
 
         Args:
-            session_id: Unique per call (a LiveKit room name or job id).
+            session_id: Unique per call: a LiveKit job id, never the room name (a SIP dispatch
+                rule names rooms after the caller's number).
             phone_number: The caller's number in any spelling, or None when withheld.
         """
         if session_id in self._live:
@@ -279,6 +284,12 @@ class SessionManager:
             except InvalidPhoneNumberError as e:
                 status = "invalid_number"
                 logger.warning("caller number unusable, call goes on without memory: %s", e)
+            except Exception as e:  # never a crashed call for want of memory
+                status = "error"
+                logger.error(
+                    "caller identity unavailable, call goes on without memory",
+                    extra={"error": type(e).__name__},
+                )
         started = time.perf_counter()
         span = tracer.start_span("caller_memory.lookup", attributes={"session_id": session_id})
         if phone_hash is not None:
@@ -347,6 +358,8 @@ class SessionManager:
             del live.turns[MAX_TURNS // 2]
             live.dropped_turns += 1
         live.turns.append(turn)
+        if not live.remember:
+            return  # the caller opted out: nothing more reaches Redis
         if live.journal is None:
             if live.journal_allowed and self._config.journal_turns and self._may_remember(live):
                 self._start_journal(live)  # with every turn so far
@@ -369,14 +382,29 @@ class SessionManager:
             return
         live.consented = granted
         if not granted:
-            live.remember = False
+            self._opt_out(live)
 
     def dont_remember(self, session_id: str) -> None:
         """The caller asked not to remember this call: nothing of it will be stored, and what
         was journaled so far is deleted at hang-up. The earlier memory is left as it is."""
         live = self._live.get(session_id)
         if live is not None:
-            live.remember = False
+            self._opt_out(live)
+
+    def _opt_out(self, live: _LiveSession) -> None:
+        # Now, not at hang-up: a worker that dies before then must leave no journal to recover.
+        live.remember = False
+        live.unjournaled.clear()
+        if live.journal is not None:
+            live.journal_discard = asyncio.get_running_loop().create_task(self._discard_now(live))
+
+    async def _discard_now(self, live: _LiveSession) -> None:
+        await self._stop_journal(live)
+        try:
+            await self._store.discard_session(live.session_id)
+        except Exception as e:
+            logger.warning("could not delete the call's journal (it expires in 24 hours)",
+                           extra={"error": type(e).__name__})  # fmt: skip
 
     def mark_verified(self, session_id: str) -> SessionContext | None:
         """The app verified the caller (a PIN, a security question...): full disclosure.
@@ -413,7 +441,7 @@ class SessionManager:
         hashes = {phone_hash, *previous}
         for live in self._live.values():
             if live.phone_hash in hashes:
-                live.remember = False
+                self._opt_out(live)
         found = await self._store.caller_keys(phone_hash, previous=previous)
         deleted = await self._store.forget(phone_hash, previous=previous)
         removed = self._outbox.remove(
@@ -452,6 +480,18 @@ class SessionManager:
             return None, []
         return live.phone_hash, live.previous_hashes
 
+    async def _consented_before(self, live: _LiveSession) -> bool:
+        # The call-start lookup may have missed its budget: ask the store again at hang-up.
+        if not live.remember or live.lookup is not None or live.phone_hash is None:
+            return False
+        try:
+            found = await self._store.lookup(
+                live.phone_hash, previous=live.previous_hashes, create=False
+            )
+        except Exception:
+            return False
+        return found.profile is not None and found.profile.consented_at is not None
+
     def _may_remember(self, live: _LiveSession) -> bool:
         if not live.remember:
             return False
@@ -488,7 +528,7 @@ class SessionManager:
         if live.phone_hash is None:
             logger.debug("session ended without a caller number, nothing to remember")
             return None
-        if not self._may_remember(live):
+        if not self._may_remember(live) and not await self._consented_before(live):
             await self._discard(live)
             return None
         base = live.lookup
@@ -535,7 +575,7 @@ class SessionManager:
             span.set_attribute("caller_memory.outcome", "outbox")
             span.end()
             record_save("outbox")
-            self._outbox.put(record.model_copy(update={"summary": summary}), phone_hash=phone_hash)
+            self._keep(record.model_copy(update={"summary": summary}), phone_hash)
             diagnosis = diagnose(e, self._config)
             logger.warning(
                 "memory store unavailable (%s): the call is kept in the local outbox and "
@@ -567,6 +607,18 @@ class SessionManager:
             }
         )
 
+    def _keep(self, record: SessionRecord, phone_hash: str) -> None:
+        try:
+            self._outbox.put(record, phone_hash=phone_hash)
+        except OSError as e:
+            # The disk refused too: hold the call in memory, the maintenance retries both.
+            self._held.append((record, phone_hash))
+            logger.error(
+                "could not write the outbox (%s); the call is held in memory until it can be saved",
+                type(e).__name__,
+                extra={"session_id": record.session_id},
+            )
+
     # -- the journal ------------------------------------------------------------------------
 
     def _start_journal(self, live: _LiveSession) -> None:
@@ -577,6 +629,8 @@ class SessionManager:
         live.journal_writer = loop.create_task(self._write_journal(live))
 
     async def _discard(self, live: _LiveSession) -> None:
+        if live.journal_discard is not None:
+            await asyncio.wait([live.journal_discard], timeout=_JOURNAL_GRACE_S)
         record_save("not_remembered")
         logger.info("call not remembered, as the caller asked",
                     extra={"session_id": live.session_id})  # fmt: skip
@@ -624,7 +678,17 @@ class SessionManager:
 
     async def flush_outbox(self) -> tuple[int, int]:
         """Write the calls kept in the outbox to the store. Returns ``(saved, left)``."""
-        return await self._outbox.flush(self._store)
+        held, self._held = self._held, []
+        saved_held = 0
+        for record, phone_hash in held:
+            summary = record.summary or fallback_summary(record.turns)
+            try:
+                await self._store.save_call(record, summary, phone_hash=phone_hash, replay=True)
+                saved_held += 1
+            except Exception:
+                self._keep(record, phone_hash)
+        saved, left = await self._outbox.flush(self._store)
+        return saved + saved_held, left + len(self._held)
 
     async def recover_orphans(self, *, idle_s: float | None = None) -> int:
         """Save the calls whose worker died mid-call, from their journals.

@@ -478,7 +478,11 @@ class MemoryStore(abc.ABC):
                 if items:
                     held[key] = items
                 continue
-            raw = await self._get_raw(key)
+            try:
+                raw = await self._get_raw(key)
+            except Exception:  # a key of the wrong type: say so rather than fail the export
+                held[key] = "(not a string value)"
+                continue
             if raw is None:
                 continue
             try:
