@@ -29,8 +29,14 @@ __all__ = ["ensure_local_redis", "open_store", "resolve_default_redis", "server_
 _PORT_FILE = "port"
 
 
-async def open_store(config: RedisConfig | None = None) -> MemoryStore:
+async def open_store(
+    config: RedisConfig | None = None, *, connect_later: bool = False
+) -> MemoryStore:
     """Open the store the settings ask for (see the module docs). Never raises for a down Redis.
+
+    Args:
+        config: Settings; :meth:`RedisConfig.from_env` when omitted.
+        connect_later: Connect (and detect a cluster) in the background instead of waiting.
 
     Raises:
         ConfigError: A setting is invalid.
@@ -44,6 +50,9 @@ async def open_store(config: RedisConfig | None = None) -> MemoryStore:
     # (PR_SET_PDEATHSIG), and the few milliseconds this takes at start-up are fine.
     config, embedded = resolve_default_redis(config)
     store = RedisMemoryStore(config, embedded=embedded)
+    if connect_later:
+        store.connect_soon()
+        return store
     if not await store.connect():
         logger.error("caller memory is unavailable: calls go on without it until Redis answers")
     return store

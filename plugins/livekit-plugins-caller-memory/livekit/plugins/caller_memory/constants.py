@@ -34,8 +34,9 @@ DEFAULT_LOOKUP_TIMEOUT_MS = 300.0
 """The greeting never waits longer than this for Redis."""
 DEFAULT_SUMMARY_TIMEOUT_S = 6.0
 """Leaves room for the save inside LiveKit's 10-second shutdown window."""
-DEFAULT_ORPHAN_AFTER_S = 900.0
-"""A call whose journal has been idle this long lost its worker: recovery saves it."""
+DEFAULT_ORPHAN_AFTER_S = 3600.0
+"""A call whose journal has been idle this long lost its worker: recovery saves it. An hour,
+so that a caller on hold is not taken for a dead call."""
 DEFAULT_OUTBOX_FLUSH_S = 30.0
 """How often calls kept in the local outbox are retried."""
 

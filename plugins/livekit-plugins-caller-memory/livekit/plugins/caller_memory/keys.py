@@ -40,6 +40,10 @@ class Keys:
         """Key of the sorted set of calls in progress (crash recovery)."""
         return OPEN_SESSIONS_KEY.format(prefix=self.prefix)
 
+    def maintenance(self) -> str:
+        """Key of the lock that gives one worker at a time the recovery pass (with a TTL)."""
+        return f"{self.prefix}:maintenance"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix."""
         return f"{self.prefix}:*"

@@ -322,17 +322,29 @@ class CallerMemory:
         self._caller_wait_s = caller_wait_s
         self._manager: SessionManager | None = None
         self._manager_lock: asyncio.Lock | None = None
+        self._manager_loop: asyncio.AbstractEventLoop | None = None
         self._calls: dict[str, CallMemory] = {}
 
     async def manager(self) -> SessionManager:
-        """The session manager of this process, opened on first use."""
-        if self._manager is None:
-            self._manager_lock = self._manager_lock or asyncio.Lock()
+        """The session manager of this event loop, opened on first use.
+
+        One per loop: LiveKit's thread executor (Windows, console mode) runs each job on a loop
+        of its own, and a Redis connection belongs to the loop that opened it.
+        """
+        loop = asyncio.get_running_loop()
+        if self._manager is None or self._manager_loop is not loop:
+            if self._manager_lock is None or self._manager_loop is not loop:
+                self._manager_lock = asyncio.Lock()
+                self._manager_loop = loop
+                self._manager = None
             async with self._manager_lock:
                 if self._manager is None:
+                    # Connecting happens in the background: the first call's lookup is bounded
+                    # by its budget like any other, not by a slow connection.
                     self._manager = await init_session_manager(
-                        self._llm, config=self._config, store=self._store
+                        self._llm, config=self._config, store=self._store, connect_later=True
                     )
+        assert self._manager is not None
         return self._manager
 
     async def attach(
@@ -378,6 +390,8 @@ class CallerMemory:
                 await call.wait_saved(timeout=SHUTDOWN_BUDGET_S)
             finally:
                 self._calls.pop(call.session_id, None)
+                if not self._calls:  # the job ends: leave no background task pending
+                    await manager.stop_maintenance()
 
         ctx.add_shutdown_callback(save_before_exit)
 

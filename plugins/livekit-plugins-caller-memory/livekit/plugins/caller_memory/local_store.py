@@ -183,6 +183,10 @@ class InMemoryStore(MemoryStore):
             del self._open[sid]
         return [(sid, self._get(self._keys.session(sid))) for sid in idle]
 
+    async def acquire_maintenance(self, seconds: float) -> bool:
+        """Always: there is only this process."""
+        return True
+
     async def _get_raw(self, key: str) -> str | None:
         return self._get(key)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import ssl
 import time
 import zlib
@@ -85,6 +87,21 @@ if type(sessions) == 'table' and sessions.err then sessions = {} end
 return {found, profile, sessions}
 """
 
+# Claim an orphaned call by leasing it (its score moves to the lease's end), if no one holds it.
+#   KEYS: open sessions    ARGV: session id, now, lease end
+_CLAIM = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"""
+_LEASE_S = 300.0
+"""How long a recovery holds an orphaned call before another worker may take it."""
+_CLAIMS = 20
+"""Orphans claimed per recovery pass: the work of one pass stays bounded."""
+
 # APPEND keeps a key's TTL, but would create a key without one if the journal had expired or
 # been erased meanwhile: no key is ever left without a TTL.
 _APPEND_JOURNAL = """
@@ -125,6 +142,7 @@ class RedisMemoryStore(MemoryStore):
         self._client = client
         self._owns_client = client is None
         self._embedded = embedded
+        self._connecting: asyncio.Task[bool] | None = None
         self._set_get = True
         """The server takes ``SET NX GET`` (Redis 7.0+); switched off on the first refusal."""
         self._cluster = bool(self._config.cluster) or isinstance(client, aioredis.RedisCluster)
@@ -195,6 +213,12 @@ class RedisMemoryStore(MemoryStore):
         logger.info("connected to Redis", extra={"server": self._config.describe_server()})
         return True
 
+    def connect_soon(self) -> None:
+        """Connect in the background (the troubleshooting text is logged if it fails)."""
+        self._connecting = asyncio.get_running_loop().create_task(
+            self.connect(), name="caller_memory.connect"
+        )
+
     async def _detect_cluster(self) -> None:
         client = self.client
         if isinstance(client, aioredis.RedisCluster):
@@ -219,6 +243,11 @@ class RedisMemoryStore(MemoryStore):
 
     async def disconnect(self) -> None:
         """Close the connection pool if this store opened it, and its private server if any."""
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
         await self._drop_client()
         server, self._embedded = self._embedded, None
         if server is not None:
@@ -459,20 +488,36 @@ class RedisMemoryStore(MemoryStore):
     async def _claim_orphans(self, idle_s: float) -> list[tuple[str, str | None]]:
         client = self.client
         open_key = self._keys.open_sessions()
-        open_ids = await self._open_session_ids()
+        now = time.time()
+        async with self._slots:
+            # Leased calls (a recovery in progress elsewhere) score in the future: skipped.
+            members = await client.zrangebyscore(open_key, "-inf", now, start=0, num=_CLAIMS)
         claimed: list[tuple[str, str | None]] = []
-        for session_id in open_ids:
+        for member in members:
+            session_id = _text(cast("str | bytes", member)) or ""
             key = self._keys.session(session_id)
             async with self._slots:
                 idle = await self._idle_seconds(key)
                 if idle is not None and idle < idle_s:
                     continue  # its worker is still writing to it
-                # ZREM answers 1 to exactly one claimer: two recoveries never save it twice.
-                if not await client.zrem(open_key, session_id):
+                # A lease, not a removal: one claimer wins it, and if that process dies the
+                # lease runs out and the call is recovered by another.
+                won = await self._script("claim", _CLAIM)(
+                    keys=[open_key], args=[session_id, now, now + _LEASE_S]
+                )
+                if not int(won):
                     continue
                 raw = _text(await client.get(key))
             claimed.append((session_id, raw))
         return claimed
+
+    async def acquire_maintenance(self, seconds: float) -> bool:
+        """One maintenance pass per interval across all workers (a lock with a TTL)."""
+        async with self._slots:
+            won = await self.client.set(
+                self._keys.maintenance(), os.getpid(), nx=True, ex=max(1, round(seconds))
+            )
+        return bool(won)
 
     async def _idle_seconds(self, key: str) -> float | None:
         try:

@@ -565,11 +565,17 @@ class SessionManager:
         phone_hash: str,
         previous: list[str] | None = None,
         base: CallerLookup | None = None,
+        replay: bool = False,
     ) -> CallerProfile | None:
         span = tracer.start_span("caller_memory.save", attributes={"session_id": record.session_id})
         try:
             profile = await self._store.save_call(
-                record, summary, phone_hash=phone_hash, previous=previous or (), base=base
+                record,
+                summary,
+                phone_hash=phone_hash,
+                previous=previous or (),
+                base=base,
+                replay=replay,
             )
         except Exception as e:
             span.set_attribute("caller_memory.outcome", "outbox")
@@ -717,7 +723,7 @@ class SessionManager:
                 continue
             summary = self._redacted(await self._summarizer.summarize(record.turns))
             record = record.model_copy(update={"ended_at": utcnow(), "summary": summary})
-            if await self._save(record, summary, phone_hash=phone_hash) is not None:
+            if await self._save(record, summary, phone_hash=phone_hash, replay=True) is not None:
                 recovered += 1
         if recovered:
             logger.info("calls recovered from journals", extra={"recovered": recovered})
@@ -732,24 +738,31 @@ class SessionManager:
             )
 
     async def _maintain(self) -> None:
+        interval = self._config.outbox_flush_s
         while True:
             try:
-                if len(self._outbox):
+                if len(self._outbox) or self._held:
                     await self.flush_outbox()
-                await self.recover_orphans()
+                # One worker per interval looks for orphans, not every job process.
+                if await self._store.acquire_maintenance(interval):
+                    await self.recover_orphans()
             except Exception as e:
                 logger.debug("memory maintenance failed", extra={"error": type(e).__name__})
-            await asyncio.sleep(self._config.outbox_flush_s)
+            await asyncio.sleep(interval)
+
+    async def stop_maintenance(self) -> None:
+        """Stop the background maintenance (a job that ends must not leave it pending)."""
+        task, self._maintenance = self._maintenance, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def aclose(self) -> None:
         """End the calls still open, stop the maintenance, and close the store if owned."""
         for session_id in list(self._live):
             await self.end_session(session_id)
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
-            self._maintenance = None
+        await self.stop_maintenance()
         if self._owns_store:
             await self._store.disconnect()
 
@@ -762,6 +775,7 @@ async def init_session_manager(
     *,
     config: RedisConfig | None = None,
     store: MemoryStore | None = None,
+    connect_later: bool = False,
 ) -> SessionManager:
     """Create the process-wide session manager (the guide's entry point).
 
@@ -770,11 +784,13 @@ async def init_session_manager(
         config: Settings; :meth:`RedisConfig.from_env` when omitted.
         store: A store to use as is; otherwise one is opened from ``config`` (see
             :func:`open_store`: Redis, the embedded server, or in-process memory).
+        connect_later: Return at once and connect in the background (for a call already
+            waiting); the first lookup is then bounded by its budget like any other.
     """
     global _manager
     owns = store is None
     if store is None:
-        store = await open_store(config)
+        store = await open_store(config, connect_later=connect_later)
     _manager = SessionManager(store, llm=llm, owns_store=owns)
     _manager.start_maintenance()
     return _manager

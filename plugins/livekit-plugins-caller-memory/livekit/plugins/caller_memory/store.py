@@ -406,6 +406,10 @@ class MemoryStore(abc.ABC):
         """
         return await self._claim_orphans(idle_s)
 
+    @abc.abstractmethod
+    async def acquire_maintenance(self, seconds: float) -> bool:
+        """Take the fleet-wide maintenance turn for ``seconds``; False when another has it."""
+
     async def release_orphan(self, session_id: str) -> None:
         """Put a claimed orphan back on the in-progress list, for a later recovery."""
         await self._journal_release(session_id)
