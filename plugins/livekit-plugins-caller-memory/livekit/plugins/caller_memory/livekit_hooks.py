@@ -373,6 +373,7 @@ class CallerMemory:
                 participant's attributes (e.g. a console test).
         """
         manager = await self.manager()
+        manager.start_maintenance()  # again, if a job that ended before stopped it
         call = CallMemory(
             manager,
             session_id=ctx.job.id,

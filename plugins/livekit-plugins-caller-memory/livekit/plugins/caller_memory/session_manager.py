@@ -56,6 +56,7 @@ LookupStatus = Literal["returning", "new", "no_number", "invalid_number", "timeo
 MAX_TURNS = 400
 """Turns kept per call; a runaway call keeps its first and last turns."""
 MAX_TURN_CHARS = 4_000
+_FIRST_MAINTENANCE_S = 5.0
 _JOURNAL_GRACE_S = 1.0
 """How long hang-up waits for the journal's last write before saving."""
 
@@ -739,6 +740,8 @@ class SessionManager:
 
     async def _maintain(self) -> None:
         interval = self._config.outbox_flush_s
+        # Not during the first call's greeting: the first pass waits a moment.
+        await asyncio.sleep(min(_FIRST_MAINTENANCE_S, interval))
         while True:
             try:
                 if len(self._outbox) or self._held:
