@@ -62,6 +62,7 @@ async def test_a_cluster_is_detected_and_a_lookup_stays_in_one_slot(
         "cmdstat_set": 1,
         "cmdstat_getex": 1,
         "cmdstat_lrange": 1,
+        "cmdstat_expire": 2,
     }
 
     # The caller's keys share one slot: the per-user save is one transaction there.

@@ -119,6 +119,7 @@ async def test_a_lookup_is_one_round_trip_and_three_commands(
                 "cmdstat_set": 1,
                 "cmdstat_getex": 1,
                 "cmdstat_lrange": 1,
+                "cmdstat_expire": 1 + returning,  # the TTLs: session list, and phone key
             }
 
 
@@ -217,3 +218,21 @@ async def test_tls_against_a_plain_server_says_ssl_handshake_failed(
         assert await store.connect() is False
     assert store.last_error == "Redis connection failed: SSL handshake failed"
     assert "REDIS_SSL" in caplog.text
+
+
+async def test_every_call_start_refreshes_the_callers_ttls(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    async with RedisMemoryStore(config) as store:
+        user_id = await _one_call(store, "room-ttl")
+        phone_hash = store.hasher.hash(PHONE)
+        keys = [
+            store.keys.phone(phone_hash),
+            store.keys.profile(user_id),
+            store.keys.sessions(user_id),
+        ]
+        for key in keys:
+            await redis_client.expire(key, 100)
+        await store.lookup(phone_hash)  # a call that may never be saved (an opt-out)
+        for key in keys:
+            assert await redis_client.ttl(key) > 89 * 86400, key

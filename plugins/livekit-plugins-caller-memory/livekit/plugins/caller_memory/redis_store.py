@@ -74,14 +74,18 @@ return {1}
 """
 
 # The call-start lookup in one command (EVALSHA: one round trip, and one billed command on
-# Upstash): name or mint the caller's id, read the profile (refreshing its TTL) and the session
-# list. The three keys share the caller's {hash} tag. A profile or list of the wrong type
+# Upstash): name or mint the caller's id, read the profile and the session list, and refresh
+# the three keys' TTLs (a call that is not saved, an opt-out, still keeps them together). The three keys share the caller's {hash} tag. A profile or list of the wrong type
 # comes back as an error value instead of failing the lookup.
 #   KEYS: phone, profile, sessions    ARGV: phone hash (the id to mint), ttl
 _LOOKUP = """
 local found = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
+if found then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])  -- every call refreshes the caller's TTLs
+end
 local profile = redis.pcall('GETEX', KEYS[2], 'EX', ARGV[2])
 local sessions = redis.pcall('LRANGE', KEYS[3], 0, -1)
+redis.pcall('EXPIRE', KEYS[3], ARGV[2])
 if type(profile) == 'table' and profile.err then profile = {'err'} end
 if type(sessions) == 'table' and sessions.err then sessions = {} end
 return {found, profile, sessions}
