@@ -75,8 +75,9 @@ return {1}
 
 # The call-start lookup in one command (EVALSHA: one round trip, and one billed command on
 # Upstash): name or mint the caller's id, read the profile and the session list, and refresh
-# the three keys' TTLs (a call that is not saved, an opt-out, still keeps them together). The three keys share the caller's {hash} tag. A profile or list of the wrong type
-# comes back as an error value instead of failing the lookup.
+# the three keys' TTLs (a call that is not saved, an opt-out, still keeps them together). The
+# three keys share the caller's {hash} tag. A profile or list of the wrong type comes back as
+# an error value instead of failing the lookup.
 #   KEYS: phone, profile, sessions    ARGV: phone hash (the id to mint), ttl
 _LOOKUP = """
 local found = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
