@@ -127,12 +127,15 @@ class PhoneHasher:
         """Keyed hash of a number that is already in E.164."""
         return _hmac(self._key, e164)
 
-    def previous_hashes(self, raw: str) -> list[str]:
-        """The number's hashes under the previous secrets (for rotation), newest first."""
-        if not self._previous:
-            return []
+    def hashes(self, raw: str) -> tuple[str, list[str]]:
+        """Normalize ``raw`` once; its keyed hash, and its hashes under the previous secrets
+        (for rotation, newest first).
+
+        Raises:
+            InvalidPhoneNumberError: ``raw`` is not a phone number.
+        """
         e164 = self.normalize(raw)
-        return [_hmac(key, e164) for key in self._previous]
+        return _hmac(self._key, e164), [_hmac(key, e164) for key in self._previous]
 
     def hash(self, raw: str) -> str:
         """Normalize ``raw`` and return its keyed hash (22 base64url characters).

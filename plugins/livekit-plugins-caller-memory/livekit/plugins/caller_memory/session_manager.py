@@ -187,7 +187,6 @@ class _LiveSession:
     started_at: datetime
     previous_hashes: list[str] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
-    dropped_turns: int = 0
     unjournaled: list[Turn] = field(default_factory=list)
     journal: asyncio.Task[None] | None = None
     journal_writer: asyncio.Task[None] | None = None
@@ -279,9 +278,7 @@ class SessionManager:
             status = "no_number"
         else:
             try:
-                hasher = self._store.hasher
-                phone_hash = hasher.hash(phone_number)
-                previous = hasher.previous_hashes(phone_number)
+                phone_hash, previous = self._store.hasher.hashes(phone_number)
             except InvalidPhoneNumberError as e:
                 status = "invalid_number"
                 logger.warning("caller number unusable, call goes on without memory: %s", e)
@@ -357,7 +354,6 @@ class SessionManager:
         if len(live.turns) >= MAX_TURNS:
             # Keep the opening of the call; drop from the middle to make room for the end.
             del live.turns[MAX_TURNS // 2]
-            live.dropped_turns += 1
         live.turns.append(turn)
         if not live.remember:
             return  # the caller opted out: nothing more reaches Redis
@@ -474,8 +470,7 @@ class SessionManager:
         self, phone_number: str | None, session_id: str | None
     ) -> tuple[str | None, list[str]]:
         if phone_number is not None:
-            hasher = self._store.hasher
-            return hasher.hash(phone_number), hasher.previous_hashes(phone_number)
+            return self._store.hasher.hashes(phone_number)
         live = self._live.get(session_id or "")
         if live is None:
             return None, []

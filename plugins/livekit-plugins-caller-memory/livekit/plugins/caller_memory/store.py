@@ -217,12 +217,8 @@ class MemoryStore(abc.ABC):
         Raises:
             InvalidPhoneNumberError: ``phone_number`` is not a phone number.
         """
-        hasher = self.hasher
-        found = await self.lookup(
-            hasher.hash(phone_number),
-            previous=hasher.previous_hashes(phone_number),
-            load_profile=False,
-        )
+        phone_hash, previous = self.hasher.hashes(phone_number)
+        found = await self.lookup(phone_hash, previous=previous, load_profile=False)
         assert found.user_id is not None
         return found.user_id
 
