@@ -70,15 +70,14 @@ import redis.asyncio as aioredis
 from redis.utils import HIREDIS_AVAILABLE
 
 from livekit.plugins.caller_memory import (
-    CallerLookup,
     CallerProfile,
     CallSummary,
     RedisConfig,
     RedisMemoryStore,
     SessionManager,
-    SessionRecord,
-    Turn,
 )
+from livekit.plugins.caller_memory.models import SessionRecord, Turn
+from livekit.plugins.caller_memory.store import CallerLookup
 from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 from livekit.plugins.caller_memory.redis_store import _encode_profile as encode_profile
 from livekit.plugins.caller_memory.store import new_user_id

@@ -14,8 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from livekit.plugins.caller_memory import CallerMemoryError, RedisConfig
-from livekit.plugins.caller_memory.connect import resolve_default_redis
+from livekit.plugins.caller_memory import CallerMemoryError
+from livekit.plugins.caller_memory.server import resolve_default_redis
+
+from .config import memory_config
 
 __all__ = ["main"]
 
@@ -38,7 +40,7 @@ def _serve() -> None:
         os.environ.setdefault("MEMORY_REQUIRE_SECRET", "true")
     # Start the private Redis here, in the main process, before LiveKit forks its job
     # processes: they inherit REDIS_URL and share one server that lives as long as the worker.
-    config, local_redis = resolve_default_redis(RedisConfig.from_env())
+    config, local_redis = resolve_default_redis(memory_config())
     if local_redis is not None:
         os.environ["REDIS_URL"] = config.redis_url()
     from livekit.agents import cli

@@ -14,6 +14,7 @@ import os
 from livekit.agents import AgentServer, AgentSession, JobContext
 from livekit.plugins import caller_memory, openai
 
+from .config import memory_config
 from .persona import Sarah
 
 __all__ = ["AGENT_NAME", "entrypoint", "memory", "server"]
@@ -21,7 +22,7 @@ __all__ = ["AGENT_NAME", "entrypoint", "memory", "server"]
 AGENT_NAME = os.environ.get("SARAH_AGENT_NAME", "sarah")
 """The name SIP dispatch rules ask for (explicit dispatch)."""
 
-memory = caller_memory.CallerMemory()
+memory = caller_memory.CallerMemory(config=memory_config())
 server = AgentServer()
 
 

@@ -19,18 +19,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from livekit import rtc
-from livekit.agents import NOT_GIVEN, APIConnectOptions, JobContext, llm
-from livekit.agents.llm import ChatChunk, ChatContext, ChoiceDelta
-from livekit.agents.testing import fake_job_context
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NotGivenOr
-from livekit.rtc._proto import participant_pb2
+from livekit.agents import llm
+from livekit.agents.llm import ChatContext
 
-from livekit.plugins.caller_memory import CallerMemory, CallerProfile, CallMemory, RedisConfig
+from livekit.plugins.caller_memory import CallerMemory, CallerProfile, CallMemory, testing
+from livekit.plugins.caller_memory.testing import ScriptedLLM
 
+from .config import memory_config
 from .persona import Sarah
 
-__all__ = ["RecordedCall", "load_calls", "replay"]
+__all__ = ["RecordedCall", "load_calls", "recording_llm", "replay"]
 
 _MEMORY_BLOCK = re.compile(r"<caller_memory>\s*(\{.*?\})\s*</caller_memory>", re.DOTALL)
 
@@ -66,51 +64,24 @@ def load_calls(path: Path | None = None) -> list[RecordedCall]:
     ]
 
 
-class _Playback(llm.LLMStream):
-    def __init__(self, owner: RecordingLLM, text: str, **kwargs: Any) -> None:
-        super().__init__(owner, **kwargs)
-        self._text = text
-
-    async def _run(self) -> None:
-        self._event_ch.send_nowait(
-            ChatChunk(id="replay", delta=ChoiceDelta(role="assistant", content=self._text))
-        )
-
-
-class RecordingLLM(llm.LLM[Any]):
+def recording_llm(recorded: RecordedCall) -> ScriptedLLM:
     """Stand-in LLM for offline replays: Sarah's recorded lines, in order.
 
     The greeting is the one thing not on the recording: it is made from the caller memory the
-    plugin put into the request (the name), which shows that memory reached the LLM.
+    plugin put into the request (the name), which shows that memory reached the LLM. Summary
+    requests get no answer the summarizer can use, so calls get the fallback summary.
     """
+    lines = list(recorded.sarah_lines)
+    greeted = False
 
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__()
-        self._lines = list(lines)
-        self._greeted = False
+    def answer(chat_ctx: ChatContext) -> str:
+        nonlocal greeted
+        if not greeted:
+            greeted = True
+            return _greeting(chat_ctx)
+        return lines.pop(0) if lines else "Is there anything else?"
 
-    @property
-    def model(self) -> str:
-        return "recording"
-
-    def chat(
-        self,
-        *,
-        chat_ctx: ChatContext,
-        tools: list[llm.Tool] | None = None,
-        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
-        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
-        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
-        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
-    ) -> llm.LLMStream:
-        if not self._greeted:
-            self._greeted = True
-            text = _greeting(chat_ctx)
-        else:
-            text = self._lines.pop(0) if self._lines else "Is there anything else?"
-        return _Playback(
-            self, text, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options
-        )
+    return ScriptedLLM(answer, summary="(no summary offline)")
 
 
 def _greeting(chat_ctx: ChatContext) -> str:
@@ -120,17 +91,6 @@ def _greeting(chat_ctx: ChatContext) -> str:
             name = json.loads(match.group(1)).get("name")
             return f"Welcome back{', ' + name if name else ''}! Sarah here, how can I help today?"
     return "Hello, you're speaking with Sarah. How can I help?"
-
-
-def _sip_participant(number: str | None) -> rtc.RemoteParticipant:
-    owned = participant_pb2.OwnedParticipant()
-    owned.handle.id = 0  # no server behind it: nothing to release
-    owned.info.identity = owned.info.sid = "sip_caller"
-    owned.info.kind = rtc.ParticipantKind.PARTICIPANT_KIND_SIP
-    owned.info.state = rtc.ParticipantState.PARTICIPANT_STATE_ACTIVE
-    if number is not None:
-        owned.info.attributes["sip.phoneNumber"] = number
-    return rtc.RemoteParticipant(owned)
 
 
 def mask(number: str | None) -> str:
@@ -144,44 +104,30 @@ def mask(number: str | None) -> str:
 async def _play(
     memory: CallerMemory, recorded: RecordedCall, job_id: str, live_llm: llm.LLM[Any] | None
 ) -> tuple[CallMemory, CallerProfile | None, list[tuple[str, str]]]:
-    from livekit.agents import AgentSession
-
     said: list[tuple[str, str]] = []
-    conversation_llm = live_llm or RecordingLLM(recorded.sarah_lines)
-    with fake_job_context(room=rtc.Room(), job_id=job_id) as ctx:
-        try:
-            caller = _sip_participant(recorded.caller)
-            ctx.room._remote_participants[caller.identity] = caller
-            session: AgentSession[None] = AgentSession(
-                llm=conversation_llm, vad=None, turn_handling={"turn_detection": None}
-            )
-            session.on(
-                "conversation_item_added",
-                lambda ev: (
-                    said.append((ev.item.role, ev.item.text_content or ""))
-                    if isinstance(ev.item, llm.ChatMessage)
-                    else None
-                ),
-            )
-            agent = Sarah()
-            call = await memory.attach(ctx, session, agent)
-            await session.start(agent)
-            await session.generate_reply(instructions=call.greeting_instructions)
-            for line in recorded.caller_lines:
-                await session.run(user_input=line)
-            ctx.room._remote_participants.pop(caller.identity, None)
-            ctx.room.emit("participant_disconnected", caller)
-            profile = await call.wait_saved()
-            await session.aclose()
-            await _shutdown(ctx)
-        finally:
-            ctx._tempdir.cleanup()
+    with testing.offline_job(job_id) as ctx:
+        caller = testing.sip_caller(recorded.caller)
+        testing.join(ctx.room, caller)
+        session = testing.text_session(live_llm or recording_llm(recorded))
+        session.on(
+            "conversation_item_added",
+            lambda ev: (
+                said.append((ev.item.role, ev.item.text_content or ""))
+                if isinstance(ev.item, llm.ChatMessage)
+                else None
+            ),
+        )
+        agent = Sarah()
+        call = await memory.attach(ctx, session, agent)
+        await session.start(agent)
+        await session.generate_reply(instructions=call.greeting_instructions)
+        for line in recorded.caller_lines:
+            await session.run(user_input=line)
+        testing.leave(ctx.room, caller)
+        profile = await call.wait_saved()
+        await session.aclose()
+        await testing.shut_down(ctx)
     return call, profile, said
-
-
-async def _shutdown(ctx: JobContext) -> None:
-    for callback in list(ctx._shutdown_callbacks):
-        await callback("replay finished")
 
 
 async def replay(path: Path | None = None, *, verbose: bool = False) -> int:
@@ -192,7 +138,7 @@ async def replay(path: Path | None = None, *, verbose: bool = False) -> int:
         from livekit.plugins import openai
 
         live_llm = openai.LLM(model=os.environ.get("SARAH_LLM_MODEL", "gpt-4.1-mini"))
-    config = RedisConfig.from_env()
+    config = memory_config()
     memory = CallerMemory(config=config, use_session_llm=live_llm is not None)
     manager = await memory.manager()
     health = await manager.store.health_check()

@@ -14,10 +14,10 @@ import redis.asyncio as aioredis
 from hypothesis import settings
 
 from livekit.plugins.caller_memory import InMemoryStore, MemoryStore, RedisConfig, RedisMemoryStore
-from livekit.plugins.caller_memory.embedded import EmbeddedRedis
-from livekit.plugins.caller_memory.redis_store import _decode_value as decode_value
+from livekit.plugins.caller_memory.store.codec import inflate
 
-from .cluster import LocalCluster, cluster_binaries
+from .support.cluster import LocalCluster, cluster_binaries
+from .support.servers import TestServer
 
 TEST_SECRET = "test-secret-0123456789abcdef"
 
@@ -34,16 +34,16 @@ def replace(config: RedisConfig, **changes: Any) -> RedisConfig:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
     """One private server for the session, never the shared one on 6379."""
-    server = EmbeddedRedis(data_dir=tmp_path_factory.mktemp("redis"), appendonly=False)
+    server = TestServer(data_dir=tmp_path_factory.mktemp("redis"), appendonly=False)
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def config(redis_server: EmbeddedRedis, tmp_path: Path) -> RedisConfig:
+def config(redis_server: TestServer, tmp_path: Path) -> RedisConfig:
     """Settings pointing at the private server, with a key prefix of this test's own."""
     return RedisConfig(
         url=redis_server.url,
@@ -54,7 +54,7 @@ def config(redis_server: EmbeddedRedis, tmp_path: Path) -> RedisConfig:
 
 
 @pytest.fixture
-async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+async def redis_client(redis_server: TestServer) -> AsyncIterator[aioredis.Redis]:
     """A plain client, to look at what the plugin wrote (bytes: profiles may be compressed)."""
     client = aioredis.Redis.from_url(redis_server.url)
     yield client
@@ -72,7 +72,8 @@ async def dump_keys(client: aioredis.Redis, prefix: str) -> dict[str, str | list
         key = text(raw_key)
         kind = text(await client.type(key))
         if kind == "string":
-            out[key] = decode_value(await client.get(key) or b"")
+            value = await client.get(key) or b""
+            out[key] = text(inflate(value) if key.endswith(":profile") else value)
         elif kind == "list":
             out[key] = [text(v) for v in await client.lrange(key, 0, -1)]
         else:

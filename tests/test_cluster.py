@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 
-from .cluster import LocalCluster
 from .conftest import replace
+from .support.cluster import LocalCluster
 
 _numbers = itertools.count(1000)
 

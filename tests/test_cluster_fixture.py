@@ -43,8 +43,8 @@ from redis.exceptions import (
 )
 from redis.retry import Retry as SyncRetry
 
-from .cluster import ClusterError, LocalCluster, LocalNode, cluster_binaries, find_cli
 from .conftest import process_gone
+from .support.cluster import ClusterError, LocalCluster, LocalNode, cluster_binaries, find_cli
 
 
 def _cli_or_none() -> str | None:

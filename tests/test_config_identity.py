@@ -33,7 +33,7 @@ def test_defaults_are_the_guides() -> None:
     assert config.persistence is True
     assert config.session_ttl_seconds == 24 * 3600
     assert config.profile_ttl_seconds == 90 * 86400
-    assert config.key_prefix == "sarah"
+    assert config.key_prefix == "callmem"  # the plugin's own; Sarah sets "sarah"
     assert config.redis_url() == "redis://localhost:6379/0"
     assert not config.is_explicit
 

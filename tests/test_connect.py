@@ -13,14 +13,14 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     SessionManager,
 )
-from livekit.plugins.caller_memory.connect import open_store
-from livekit.plugins.caller_memory.embedded import EmbeddedRedis
+from livekit.plugins.caller_memory.server import open_store
 
 from .conftest import TEST_SECRET
+from .support.servers import TestServer
 
 
 def _closed_port() -> int:
-    server = EmbeddedRedis(appendonly=False)
+    server = TestServer(appendonly=False)
     server.start()
     port = server.port
     server.stop()

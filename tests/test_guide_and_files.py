@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 from sarah_agent.agent import AGENT_NAME
+
+from .support.servers import TestServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 def test_the_guides_snippet_connects_to_a_fresh_server(tmp_path: Path) -> None:
     script = tmp_path / "test_redis.py"
     script.write_text(GUIDE_SNIPPET)
-    with EmbeddedRedis(appendonly=False) as server:
+    with TestServer(appendonly=False) as server:
         out = _run([sys.executable, str(script)], {"REDIS_URL": server.url}, tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -60,7 +61,7 @@ def test_the_guides_snippet_connects_to_a_fresh_server(tmp_path: Path) -> None:
 def test_the_guides_snippet_reports_a_refused_connection(tmp_path: Path) -> None:
     script = tmp_path / "test_redis.py"
     script.write_text(GUIDE_SNIPPET)
-    server = EmbeddedRedis(appendonly=False)
+    server = TestServer(appendonly=False)
     server.start()
     port = server.port
     server.stop()
@@ -70,7 +71,7 @@ def test_the_guides_snippet_reports_a_refused_connection(tmp_path: Path) -> None
 
 
 def test_check_command_creates_and_removes_a_test_identity(tmp_path: Path) -> None:
-    with EmbeddedRedis(appendonly=False) as server:
+    with TestServer(appendonly=False) as server:
         out = _run(
             [sys.executable, "-m", "livekit.plugins.caller_memory.cli", "check"],
             {"REDIS_URL": server.url},
@@ -85,7 +86,7 @@ def test_check_command_creates_and_removes_a_test_identity(tmp_path: Path) -> No
 
 
 def test_check_command_fails_with_the_guides_text(tmp_path: Path) -> None:
-    with EmbeddedRedis(appendonly=False, password="s3cret-pass") as server:
+    with TestServer(appendonly=False, password="s3cret-pass") as server:
         out = _run(
             [sys.executable, "-m", "livekit.plugins.caller_memory.cli", "check"],
             {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(server.port)},

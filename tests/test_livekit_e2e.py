@@ -18,7 +18,7 @@ from livekit.agents.llm import ChatContext, ChatMessage
 
 from livekit.plugins.caller_memory import CallerMemory, RedisConfig, RedisMemoryStore
 
-from .livekit_fakes import (
+from .support.livekit import (
     ScriptedLLM,
     job,
     join,

@@ -27,10 +27,9 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     SessionManager,
 )
-from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 
 from .conftest import TEST_SECRET, dump_keys, replace
-from .livekit_fakes import (
+from .support.livekit import (
     ScriptedLLM,
     ToolCall,
     job,
@@ -42,6 +41,7 @@ from .livekit_fakes import (
     text_session,
     texts,
 )
+from .support.servers import TestServer
 
 NUMBER = "+14155550134"
 SPELLINGS = [
@@ -110,7 +110,7 @@ async def test_rotating_the_secret_loses_no_caller(config: RedisConfig) -> None:
         assert ctx.caller_name == NAMES[i]
         await manager.end_session(f"after-{i}")
         # Moved: the old mapping is gone, the new one works without the old secret.
-        assert await store._get_raw(old.keys.phone(old.hasher.hash(number))) is None
+        assert await store.read(old.keys.phone(old.hasher.hash(number))) is None
     await store.disconnect()
 
     only_new = RedisMemoryStore(replace(config, phone_hash_secret="the-new-secret-0123456789"))
@@ -148,7 +148,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
 async def test_no_raw_number_in_redis_logs_spans_or_errors(
     config: RedisConfig, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = EmbeddedRedis(appendonly=False)
+    server = TestServer(appendonly=False)
     server.start()
     config = replace(config, url=server.url, socket_timeout=0.5)
     redis_client = aioredis.Redis.from_url(server.url)

@@ -33,12 +33,9 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     SessionContext,
     SessionManager,
-    caller_phone_number,
-    find_caller,
     normalize_phone,
 )
-from livekit.plugins.caller_memory.embedded import EmbeddedRedis
-from livekit.plugins.caller_memory.livekit_hooks import PHONE_ATTRIBUTE
+from livekit.plugins.caller_memory.calls import MAX_TURN_CHARS, MAX_TURNS
 from livekit.plugins.caller_memory.models import (
     MAX_FOLLOW_UP,
     MAX_FOLLOW_UPS,
@@ -49,11 +46,17 @@ from livekit.plugins.caller_memory.models import (
     MAX_SUMMARY,
     Turn,
 )
-from livekit.plugins.caller_memory.session_manager import MAX_TURN_CHARS, MAX_TURNS
+from livekit.plugins.caller_memory.participants import (
+    PHONE_ATTRIBUTE,
+    caller_phone_number,
+    find_caller,
+)
+from livekit.plugins.caller_memory.store.codec import inflate
 from livekit.plugins.caller_memory.summarizer import Summarizer
 
 from .conftest import TEST_SECRET
-from .livekit_fakes import ScriptedLLM, participant
+from .support.livekit import ScriptedLLM, participant
+from .support.servers import TestServer
 
 T = TypeVar("T")
 
@@ -85,7 +88,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @asynccontextmanager
-async def redis_store(server: EmbeddedRedis, data_dir: Path) -> AsyncIterator[RedisMemoryStore]:
+async def redis_store(server: TestServer, data_dir: Path) -> AsyncIterator[RedisMemoryStore]:
     """A connected store on the private server, under a fresh key prefix; always closed."""
     config = RedisConfig(
         url=server.url,
@@ -411,7 +414,7 @@ def test_find_caller_never_raises_and_picks_sip_then_standard(
 @example(spec=(STANDARD, {PHONE_ATTRIBUTE: " +1 (650) 253-0000 "}))
 @example(spec=(AGENT, {}))
 def test_start_session_with_the_phone_attribute_never_raises(
-    redis_server: EmbeddedRedis,
+    redis_server: TestServer,
     tmp_path: Path,
     spec: tuple[rtc.ParticipantKind.ValueType, dict[str, str]],
 ) -> None:
@@ -503,13 +506,13 @@ async def _call_round_trip(
 
     # What Redis holds is valid JSON, and the same data.
     # As stored (bytes; a large profile zlib-compressed), read back the way the store does.
-    raw_session = await store._get_raw(store.keys.session(session_id))
-    assert isinstance(raw_session, str)
+    raw_session = await store.read(store.keys.session(session_id))
+    assert raw_session is not None
     data = json.loads(raw_session)
     assert [(t["role"], t["text"]) for t in data["turns"]] == expected
-    raw_profile = await store._get_raw(store.keys.profile(profile.user_id))
-    assert isinstance(raw_profile, str)
-    assert json.loads(raw_profile)["user_id"] == profile.user_id
+    raw_profile = await store.read(store.keys.profile(profile.user_id))
+    assert raw_profile is not None
+    assert json.loads(inflate(raw_profile))["user_id"] == profile.user_id
     assert await store.get_session_ids(profile.user_id) == [session_id]
 
     # The next call finds the caller, and the caller's words stay fenced in as data.
@@ -547,7 +550,7 @@ def check_profile(profile: CallerProfile, max_summaries: int) -> None:
 @example(session_id="call", turns=[("user", "\x00")])
 @example(session_id="call", turns=[("user", "x" * 100_000), ("assistant", " \n ")])
 def test_any_transcript_is_stored_and_summarized(
-    redis_server: EmbeddedRedis, tmp_path: Path, session_id: str, turns: list[tuple[str, str]]
+    redis_server: TestServer, tmp_path: Path, session_id: str, turns: list[tuple[str, str]]
 ) -> None:
     async def scenario() -> None:
         async with redis_store(redis_server, tmp_path) as store:
@@ -562,7 +565,7 @@ def test_any_transcript_is_stored_and_summarized(
     count=st.integers(MAX_TURNS - 2, MAX_TURNS + 40),
 )
 def test_a_runaway_call_keeps_its_first_and_last_turns(
-    redis_server: EmbeddedRedis, tmp_path: Path, base: list[tuple[str, str]], count: int
+    redis_server: TestServer, tmp_path: Path, base: list[tuple[str, str]], count: int
 ) -> None:
     turns = [(base[i % len(base)][0], f"#{i}: {base[i % len(base)][1]}") for i in range(count)]
 
@@ -673,7 +676,7 @@ def test_summarizer_reads_any_llm_answer_without_raising(answer: str) -> None:
 @settings(REDIS, max_examples=30)
 @given(answers=st.lists(llm_answers, min_size=1, max_size=3), turns=turn_lists)
 def test_calls_summarized_from_any_llm_answer_are_saved(
-    redis_server: EmbeddedRedis,
+    redis_server: TestServer,
     tmp_path: Path,
     answers: list[str],
     turns: list[tuple[str, str]],

@@ -13,13 +13,11 @@ from livekit.plugins.caller_memory import (
     MemoryStore,
     RedisConfig,
     RedisMemoryStore,
-    SessionRecord,
-    Turn,
 )
-from livekit.plugins.caller_memory.embedded import EmbeddedRedis
-from livekit.plugins.caller_memory.models import utcnow
+from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 
 from .conftest import dump_keys, replace
+from .support.servers import TestServer
 
 PHONE = "+1 415 555 0134"
 DIGITS = ("14155550134", "4155550134", "5550134")
@@ -171,7 +169,7 @@ async def test_an_existing_client_is_used_and_left_open(
 async def test_closed_port_says_connection_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = EmbeddedRedis(appendonly=False)
+    server = TestServer(appendonly=False)
     server.start()
     port = server.port
     server.stop()  # nothing listens there any more
@@ -192,7 +190,7 @@ async def test_closed_port_says_connection_refused(
 async def test_password_server_says_noauth_or_wrongpass(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, password: str | None, expected: str
 ) -> None:
-    with EmbeddedRedis(appendonly=False, password="s3cret-pass") as server:
+    with TestServer(appendonly=False, password="s3cret-pass") as server:
         config = RedisConfig(
             host="127.0.0.1", port=server.port, password=password, data_dir=tmp_path
         )
@@ -210,7 +208,7 @@ async def test_password_server_says_noauth_or_wrongpass(
 
 
 async def test_tls_against_a_plain_server_says_ssl_handshake_failed(
-    redis_server: EmbeddedRedis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    redis_server: TestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = RedisConfig(host="127.0.0.1", port=redis_server.port, ssl=True, data_dir=tmp_path)
     store = RedisMemoryStore(config)

@@ -7,16 +7,16 @@ import random
 from pathlib import Path
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
-from livekit.plugins.caller_memory.embedded import EmbeddedRedis
 
 from .conftest import TEST_SECRET
+from .support.servers import TestServer
 
 CALLS = 500
 CALLERS = 250
 
 
 async def test_500_parallel_calls_survive_a_redis_restart(tmp_path: Path) -> None:
-    server = EmbeddedRedis(data_dir=tmp_path / "redis", appendonly=True)
+    server = TestServer(data_dir=tmp_path / "redis", appendonly=True)
     server.start()
     config = RedisConfig(
         url=server.url,

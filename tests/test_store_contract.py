@@ -10,10 +10,8 @@ from livekit.plugins.caller_memory import (
     CallSummary,
     InvalidPhoneNumberError,
     MemoryStore,
-    SessionRecord,
-    Turn,
 )
-from livekit.plugins.caller_memory.models import utcnow
+from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 
 
 def _record(session_id: str, user_id: str | None, *turns: str) -> SessionRecord:

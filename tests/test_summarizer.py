@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from livekit.agents import APIConnectionError
 
-from livekit.plugins.caller_memory import Turn
-from livekit.plugins.caller_memory.summarizer import Summarizer, render_transcript
+from livekit.plugins.caller_memory.models import Turn
+from livekit.plugins.caller_memory.prompts import render_transcript
+from livekit.plugins.caller_memory.summarizer import Summarizer
 
-from .livekit_fakes import ScriptedLLM, texts
+from .support.livekit import ScriptedLLM, texts
 
 TURNS = [
     Turn(role="assistant", text="Hello, Sarah speaking."),

@@ -7,8 +7,15 @@ See https://github.com/livekit/agents for LiveKit Agents, and this package's REA
 few lines that add caller memory to an agent.
 """
 
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
 from livekit.agents import Plugin
 
+from .agent import CallerMemory, CallMemory
+from .calls import SessionContext, SessionManager, get_session_manager, init_session_manager
 from .config import RedisConfig
 from .exceptions import (
     CallerMemoryError,
@@ -17,52 +24,63 @@ from .exceptions import (
     StoreUnavailableError,
 )
 from .identity import PhoneHasher, normalize_phone
-from .keys import Keys
-from .livekit_hooks import CallerMemory, CallMemory, caller_phone_number, find_caller
-from .local_store import InMemoryStore
 from .log import logger
-from .models import CallerProfile, CallSummary, PastCall, SessionRecord, Turn
-from .redis_store import RedisMemoryStore
-from .session_manager import (
-    SessionContext,
-    SessionManager,
-    get_session_manager,
-    init_session_manager,
-)
-from .store import CallerLookup, MemoryStore
+from .models import CallerProfile, CallSummary
+from .store import InMemoryStore, MemoryStore, RedisMemoryStore
 from .version import __version__
 
 __all__ = [
     "CallMemory",
     "CallSummary",
-    "CallerLookup",
     "CallerMemory",
     "CallerMemoryError",
     "CallerProfile",
     "ConfigError",
     "InMemoryStore",
     "InvalidPhoneNumberError",
-    "Keys",
     "MemoryStore",
-    "PastCall",
     "PhoneHasher",
     "RedisConfig",
     "RedisMemoryStore",
     "SessionContext",
     "SessionManager",
-    "SessionRecord",
     "StoreUnavailableError",
-    "Turn",
     "__version__",
-    "caller_phone_number",
-    "find_caller",
     "get_session_manager",
     "init_session_manager",
     "normalize_phone",
 ]
 
+# Names exported by 0.1 that are internals: still importable for one release, with a warning
+# that says where they live now.
+_MOVED = {
+    "CallerLookup": "livekit.plugins.caller_memory.store",
+    "Keys": "livekit.plugins.caller_memory.store",
+    "PastCall": "livekit.plugins.caller_memory.models",
+    "SessionRecord": "livekit.plugins.caller_memory.models",
+    "Turn": "livekit.plugins.caller_memory.models",
+    "caller_phone_number": "livekit.plugins.caller_memory.participants",
+    "find_caller": "livekit.plugins.caller_memory.participants",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{__name__}.{name} is internal and will be removed; import it from {module}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 class CallerMemoryPlugin(Plugin):
+    """Registers caller memory with LiveKit Agents (its logger and version)."""
+
     def __init__(self) -> None:
         super().__init__(__name__, __version__, __package__, logger)
 

@@ -18,28 +18,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+from .calls import SessionManager
 from .config import RedisConfig
-from .connect import open_store
-from .exceptions import CallerMemoryError
+from .exceptions import CallerMemoryError, StoreUnavailableError
 from .log import logger
-from .redis_store import RedisMemoryStore
-from .session_manager import SessionManager
+from .outbox import Outbox
+from .server import open_store
 from .store import MemoryStore
 
 __all__ = ["main"]
 
 
-async def _check(config: RedisConfig) -> int:
+@contextlib.asynccontextmanager
+async def _store(config: RedisConfig) -> AsyncIterator[MemoryStore]:
+    """The store the settings ask for, connected, and closed at the end.
+
+    Raises:
+        StoreUnavailableError: It cannot be reached (open_store logged the guide's text).
+    """
     store = await open_store(config)
     try:
-        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
-            return 1  # open_store logged the guide's troubleshooting text
+        if store.last_error is not None:
+            raise StoreUnavailableError(store.last_error)
+        yield store
+    finally:
+        await store.disconnect()
+
+
+async def _check(config: RedisConfig) -> int:
+    async with _store(config) as store:
         health = await store.health_check()
         if not health["healthy"]:
             print(f"❌ {health['error']} ({health['server']})", file=sys.stderr)
@@ -51,24 +65,17 @@ async def _check(config: RedisConfig) -> int:
         removed = await store.forget(store.hasher.hash(number))
         print(f"Test identity removed ({len(removed)} key).")
         return 0
-    finally:
-        await store.disconnect()
 
 
 async def _flush(config: RedisConfig) -> int:
-    store = await open_store(config)
-    try:
-        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
-            return 1
+    async with _store(config) as store:
         manager = SessionManager(store)
         waiting = len(manager.outbox)
         saved, left = await manager.flush_outbox()
         recovered = await manager.recover_orphans()
-        print(f"Outbox: {saved} of {waiting} call(s) saved, {left} waiting.")
-        print(f"Calls recovered from the journals of dead workers: {recovered}.")
-        return 0 if left == 0 else 1
-    finally:
-        await store.disconnect()
+    print(f"Outbox: {saved} of {waiting} call(s) saved, {left} waiting.")
+    print(f"Calls recovered from the journals of dead workers: {recovered}.")
+    return 0 if left == 0 else 1
 
 
 async def _forget(config: RedisConfig, number: str, yes: bool) -> int:
@@ -80,13 +87,8 @@ async def _forget(config: RedisConfig, number: str, yes: bool) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing erased.")
             return 1
-    store = await open_store(config)
-    try:
-        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
-            return 1
+    async with _store(config) as store:
         deleted = await SessionManager(store).forget_caller(number)
-    finally:
-        await store.disconnect()
     keys = [d for d in deleted if not d.startswith("outbox:")]
     print(f"Erased: {len(keys)} Redis key(s), {len(deleted) - len(keys)} outbox entry(ies).")
     for item in deleted:
@@ -95,38 +97,28 @@ async def _forget(config: RedisConfig, number: str, yes: bool) -> int:
 
 
 async def _export(config: RedisConfig, number: str) -> int:
-    store = await open_store(config)
-    try:
-        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
-            return 1
+    async with _store(config) as store:
         data = await SessionManager(store).export_caller(number)
-    finally:
-        await store.disconnect()
     print(json.dumps(data, indent=2, ensure_ascii=False))
     return 0
+
+
+async def _stats(config: RedisConfig) -> int:
+    if not config.persistence:
+        print("MEMORY_PERSISTENCE=false: nothing is stored outside the process.")
+        return 0
+    async with _store(config) as store:
+        stats = await store.stats()
+    stats["outbox_waiting"] = len(Outbox(config.data_dir / "outbox"))
+    width = max(len(k) for k in stats)
+    for key, value in stats.items():
+        print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return 0 if stats["keys_without_ttl"] == 0 else 1
 
 
 def _number(value: str) -> str:
     # "-" reads the number from standard input, out of the shell history and `ps`.
     return sys.stdin.readline().strip() if value == "-" else value
-
-
-async def _stats(config: RedisConfig) -> int:
-    store = await open_store(config)
-    try:
-        if isinstance(store, RedisMemoryStore) and store.last_error is not None:
-            return 1
-        if not isinstance(store, RedisMemoryStore):
-            print("MEMORY_PERSISTENCE=false: nothing is stored outside the process.")
-            return 0
-        stats = await store.stats()
-        stats["outbox_waiting"] = len(SessionManager(store).outbox)
-    finally:
-        await store.disconnect()
-    width = max(len(k) for k in stats)
-    for key, value in stats.items():
-        print(f"{key.replace('_', ' '):<{width}}  {value}")
-    return 0 if stats["keys_without_ttl"] == 0 else 1
 
 
 async def _unused_test_number(store: MemoryStore) -> str:
@@ -185,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_forget(config, _number(args.number), args.yes))
         if args.command == "export":
             return asyncio.run(_export(config, _number(args.number)))
+    except StoreUnavailableError:
+        return 1  # the guide's troubleshooting text is logged already
     except CallerMemoryError as e:
         print(f"❌ {e}", file=sys.stderr)
         return 1

@@ -6,24 +6,40 @@ the environment (``RedisConfig.from_env()``); a keyword wins over the environmen
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    DotEnvSettingsSource,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from . import constants
 from .exceptions import ConfigError
 from .redaction import KINDS as REDACTION_KINDS
 
 __all__ = ["RedisConfig"]
+
+DEFAULT_KEY_PREFIX = "callmem"
+"""The plugin's own prefix. Sarah keeps ``sarah``; a deployment made with the plugin 0.1, whose
+default was ``sarah``, sets ``MEMORY_KEY_PREFIX=sarah`` to keep its keys."""
+DEFAULT_PROFILE_TTL_DAYS = 90.0
+DEFAULT_SESSION_TTL_HOURS = 24.0
+DEFAULT_MAX_SESSIONS = 5
+"""Session ids kept in a caller's ``sessions`` list."""
+DEFAULT_MAX_SUMMARIES = 5
+"""Past call summaries kept in a caller's profile."""
+DEFAULT_LOOKUP_TIMEOUT_MS = 300.0
+"""The greeting never waits longer than this for Redis."""
+DEFAULT_SUMMARY_TIMEOUT_S = 6.0
+"""Leaves room for the save inside LiveKit's 10-second shutdown window."""
+DEFAULT_ORPHAN_AFTER_S = 3600.0
+"""A call whose journal has been idle this long lost its worker: recovery saves it. An hour,
+so that a caller on hold is not taken for a dead call."""
+DEFAULT_OUTBOX_FLUSH_S = 30.0
+"""How often calls kept in the local outbox are retried."""
 
 
 def _env(field: str, var: str) -> Any:
@@ -31,30 +47,41 @@ def _env(field: str, var: str) -> Any:
     return AliasChoices(field, var)
 
 
-_PREFIXES = ("redis_", "memory_")
+class _Variables(PydanticBaseSettingsSource):
+    """Each setting from its own ``REDIS_*`` / ``MEMORY_*`` variable: the environment first,
+    then a ``.env`` file in the working folder.
 
-
-class _PrefixedOnly:
-    """Read a setting from ``REDIS_*`` / ``MEMORY_*`` variables only.
-
-    The fields accept their Python name as a keyword too (``RedisConfig(port=6380)``); without
-    this filter the environment would be searched for that name as well, and ``PORT`` or
-    ``HOST`` (set by Heroku, Cloud Run, a shell) would configure Redis.
+    The fields also accept their Python name as a keyword (``RedisConfig(port=6380)``);
+    pydantic-settings' own environment source would then search the environment for that name
+    too, and ``PORT`` or ``HOST`` (set by Heroku, Cloud Run, a shell) would configure Redis.
     """
 
-    def _extract_field_info(self, *args: Any, **kwargs: Any) -> list[tuple[str, str, bool]]:
-        found: list[tuple[str, str, bool]] = super()._extract_field_info(  # type: ignore[misc]
-            *args, **kwargs
-        )
-        return [item for item in found if item[1].lower().startswith(_PREFIXES)]
+    def __init__(self, settings_cls: type[BaseSettings], env_file: Path) -> None:
+        super().__init__(settings_cls)
+        found: dict[str, str | None] = {}
+        if env_file.is_file():
+            found.update(dotenv_values(env_file, encoding="utf-8"))
+        found.update(os.environ)
+        self._values = {name.upper(): value for name, value in found.items()}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """The value of the setting's variable, if set."""
+        variable = _variable(field_name)
+        return self._values.get(variable), variable, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[name] = value
+        return values
 
 
-class _Env(_PrefixedOnly, EnvSettingsSource):
-    pass
-
-
-class _DotEnv(_PrefixedOnly, DotEnvSettingsSource):
-    pass
+def _variable(field_name: str) -> str:
+    info = RedisConfig.model_fields[field_name]
+    assert isinstance(info.validation_alias, AliasChoices)
+    return str(info.validation_alias.choices[-1])
 
 
 class RedisConfig(BaseSettings):
@@ -65,15 +92,7 @@ class RedisConfig(BaseSettings):
     kept in :class:`~pydantic.SecretStr` so they never show in a repr, a log or an error.
     """
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        # Only the settings' own variables from .env, not every line of the file.
-        dotenv_filtering="only_existing",
-        populate_by_name=True,
-        case_sensitive=False,
-    )
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     url: SecretStr | None = Field(None, validation_alias=_env("url", "REDIS_URL"))
     host: str = Field("localhost", validation_alias=_env("host", "REDIS_HOST"))
@@ -91,17 +110,17 @@ class RedisConfig(BaseSettings):
 
     persistence: bool = Field(True, validation_alias=_env("persistence", "MEMORY_PERSISTENCE"))
     session_ttl_hours: float = Field(
-        constants.DEFAULT_SESSION_TTL_HOURS,
+        DEFAULT_SESSION_TTL_HOURS,
         gt=0,
         validation_alias=_env("session_ttl_hours", "MEMORY_SESSION_TTL_HOURS"),
     )
     profile_ttl_days: float = Field(
-        constants.DEFAULT_PROFILE_TTL_DAYS,
+        DEFAULT_PROFILE_TTL_DAYS,
         gt=0,
         validation_alias=_env("profile_ttl_days", "MEMORY_PROFILE_TTL_DAYS"),
     )
     key_prefix: str = Field(
-        constants.DEFAULT_KEY_PREFIX,
+        DEFAULT_KEY_PREFIX,
         min_length=1,
         pattern=r"^[A-Za-z0-9_.-]+$",
         validation_alias=_env("key_prefix", "MEMORY_KEY_PREFIX"),
@@ -128,23 +147,23 @@ class RedisConfig(BaseSettings):
         True, validation_alias=_env("embedded_redis", "MEMORY_EMBEDDED_REDIS")
     )
     lookup_timeout_ms: float = Field(
-        constants.DEFAULT_LOOKUP_TIMEOUT_MS,
+        DEFAULT_LOOKUP_TIMEOUT_MS,
         gt=0,
         validation_alias=_env("lookup_timeout_ms", "MEMORY_LOOKUP_TIMEOUT_MS"),
     )
     summary_timeout_s: float = Field(
-        constants.DEFAULT_SUMMARY_TIMEOUT_S,
+        DEFAULT_SUMMARY_TIMEOUT_S,
         gt=0,
         validation_alias=_env("summary_timeout_s", "MEMORY_SUMMARY_TIMEOUT_S"),
     )
     max_sessions: int = Field(
-        constants.DEFAULT_MAX_SESSIONS,
+        DEFAULT_MAX_SESSIONS,
         ge=1,
         le=100,
         validation_alias=_env("max_sessions", "MEMORY_MAX_SESSIONS"),
     )
     max_summaries: int = Field(
-        constants.DEFAULT_MAX_SUMMARIES,
+        DEFAULT_MAX_SUMMARIES,
         ge=1,
         le=50,
         validation_alias=_env("max_summaries", "MEMORY_MAX_SUMMARIES"),
@@ -158,12 +177,12 @@ class RedisConfig(BaseSettings):
         True, validation_alias=_env("journal_turns", "MEMORY_JOURNAL_TURNS")
     )
     orphan_after_s: float = Field(
-        constants.DEFAULT_ORPHAN_AFTER_S,
+        DEFAULT_ORPHAN_AFTER_S,
         gt=0,
         validation_alias=_env("orphan_after_s", "MEMORY_ORPHAN_AFTER_S"),
     )
     outbox_flush_s: float = Field(
-        constants.DEFAULT_OUTBOX_FLUSH_S,
+        DEFAULT_OUTBOX_FLUSH_S,
         gt=0,
         validation_alias=_env("outbox_flush_s", "MEMORY_OUTBOX_FLUSH_S"),
     )
@@ -207,16 +226,7 @@ class RedisConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Keywords first, then ``REDIS_*`` / ``MEMORY_*`` variables, then ``.env``."""
-        config = settings_cls.model_config
-        return (
-            init_settings,
-            _Env(settings_cls),
-            _DotEnv(
-                settings_cls,
-                env_file=config.get("env_file"),
-                env_file_encoding=config.get("env_file_encoding"),
-            ),
-        )
+        return init_settings, _Variables(settings_cls, Path(".env"))
 
     @field_validator("phone_hash_secret", "phone_hash_previous_secrets")
     @classmethod
@@ -245,19 +255,33 @@ class RedisConfig(BaseSettings):
         return value
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> RedisConfig:
+    def from_env(
+        cls, *, defaults: Mapping[str, Any] | None = None, **overrides: Any
+    ) -> RedisConfig:
         """Read the settings from the environment (and a ``.env`` file in the working folder).
 
         Args:
+            defaults: Settings used when neither ``overrides`` nor the environment sets them
+                (an app's own defaults: Sarah's key prefix is ``sarah``).
             **overrides: Settings given in code, which win over the environment.
 
         Raises:
             ConfigError: A variable holds a value that cannot be used.
         """
         try:
-            return cls(**overrides)
+            config = cls(**overrides)
+            unset = {k: v for k, v in (defaults or {}).items() if k not in config.model_fields_set}
+            return cls(**{**unset, **overrides}) if unset else config
         except ValidationError as e:
             raise ConfigError(_describe(e)) from None
+
+    def replaced(self, **changes: Any) -> RedisConfig:
+        """These settings with some changed, validated like any other.
+
+        Raises:
+            ConfigError: A changed value cannot be used.
+        """
+        return RedisConfig.from_env(**{**self.model_dump(exclude_unset=True), **changes})
 
     @property
     def previous_secrets(self) -> list[bytes]:
@@ -333,10 +357,7 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else ""
-        info = RedisConfig.model_fields.get(field)
-        var = field
-        if info is not None and isinstance(info.validation_alias, AliasChoices):
-            var = str(info.validation_alias.choices[-1])
+        var = _variable(field) if field in RedisConfig.model_fields else field
         # item["msg"] describes the rule; item["input"] is left out on purpose (secrets).
         lines.append(f"{var}: {item['msg']}")
     return "Invalid caller-memory configuration: " + "; ".join(lines)

@@ -15,13 +15,17 @@ import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import phonenumbers
 
 from .exceptions import InvalidPhoneNumberError
 from .log import logger
 
-__all__ = ["PhoneHasher", "load_dev_secret", "normalize_phone"]
+if TYPE_CHECKING:
+    from .config import RedisConfig
+
+__all__ = ["PhoneHasher", "load_dev_secret", "load_hasher", "normalize_phone"]
 
 _MAX_INPUT = 64
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -189,3 +193,19 @@ def load_dev_secret(data_dir: Path) -> bytes:
         f.flush()
         os.fsync(f.fileno())
     return secret
+
+
+def load_hasher(config: RedisConfig) -> PhoneHasher:
+    """The hasher the settings ask for: ``MEMORY_PHONE_HASH_SECRET`` (and the previous
+    secrets), or the development secret when none is set.
+
+    Raises:
+        ConfigError: ``MEMORY_REQUIRE_SECRET`` is on and no secret is set.
+    """
+    config.check_secret()
+    secret = config.phone_hash_secret
+    if secret is not None:
+        key = secret.get_secret_value().encode()
+    else:
+        key = load_dev_secret(config.data_dir)
+    return PhoneHasher(key, default_region=config.default_region, previous=config.previous_secrets)

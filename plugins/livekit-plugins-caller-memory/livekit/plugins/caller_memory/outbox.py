@@ -10,12 +10,12 @@ replaying an entry twice stores the call once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -137,16 +137,16 @@ class Outbox:
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[bool]:
-        with open(self._folder / ".lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        lock = FileLock(self._folder / ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
 
 def _file_id(session_id: str) -> str:
@@ -162,6 +162,8 @@ def _mtime(path: Path) -> float:
 
 
 def _fsync_dir(folder: Path) -> None:
+    if os.name == "nt":  # Windows cannot open a folder; its renames are durable enough
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

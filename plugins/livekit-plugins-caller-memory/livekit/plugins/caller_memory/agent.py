@@ -29,58 +29,20 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, JobContext, llm
 
+from . import prompts
+from .calls import SessionContext, SessionManager
 from .config import RedisConfig
 from .log import logger
 from .models import CallerProfile
-from .session_manager import SessionContext, SessionManager, init_session_manager
+from .participants import caller_phone_number, find_caller
 from .store import MemoryStore
 
-__all__ = ["CallMemory", "CallerMemory", "caller_phone_number", "find_caller"]
+__all__ = ["CallMemory", "CallerMemory"]
 
-PHONE_ATTRIBUTE = "sip.phoneNumber"
 MEMORY_MESSAGE_ID = "caller_memory"
 """Id of the system message that carries the caller's memory in the agent's context."""
 SHUTDOWN_BUDGET_S = 9.0
 """LiveKit kills a job process ~10 s (``shutdown_process_timeout``) after shutdown starts."""
-
-_CALLER_KINDS = (
-    rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
-    rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
-)
-
-
-def caller_phone_number(participant: rtc.Participant) -> str | None:
-    """The caller's number from the ``sip.phoneNumber`` attribute, or None when withheld."""
-    attributes = participant.attributes
-    value = attributes.get(PHONE_ATTRIBUTE) if isinstance(attributes, dict) else None
-    # Only a real string counts: console mode's mock room answers anything with a mock.
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def find_caller(room: rtc.Room) -> rtc.RemoteParticipant | None:
-    """The caller among a room's participants: a SIP participant, else a standard one.
-
-    A standard participant posing as a caller (``lk ... --attribute sip.phoneNumber=...``)
-    wins over one without a number; agents and egress never count.
-    """
-    participants = [
-        p
-        for p in _values(room.remote_participants)
-        if isinstance(p, rtc.RemoteParticipant) and p.kind in _CALLER_KINDS
-    ]
-    for kind in _CALLER_KINDS:
-        of_kind = [p for p in participants if p.kind == kind]
-        with_number = [p for p in of_kind if caller_phone_number(p)]
-        if with_number or of_kind:
-            return (with_number or of_kind)[0]
-    return None
-
-
-def _values(mapping: Any) -> list[Any]:
-    try:
-        return list(mapping.values())
-    except (AttributeError, TypeError):
-        return []
 
 
 class CallMemory:
@@ -134,27 +96,13 @@ class CallMemory:
     def greeting_instructions(self) -> str:
         """Instructions for the first reply: a welcome back by name, or the normal greeting."""
         ctx = self._context
-        consent = ""
-        if self._manager.config.consent_required and not (
-            ctx.profile is not None and ctx.profile.consented_at is not None
-        ):
-            consent = (
-                " Then ask whether you may remember this conversation for their next calls, "
-                "and record the answer with record_memory_consent."
-            )
-        if not ctx.is_returning:
-            return (
-                "Greet the caller warmly, introduce yourself, and ask how you can help." + consent
-            )
-        # The name itself stays inside the fenced memory: never in an instruction.
-        name = " by the name in <caller_memory>" if ctx.caller_name else ""
-        recall = (
-            "If it helps, mention in one short phrase what you talked about last time or what "
-            "is still open, then ask"
-            if ctx.disclosure == "full"
-            else "Do not mention their earlier calls; ask"
+        return prompts.greeting_instructions(
+            returning=ctx.is_returning,
+            has_name=ctx.caller_name is not None,
+            disclosure=ctx.disclosure,
+            ask_consent=self._manager.config.consent_required
+            and not (ctx.profile is not None and ctx.profile.consented_at is not None),
         )
-        return f"Welcome the caller back warmly{name}. {recall} how you can help today.{consent}"
 
     async def start(self, phone_number: str | None) -> SessionContext:
         if self._started:
@@ -213,35 +161,32 @@ class CallMemory:
         ``MEMORY_CONSENT_REQUIRED`` ``record_memory_consent``."""
 
         async def forget_me(confirmed: bool) -> str:
-            """Erase everything you remember about the caller: their name, preferences and
-            past calls. First ask "Should I erase everything I remember about you?"; call
-            with confirmed=true only after the caller clearly said yes."""
             if not confirmed:
-                return (
-                    "Ask the caller to confirm that everything remembered about them should "
-                    "be erased; call forget_me again with confirmed=true once they said yes."
-                )
+                return prompts.FORGET_ME.ask_first
             deleted = await self.forget_caller()
             logger.info("caller erased on request", extra={"items": len(deleted)})
-            return "Done: everything remembered about the caller is erased, this call included."
+            return prompts.FORGET_ME.done
 
         async def dont_remember_this_call() -> str:
-            """The caller asked you not to remember this call. Nothing of it will be kept."""
             self.dont_remember()
-            return "This call will not be remembered."
+            return prompts.DONT_REMEMBER.done
 
         async def record_memory_consent(agreed: bool) -> str:
-            """Record the caller's answer when you asked whether you may remember this
-            conversation for their next calls."""
             self.set_consent(agreed)
-            return "Noted." if agreed else "Noted: this call will not be remembered."
+            return prompts.RECORD_CONSENT.agreed if agreed else prompts.RECORD_CONSENT.declined
 
         found: list[llm.FunctionTool[..., Any]] = [
-            llm.function_tool(forget_me),
-            llm.function_tool(dont_remember_this_call),
+            llm.function_tool(forget_me, description=prompts.FORGET_ME.description),
+            llm.function_tool(
+                dont_remember_this_call, description=prompts.DONT_REMEMBER.description
+            ),
         ]
         if self._manager.config.consent_required:
-            found.append(llm.function_tool(record_memory_consent))
+            found.append(
+                llm.function_tool(
+                    record_memory_consent, description=prompts.RECORD_CONSENT.description
+                )
+            )
         return found
 
     def add_turn(self, role: str, text: str) -> None:
@@ -341,7 +286,7 @@ class CallerMemory:
                 if self._manager is None:
                     # Connecting happens in the background: the first call's lookup is bounded
                     # by its budget like any other, not by a slow connection.
-                    self._manager = await init_session_manager(
+                    self._manager = await SessionManager.open(
                         self._llm, config=self._config, store=self._store, connect_later=True
                     )
         assert self._manager is not None

@@ -1,0 +1,601 @@
+"""The life of a call, as the guide's session manager: start, turns, consent, end into memory.
+
+```python
+manager = await init_session_manager(llm=agent_llm)
+ctx = await manager.start_session(session_id=sid, phone_number=caller_phone)
+if ctx.is_returning:
+    greeting = f"Welcome back! {ctx.greeting_context}"
+manager.add_turn(sid, "user", user_text)
+manager.add_turn(sid, "assistant", reply)
+await manager.end_session(sid)
+```
+
+A *call* is what the guide calls a session: one phone call, ``session_id`` its id (a LiveKit job
+id). Its flow: :meth:`SessionManager.start_session` hashes the number (:mod:`.identity`) and
+looks the caller up within the budget (:mod:`.store`); :meth:`~SessionManager.add_turn` records
+turns, redacted (:mod:`.redaction`), and journals them (:mod:`.journal`);
+:meth:`~SessionManager.end_session` summarizes (:mod:`.summarizer`) and saves, or keeps the
+call for later (:mod:`.recovery`). Erasure and export are in :mod:`.privacy`, the texts the
+LLM sees in :mod:`.prompts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from livekit.agents import llm as lk_llm
+
+from . import privacy, prompts
+from .config import RedisConfig
+from .exceptions import CallerMemoryError, InvalidPhoneNumberError
+from .journal import Journal
+from .log import logger
+from .models import CallerProfile, JournalHeader, SessionRecord, Turn, utcnow
+from .outbox import Outbox
+from .prompts import Disclosure
+from .recovery import Recovery
+from .redaction import Redactor
+from .server import open_store
+from .store import CallerLookup, MemoryStore
+from .summarizer import Summarizer
+from .telemetry import observe_outbox, record_lookup, record_save, record_summary, tracer
+from .troubleshooting import diagnose
+
+__all__ = [
+    "LookupStatus",
+    "SessionContext",
+    "SessionManager",
+    "get_session_manager",
+    "init_session_manager",
+]
+
+LookupStatus = Literal["returning", "new", "no_number", "invalid_number", "timeout", "error"]
+
+MAX_TURNS = 400
+"""Turns kept per call; a runaway call keeps its first and last turns."""
+MAX_TURN_CHARS = 4_000
+JOURNAL_GRACE_S = 1.0
+"""How long hang-up waits for the journal's last write before saving."""
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What the agent knows about the caller when the call starts.
+
+    Caller ID can be spoofed: until the app has verified the caller, what the agent is given
+    follows ``MEMORY_UNVERIFIED_DISCLOSURE`` (see :attr:`disclosure`).
+
+    Attributes:
+        session_id: The call, as given to :meth:`SessionManager.start_session`.
+        user_id: The caller's id, or None when there is no usable number or the lookup
+            did not finish within its budget.
+        is_returning: True when the caller has a remembered profile.
+        greeting_context: One or two sentences for a personalized greeting, "" for a new
+            caller (``f"Welcome back! {ctx.greeting_context}"``). Past summaries are in it
+            only when the disclosure is ``full``.
+        profile: The caller's profile, when returning.
+        recent_session_ids: The caller's recent session ids, oldest first.
+        status: How the lookup went: ``returning``, ``new``, ``no_number``,
+            ``invalid_number``, ``timeout`` (over budget) or ``error`` (store unreachable).
+        disclosure: What of the memory the agent is given: ``none`` (nothing, not even that
+            the caller is known), ``name`` (name, call count and preferences; no past
+            summaries or follow-ups), ``context`` (everything in the LLM's context, with the
+            instruction not to volunteer earlier calls; the greeting uses the name only),
+            ``full`` (everything, the greeting may recall the last call: the caller is
+            verified, or the deployment trusts caller ID).
+    """
+
+    session_id: str
+    user_id: str | None = None
+    is_returning: bool = False
+    greeting_context: str = ""
+    profile: CallerProfile | None = None
+    recent_session_ids: list[str] = field(default_factory=list)
+    status: LookupStatus = "new"
+    disclosure: Disclosure = "context"
+
+    @classmethod
+    def found(
+        cls, session_id: str, lookup: CallerLookup, status: LookupStatus, disclosure: Disclosure
+    ) -> SessionContext:
+        """The context of a caller the lookup answered for."""
+        profile = lookup.profile
+        known = profile is not None and disclosure != "none"
+        return cls(
+            session_id=session_id,
+            user_id=lookup.user_id,
+            is_returning=known,
+            greeting_context=prompts.greeting_context(profile, disclosure)
+            if known and profile
+            else "",
+            profile=profile,
+            recent_session_ids=lookup.session_ids,
+            status=status,
+            disclosure=disclosure,
+        )
+
+    @property
+    def caller_name(self) -> str | None:
+        """The caller's name, if they gave it on an earlier call (and it may be disclosed)."""
+        if self.profile is None or self.disclosure == "none":
+            return None
+        return self.profile.name
+
+    def memory_prompt(self) -> str:
+        """The profile as a fenced block of data for the LLM's context ("" when new); see
+        :func:`.prompts.memory_block`."""
+        return prompts.memory_block(self.profile, self.disclosure)
+
+
+@dataclass
+class _Call:
+    """A call in progress."""
+
+    session_id: str
+    phone_hash: str | None
+    previous_hashes: list[str]
+    lookup: CallerLookup | None
+    started_at: datetime
+    context: SessionContext
+    may_journal: bool
+    """The caller has a number and the store answered at call start."""
+    turns: list[Turn] = field(default_factory=list)
+    journal: Journal | None = None
+    remember: bool = True
+    consented: bool = False
+
+
+class SessionManager:
+    """Keeps the calls in progress and turns each finished one into memory.
+
+    Nothing a call learned is lost to an outage: turns are journaled as the call goes (a
+    worker killed mid-call loses at most its last turn, and recovery saves such calls later),
+    and a call that cannot be saved at hang-up goes to a durable local outbox, written at start,
+    every ``MEMORY_OUTBOX_FLUSH_S`` and by ``caller-memory flush`` (see :mod:`.recovery`).
+
+    Args:
+        store: Where memory is kept (connected or not: a down store means calls without
+            memory, not failed calls).
+        llm: Summarizes calls at hang-up; None stores a deterministic summary.
+        owns_store: Close the store in :meth:`aclose`.
+        outbox: Where unsaved calls wait; ``MEMORY_DATA_DIR/outbox`` by default.
+    """
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        *,
+        llm: lk_llm.LLM[Any] | None = None,
+        owns_store: bool = False,
+        outbox: Outbox | None = None,
+    ) -> None:
+        _ = store.hasher  # the secret is checked (or the development one made) now, not per call
+        self._store = store
+        self._config = store.config
+        self._redact = Redactor(self._config.redact_kinds, region=self._config.default_region)
+        self._summarizer = Summarizer(
+            llm, timeout=self._config.summary_timeout_s, redact=self._redact
+        )
+        self._owns_store = owns_store
+        self._outbox = outbox or Outbox(self._config.data_dir / "outbox")
+        self._calls: dict[str, _Call] = {}
+        self._recovery = Recovery(
+            store, self._outbox, self._summarizer, is_live=self._calls.__contains__
+        )
+        observe_outbox(self._outbox)
+
+    @classmethod
+    async def open(
+        cls,
+        llm: lk_llm.LLM[Any] | None = None,
+        *,
+        config: RedisConfig | None = None,
+        store: MemoryStore | None = None,
+        connect_later: bool = False,
+    ) -> SessionManager:
+        """A manager on the store the settings ask for, its maintenance started.
+
+        Args:
+            llm: Any LiveKit LLM, used to summarize calls.
+            config: Settings; :meth:`RedisConfig.from_env` when omitted.
+            store: A store to use as is (not closed by :meth:`aclose`); otherwise one is
+                opened from ``config`` (Redis, the embedded server, or in-process memory).
+            connect_later: Return at once and connect in the background (for a call already
+                waiting); the first lookup is then bounded by its budget like any other.
+        """
+        owns = store is None
+        if store is None:
+            store = await open_store(config, connect_later=connect_later)
+        manager = cls(store, llm=llm, owns_store=owns)
+        manager.start_maintenance()
+        return manager
+
+    @property
+    def store(self) -> MemoryStore:
+        """The memory store."""
+        return self._store
+
+    @property
+    def config(self) -> RedisConfig:
+        """The settings in force."""
+        return self._config
+
+    @property
+    def outbox(self) -> Outbox:
+        """Calls that wait for the store to come back."""
+        return self._outbox
+
+    @property
+    def active_sessions(self) -> list[str]:
+        """Ids of the calls started and not yet ended."""
+        return list(self._calls)
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start_session(self, *, session_id: str, phone_number: str | None) -> SessionContext:
+        """Look the caller up, within the lookup budget, and open the call.
+
+        Never raises for a bad or missing number or an unreachable store: the call then goes
+        on as a new caller's. A lookup that misses its budget does not create an identity (it
+        would split the caller's memory); the identity is resolved again when the call ends.
+
+        Args:
+            session_id: Unique per call: a LiveKit job id, never the room name (a SIP dispatch
+                rule names rooms after the caller's number).
+            phone_number: The caller's number in any spelling, or None when withheld.
+        """
+        if session_id in self._calls:
+            raise ValueError("session_id is already in use by a call in progress")
+        started = time.perf_counter()
+        phone_hash, previous, status = self._identify(phone_number)
+        lookup: CallerLookup | None = None
+        span = tracer.start_span("caller_memory.lookup", attributes={"session_id": session_id})
+        if phone_hash is not None:
+            lookup, status = await self._lookup(phone_hash, previous)
+        disclosure = self._config.unverified_disclosure
+        if lookup is None:
+            context = SessionContext(session_id=session_id, status=status, disclosure=disclosure)
+        else:
+            context = SessionContext.found(session_id, lookup, status, disclosure)
+        self._calls[session_id] = _Call(
+            session_id=session_id,
+            phone_hash=phone_hash,
+            previous_hashes=previous,
+            lookup=lookup,
+            started_at=utcnow(),
+            context=context,
+            # The journal opens with the first turn, off the greeting's path; not when the
+            # store was unreachable a moment ago.
+            may_journal=phone_hash is not None and status != "error",
+        )
+        lookup_ms = (time.perf_counter() - started) * 1000
+        span.set_attribute("caller_memory.status", status)
+        span.end()
+        record_lookup(status, lookup_ms)
+        logger.debug(
+            "call started",
+            extra={"session_id": session_id, "status": status, "lookup_ms": round(lookup_ms, 3)},
+        )
+        return context
+
+    def _identify(self, phone_number: str | None) -> tuple[str | None, list[str], LookupStatus]:
+        if not phone_number:
+            return None, [], "no_number"
+        try:
+            phone_hash, previous = self._store.hasher.hashes(phone_number)
+        except InvalidPhoneNumberError as e:
+            logger.warning("caller number unusable, call goes on without memory: %s", e)
+            return None, [], "invalid_number"
+        except Exception as e:  # never a crashed call for want of memory
+            logger.error(
+                "caller identity unavailable, call goes on without memory",
+                extra={"error": type(e).__name__},
+            )
+            return None, [], "error"
+        return phone_hash, previous, "new"
+
+    async def _lookup(
+        self, phone_hash: str, previous: list[str]
+    ) -> tuple[CallerLookup | None, LookupStatus]:
+        try:
+            lookup = await asyncio.wait_for(
+                # With consent required, nothing is written before the caller agrees: not
+                # even a new caller's identity (the save mints it).
+                self._store.lookup(
+                    phone_hash, previous=previous, create=not self._config.consent_required
+                ),
+                self._config.lookup_timeout,
+            )
+        except asyncio.TimeoutError:
+            logger.warning(
+                "caller lookup over its budget, greeting as a new caller",
+                extra={"budget_ms": self._config.lookup_timeout_ms},
+            )
+            return None, "timeout"
+        except Exception as e:  # the store is down: the call goes on
+            logger.warning(
+                "caller lookup failed (%s), greeting as a new caller",
+                diagnose(e, self._config).reason,
+                extra={"error": type(e).__name__},
+            )
+            return None, "error"
+        return lookup, "returning" if lookup.is_returning else "new"
+
+    # -- during the call -------------------------------------------------------------------
+
+    def add_turn(self, session_id: str, role: str, text: str) -> None:
+        """Record one utterance (``role`` is ``"user"`` or ``"assistant"``). Cheap and sync.
+
+        Unknown calls and empty texts are ignored, so a late event after hang-up is harmless.
+        The turn reaches the call's journal in the background.
+        """
+        call = self._calls.get(session_id)
+        if call is None or not text or not text.strip():
+            return
+        if role not in ("user", "assistant"):
+            raise ValueError("role must be 'user' or 'assistant'")
+        turn = Turn(role=role, text=self._redact(text.strip()[:MAX_TURN_CHARS]))
+        if len(call.turns) >= MAX_TURNS:
+            # Keep the opening of the call; drop from the middle to make room for the end.
+            del call.turns[MAX_TURNS // 2]
+        call.turns.append(turn)
+        if not call.remember:
+            return  # the caller opted out: nothing more reaches the store
+        if call.journal is not None:
+            call.journal.append(turn)
+        elif call.may_journal and self._config.journal_turns and self._may_remember(call):
+            header = JournalHeader(
+                session_id=call.session_id,
+                user_id=call.lookup.user_id if call.lookup else None,
+                phone_hash=call.phone_hash,
+                started_at=call.started_at,
+            )
+            call.journal = Journal(self._store, header, call.turns)  # with every turn so far
+
+    def turns(self, session_id: str) -> list[Turn]:
+        """The turns recorded so far for a call in progress."""
+        call = self._calls.get(session_id)
+        return list(call.turns) if call else []
+
+    def set_consent(self, session_id: str, granted: bool) -> None:
+        """Record the caller's answer to "may I remember this call?".
+
+        With ``MEMORY_CONSENT_REQUIRED=true`` a call is remembered only after the caller
+        agreed (in this call or an earlier one); without it, declining works as
+        :meth:`dont_remember`.
+        """
+        call = self._calls.get(session_id)
+        if call is None:
+            return
+        call.consented = granted
+        if not granted:
+            self._opt_out(call)
+
+    def dont_remember(self, session_id: str) -> None:
+        """The caller asked not to remember this call: nothing of it will be stored, and what
+        was journaled so far is deleted now. The earlier memory is left as it is."""
+        call = self._calls.get(session_id)
+        if call is not None:
+            self._opt_out(call)
+
+    def _opt_out(self, call: _Call) -> None:
+        call.remember = False
+        if call.journal is not None:
+            call.journal.discard(JOURNAL_GRACE_S)
+
+    def mark_verified(self, session_id: str) -> SessionContext | None:
+        """The app verified the caller (a PIN, a security question...): full disclosure.
+
+        Returns:
+            The call's context with everything remembered, or None for an unknown call or
+            one whose lookup did not answer.
+        """
+        call = self._calls.get(session_id)
+        if call is None or call.lookup is None:
+            return None
+        call.context = SessionContext.found(session_id, call.lookup, call.context.status, "full")
+        return call.context
+
+    # -- the caller's rights ---------------------------------------------------------------
+
+    async def forget_caller(
+        self, phone_number: str | None = None, *, session_id: str | None = None
+    ) -> list[str]:
+        """Erase everything held about a caller, at once: every phone mapping of the user,
+        the profile, the session list, every call's data and journal, and the local outbox's
+        entries. A call of theirs in progress is not saved either.
+
+        Args:
+            phone_number: The caller's number, in any spelling.
+            session_id: Or: the caller of this call in progress.
+
+        Returns:
+            What was deleted: store keys, then ``outbox:<file>`` for outbox entries.
+
+        Raises:
+            InvalidPhoneNumberError: ``phone_number`` is not a phone number.
+        """
+        phone_hash, previous = self._caller_hashes(phone_number, session_id)
+        if phone_hash is None:
+            return []
+        hashes = {phone_hash, *previous}
+        for call in self._calls.values():
+            if call.phone_hash in hashes:
+                self._opt_out(call)
+        return await privacy.forget_caller(
+            self._store, self._outbox, self._recovery, phone_hash, previous
+        )
+
+    async def export_caller(self, phone_number: str) -> dict[str, Any]:
+        """Everything held about a caller (a subject-access request), as JSON-ready data.
+
+        Raises:
+            InvalidPhoneNumberError: ``phone_number`` is not a phone number.
+        """
+        phone_hash, previous = self._store.hasher.hashes(phone_number)
+        return await privacy.export_caller(self._store, self._outbox, phone_hash, previous)
+
+    def _caller_hashes(
+        self, phone_number: str | None, session_id: str | None
+    ) -> tuple[str | None, list[str]]:
+        if phone_number is not None:
+            return self._store.hasher.hashes(phone_number)
+        call = self._calls.get(session_id or "")
+        if call is None:
+            return None, []
+        return call.phone_hash, call.previous_hashes
+
+    # -- the end ---------------------------------------------------------------------------
+
+    async def end_session(
+        self, session_id: str, *, llm: lk_llm.LLM[Any] | None = None
+    ) -> CallerProfile | None:
+        """Summarize the call and save it into the caller's memory.
+
+        When the store cannot take it, the call is kept in the local outbox and written
+        later: it is never dropped.
+
+        Args:
+            session_id: The call to end.
+            llm: Summarize with this LLM instead of the manager's.
+
+        Returns:
+            The caller's updated profile, or None when the call has nothing to remember (no
+            usable number, or the caller opted out) or went to the outbox (the reason is
+            logged).
+        """
+        call = self._calls.pop(session_id, None)
+        if call is None:
+            return None
+        if call.journal is not None:
+            await call.journal.close(JOURNAL_GRACE_S)
+        if call.phone_hash is None:
+            logger.debug("call ended without a caller number, nothing to remember")
+            return None
+        if not self._may_remember(call) and not await self._consented_before(call):
+            await self._forget_call(call)
+            return None
+        base = call.lookup
+        with tracer.start_as_current_span(
+            "caller_memory.summarize", attributes={"session_id": session_id}
+        ) as span:
+            started = time.perf_counter()
+            summary = await self._summarizer.using(llm).summarize(
+                call.turns, profile=base.profile if base else None
+            )
+            span.set_attribute("caller_memory.summary_source", summary.source)
+            record_summary(summary.source, (time.perf_counter() - started) * 1000)
+        record = SessionRecord(
+            session_id=session_id,
+            user_id=base.user_id if base else None,
+            started_at=call.started_at,
+            ended_at=utcnow(),
+            turns=call.turns,
+            summary=summary,
+            consented=call.consented,
+        )
+        return await self._recovery.save(
+            record, summary, phone_hash=call.phone_hash, previous=call.previous_hashes, base=base
+        )
+
+    def _may_remember(self, call: _Call) -> bool:
+        if not call.remember:
+            return False
+        if not self._config.consent_required or call.consented:
+            return True
+        profile = call.lookup.profile if call.lookup else None
+        return profile is not None and profile.consented_at is not None
+
+    async def _consented_before(self, call: _Call) -> bool:
+        # The call-start lookup may have missed its budget: ask the store again at hang-up.
+        if not call.remember or call.lookup is not None or call.phone_hash is None:
+            return False
+        try:
+            found = await self._store.lookup(
+                call.phone_hash, previous=call.previous_hashes, create=False
+            )
+        except Exception:
+            return False
+        return found.profile is not None and found.profile.consented_at is not None
+
+    async def _forget_call(self, call: _Call) -> None:
+        record_save("not_remembered")
+        logger.info("call not remembered, as the caller asked",
+                    extra={"session_id": call.session_id})  # fmt: skip
+        if call.journal is not None:
+            call.journal.discard(JOURNAL_GRACE_S)
+            await call.journal.discarded(2 * JOURNAL_GRACE_S)
+
+    # -- what outages leave behind ---------------------------------------------------------
+
+    async def flush_outbox(self) -> tuple[int, int]:
+        """Write the calls kept in the outbox (and in memory) to the store.
+
+        Returns:
+            ``(saved, left)``.
+        """
+        return await self._recovery.flush()
+
+    async def recover_orphans(self, *, idle_s: float | None = None) -> int:
+        """Save the calls whose worker died mid-call, from their journals.
+
+        Args:
+            idle_s: How long a journal must have been idle; ``MEMORY_ORPHAN_AFTER_S`` by
+                default.
+
+        Returns:
+            How many calls were recovered.
+        """
+        idle = self._config.orphan_after_s if idle_s is None else idle_s
+        return await self._recovery.recover_orphans(idle)
+
+    def start_maintenance(self) -> None:
+        """Flush the outbox and recover orphaned calls now, then every
+        ``MEMORY_OUTBOX_FLUSH_S``, in the background (until :meth:`aclose`)."""
+        self._recovery.start()
+
+    async def stop_maintenance(self) -> None:
+        """Stop the background maintenance (a job that ends must not leave it pending)."""
+        await self._recovery.stop()
+
+    async def aclose(self) -> None:
+        """End the calls still open, stop the maintenance, and close the store if owned."""
+        for session_id in list(self._calls):
+            await self.end_session(session_id)
+        await self.stop_maintenance()
+        if self._owns_store:
+            await self._store.disconnect()
+
+
+_manager: SessionManager | None = None
+
+
+async def init_session_manager(
+    llm: lk_llm.LLM[Any] | None = None,
+    *,
+    config: RedisConfig | None = None,
+    store: MemoryStore | None = None,
+    connect_later: bool = False,
+) -> SessionManager:
+    """Create the process's session manager (the guide's entry point); see
+    :meth:`SessionManager.open` for the arguments. :func:`get_session_manager` returns it."""
+    global _manager
+    _manager = await SessionManager.open(
+        llm, config=config, store=store, connect_later=connect_later
+    )
+    return _manager
+
+
+def get_session_manager() -> SessionManager:
+    """The manager made by :func:`init_session_manager`.
+
+    Raises:
+        CallerMemoryError: :func:`init_session_manager` has not run in this process.
+    """
+    if _manager is None:
+        raise CallerMemoryError("call init_session_manager() first")
+    return _manager

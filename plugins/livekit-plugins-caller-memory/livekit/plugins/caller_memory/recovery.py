@@ -1,0 +1,201 @@
+"""Nothing a call learned is lost: saves that fall back to the outbox, and what picks up after.
+
+- :meth:`Recovery.save` writes a finished call to the store; when the store cannot take it, the
+  call goes to the local :class:`~.outbox.Outbox` (fsynced on disk), and when the disk refuses
+  too, it is held in memory.
+- :meth:`Recovery.flush` writes what waits in the outbox and in memory.
+- :meth:`Recovery.recover_orphans` saves the calls of workers that died mid-call, from their
+  journals (:mod:`.journal`).
+- :meth:`Recovery.start` runs both in the background, every ``MEMORY_OUTBOX_FLUSH_S``, with a
+  fleet-wide lock so that one worker per interval looks for orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+
+from .log import logger
+from .models import CallerProfile, CallSummary, SessionRecord, utcnow
+from .outbox import Outbox
+from .store import CallerLookup, MemoryStore
+from .store.codec import UnreadableValue, is_journal, parse_journal
+from .summarizer import Summarizer, fallback_summary
+from .telemetry import record_save, tracer
+from .troubleshooting import diagnose
+
+__all__ = ["Recovery"]
+
+_FIRST_PASS_S = 5.0
+"""The first maintenance pass waits this long: not during the first call's greeting."""
+
+
+class Recovery:
+    """Saves calls durably, and recovers those that could not be saved.
+
+    Args:
+        store: The memory store.
+        outbox: Where calls wait when the store cannot take them.
+        summarizer: Summarizes orphaned calls.
+        is_live: Tells whether a call is still in progress in this process (an orphan
+            candidate that is merely quiet).
+    """
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        outbox: Outbox,
+        summarizer: Summarizer,
+        is_live: Callable[[str], bool],
+    ) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._summarizer = summarizer
+        self._is_live = is_live
+        self._held: list[tuple[SessionRecord, str]] = []
+        """Calls neither the store nor the outbox's disk could take."""
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting to be written: in the outbox and held in memory."""
+        return len(self._outbox) + len(self._held)
+
+    async def save(
+        self,
+        record: SessionRecord,
+        summary: CallSummary,
+        *,
+        phone_hash: str,
+        previous: Sequence[str] = (),
+        base: CallerLookup | None = None,
+        replay: bool = False,
+    ) -> CallerProfile | None:
+        """Save a finished call into the store, or keep it for later.
+
+        Returns:
+            The caller's updated profile, or None when the call was kept (the reason is
+            logged with the guide's troubleshooting text).
+        """
+        span = tracer.start_span("caller_memory.save", attributes={"session_id": record.session_id})
+        try:
+            profile = await self._store.save_call(
+                record, summary, phone_hash=phone_hash, previous=previous, base=base, replay=replay
+            )
+        except Exception as e:
+            span.set_attribute("caller_memory.outcome", "outbox")
+            span.end()
+            record_save("outbox")
+            self._keep(record.model_copy(update={"summary": summary}), phone_hash)
+            diagnosis = diagnose(e, self._store.config)
+            logger.warning(
+                "memory store unavailable (%s): the call is kept in the local outbox and "
+                "written when the store is back. %s",
+                diagnosis.reason,
+                " ".join(f"{hint}." for hint in diagnosis.hints),
+                extra={"session_id": record.session_id, "error": type(e).__name__},
+            )
+            return None
+        span.set_attribute("caller_memory.outcome", "saved")
+        span.end()
+        record_save("saved")
+        logger.info(
+            "call saved into memory",
+            extra={"session_id": record.session_id, "summary_source": summary.source},
+        )
+        return profile
+
+    def _keep(self, record: SessionRecord, phone_hash: str) -> None:
+        try:
+            self._outbox.put(record, phone_hash=phone_hash)
+        except OSError as e:
+            # The disk refused too: hold the call in memory, the maintenance retries both.
+            self._held.append((record, phone_hash))
+            logger.error(
+                "could not write the outbox (%s); the call is held in memory until it can be saved",
+                type(e).__name__,
+                extra={"session_id": record.session_id},
+            )
+
+    def forget_held(self, which: Callable[[SessionRecord, str], bool]) -> int:
+        """Drop the calls held in memory that ``which`` selects (erasure). Returns how many."""
+        kept = [(r, h) for r, h in self._held if not which(r, h)]
+        dropped = len(self._held) - len(kept)
+        self._held = kept
+        return dropped
+
+    async def flush(self) -> tuple[int, int]:
+        """Write the calls waiting in memory and in the outbox. Returns ``(saved, left)``."""
+        held, self._held = self._held, []
+        saved_held = 0
+        for record, phone_hash in held:
+            summary = record.summary or fallback_summary(record.turns)
+            try:
+                await self._store.save_call(record, summary, phone_hash=phone_hash, replay=True)
+                saved_held += 1
+            except Exception:
+                self._keep(record, phone_hash)
+        saved, left = await self._outbox.flush(self._store)
+        return saved + saved_held, left + len(self._held)
+
+    async def recover_orphans(self, idle_s: float) -> int:
+        """Save the calls whose worker died mid-call, from their journals.
+
+        Args:
+            idle_s: How long a journal must have been idle to count as orphaned.
+
+        Returns:
+            How many calls were recovered.
+        """
+        recovered = 0
+        for session_id, raw in await self._store.claim_orphans(idle_s):
+            if self._is_live(session_id):  # ours and alive, just quiet
+                await self._store.release_orphan(session_id)
+                continue
+            if raw is None or not is_journal(raw):
+                continue  # expired, or saved meanwhile
+            try:
+                record, phone_hash = parse_journal(raw)
+            except UnreadableValue:
+                logger.warning("unreadable call journal skipped", extra={"session_id": session_id})
+                continue
+            if phone_hash is None:
+                continue
+            summary = await self._summarizer.summarize(record.turns)
+            record = record.model_copy(update={"ended_at": utcnow(), "summary": summary})
+            if await self.save(record, summary, phone_hash=phone_hash, replay=True) is not None:
+                recovered += 1
+        if recovered:
+            logger.info("calls recovered from journals", extra={"recovered": recovered})
+        return recovered
+
+    def start(self) -> None:
+        """Flush and recover now, then every ``MEMORY_OUTBOX_FLUSH_S``, in the background."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._maintain(), name="caller_memory.maintenance"
+            )
+
+    async def _maintain(self) -> None:
+        config = self._store.config
+        interval = config.outbox_flush_s
+        await asyncio.sleep(min(_FIRST_PASS_S, interval))
+        while True:
+            try:
+                if self.waiting:
+                    await self.flush()
+                # One worker per interval looks for orphans, not every job process.
+                if await self._store.acquire_maintenance(interval):
+                    await self.recover_orphans(config.orphan_after_s)
+            except Exception as e:
+                logger.debug("memory maintenance failed", extra={"error": type(e).__name__})
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        """Stop the background maintenance (a job that ends must not leave it pending)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

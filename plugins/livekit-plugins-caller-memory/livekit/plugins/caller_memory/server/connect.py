@@ -1,0 +1,127 @@
+"""Which store a process gets, from the settings.
+
+- ``MEMORY_PERSISTENCE=false``: the in-process store.
+- ``REDIS_URL`` or ``REDIS_HOST`` set: that Redis, and only that one. When it is down the store
+  is returned anyway, unconnected: calls go on without memory, the failure is logged with the
+  guide's troubleshooting text, and the store reconnects by itself once Redis is back.
+- Nothing set: the guide's default ``localhost:6379`` when something answers there, else a
+  private server (:class:`~.embedded.EmbeddedRedis`) with append-only persistence under
+  ``MEMORY_DATA_DIR``, shared by the processes of this machine and stopped when the process
+  that started it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import redis
+from filelock import FileLock
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+
+from ..config import RedisConfig
+from ..log import logger
+from ..store import InMemoryStore, MemoryStore, RedisMemoryStore
+from .binaries import EmbeddedServerError
+from .embedded import EmbeddedRedis
+
+__all__ = ["ensure_local_redis", "open_store", "resolve_default_redis", "server_answers"]
+
+_PORT_FILE = "port"
+
+
+async def open_store(
+    config: RedisConfig | None = None, *, connect_later: bool = False
+) -> MemoryStore:
+    """Open the store the settings ask for (see the module docs). Never raises for a down Redis.
+
+    Args:
+        config: Settings; :meth:`RedisConfig.from_env` when omitted.
+        connect_later: Connect (and detect a cluster) in the background instead of waiting.
+
+    Raises:
+        ConfigError: A setting is invalid.
+    """
+    config = config or RedisConfig.from_env()
+    if not config.persistence:
+        logger.info("MEMORY_PERSISTENCE=false: caller memory lasts as long as this process")
+        return InMemoryStore(config)
+    # On this thread, not a worker one: a private server is tied to the thread that starts it
+    # (PR_SET_PDEATHSIG), and the few milliseconds this takes at start-up are fine.
+    config, embedded = resolve_default_redis(config)
+    store = RedisMemoryStore(config, on_close=embedded.stop if embedded else None)
+    if connect_later:
+        store.connect_soon()
+        return store
+    if not await store.connect():
+        logger.error("caller memory is unavailable: calls go on without it until Redis answers")
+    return store
+
+
+def resolve_default_redis(config: RedisConfig) -> tuple[RedisConfig, EmbeddedRedis | None]:
+    """With no Redis named: the guide's ``localhost:6379`` if a server answers there, else this
+    machine's private server (started if needed). Named settings are returned as they are.
+
+    Returns:
+        The settings to use, and the server when this call started it (the caller stops it).
+    """
+    if not config.persistence or config.is_explicit or server_answers(config.host, config.port):
+        return config, None
+    if not config.embedded_redis:
+        logger.error(
+            "no Redis configured and nothing answers on %s; set REDIS_URL, or "
+            "MEMORY_EMBEDDED_REDIS=true to start a local server",
+            config.describe_server(),
+        )
+        return config, None
+    try:
+        url, embedded = ensure_local_redis(config.data_dir)
+    except EmbeddedServerError as e:
+        # No call fails for it: they go on without memory, and what they learn waits in the
+        # outbox until a Redis answers.
+        logger.error("no Redis configured, none on %s, and %s", config.describe_server(), e)
+        return config, None
+    return config.replaced(url=url), embedded
+
+
+def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
+    """Find or start this machine's private server under ``data_dir/redis``.
+
+    The first process starts it and records its port; the others (LiveKit runs each job in a
+    process of its own) find it there. A file lock keeps two processes from starting two.
+
+    Returns:
+        The server's URL, and the server when this call started it (the caller stops it).
+    """
+    folder = (data_dir / "redis").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    port_file = folder / _PORT_FILE
+    with FileLock(folder / ".lock"):
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            port = int(port_file.read_text())
+            if server_answers("127.0.0.1", port):
+                return f"redis://127.0.0.1:{port}", None
+        server = EmbeddedRedis(data_dir=folder, appendonly=True)
+        server.start()
+        port_file.write_text(str(server.port))
+    logger.info(
+        "started a private Redis server for caller memory",
+        extra={"data_dir": str(folder), "port": server.port},
+    )
+    return server.url, server
+
+
+def server_answers(host: str, port: int, timeout: float = 0.25) -> bool:
+    """True when a Redis-compatible server answers PING there (or asks for a password)."""
+    client = redis.Redis(
+        host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    try:
+        client.ping()
+    except (AuthenticationError, ResponseError):
+        return True  # NOAUTH, or another refusal: either way a Redis is there
+    except (RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return True

@@ -1,0 +1,22 @@
+"""Where caller memory is kept: the store contract and its two implementations.
+
+- :mod:`.base`: :class:`MemoryStore`, the guide's API over a few atomic operations;
+- :mod:`.keys`: the key layout; :mod:`.codec`: how values are written and read back;
+- :mod:`.redis`: :class:`RedisMemoryStore` (the Lua scripts are in ``scripts/``);
+- :mod:`.memory`: :class:`InMemoryStore`, for ``MEMORY_PERSISTENCE=false``.
+"""
+
+from .base import CallerLookup, HeldData, MemoryStore, new_user_id
+from .keys import Keys
+from .memory import InMemoryStore
+from .redis import RedisMemoryStore
+
+__all__ = [
+    "CallerLookup",
+    "HeldData",
+    "InMemoryStore",
+    "Keys",
+    "MemoryStore",
+    "RedisMemoryStore",
+    "new_user_id",
+]

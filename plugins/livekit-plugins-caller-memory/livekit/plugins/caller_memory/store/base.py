@@ -1,0 +1,599 @@
+"""The memory store contract: the guide's API over a handful of atomic operations.
+
+A store keeps four things per the guide's key table (see :mod:`.keys`): phone hash → user id,
+the caller's profile, the caller's recent session ids, and each call's full data. This class
+owns the policy, written once for every store: which keys a lookup reads and renews, how a
+finished call is merged into the profile (a compare-and-set loop, so that two calls of one
+caller ending together both land), what is erased and exported. A store only provides the
+atomic operations, each one round trip on Redis (the abstract methods at the end).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import RedisConfig
+from ..exceptions import CallerMemoryError, StoreUnavailableError
+from ..identity import PhoneHasher, load_hasher
+from ..log import logger
+from ..models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn
+from . import codec
+from .keys import Keys
+
+__all__ = [
+    "CallWrite",
+    "CallerLookup",
+    "Fetched",
+    "HeldData",
+    "MemoryStore",
+    "new_user_id",
+]
+
+_MAX_CAS_ATTEMPTS = 64
+_ORPHAN_LEASE_S = 300.0
+"""How long a recovery holds an orphaned call before another worker may take it."""
+
+
+def new_user_id(phone_hash: str) -> str:
+    """The user id given to a new caller: their phone hash.
+
+    It is as opaque as a random id (an HMAC under a secret that is not in Redis), and it lets
+    the call-start lookup name the profile keys before the phone key has answered, which
+    saves a round trip. A caller moved from a previous secret keeps the id they had.
+    """
+    return phone_hash
+
+
+@dataclass(frozen=True)
+class CallerLookup:
+    """What the call-start lookup found for one phone hash."""
+
+    user_id: str | None
+    """``None`` only when the lookup was asked not to create an identity and found none."""
+    is_new: bool
+    """True when this lookup created the identity: the caller has never called before."""
+    profile: CallerProfile | None = None
+    session_ids: list[str] = field(default_factory=list)
+    """Recent session ids, oldest first."""
+    profile_raw: bytes | None = field(default=None, repr=False)
+    """The profile exactly as stored: the starting point of the compare-and-set at hang-up."""
+
+    @property
+    def is_returning(self) -> bool:
+        """True when the caller has a remembered profile."""
+        return self.profile is not None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What one read of a caller's keys returned, as stored."""
+
+    user_id: str | None
+    profile: bytes | None = None
+    profile_wrong_type: bool = False
+    """The profile key holds something else than a string (another program's key)."""
+    session_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CallWrite:
+    """One end-of-call write: compare-and-set of the profile, and the call's keys, with TTLs."""
+
+    user_id: str
+    phone_hash: str | None
+    """Its mapping's TTL is renewed too."""
+    expected_profile: bytes | None
+    profile: bytes
+    session_id: str
+    session: str
+    set_aside: bool
+    """Copy the current (unreadable) profile to :meth:`Keys.unreadable_profile` first."""
+
+
+@dataclass(frozen=True)
+class HeldData:
+    """Everything a store holds about one caller: what erasure deletes and export returns."""
+
+    user_ids: list[str]
+    keys: list[str]
+    session_ids: list[str]
+
+
+class MemoryStore(abc.ABC):
+    """Base class of the stores.
+
+    Args:
+        config: Settings; :meth:`RedisConfig.from_env` when omitted.
+        hasher: The phone-number hasher; built from the settings when omitted.
+    """
+
+    def __init__(
+        self, config: RedisConfig | None = None, *, hasher: PhoneHasher | None = None
+    ) -> None:
+        self._config = config or RedisConfig.from_env()
+        self._keys = Keys(self._config.key_prefix)
+        self._hasher = hasher
+        self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self.last_error: str | None = None
+        """Why the last :meth:`connect` failed (the guide's troubleshooting text), or None."""
+
+    @property
+    def config(self) -> RedisConfig:
+        """The settings this store was made with."""
+        return self._config
+
+    @property
+    def keys(self) -> Keys:
+        """The key names this store writes."""
+        return self._keys
+
+    @property
+    def hasher(self) -> PhoneHasher:
+        """The phone-number hasher (the development secret is loaded on first use)."""
+        if self._hasher is None:
+            self._hasher = load_hasher(self._config)
+        return self._hasher
+
+    @property
+    @abc.abstractmethod
+    def server(self) -> str:
+        """Where the memory is, for messages: ``host:port``, never credentials."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def connect(self) -> bool:
+        """Open the connection and check it. Returns False, with :attr:`last_error` set and
+        logged, when it fails."""
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Close what this store opened. Safe to call twice."""
+
+    async def aclose(self) -> None:
+        """Alias of :meth:`disconnect`, the LiveKit spelling."""
+        await self.disconnect()
+
+    async def __aenter__(self) -> MemoryStore:
+        if not await self.connect():
+            raise StoreUnavailableError(self.last_error or "the memory store is not reachable")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    @abc.abstractmethod
+    async def health_check(self) -> dict[str, Any]:
+        """Ping the store. Returns at least ``{"healthy": bool, "latency_ms": float,
+        "server": str}``, and ``error`` when unhealthy."""
+
+    @abc.abstractmethod
+    async def stats(self) -> dict[str, Any]:
+        """Counts for operators (callers, sessions, calls in progress, keys without a TTL,
+        memory). Reads the whole prefix: for a terminal, not for a call."""
+
+    # -- the guide's API -------------------------------------------------------------------
+
+    async def get_or_create_user_id(self, *, phone_number: str) -> str:
+        """The user id of a phone number, created on the first call (atomically).
+
+        Raises:
+            InvalidPhoneNumberError: ``phone_number`` is not a phone number.
+        """
+        phone_hash, previous = self.hasher.hashes(phone_number)
+        found = await self.lookup(phone_hash, previous=previous, load_profile=False)
+        assert found.user_id is not None
+        return found.user_id
+
+    async def lookup(
+        self,
+        phone_hash: str,
+        *,
+        previous: Sequence[str] = (),
+        create: bool = True,
+        load_profile: bool = True,
+    ) -> CallerLookup:
+        """The call-start lookup: user id, profile and recent sessions of a phone hash.
+
+        One round trip for a returning caller, which also renews the caller's three TTLs.
+
+        Args:
+            phone_hash: :meth:`PhoneHasher.hash` of the caller's number.
+            previous: The number's hashes under previous secrets: a caller found under one of
+                them is moved to ``phone_hash`` (more round trips, on their first call after a
+                rotation only).
+            create: Mint an identity when the number is unknown.
+            load_profile: Also parse the profile (the session ids come with it).
+        """
+        keys, ttl = self._keys, self._config.profile_ttl_seconds
+        # A caller's user id is their phone hash (see new_user_id), so the profile and the
+        # session list can be asked for in the same round trip as the phone key.
+        mint = create and not previous
+        fetched = await self.fetch_caller(
+            keys.phone(phone_hash),
+            keys.profile(phone_hash),
+            keys.sessions(phone_hash),
+            mint=new_user_id(phone_hash) if mint else None,
+            ttl=ttl,
+        )
+        user_id = fetched.user_id
+        if user_id is None and mint:
+            if fetched.profile is None and not fetched.session_ids:
+                return CallerLookup(user_id=phone_hash, is_new=True)
+            user_id = phone_hash  # the mapping had expired before the profile: same caller
+        if user_id is None and previous:
+            old_keys = [keys.phone(h) for h in previous]
+            user_id = await self.adopt_previous(keys.phone(phone_hash), old_keys, ttl=ttl)
+            if user_id is not None:
+                logger.info("caller moved to the current phone-hash secret")
+        if user_id is None:
+            if not create:
+                return CallerLookup(user_id=None, is_new=False)
+            minted = await self.fetch_caller(
+                keys.phone(phone_hash),
+                keys.profile(phone_hash),
+                keys.sessions(phone_hash),
+                mint=new_user_id(phone_hash),
+                ttl=ttl,
+            )
+            if minted.user_id is None:
+                return CallerLookup(user_id=phone_hash, is_new=True)
+            user_id, fetched = minted.user_id, minted
+        if user_id != phone_hash:
+            # Keyed elsewhere (a caller moved from a previous secret): a second round trip.
+            fetched = await self.fetch_profile(keys.profile(user_id), keys.sessions(user_id), ttl)
+        if fetched.profile_wrong_type:
+            logger.warning(
+                "caller profile key holds the wrong type, treating the caller as new",
+                extra={"key": keys.profile(user_id)},
+            )
+        profile = self._parse_profile(user_id, fetched.profile) if load_profile else None
+        return CallerLookup(
+            user_id=user_id,
+            is_new=False,
+            profile=profile,
+            session_ids=fetched.session_ids,
+            profile_raw=fetched.profile,
+        )
+
+    async def get_profile(self, user_id: str) -> CallerProfile | None:
+        """A caller's profile, or None when there is none (or it cannot be read)."""
+        return self._parse_profile(user_id, await self.read(self._keys.profile(user_id)))
+
+    async def get_session_ids(self, user_id: str) -> list[str]:
+        """A caller's recent session ids, oldest first."""
+        return await self.read_list(self._keys.sessions(user_id))
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """One call's full data, or None once it has expired (or while it is a journal)."""
+        key = self._keys.session(session_id)
+        raw = await self.read(key)
+        if raw is None or codec.is_journal(raw):
+            return None
+        try:
+            return SessionRecord.model_validate_json(raw)
+        except ValidationError:
+            logger.warning("unreadable session data ignored", extra={"key": key})
+            return None
+
+    async def save_call(
+        self,
+        record: SessionRecord,
+        summary: CallSummary,
+        *,
+        phone_hash: str | None = None,
+        previous: Sequence[str] = (),
+        base: CallerLookup | None = None,
+        replay: bool = False,
+    ) -> CallerProfile:
+        """Record a finished call and fold its summary into the caller's profile.
+
+        One atomic write per attempt: the call's data (24 h), the session list and the profile
+        (90 days), every TTL set inside it. When another call of the same caller saved in
+        between, the summary is merged again into the newer profile, so no call is lost.
+        Saving the same call twice stores it once.
+
+        Args:
+            record: The call, turns included. ``record.user_id`` may be None when the
+                call-start lookup did not finish; ``phone_hash`` then resolves it.
+            summary: What the call taught us.
+            phone_hash: The caller's phone hash, whose mapping TTL is renewed too.
+            previous: The number's hashes under previous secrets (see :meth:`lookup`).
+            base: The call-start lookup, whose profile is the first compare-and-set guess.
+            replay: The call may have been saved already (an outbox entry whose save failed
+                only on the way back): when its data is there, nothing is merged again.
+
+        Returns:
+            The profile as stored.
+        """
+        user_id = record.user_id
+        if user_id is None:
+            if phone_hash is None:
+                raise ValueError("a session without a user id needs the caller's phone_hash")
+            found = await self.lookup(phone_hash, previous=previous, load_profile=False)
+            user_id = found.user_id
+            assert user_id is not None
+        ended_at = record.ended_at or record.started_at
+        record = record.model_copy(
+            update={"user_id": user_id, "summary": summary, "ended_at": ended_at}
+        )
+        if replay:
+            stored = await self.read(self._keys.session(record.session_id))
+            if stored is not None and not codec.is_journal(stored):
+                return await self.get_profile(user_id) or CallerProfile(user_id=user_id)
+        # Calls of one caller ending together in this process take turns; the compare-and-set
+        # below still guards against other processes.
+        async with self._user_lock(user_id):
+            return await self._merge_and_write(record, summary, phone_hash, base)
+
+    async def _merge_and_write(
+        self,
+        record: SessionRecord,
+        summary: CallSummary,
+        phone_hash: str | None,
+        base: CallerLookup | None,
+    ) -> CallerProfile:
+        assert record.user_id is not None and record.ended_at is not None
+        user_id = record.user_id
+        session_json = record.model_dump_json()
+        if base is not None and base.user_id == user_id:
+            expected = base.profile_raw
+        else:
+            expected = await self.read(self._keys.profile(user_id))
+        for attempt in range(_MAX_CAS_ATTEMPTS):
+            if attempt >= 2:  # heavy contention across processes: spread the retries
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+            parsed = self._parse_profile(user_id, expected)
+            profile = (parsed or CallerProfile(user_id=user_id)).merged(
+                summary,
+                session_id=record.session_id,
+                ended_at=record.ended_at,
+                max_summaries=self._config.max_summaries,
+                consented=record.consented,
+            )
+            written, expected = await self.write_call(
+                CallWrite(
+                    user_id=user_id,
+                    phone_hash=phone_hash,
+                    expected_profile=expected,
+                    profile=codec.encode_profile(profile),
+                    session_id=record.session_id,
+                    session=session_json,
+                    # Unreadable data is kept aside (90 days), never silently overwritten.
+                    set_aside=expected is not None and parsed is None,
+                )
+            )
+            if written:
+                return profile
+        raise CallerMemoryError("the caller's profile kept changing during the save; retry later")
+
+    @contextlib.asynccontextmanager
+    async def _user_lock(self, user_id: str) -> AsyncIterator[None]:
+        entry = self._user_locks.setdefault(user_id, (asyncio.Lock(), [0]))
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._user_locks[user_id]
+
+    # -- the call journal (crash safety) ---------------------------------------------------
+
+    async def open_journal(self, header: JournalHeader) -> None:
+        """Start a call's journal in its session key, and list the call as in progress."""
+        await self.write_journal_header(header.session_id, codec.journal_header(header))
+
+    async def append_journal(self, session_id: str, turns: Sequence[Turn]) -> None:
+        """Append turns to a call's journal, in one command."""
+        if turns:
+            await self.append_journal_lines(session_id, codec.journal_lines(turns))
+
+    async def claim_orphans(self, idle_s: float) -> list[tuple[str, bytes | None]]:
+        """Calls in progress whose journal has been idle ``idle_s`` seconds: their worker died.
+
+        Each orphan is leased to one claimer only; hand it back with :meth:`release_orphan`
+        when it cannot be saved now (a lease also runs out by itself).
+
+        Returns:
+            ``(session_id, journal)`` pairs; the journal is None when it has expired.
+        """
+        return await self.lease_orphans(idle_s, lease_s=_ORPHAN_LEASE_S)
+
+    async def discard_session(self, session_id: str) -> None:
+        """Delete a call's data (or journal) and drop it from the calls in progress."""
+        await self.delete([self._keys.session(session_id)])
+        await self.drop_open_calls([session_id])
+
+    # -- erasure and export ----------------------------------------------------------------
+
+    async def held_data(self, phone_hash: str, *, previous: Sequence[str] = ()) -> HeldData:
+        """Every key that holds something about the caller of a phone hash.
+
+        That is each phone mapping (current and previous secrets), and for the user they point
+        to: the profile, its unreadable copy, the session list, each listed call and each
+        journal of a call in progress.
+        """
+        keys = self._keys
+        phone_keys = [keys.phone(h) for h in (phone_hash, *previous)]
+        user_ids: list[str] = []
+        for key in phone_keys:
+            user_id = codec.text(await self.read(key))
+            if user_id and user_id not in user_ids:
+                user_ids.append(user_id)
+        held = list(phone_keys)
+        session_ids: list[str] = []
+        for user_id in user_ids:
+            held += [keys.profile(user_id), keys.unreadable_profile(user_id)]
+            held.append(keys.sessions(user_id))
+            session_ids += await self.read_list(keys.sessions(user_id))
+        hashes = {phone_hash, *previous}
+        for session_id in await self.open_call_ids():
+            raw = await self.read(keys.session(session_id))
+            if raw is None or not codec.is_journal(raw):
+                continue
+            try:
+                header = codec.read_journal_header(raw)
+            except codec.UnreadableValue:
+                continue
+            if header.phone_hash in hashes or header.user_id in user_ids:
+                session_ids.append(session_id)
+        session_ids = list(dict.fromkeys(session_ids))
+        held += [keys.session(sid) for sid in session_ids]
+        return HeldData(user_ids=user_ids, keys=held, session_ids=session_ids)
+
+    async def forget(self, phone_hash: str, *, previous: Sequence[str] = ()) -> list[str]:
+        """Delete everything held about the caller of a phone hash, in one atomic step.
+
+        Returns:
+            The keys that existed and were deleted (empty when the number is unknown).
+        """
+        held = await self.held_data(phone_hash, previous=previous)
+        deleted = await self.delete(held.keys)
+        await self.drop_open_calls(held.session_ids)
+        return deleted
+
+    async def export(self, phone_hash: str, *, previous: Sequence[str] = ()) -> dict[str, Any]:
+        """Everything held about the caller of a phone hash, as JSON-ready data.
+
+        What a subject-access request returns: the user id(s), the profile, the list of
+        sessions and each call's full data (or journal), keyed by the Redis key it is in.
+        """
+        held = await self.held_data(phone_hash, previous=previous)
+        found: dict[str, Any] = {}
+        for key in held.keys:
+            kind = self._keys.kind(key)
+            try:
+                if kind == "sessions":
+                    if items := await self.read_list(key):
+                        found[key] = items
+                    continue
+                raw = await self.read(key)
+            except Exception:  # a key of the wrong type: say so rather than fail the export
+                found[key] = "(not a value caller memory writes)"
+                continue
+            if raw is None:
+                continue
+            found[key] = self._exported(kind, raw)
+        return {"user_ids": held.user_ids, "keys": found}
+
+    @staticmethod
+    def _exported(kind: str, raw: bytes) -> Any:
+        # Exactly what is stored, made readable: a compressed profile is inflated.
+        data = raw
+        if kind in ("profile", "unreadable"):
+            with contextlib.suppress(codec.UnreadableValue):
+                data = codec.inflate(raw)
+        value = codec.text(data) or ""
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _parse_profile(self, user_id: str, raw: bytes | None) -> CallerProfile | None:
+        if raw is None:
+            return None
+        try:
+            profile = codec.decode_profile(raw)
+        except codec.UnreadableValue:
+            # Name the key (an opaque id), never the content: it is personal data.
+            logger.warning(
+                "unreadable caller profile, treating the caller as new; it is kept aside "
+                "under the key with ':unreadable' appended at the next save",
+                extra={"key": self._keys.profile(user_id)},
+            )
+            return None
+        if profile.user_id != user_id:
+            logger.warning(
+                "caller profile belongs to another user id, ignoring it",
+                extra={"key": self._keys.profile(user_id)},
+            )
+            return None
+        return profile
+
+    # -- the atomic operations a store provides (one round trip each on Redis) -------------
+
+    @abc.abstractmethod
+    async def fetch_caller(
+        self, phone_key: str, profile_key: str, sessions_key: str, *, mint: str | None, ttl: int
+    ) -> Fetched:
+        """Read a caller's three keys and renew their TTLs; with ``mint``, set the phone key
+        to it if absent (``user_id`` is then None when this call minted it)."""
+
+    @abc.abstractmethod
+    async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
+        """Read a profile and its session list, renewing both TTLs (``user_id`` is None)."""
+
+    @abc.abstractmethod
+    async def adopt_previous(
+        self, phone_key: str, old_phone_keys: Sequence[str], *, ttl: int
+    ) -> str | None:
+        """Find a user id under an old phone key, map ``phone_key`` to it, drop the old keys."""
+
+    @abc.abstractmethod
+    async def write_call(self, write: CallWrite) -> tuple[bool, bytes | None]:
+        """The end-of-call write (see :class:`CallWrite`), all or nothing; the call leaves the
+        calls in progress. Returns ``(True, None)``, or ``(False, current profile)`` when the
+        profile is no longer ``expected_profile``."""
+
+    @abc.abstractmethod
+    async def write_journal_header(self, session_id: str, header: str) -> None:
+        """Start a call's journal (session TTL) and list the call as in progress."""
+
+    @abc.abstractmethod
+    async def append_journal_lines(self, session_id: str, lines: str) -> None:
+        """Append to a call's journal; a journal that is gone is started again with a TTL."""
+
+    @abc.abstractmethod
+    async def lease_orphans(
+        self, idle_s: float, *, lease_s: float
+    ) -> list[tuple[str, bytes | None]]:
+        """Lease calls in progress whose journal has been idle ``idle_s`` (see
+        :meth:`claim_orphans`)."""
+
+    @abc.abstractmethod
+    async def release_orphan(self, session_id: str) -> None:
+        """Put a leased orphan back among the calls in progress, for a later recovery."""
+
+    @abc.abstractmethod
+    async def open_call_ids(self) -> list[str]:
+        """The calls in progress."""
+
+    @abc.abstractmethod
+    async def drop_open_calls(self, session_ids: Sequence[str]) -> None:
+        """Remove calls from the calls in progress."""
+
+    @abc.abstractmethod
+    async def acquire_maintenance(self, seconds: float) -> bool:
+        """Take the fleet-wide maintenance turn for ``seconds``; False when another has it."""
+
+    @abc.abstractmethod
+    async def read(self, key: str) -> bytes | None:
+        """A string key's value as stored."""
+
+    @abc.abstractmethod
+    async def read_list(self, key: str) -> list[str]:
+        """A list key's items."""
+
+    @abc.abstractmethod
+    async def delete(self, keys: Sequence[str]) -> list[str]:
+        """Delete ``keys`` atomically (per slot on a cluster); return those that existed."""

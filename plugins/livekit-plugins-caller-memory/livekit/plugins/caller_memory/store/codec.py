@@ -1,0 +1,149 @@
+"""How stored values are written as bytes, and read back without trusting them.
+
+A profile is JSON, zlib-compressed when that makes it smaller (JSON starts with ``{``, zlib with
+``x``: the two never mix up). A call's session key holds its :class:`~..models.SessionRecord` as
+JSON once saved, and while the call goes on its journal: JSON lines, a
+:class:`~..models.JournalHeader` then one :class:`~..models.Turn` per line.
+
+What comes back from Redis may be anything (another program's key, a corrupted value, a
+decompression bomb): reading is bounded, and a value that cannot be read raises
+:class:`UnreadableValue`, never something else.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable
+
+from pydantic import ValidationError
+
+from ..models import CallerProfile, JournalHeader, SessionRecord, Turn, migrate_profile
+
+__all__ = [
+    "MAX_PROFILE_BYTES",
+    "UnreadableValue",
+    "decode_profile",
+    "encode_profile",
+    "inflate",
+    "is_journal",
+    "journal_header",
+    "journal_lines",
+    "parse_journal",
+    "read_journal_header",
+    "text",
+]
+
+COMPRESS_OVER = 200
+"""Profiles longer than this (bytes of JSON) are compressed: about half the memory for the
+summaries' prose."""
+MAX_PROFILE_BYTES = 1 << 20
+"""A profile is a few kilobytes; anything larger once inflated is not one of ours."""
+_JOURNAL_MARK = '{"journal"'
+
+
+class UnreadableValue(ValueError):
+    """A stored value is not what caller memory writes there. Never carries the value."""
+
+
+def text(value: bytes | str | None) -> str | None:
+    """A value as text (the store's client answers bytes; one handed in may answer text)."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value
+
+
+def encode_profile(profile: CallerProfile) -> bytes:
+    """A profile as stored."""
+    data = profile.model_dump_json(exclude_none=True).encode()
+    if len(data) <= COMPRESS_OVER:
+        return data
+    packed = zlib.compress(data, 6)
+    return packed if len(packed) < len(data) else data
+
+
+def inflate(raw: bytes | str) -> bytes:
+    """A stored profile's JSON bytes (decompressed when it was compressed), size-bounded.
+
+    Raises:
+        UnreadableValue: It is corrupt or inflates past :data:`MAX_PROFILE_BYTES`.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    if data[:1] == b"x":
+        inflater = zlib.decompressobj()
+        try:
+            data = inflater.decompress(data, MAX_PROFILE_BYTES)
+        except zlib.error:
+            raise UnreadableValue("compressed data is corrupt") from None
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise UnreadableValue("inflates past the size of any profile, or is cut short")
+    if len(data) > MAX_PROFILE_BYTES:
+        raise UnreadableValue("larger than any profile")
+    return data
+
+
+def decode_profile(raw: bytes | str) -> CallerProfile:
+    """A stored profile, migrated from an older layout if needed.
+
+    Raises:
+        UnreadableValue: It is not a profile (or inflates past :data:`MAX_PROFILE_BYTES`).
+    """
+    data = inflate(raw)
+    try:
+        return CallerProfile.model_validate(migrate_profile(json.loads(data)))
+    except (ValidationError, ValueError, TypeError, AttributeError):
+        raise UnreadableValue("not a caller profile") from None
+
+
+def is_journal(raw: bytes | str) -> bool:
+    """True when a session key holds a journal (a call not saved yet)."""
+    head = raw[: len(_JOURNAL_MARK)]
+    return (head.decode(errors="replace") if isinstance(head, bytes) else head) == _JOURNAL_MARK
+
+
+def journal_header(header: JournalHeader) -> str:
+    """The first line of a call's journal."""
+    return header.model_dump_json()
+
+
+def journal_lines(turns: Iterable[Turn]) -> str:
+    """Turns as journal lines, each starting with a newline (for APPEND)."""
+    return "".join("\n" + turn.model_dump_json() for turn in turns)
+
+
+def read_journal_header(raw: bytes | str) -> JournalHeader:
+    """The header of a journal.
+
+    Raises:
+        UnreadableValue: ``raw`` is not a journal.
+    """
+    value = text(raw) or ""
+    try:
+        return JournalHeader.model_validate_json(value.split("\n", 1)[0])
+    except ValidationError:
+        raise UnreadableValue("not a call journal") from None
+
+
+def parse_journal(raw: bytes | str) -> tuple[SessionRecord, str | None]:
+    """A journal as the call it records (not ended), and the caller's phone hash.
+
+    Lines that cannot be read (a turn cut by a crash mid-write) are skipped.
+
+    Raises:
+        UnreadableValue: ``raw`` is not a journal.
+    """
+    value = text(raw) or ""
+    header = read_journal_header(value)
+    turns = []
+    for line in value.split("\n")[1:]:
+        try:
+            turns.append(Turn.model_validate_json(line))
+        except ValidationError:
+            continue
+    record = SessionRecord(
+        session_id=header.session_id,
+        user_id=header.user_id,
+        started_at=header.started_at,
+        turns=turns,
+    )
+    return record, header.phone_hash

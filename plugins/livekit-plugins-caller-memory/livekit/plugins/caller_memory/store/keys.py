@@ -1,0 +1,95 @@
+"""The Redis key layout, and the only module that knows it.
+
+The guide's four keys, plus three that exist only when needed. The braces are real Redis
+Cluster hash tags: a caller's phone mapping, profile and session list share the tag ``{hash}``
+(a caller's user id is their phone hash, see :func:`~.base.new_user_id`) and so one slot, where
+one script can read or write all three at once.
+
+| key                                    | holds                                  | TTL      |
+|----------------------------------------|----------------------------------------|----------|
+| ``{prefix}:phone:{hash}``              | user id                                | 90 days  |
+| ``{prefix}:user:{id}:profile``         | profile (JSON, zlib when large)        | 90 days  |
+| ``{prefix}:user:{id}:sessions``        | recent session ids (list, oldest first)| 90 days  |
+| ``{prefix}:session:{id}``              | one call in full, or its journal       | 24 hours |
+| ``{prefix}:user:{id}:profile:unreadable`` | a profile that could not be read    | 90 days  |
+| ``{prefix}:sessions:open``             | calls in progress (sorted set)         | 24 hours |
+| ``{prefix}:maintenance``               | the fleet's recovery lock (a pid)      | interval |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["KeyKind", "Keys"]
+
+KeyKind = Literal[
+    "phone", "profile", "unreadable", "sessions", "session", "open", "maintenance", "other"
+]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The key names of one deployment (one prefix).
+
+    Example:
+        >>> Keys("sarah").profile("u1")
+        'sarah:user:{u1}:profile'
+    """
+
+    prefix: str
+
+    def phone(self, phone_hash: str) -> str:
+        """Holds the user id of a phone number's keyed hash."""
+        return f"{self.prefix}:phone:{{{phone_hash}}}"
+
+    def profile(self, user_id: str) -> str:
+        """Holds a caller's profile."""
+        return f"{self.prefix}:user:{{{user_id}}}:profile"
+
+    def unreadable_profile(self, user_id: str) -> str:
+        """Holds a profile that could not be read, kept aside instead of overwritten."""
+        return f"{self.profile(user_id)}:unreadable"
+
+    def sessions(self, user_id: str) -> str:
+        """Holds a caller's recent session ids, oldest first."""
+        return f"{self.prefix}:user:{{{user_id}}}:sessions"
+
+    def session(self, session_id: str) -> str:
+        """Holds one call in full, or its journal while the call goes on."""
+        return f"{self.prefix}:session:{{{session_id}}}"
+
+    def open_calls(self) -> str:
+        """The sorted set of calls in progress, for crash recovery."""
+        return f"{self.prefix}:sessions:open"
+
+    def maintenance(self) -> str:
+        """The lock that gives one worker at a time the recovery pass."""
+        return f"{self.prefix}:maintenance"
+
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of this prefix."""
+        return f"{self.prefix}:*"
+
+    def kind(self, key: str) -> KeyKind:
+        """What a key of this prefix holds, from its name alone."""
+        if not key.startswith(f"{self.prefix}:"):
+            return "other"
+        rest = key[len(self.prefix) + 1 :]
+        if rest.startswith("phone:{"):
+            return "phone"
+        if rest.startswith("session:{"):
+            return "session"
+        if rest == "sessions:open":
+            return "open"
+        if rest == "maintenance":
+            return "maintenance"
+        if rest.startswith("user:{"):
+            for suffix, kind in (
+                (":profile:unreadable", "unreadable"),
+                (":profile", "profile"),
+                (":sessions", "sessions"),
+            ):
+                if rest.endswith(suffix):
+                    return kind  # type: ignore[return-value]
+        return "other"

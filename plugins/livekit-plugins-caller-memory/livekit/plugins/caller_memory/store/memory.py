@@ -1,0 +1,279 @@
+"""The in-process store of ``MEMORY_PERSISTENCE=false``: the same contract, no Redis.
+
+Memory lives as long as the process. Every policy (which keys a lookup renews, the merge, what
+erasure deletes) is :class:`~.base.MemoryStore`'s, shared with Redis; this module only does
+each atomic operation on a dict, step for step as its Lua script does on Redis (the script is
+named on each method). Values are the bytes Redis would hold and TTLs are honoured, so the
+contract tests run unchanged against both stores and compare what each leaves behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import codec
+from .base import CallWrite, Fetched, MemoryStore
+
+__all__ = ["InMemoryStore"]
+
+Value = bytes | list[str] | dict[str, float]
+
+
+class _Keyspace:
+    """Strings, lists and sorted sets with TTLs: what the stores use of Redis."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[Value, float]] = {}
+
+    def get(self, key: str) -> Value | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self._data[key]
+            return None
+        return entry[0]
+
+    def set(self, key: str, value: Value, ttl: float) -> None:
+        self._data[key] = (value, time.monotonic() + ttl)
+
+    def expire(self, key: str, ttl: float) -> None:
+        value = self.get(key)
+        if value is not None:
+            self.set(key, value, ttl)
+
+    def ttl(self, key: str) -> float | None:
+        if self.get(key) is None:
+            return None
+        return self._data[key][1] - time.monotonic()
+
+    def delete(self, key: str) -> bool:
+        existed = self.get(key) is not None
+        self._data.pop(key, None)
+        return existed
+
+    def live(self) -> dict[str, Value]:
+        return {key: value for key in list(self._data) if (value := self.get(key)) is not None}
+
+
+class InMemoryStore(MemoryStore):
+    """Caller memory in a dict of this process, for running and testing without Redis."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._space = _Keyspace()
+        self._lock = asyncio.Lock()
+
+    @property
+    def server(self) -> str:
+        """``in-process``."""
+        return "in-process"
+
+    async def connect(self) -> bool:
+        """Always succeeds: there is nothing to connect to."""
+        return True
+
+    async def disconnect(self) -> None:
+        """Nothing to close; the memory is kept until the process ends."""
+
+    async def health_check(self) -> dict[str, Any]:
+        """Always healthy, with no latency to speak of."""
+        return {"healthy": True, "latency_ms": 0.0, "server": self.server}
+
+    async def stats(self) -> dict[str, Any]:
+        """The same counts as Redis gives, over this process's keys."""
+        kinds: dict[str, int] = {}
+        journals = 0
+        for key, value in self._space.live().items():
+            kind = self._keys.kind(key)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            journals += kind == "session" and isinstance(value, bytes) and codec.is_journal(value)
+        return {
+            "server": self.server,
+            "cluster": False,
+            "callers": kinds.get("phone", 0),
+            "profiles": kinds.get("profile", 0),
+            "sessions_kept": kinds.get("session", 0) - journals,
+            "calls_in_progress": journals,
+            "keys_by_kind": kinds,
+            "keys_without_ttl": 0,
+            "keys_without_ttl_sample": [],
+            "used_memory_bytes": 0,
+        }
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds left before ``key`` expires, or None when it does not exist."""
+        return self._space.ttl(key)
+
+    def dump(self) -> dict[str, bytes | list[str]]:
+        """Every live string and list key and its value, as a Redis dump would show them."""
+        return {
+            key: value
+            for key, value in self._space.live().items()
+            if isinstance(value, bytes | list)
+        }
+
+    # -- the atomic operations -------------------------------------------------------------
+
+    def _string(self, key: str) -> tuple[bytes | None, bool]:
+        value = self._space.get(key)
+        if value is None or isinstance(value, bytes):
+            return value, False
+        return None, True
+
+    def _list(self, key: str) -> list[str]:
+        value = self._space.get(key)
+        return list(value) if isinstance(value, list) else []
+
+    async def fetch_caller(
+        self, phone_key: str, profile_key: str, sessions_key: str, *, mint: str | None, ttl: int
+    ) -> Fetched:
+        """As ``lookup.lua``."""
+        space = self._space
+        found, _ = self._string(phone_key)
+        if found is None and mint is not None:
+            space.set(phone_key, mint.encode(), ttl)
+        space.expire(phone_key, ttl)
+        fetched = await self.fetch_profile(profile_key, sessions_key, ttl)
+        return Fetched(
+            user_id=found.decode() if found is not None else None,
+            profile=fetched.profile,
+            profile_wrong_type=fetched.profile_wrong_type,
+            session_ids=fetched.session_ids,
+        )
+
+    async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
+        """As the pipeline of the Redis store: GETEX, LRANGE, EXPIRE."""
+        profile, wrong_type = self._string(profile_key)
+        self._space.expire(profile_key, ttl)
+        self._space.expire(sessions_key, ttl)
+        return Fetched(
+            user_id=None,
+            profile=profile,
+            profile_wrong_type=wrong_type,
+            session_ids=self._list(sessions_key),
+        )
+
+    async def adopt_previous(
+        self, phone_key: str, old_phone_keys: Sequence[str], *, ttl: int
+    ) -> str | None:
+        """As the Redis store: the first old mapping found moves to ``phone_key``."""
+        found = [self._string(key)[0] for key in old_phone_keys]
+        user_id = next((uid for uid in found if uid), None)
+        if user_id is None:
+            return None
+        current, _ = self._string(phone_key)
+        if current is None:
+            self._space.set(phone_key, user_id, ttl)
+        for key, uid in zip(old_phone_keys, found, strict=True):
+            if uid:
+                self._space.delete(key)
+        return (current or user_id).decode()
+
+    async def write_call(self, write: CallWrite) -> tuple[bool, bytes | None]:
+        """As ``save_call.lua``."""
+        keys, config, space = self._keys, self._config, self._space
+        profile_key = keys.profile(write.user_id)
+        sessions_key = keys.sessions(write.user_id)
+        aside_key = keys.unreadable_profile(write.user_id)
+        profile_ttl = config.profile_ttl_seconds
+        async with self._lock:
+            current, wrong_type = self._string(profile_key)
+            if wrong_type:
+                space.set(aside_key, space.get(profile_key) or b"", profile_ttl)
+                space.delete(profile_key)
+            if not isinstance(space.get(sessions_key), list | None):
+                space.delete(sessions_key)
+            if (current or b"") != (write.expected_profile or b""):
+                return False, current
+            if write.set_aside and current is not None:
+                space.set(aside_key, current, profile_ttl)
+            space.set(profile_key, write.profile, profile_ttl)
+            items = self._list(sessions_key)
+            if write.session_id not in items:
+                items = [*items, write.session_id][-config.max_sessions :]
+            space.set(sessions_key, items, profile_ttl)
+            space.set(
+                keys.session(write.session_id), write.session.encode(), config.session_ttl_seconds
+            )
+            calls = self._open_calls()
+            if calls.pop(write.session_id, None) is not None:
+                self._set_open_calls(calls)
+            if write.phone_hash is not None:
+                space.expire(keys.phone(write.phone_hash), profile_ttl)
+            return True, None
+
+    def _open_calls(self) -> dict[str, float]:
+        value = self._space.get(self._keys.open_calls())
+        return dict(value) if isinstance(value, dict) else {}
+
+    def _set_open_calls(self, calls: dict[str, float]) -> None:
+        # A sorted set with the session TTL, gone when empty: as ZADD + EXPIRE and ZREM.
+        key = self._keys.open_calls()
+        if calls:
+            self._space.set(key, calls, self._config.session_ttl_seconds)
+        else:
+            self._space.delete(key)
+
+    async def write_journal_header(self, session_id: str, header: str) -> None:
+        """As the Redis store: SET with the session TTL, and the call listed in progress."""
+        self._space.set(
+            self._keys.session(session_id), header.encode(), self._config.session_ttl_seconds
+        )
+        self._set_open_calls({**self._open_calls(), session_id: time.time()})
+
+    async def append_journal_lines(self, session_id: str, lines: str) -> None:
+        """As ``append_journal.lua``; the call's score records the write (its idle time)."""
+        key = self._keys.session(session_id)
+        current, _ = self._string(key)
+        if current is None:
+            self._space.set(key, lines.encode(), self._config.session_ttl_seconds)
+        else:
+            self._space.set(key, current + lines.encode(), self._space.ttl(key) or 1)
+        calls = self._open_calls()
+        if session_id in calls and calls[session_id] <= time.time():  # not while leased
+            self._set_open_calls({**calls, session_id: time.time()})
+
+    async def lease_orphans(
+        self, idle_s: float, *, lease_s: float
+    ) -> list[tuple[str, bytes | None]]:
+        """As ``claim_orphan.lua``: calls not written for ``idle_s`` are leased."""
+        now = time.time()
+        calls = self._open_calls()
+        idle = [sid for sid, last in calls.items() if last <= now - idle_s]
+        self._set_open_calls({**calls, **dict.fromkeys(idle, now + lease_s)})
+        return [(sid, self._string(self._keys.session(sid))[0]) for sid in idle]
+
+    async def release_orphan(self, session_id: str) -> None:
+        """Back among the calls in progress, as if written now."""
+        self._set_open_calls({**self._open_calls(), session_id: time.time()})
+
+    async def open_call_ids(self) -> list[str]:
+        """The calls in progress."""
+        return list(self._open_calls())
+
+    async def drop_open_calls(self, session_ids: Sequence[str]) -> None:
+        """As ZREM."""
+        calls = self._open_calls()
+        for session_id in session_ids:
+            calls.pop(session_id, None)
+        self._set_open_calls(calls)
+
+    async def acquire_maintenance(self, seconds: float) -> bool:
+        """Always: there is only this process."""
+        return True
+
+    async def read(self, key: str) -> bytes | None:
+        """A string key's value."""
+        return self._string(key)[0]
+
+    async def read_list(self, key: str) -> list[str]:
+        """A list key's items."""
+        return self._list(key)
+
+    async def delete(self, keys: Sequence[str]) -> list[str]:
+        """Delete, and say which existed."""
+        return [key for key in keys if self._space.delete(key)]

@@ -1,0 +1,491 @@
+"""The Redis store: the guide's ``RedisMemoryStore`` on ``redis.asyncio``.
+
+Each atomic operation of :class:`~.base.MemoryStore` is one round trip here: a Lua script from
+``scripts/`` (one billed command on Upstash) or a pipeline. Every operation holds one slot of a
+semaphore as large as the connection pool, so that past it callers queue in order instead of the
+pool raising ``MaxConnectionsError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import time
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..config import RedisConfig
+from ..identity import PhoneHasher
+from ..log import logger
+from ..troubleshooting import Diagnosis, diagnose
+from . import codec
+from .base import CallWrite, Fetched, MemoryStore
+
+__all__ = ["Client", "RedisMemoryStore"]
+
+Client = aioredis.Redis | aioredis.RedisCluster
+"""A plain or a cluster ``redis.asyncio`` client."""
+
+_CLAIMS = 20
+"""Orphans leased per recovery pass: the work of one pass stays bounded."""
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text()
+
+
+_SCRIPTS = {
+    name: _script(name) for name in ("lookup", "save_call", "append_journal", "claim_orphan")
+}
+
+
+class RedisMemoryStore(MemoryStore):
+    """Caller memory in Redis, with the key table of the guide.
+
+    Args:
+        config: Settings; :meth:`RedisConfig.from_env` when omitted.
+        client: An existing ``redis.asyncio.Redis`` to use instead of opening one. It is left
+            open by :meth:`disconnect`: close only what you opened.
+        hasher: The phone-number hasher; built from the settings when omitted.
+        on_close: Called by :meth:`disconnect` once the client is closed (a private server the
+            store owns is stopped this way).
+
+    Example:
+        >>> store = RedisMemoryStore(RedisConfig.from_env())
+        >>> if await store.connect():
+        ...     user_id = await store.get_or_create_user_id(phone_number="+1234567890")
+        >>> await store.disconnect()
+    """
+
+    def __init__(
+        self,
+        config: RedisConfig | None = None,
+        *,
+        client: Client | None = None,
+        hasher: PhoneHasher | None = None,
+        on_close: Any = None,
+    ) -> None:
+        super().__init__(config, hasher=hasher)
+        self._client = client
+        self._owns_client = client is None
+        self._on_close = on_close
+        self._connecting: asyncio.Task[bool] | None = None
+        self._set_get = True
+        """The server takes ``SET NX GET`` (Redis 7.0+); switched off on the first refusal."""
+        self._cluster = bool(self._config.cluster) or isinstance(client, aioredis.RedisCluster)
+        self._scripts: dict[str, Any] = {}
+        self._slots = asyncio.Semaphore(self._config.max_connections)
+
+    @property
+    def client(self) -> Client:
+        """The ``redis.asyncio`` client: a ``Redis``, or a ``RedisCluster`` on a cluster."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    @property
+    def is_cluster(self) -> bool:
+        """True when the store talks to a Redis Cluster (``REDIS_CLUSTER``, or detected)."""
+        return self._cluster
+
+    @property
+    def server(self) -> str:
+        """``host:port`` of the server (no credentials)."""
+        return self._config.describe_server()
+
+    def _make_client(self) -> Client:
+        config = self._config
+        options: dict[str, Any] = {
+            # Bytes: a large profile is stored compressed; text is decoded where it is read.
+            "decode_responses": False,
+            "socket_timeout": config.socket_timeout,
+            "socket_connect_timeout": config.socket_timeout,
+            # A blip is retried once, fast; the call-start budget bounds the rest.
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+            "health_check_interval": 30,
+            "client_name": "caller-memory",
+            "max_connections": config.max_connections,
+        }
+        url = config.redis_url()
+        if config.uses_tls:
+            options["ssl_cert_reqs"] = "required"
+            if config.ssl_ca_certs:
+                options["ssl_ca_certs"] = config.ssl_ca_certs
+        if config.url is not None and config.username and "@" not in url:
+            options["username"] = config.username
+        if self._cluster:
+            # Ride through a failover: slot moves and a dead master are retried with backoff.
+            options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.02), 6)
+            for option in ("retry_on_error", "health_check_interval", "client_name"):
+                options.pop(option)
+            # A cluster has no databases: drop the /db of the URL.
+            return aioredis.RedisCluster.from_url(
+                urlunsplit(urlsplit(url)._replace(path="")), **options
+            )
+        return aioredis.Redis.from_url(url, **options)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self) -> bool:
+        """Connect and PING. On failure, log the guide's troubleshooting text and return False."""
+        try:
+            await self.client.ping()
+            if self._config.cluster is None and not self._cluster:
+                await self._detect_cluster()
+        except (RedisError, OSError) as e:
+            diagnosis = diagnose(e, self._config)
+            if diagnosis.reason == "Timeout" and self._config.uses_tls:
+                diagnosis = await self._diagnose_tls_timeout(diagnosis)
+            self.last_error = diagnosis.message
+            logger.error(diagnosis.render(self.server))
+            await self._drop_client()
+            return False
+        self.last_error = None
+        logger.info("connected to Redis", extra={"server": self.server})
+        return True
+
+    def connect_soon(self) -> None:
+        """Connect in the background (the troubleshooting text is logged if it fails)."""
+        self._connecting = asyncio.get_running_loop().create_task(
+            self.connect(), name="caller_memory.connect"
+        )
+
+    async def _detect_cluster(self) -> None:
+        client = self.client
+        if isinstance(client, aioredis.RedisCluster):
+            return
+        info = await client.info("cluster")
+        if str(info.get("cluster_enabled", "0")) == "1":
+            await self._drop_client()
+            self._cluster = True
+            await self.client.ping()
+            logger.info("Redis Cluster detected", extra={"server": self.server})
+
+    async def _diagnose_tls_timeout(self, diagnosis: Diagnosis) -> Diagnosis:
+        # A plain server never answers a TLS hello, so TLS to it looks like a timeout. If a
+        # plain TCP connection goes through, the handshake is what stalled.
+        host, _, port = self.server.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+        except (OSError, ValueError, asyncio.TimeoutError):
+            return diagnosis
+        writer.close()
+        return diagnose(ssl.SSLError("SSL handshake failed"), self._config)
+
+    async def disconnect(self) -> None:
+        """Close the connection pool if this store opened it, then run ``on_close``."""
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+        await self._drop_client()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            await asyncio.to_thread(on_close)
+
+    async def _drop_client(self) -> None:
+        self._scripts.clear()  # registered on the client being dropped
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            await client.aclose()
+        elif client is not None:
+            self._client = client
+
+    async def health_check(self) -> dict[str, Any]:
+        """PING the server and time it.
+
+        Returns:
+            ``{"healthy": True, "latency_ms": 0.21, "server": "localhost:6379",
+            "redis_version": "7.0.15", "used_memory_human": "1.2M"}``, or ``healthy`` False
+            with the guide's ``error`` text.
+        """
+        try:
+            start = time.perf_counter()
+            await self.client.ping()
+            latency_ms = (time.perf_counter() - start) * 1000
+            info = await self.client.info()
+        except (RedisError, OSError) as e:
+            error = diagnose(e, self._config).message
+            return {"healthy": False, "error": error, "server": self.server}
+        return {
+            "healthy": True,
+            "latency_ms": round(latency_ms, 3),
+            "server": self.server,
+            "redis_version": info.get("redis_version") or info.get("valkey_version"),
+            "used_memory_human": info.get("used_memory_human"),
+        }
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts for operators: callers, sessions, keys by kind, keys without a TTL (which
+        must be zero), and the server's memory. Scans the prefix: for a terminal, not a call.
+        """
+        kinds: dict[str, int] = {}
+        no_ttl: list[str] = []
+        journals = 0
+        client = self.client
+        async for raw_key in client.scan_iter(match=self._keys.pattern(), count=1000):
+            key = codec.text(raw_key) or ""
+            kind = self._keys.kind(key)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if await client.ttl(key) == -1:
+                no_ttl.append(key)
+            if kind == "session":
+                journals += codec.is_journal(await client.getrange(key, 0, 11))
+        info = await client.info("memory")
+        if isinstance(client, aioredis.RedisCluster):
+            used = sum(int(v.get("used_memory", 0)) for v in info.values() if isinstance(v, dict))
+        else:
+            used = int(info.get("used_memory", 0))
+        return {
+            "server": self.server,
+            "cluster": self._cluster,
+            "callers": kinds.get("phone", 0),
+            "profiles": kinds.get("profile", 0),
+            "sessions_kept": kinds.get("session", 0) - journals,
+            "calls_in_progress": journals,
+            "keys_by_kind": kinds,
+            "keys_without_ttl": len(no_ttl),
+            "keys_without_ttl_sample": no_ttl[:5],
+            "used_memory_bytes": used,
+        }
+
+    # -- the atomic operations -------------------------------------------------------------
+
+    async def fetch_caller(
+        self, phone_key: str, profile_key: str, sessions_key: str, *, mint: str | None, ttl: int
+    ) -> Fetched:
+        """One EVALSHA of ``lookup.lua`` (Redis 7.0+; older servers take a few commands)."""
+        keys = [phone_key, profile_key, sessions_key]
+        if self._set_get or mint is None:
+            try:
+                async with self._slots:
+                    found, profile, sessions = await self._run("lookup", keys, [mint or "", ttl])
+            except ResponseError as e:
+                if mint is None or "syntax" not in str(e).lower():
+                    raise
+                self._set_get = False  # Redis < 7.0: no SET NX GET
+            else:
+                wrong_type = isinstance(profile, list)  # the script's marker for a wrong type
+                return Fetched(
+                    user_id=codec.text(found),
+                    profile=None if wrong_type else profile,
+                    profile_wrong_type=wrong_type,
+                    session_ids=[codec.text(s) or "" for s in sessions],
+                )
+        async with self._slots:
+            minted = await self.client.set(phone_key, mint, nx=True, ex=ttl)
+        fetched = await self.fetch_profile(profile_key, sessions_key, ttl)
+        if minted:
+            return fetched
+        async with self._slots:
+            found = await self.client.getex(phone_key, ex=ttl)
+        return Fetched(
+            user_id=codec.text(found),
+            profile=fetched.profile,
+            profile_wrong_type=fetched.profile_wrong_type,
+            session_ids=fetched.session_ids,
+        )
+
+    async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
+        """GETEX and LRANGE in one pipeline."""
+        async with self._slots, self.client.pipeline(transaction=False) as pipe:
+            pipe.getex(profile_key, ex=ttl)
+            pipe.lrange(sessions_key, 0, -1)
+            pipe.expire(sessions_key, ttl)
+            profile, sessions, _ = await pipe.execute(raise_on_error=False)
+        for result in (profile, sessions):
+            # A WRONGTYPE key is the caller's bad luck, not an outage: anything else raises.
+            if isinstance(result, Exception) and not isinstance(result, ResponseError):
+                raise result
+        wrong_type = isinstance(profile, ResponseError)
+        return Fetched(
+            user_id=None,
+            profile=None if wrong_type else profile,
+            profile_wrong_type=wrong_type,
+            session_ids=[]
+            if isinstance(sessions, ResponseError)
+            else [codec.text(s) or "" for s in sessions],
+        )
+
+    async def adopt_previous(
+        self, phone_key: str, old_phone_keys: Sequence[str], *, ttl: int
+    ) -> str | None:
+        """Read the old mappings, then move the first found to ``phone_key``."""
+        client = self.client
+        async with self._slots, client.pipeline(transaction=False) as pipe:
+            for key in old_phone_keys:
+                pipe.get(key)
+            found = [codec.text(v) for v in await pipe.execute()]
+        user_id = next((uid for uid in found if uid), None)
+        if user_id is None:
+            return None
+        async with self._slots:
+            if not await client.set(phone_key, user_id, nx=True, ex=ttl):
+                user_id = codec.text(await client.get(phone_key)) or user_id
+            await client.delete(*[k for k, uid in zip(old_phone_keys, found, strict=True) if uid])
+        return user_id
+
+    async def write_call(self, write: CallWrite) -> tuple[bool, bytes | None]:
+        """One EVALSHA of ``save_call.lua`` (plus a pipeline for the other slots on a cluster)."""
+        keys, config = self._keys, self._config
+        script_keys = [
+            keys.profile(write.user_id),
+            keys.sessions(write.user_id),
+            keys.unreadable_profile(write.user_id),
+        ]
+        others = [keys.session(write.session_id), keys.open_calls()]
+        if write.phone_hash is not None:
+            others.append(keys.phone(write.phone_hash))
+        if not self._cluster:
+            script_keys += others
+        args = [
+            write.expected_profile or b"",
+            write.profile,
+            write.session_id,
+            write.session,
+            config.profile_ttl_seconds,
+            config.session_ttl_seconds,
+            config.max_sessions,
+            "1" if write.set_aside else "0",
+        ]
+        async with self._slots:
+            result = await self._run("save_call", script_keys, args)
+            if int(result[0]) != 1:
+                return False, (result[1] or None)
+            if self._cluster:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.set(others[0], write.session, ex=config.session_ttl_seconds)
+                    pipe.zrem(others[1], write.session_id)
+                    if write.phone_hash is not None:
+                        pipe.expire(others[2], config.profile_ttl_seconds)
+                    await pipe.execute()
+        return True, None
+
+    async def write_journal_header(self, session_id: str, header: str) -> None:
+        """SET with the session TTL, and ZADD to the calls in progress, in one pipeline."""
+        ttl = self._config.session_ttl_seconds
+        open_key = self._keys.open_calls()
+        async with self._slots, self.client.pipeline(transaction=False) as pipe:
+            pipe.set(self._keys.session(session_id), header, ex=ttl)
+            pipe.zadd(open_key, {session_id: time.time()})
+            pipe.expire(open_key, ttl)
+            await pipe.execute()
+
+    async def append_journal_lines(self, session_id: str, lines: str) -> None:
+        """One EVALSHA of ``append_journal.lua``."""
+        async with self._slots:
+            await self._run(
+                "append_journal",
+                [self._keys.session(session_id)],
+                [lines, self._config.session_ttl_seconds],
+            )
+
+    async def lease_orphans(
+        self, idle_s: float, *, lease_s: float
+    ) -> list[tuple[str, bytes | None]]:
+        """Up to 20 calls in progress whose journal Redis has seen idle for ``idle_s``."""
+        client = self.client
+        open_key = self._keys.open_calls()
+        now = time.time()
+        async with self._slots:
+            # Leased calls (a recovery in progress elsewhere) score in the future: skipped.
+            members = await client.zrangebyscore(open_key, "-inf", now, start=0, num=_CLAIMS)
+        leased: list[tuple[str, bytes | None]] = []
+        for member in members:
+            session_id = codec.text(cast("str | bytes", member)) or ""
+            key = self._keys.session(session_id)
+            async with self._slots:
+                idle = await self._idle_seconds(key)
+                if idle is not None and idle < idle_s:
+                    continue  # its worker is still writing to it
+                won = await self._run("claim_orphan", [open_key], [session_id, now, now + lease_s])
+                if not int(won):
+                    continue
+                leased.append((session_id, cast("bytes | None", await client.get(key))))
+        return leased
+
+    async def _idle_seconds(self, key: str) -> float | None:
+        try:
+            idle = await self.client.object("idletime", key)
+        except ResponseError:  # an LFU eviction policy has no idle time: use the TTL spent
+            ttl = await self.client.ttl(key)
+            return None if ttl < 0 else float(self._config.session_ttl_seconds - ttl)
+        return None if idle is None else float(idle)
+
+    async def release_orphan(self, session_id: str) -> None:
+        """ZADD the call back with the current time."""
+        ttl = self._config.session_ttl_seconds
+        open_key = self._keys.open_calls()
+        async with self._slots, self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(open_key, {session_id: time.time()})
+            pipe.expire(open_key, ttl)
+            await pipe.execute()
+
+    async def open_call_ids(self) -> list[str]:
+        """ZRANGE of the calls in progress."""
+        async with self._slots:
+            members = await self.client.zrange(self._keys.open_calls(), 0, -1)
+        return [codec.text(cast("str | bytes", m)) or "" for m in members]
+
+    async def drop_open_calls(self, session_ids: Sequence[str]) -> None:
+        """ZREM from the calls in progress."""
+        if session_ids:
+            async with self._slots:
+                await self.client.zrem(self._keys.open_calls(), *session_ids)
+
+    async def acquire_maintenance(self, seconds: float) -> bool:
+        """``SET maintenance pid NX EX seconds``: one recovery pass per interval, fleet-wide."""
+        async with self._slots:
+            won = await self.client.set(
+                self._keys.maintenance(), os.getpid(), nx=True, ex=max(1, round(seconds))
+            )
+        return bool(won)
+
+    async def read(self, key: str) -> bytes | None:
+        """GET."""
+        async with self._slots:
+            value = await self.client.get(key)
+        return cast("bytes | None", value)
+
+    async def read_list(self, key: str) -> list[str]:
+        """LRANGE 0 -1."""
+        async with self._slots:
+            return [codec.text(v) or "" for v in await self.client.lrange(key, 0, -1)]
+
+    async def delete(self, keys: Sequence[str]) -> list[str]:
+        """EXISTS and DEL of each key in one transaction (one per slot on a cluster: a
+        caller's own keys share one)."""
+        groups: dict[int, list[str]] = {}
+        client = self.client
+        for key in keys:
+            slot = client.keyslot(key) if isinstance(client, aioredis.RedisCluster) else 0
+            groups.setdefault(slot, []).append(key)
+        deleted: list[str] = []
+        for group in groups.values():
+            async with self._slots, self.client.pipeline(transaction=True) as pipe:
+                for key in group:
+                    pipe.exists(key)
+                for key in group:
+                    pipe.delete(key)
+                results = await pipe.execute()
+            deleted += [k for k, found in zip(group, results[: len(group)], strict=True) if found]
+        return deleted
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.client.register_script(_SCRIPTS[name])
+        return await script(keys=keys, args=args)

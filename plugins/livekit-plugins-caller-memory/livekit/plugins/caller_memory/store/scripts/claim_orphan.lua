@@ -1,0 +1,10 @@
+-- Claim an orphaned call by leasing it: its score in the calls in progress moves to the end
+-- of the lease, if no one holds it. One claimer wins; if that process dies, the lease runs out
+-- and another recovers the call.
+--   KEYS: calls in progress    ARGV: session id, now, lease end    -> 1 when claimed
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1

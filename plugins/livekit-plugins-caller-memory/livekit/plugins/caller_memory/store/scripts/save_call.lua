@@ -1,0 +1,40 @@
+-- The end-of-call save: a compare-and-set of the profile, then every write of the call with
+-- its TTL, all or nothing. One command per save (per-command billing), and nothing is
+-- half-written if the worker dies. On a cluster a script touches one slot: it gets the
+-- caller's keys only, and the session data, the calls in progress and the phone mapping are
+-- written next to it (KEYS[4..6] absent).
+--   KEYS: profile, sessions, profile:unreadable[, session, calls in progress[, phone]]
+--   ARGV: expected profile ('' = none), new profile, session id, session json,
+--         profile ttl, session ttl, sessions kept, set aside ('1' / '0')
+--   -> {1} when written, {0, current profile} when the profile changed meanwhile
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'string' and kind ~= 'none' then
+  -- not a profile at all: keep it aside, as an unreadable one is
+  redis.call('RENAME', KEYS[1], KEYS[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+kind = redis.call('TYPE', KEYS[2]).ok
+if kind ~= 'list' and kind ~= 'none' then
+  redis.call('DEL', KEYS[2])  -- only session ids, which the profile and sessions also hold
+end
+local current = redis.call('GET', KEYS[1])
+if (current or '') ~= ARGV[1] then
+  return {0, current or ''}
+end
+if ARGV[8] == '1' and current then
+  redis.call('SET', KEYS[3], current, 'EX', ARGV[5])
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
+if not redis.call('LPOS', KEYS[2], ARGV[3]) then
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1)
+end
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+if KEYS[4] then
+  redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[6])
+  redis.call('ZREM', KEYS[5], ARGV[3])
+end
+if KEYS[6] then
+  redis.call('EXPIRE', KEYS[6], ARGV[5])
+end
+return {1}

@@ -1,0 +1,285 @@
+"""Offline calls: a LiveKit job, room and caller without a LiveKit server, and a scripted LLM.
+
+For testing an agent's memory, and for replaying recorded calls (``sarah replay``): the job
+context, the room, the participants and the ``AgentSession`` are LiveKit's real classes, used
+without a server. ``ScriptedLLM`` stands in for the model.
+
+```python
+from livekit.plugins.caller_memory import testing
+
+with testing.offline_job("AJ_1") as ctx:
+    caller = testing.sip_caller("+14155550134")
+    testing.join(ctx.room, caller)
+    session = testing.text_session(testing.ScriptedLLM("Hello!"))
+    call = await memory.attach(ctx, session, agent)
+    ...
+    testing.leave(ctx.room, caller)
+    await testing.shut_down(ctx)
+```
+
+LiveKit has no public way to do some of this (a participant with no server behind it, a room
+that a participant joins without a connection, a fake job's shutdown callbacks), so this module
+is the one place that uses LiveKit's private names: each is listed in :data:`PRIVATE_NAMES`,
+and :func:`check_private_names` fails loudly, naming them, when a LiveKit release changes one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import NOT_GIVEN, AgentSession, APIConnectOptions, JobContext, llm
+from livekit.agents.llm import ChatChunk, ChatContext, ChoiceDelta, FunctionToolCall
+from livekit.agents.testing import fake_job_context
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NotGivenOr
+from livekit.agents.voice.agent_session import SessionConnectOptions
+from livekit.rtc._proto import participant_pb2
+
+from .participants import PHONE_ATTRIBUTE
+from .prompts import SUMMARY_INSTRUCTIONS
+
+__all__ = [
+    "PRIVATE_NAMES",
+    "Reply",
+    "ScriptedLLM",
+    "ToolCall",
+    "check_private_names",
+    "is_summary_request",
+    "join",
+    "leave",
+    "offline_job",
+    "participant",
+    "shut_down",
+    "sip_caller",
+    "text_session",
+]
+
+PRIVATE_NAMES = (
+    "livekit.rtc._proto.participant_pb2.OwnedParticipant",
+    "livekit.rtc.Room._remote_participants",
+    "livekit.agents.JobContext._shutdown_callbacks",
+    "livekit.agents.JobContext._tempdir",
+)
+"""LiveKit's private names this module relies on."""
+
+
+def check_private_names() -> None:
+    """Raise when a LiveKit release removed one of :data:`PRIVATE_NAMES`.
+
+    Raises:
+        RuntimeError: Names what is missing.
+    """
+    missing = []
+    if not hasattr(participant_pb2, "OwnedParticipant"):
+        missing.append(PRIVATE_NAMES[0])
+    if not isinstance(getattr(rtc.Room(), "_remote_participants", None), dict):
+        missing.append(PRIVATE_NAMES[1])
+    with offline_job("check") as ctx:
+        if not isinstance(getattr(ctx, "_shutdown_callbacks", None), list):
+            missing.append(PRIVATE_NAMES[2])
+    if missing:
+        raise RuntimeError(
+            "this LiveKit release changed names caller_memory.testing relies on: "
+            + ", ".join(missing)
+        )
+
+
+# -- participants and rooms ----------------------------------------------------------------
+
+
+def participant(
+    identity: str,
+    *,
+    kind: rtc.ParticipantKind.ValueType = rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
+    attributes: dict[str, str] | None = None,
+) -> rtc.RemoteParticipant:
+    """A real ``RemoteParticipant`` that needs no server (handle id 0: no FFI call)."""
+    owned = participant_pb2.OwnedParticipant()
+    owned.handle.id = 0
+    owned.info.sid = f"PA_{identity}"
+    owned.info.identity = identity
+    owned.info.kind = kind
+    owned.info.state = rtc.ParticipantState.PARTICIPANT_STATE_ACTIVE
+    owned.info.attributes.update(attributes or {})
+    return rtc.RemoteParticipant(owned)
+
+
+def sip_caller(number: str | None, identity: str = "sip_caller") -> rtc.RemoteParticipant:
+    """A LiveKit SIP inbound caller, with the attributes LiveKit SIP sets; ``None`` for a
+    withheld number."""
+    attributes = {"sip.callID": "SCL_offline", "sip.trunkPhoneNumber": "+15550001111"}
+    if number is not None:
+        attributes[PHONE_ATTRIBUTE] = number
+    return participant(identity, attributes=attributes)
+
+
+def join(room: rtc.Room, p: rtc.RemoteParticipant) -> None:
+    """What a room does when a participant joins, minus the server."""
+    room._remote_participants[p.identity] = p
+    room.emit("participant_connected", p)
+
+
+def leave(room: rtc.Room, p: rtc.RemoteParticipant) -> None:
+    """What a room does when a participant hangs up."""
+    room._remote_participants.pop(p.identity, None)
+    room.emit("participant_disconnected", p)
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def offline_job(job_id: str) -> Iterator[JobContext]:
+    """A real ``JobContext`` for a fake job, around a never-connected ``rtc.Room``."""
+    with fake_job_context(room=rtc.Room(), job_id=job_id) as ctx:
+        try:
+            yield ctx
+        finally:
+            ctx._tempdir.cleanup()  # fake_job_context leaves it behind
+
+
+async def shut_down(ctx: JobContext, reason: str = "offline call finished") -> None:
+    """Run the job's shutdown callbacks as LiveKit's job runner does: all at once."""
+    await asyncio.gather(*(callback(reason) for callback in ctx._shutdown_callbacks))
+
+
+def text_session(model: llm.LLM[Any]) -> AgentSession[None]:
+    """A text-only ``AgentSession``: no VAD, no turn detector, no retries on LLM errors."""
+    return AgentSession(
+        llm=model,
+        vad=None,
+        turn_handling={"turn_detection": None},
+        conn_options=SessionConnectOptions(llm_conn_options=APIConnectOptions(max_retry=0)),
+    )
+
+
+# -- the scripted model --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A scripted answer that calls one of the agent's tools."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+Reply = str | BaseException | ToolCall
+"""A scripted answer: a text, an error to raise, or a tool call."""
+
+
+def is_summary_request(chat_ctx: ChatContext) -> bool:
+    """True for caller memory's end-of-call summary request."""
+    return any(SUMMARY_INSTRUCTIONS in (m.text_content or "") for m in chat_ctx.messages())
+
+
+class _Stream(llm.LLMStream):
+    def __init__(self, model: ScriptedLLM, reply: Reply, delay: float, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._reply = reply
+        self._delay = delay
+
+    async def _run(self) -> None:
+        if self._delay:
+            await asyncio.sleep(self._delay)
+        if isinstance(self._reply, BaseException):
+            raise self._reply
+        if isinstance(self._reply, ToolCall):
+            call = FunctionToolCall(
+                name=self._reply.name,
+                arguments=json.dumps(self._reply.arguments),
+                call_id=f"call_{self._reply.name}",
+            )
+            self._event_ch.send_nowait(
+                ChatChunk(id="scripted", delta=ChoiceDelta(role="assistant", tool_calls=[call]))
+            )
+            return
+        for i, word in enumerate(self._reply.split(" ")):  # streamed word by word
+            piece = word if i == 0 else " " + word
+            self._event_ch.send_nowait(
+                ChatChunk(id="scripted", delta=ChoiceDelta(role="assistant", content=piece))
+            )
+
+
+class ScriptedLLM(llm.LLM[Any]):
+    """An LLM whose answers come from a script; it keeps every request it received.
+
+    Args:
+        reply: Answers conversation requests: a fixed reply, a list played in order (then
+            ``"Is there anything else?"``), or a function of the request.
+        summary: Answers caller memory's summary requests: a dict (sent as JSON), a reply, or
+            None to answer them like conversation requests.
+        delay: Seconds each conversation answer takes to start.
+        summary_delay: Seconds each summary answer takes to start.
+    """
+
+    def __init__(
+        self,
+        reply: Reply | Sequence[str] | Callable[[ChatContext], Reply] = "Hello! How can I help?",
+        *,
+        summary: dict[str, Any] | Reply | None = "not json",
+        delay: float = 0.0,
+        summary_delay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self._reply = reply
+        self._lines = list(reply) if isinstance(reply, list | tuple) else None
+        self._summary = json.dumps(summary) if isinstance(summary, dict) else summary
+        self._delay = delay
+        self._summary_delay = summary_delay
+        self.requests: list[ChatContext] = []
+        """Every request received, in order."""
+
+    @property
+    def model(self) -> str:
+        """``scripted``."""
+        return "scripted"
+
+    @property
+    def provider(self) -> str:
+        """``caller_memory.testing``."""
+        return "caller_memory.testing"
+
+    @property
+    def conversation_requests(self) -> list[ChatContext]:
+        """Requests of the conversation, summaries left out."""
+        return [r for r in self.requests if not is_summary_request(r)]
+
+    @property
+    def summary_requests(self) -> list[ChatContext]:
+        """Caller memory's summary requests."""
+        return [r for r in self.requests if is_summary_request(r)]
+
+    def chat(
+        self,
+        *,
+        chat_ctx: ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        """Answer from the script."""
+        self.requests.append(chat_ctx.copy())
+        if self._summary is not None and is_summary_request(chat_ctx):
+            reply, delay = self._summary, self._summary_delay
+        else:
+            reply, delay = self._next_reply(chat_ctx), self._delay
+        return _Stream(
+            self, reply, delay, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options
+        )
+
+    def _next_reply(self, chat_ctx: ChatContext) -> Reply:
+        reply = self._reply
+        if self._lines is not None:
+            return self._lines.pop(0) if self._lines else "Is there anything else?"
+        if isinstance(reply, str | BaseException | ToolCall):
+            return reply
+        assert callable(reply)
+        return reply(chat_ctx)
