@@ -50,6 +50,9 @@ def config(redis_server: TestServer, tmp_path: Path) -> RedisConfig:
         key_prefix=f"t{next(_prefixes)}",
         phone_hash_secret=TEST_SECRET,
         data_dir=tmp_path,
+        # Generous: a loaded machine must not turn a returning caller into a new one. Tests of
+        # the budget set their own.
+        lookup_timeout_ms=10_000,
     )
 
 

@@ -31,6 +31,7 @@ from livekit.plugins.caller_memory.store.codec import is_journal
 
 from .conftest import TEST_SECRET
 from .support.servers import TestServer, make_self_signed_cert, supports_tls
+from .support.waiting import eventually
 
 PHONE = "+14155550150"
 DIGITS = "4155550150"
@@ -47,13 +48,22 @@ def server(tmp_path: Path) -> Iterator[TestServer]:
     srv.stop()
 
 
+async def _journal_holds(store: RedisMemoryStore, session_id: str, text: str) -> bool:
+    raw = await store.read(store.keys.session(session_id))
+    return raw is not None and is_journal(raw) and text.encode() in raw
+
+
+async def _gone(store: RedisMemoryStore, key: str) -> bool:
+    return await store.read(key) is None
+
+
 def _config(server: TestServer, tmp_path: Path, **changes: Any) -> RedisConfig:
     settings: dict[str, Any] = {
         "url": server.url,
         "phone_hash_secret": TEST_SECRET,
         "data_dir": tmp_path / "memory",
         "socket_timeout": 0.5,
-        "lookup_timeout_ms": 1000,
+        "lookup_timeout_ms": 10_000,
         "key_prefix": "f",
     }
     return RedisConfig(**{**settings, **changes})
@@ -153,7 +163,7 @@ async def test_paused_redis_during_the_save_sends_the_call_to_the_outbox(
     manager = SessionManager(store)
     ctx = await manager.start_session(session_id="paused-save", phone_number=PHONE)
     manager.add_turn("paused-save", "user", "I want to move my appointment")
-    await asyncio.sleep(0.05)  # the journal is written
+    await eventually(lambda: _journal_holds(store, "paused-save", "move my appointment"))
     server.pause()
     try:
         assert await manager.end_session("paused-save") is None
@@ -218,14 +228,18 @@ from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, Session
 async def main():
     config = RedisConfig(url=sys.argv[1], phone_hash_secret=sys.argv[2], key_prefix="f",
                          data_dir=sys.argv[3])
-    manager = SessionManager(RedisMemoryStore(config))
+    store = RedisMemoryStore(config)
+    manager = SessionManager(store)
     await manager.start_session(session_id="crash-1", phone_number=sys.argv[4])
     for i in range(3):
         manager.add_turn("crash-1", "user", f"turn {i}: I need a wheelchair ramp")
         manager.add_turn("crash-1", "assistant", "Noted.")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)
+    # The turns reach Redis in the background; the test kills this worker once they have.
+    while (await store.read(store.keys.session("crash-1")) or b"").count(b"Noted.") < 3:
+        await asyncio.sleep(0.01)
     print("talking", flush=True)
-    await asyncio.sleep(60)  # killed here, mid-call
+    await asyncio.sleep(600)  # killed here, mid-call
 
 asyncio.run(main())
 """
@@ -439,13 +453,11 @@ async def test_opting_out_deletes_the_journal_at_once(server: TestServer, tmp_pa
     manager = SessionManager(store)
     await manager.start_session(session_id="oo-1", phone_number=PHONE)
     manager.add_turn("oo-1", "user", "before I asked")
-    await asyncio.sleep(0.05)
-    assert await store.read(store.keys.session("oo-1")) is not None  # journaled
+    await eventually(lambda: _journal_holds(store, "oo-1", "before I asked"))
     manager.dont_remember("oo-1")
     manager.add_turn("oo-1", "user", "after I asked: secret")
-    await asyncio.sleep(0.1)
     # If the worker died now, there would be nothing left to recover.
-    assert await store.read(store.keys.session("oo-1")) is None
+    await eventually(lambda: _gone(store, store.keys.session("oo-1")))
     assert await SessionManager(store).recover_orphans(idle_s=0) == 0
     await manager.end_session("oo-1")
     assert await store.get_session("oo-1") is None  # and nothing stored at hang-up either

@@ -29,6 +29,7 @@ from .support.livekit import (
     text_session,
     texts,
 )
+from .support.waiting import eventually
 
 INSTRUCTIONS = "You are Sarah, the friendly receptionist of a dental practice."
 ANA_SUMMARY = {
@@ -200,7 +201,7 @@ async def test_caller_hanging_up_during_the_greeting_is_still_recorded(
         call = await memory.attach(ctx, session, agent)
         await session.start(agent)
         greeting = session.generate_reply(instructions=call.greeting_instructions)
-        await asyncio.sleep(0.05)  # the greeting is being generated...
+        await eventually(lambda: len(fake.requests) == 1)  # the greeting is being generated...
         leave(ctx.room, caller)  # ...when the caller hangs up
         await session.aclose()
         await memory.on_session_end(ctx)

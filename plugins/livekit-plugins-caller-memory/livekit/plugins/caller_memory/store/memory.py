@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..config import RedisConfig
+from ..identity import PhoneHasher
 from . import codec
 from .base import CallWrite, Fetched, MemoryStore
 
@@ -25,20 +27,21 @@ Value = bytes | list[str] | dict[str, float]
 class _Keyspace:
     """Strings, lists and sorted sets with TTLs: what the stores use of Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self._data: dict[str, tuple[Value, float]] = {}
+        self._clock = clock
 
     def get(self, key: str) -> Value | None:
         entry = self._data.get(key)
         if entry is None:
             return None
-        if entry[1] <= time.monotonic():
+        if entry[1] <= self._clock():
             del self._data[key]
             return None
         return entry[0]
 
     def set(self, key: str, value: Value, ttl: float) -> None:
-        self._data[key] = (value, time.monotonic() + ttl)
+        self._data[key] = (value, self._clock() + ttl)
 
     def expire(self, key: str, ttl: float) -> None:
         value = self.get(key)
@@ -48,7 +51,7 @@ class _Keyspace:
     def ttl(self, key: str) -> float | None:
         if self.get(key) is None:
             return None
-        return self._data[key][1] - time.monotonic()
+        return self._data[key][1] - self._clock()
 
     def delete(self, key: str) -> bool:
         existed = self.get(key) is not None
@@ -60,11 +63,23 @@ class _Keyspace:
 
 
 class InMemoryStore(MemoryStore):
-    """Caller memory in a dict of this process, for running and testing without Redis."""
+    """Caller memory in a dict of this process, for running and testing without Redis.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._space = _Keyspace()
+    Args:
+        config: Settings; :meth:`RedisConfig.from_env` when omitted.
+        hasher: The phone-number hasher; built from the settings when omitted.
+        clock: Seconds on a monotonic clock, for TTLs (tests move it forward).
+    """
+
+    def __init__(
+        self,
+        config: RedisConfig | None = None,
+        *,
+        hasher: PhoneHasher | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(config, hasher=hasher)
+        self._space = _Keyspace(clock)
         self._lock = asyncio.Lock()
 
     @property
@@ -108,13 +123,10 @@ class InMemoryStore(MemoryStore):
         """Seconds left before ``key`` expires, or None when it does not exist."""
         return self._space.ttl(key)
 
-    def dump(self) -> dict[str, bytes | list[str]]:
-        """Every live string and list key and its value, as a Redis dump would show them."""
-        return {
-            key: value
-            for key, value in self._space.live().items()
-            if isinstance(value, bytes | list)
-        }
+    def dump(self) -> dict[str, bytes | list[str] | dict[str, float]]:
+        """Every live key and its value, as Redis holds them: a string as bytes, a list of
+        strings, a sorted set as ``{member: score}``."""
+        return self._space.live()
 
     # -- the atomic operations -------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the repository, run from its root (``python -m benchmarks.bench``)."""
