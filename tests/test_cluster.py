@@ -59,11 +59,10 @@ async def test_a_cluster_is_detected_and_a_lookup_stays_in_one_slot(
     used = {k: v for k, v in used.items() if k[8:].split("|")[0] not in noise}
     assert found.profile is not None and found.profile.name == "Ana"
     assert used == {
-        "cmdstat_evalsha": 1,
-        "cmdstat_set": 1,
-        "cmdstat_getex": 1,
+        "cmdstat_evalsha": 1,  # one command, in the caller's slot; inside it:
+        "cmdstat_getex": 2,
         "cmdstat_lrange": 1,
-        "cmdstat_expire": 2,
+        "cmdstat_expire": 1,
     }
 
     # The caller's keys share one slot: the per-user save is one transaction there.

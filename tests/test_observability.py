@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from livekit.agents.telemetry import set_tracer_provider, tracer
 from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 
@@ -98,3 +103,38 @@ def test_stats_command_counts_callers_and_finds_no_key_without_ttl(
     assert lines["sessions kept"].strip() == "3"
     assert lines["keys without ttl"].strip() == "0"
     assert lines["outbox waiting"].strip() == "0"
+
+
+async def test_spans_are_children_of_the_job_span_and_none_without_tracing(
+    config: RedisConfig,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    set_tracer_provider(provider, allow_pii=False)
+    try:
+        manager = SessionManager(RedisMemoryStore(config))
+        # Outside any recording span (tracing is off, for the plugin): no span, no cost.
+        await manager.start_session(session_id="sp-0", phone_number="+14155550162")
+        assert exporter.get_finished_spans() == ()
+        # In a traced job, the lookup is a child of the job's span.
+        with tracer.start_as_current_span("job_entrypoint") as job:
+            await manager.start_session(session_id="sp-1", phone_number="+14155550162")
+            manager.add_turn("sp-1", "user", "hello")
+            await manager.end_session("sp-1")
+        await manager.aclose()
+        await manager.store.disconnect()
+    finally:
+        tracer.set_provider(trace_api.get_tracer_provider())
+        provider.shutdown()
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    assert {"caller_memory.lookup", "caller_memory.summarize", "caller_memory.save"} <= set(
+        finished
+    )
+    for name in ("caller_memory.lookup", "caller_memory.summarize", "caller_memory.save"):
+        parent = finished[name].parent
+        assert parent is not None and parent.span_id == job.get_span_context().span_id, name
+    assert finished["caller_memory.lookup"].attributes == {
+        "session_id": "sp-1",
+        "caller_memory.status": "new",  # sp-0 was never saved
+    }

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from livekit.agents import llm as lk_llm
+from opentelemetry.util.types import AttributeValue
 
 from . import privacy, prompts
 from .config import RedisConfig
@@ -42,7 +43,15 @@ from .redaction import Redactor
 from .server import open_store
 from .store import CallerLookup, MemoryStore
 from .summarizer import Summarizer
-from .telemetry import observe_outbox, record_lookup, record_save, record_summary, tracer
+from .telemetry import (
+    observe_outbox,
+    record_lookup,
+    record_save,
+    record_summary,
+    span,
+    traced_span,
+)
+from .timeouts import within
 from .troubleshooting import diagnose
 
 __all__ = [
@@ -250,10 +259,9 @@ class SessionManager:
         """
         if session_id in self._calls:
             raise ValueError("session_id is already in use by a call in progress")
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         phone_hash, previous, status = self._identify(phone_number)
         lookup: CallerLookup | None = None
-        span = tracer.start_span("caller_memory.lookup", attributes={"session_id": session_id})
         if phone_hash is not None:
             lookup, status = await self._lookup(phone_hash, previous)
         disclosure = self._config.unverified_disclosure
@@ -273,8 +281,12 @@ class SessionManager:
             may_journal=phone_hash is not None and status != "error",
         )
         lookup_ms = (time.perf_counter() - started) * 1000
-        span.set_attribute("caller_memory.status", status)
-        span.end()
+        attributes: dict[str, AttributeValue] = {
+            "session_id": session_id,
+            "caller_memory.status": status,
+        }
+        if traced := traced_span("caller_memory.lookup", started_ns, attributes):
+            traced.end()
         record_lookup(status, lookup_ms)
         logger.debug(
             "call started",
@@ -302,13 +314,13 @@ class SessionManager:
         self, phone_hash: str, previous: list[str]
     ) -> tuple[CallerLookup | None, LookupStatus]:
         try:
-            lookup = await asyncio.wait_for(
+            lookup = await within(
+                self._config.lookup_timeout,
                 # With consent required, nothing is written before the caller agrees: not
                 # even a new caller's identity (the save mints it).
                 self._store.lookup(
                     phone_hash, previous=previous, create=not self._config.consent_required
                 ),
-                self._config.lookup_timeout,
             )
         except asyncio.TimeoutError:
             logger.warning(
@@ -480,14 +492,13 @@ class SessionManager:
             await self._forget_call(call)
             return None
         base = call.lookup
-        with tracer.start_as_current_span(
-            "caller_memory.summarize", attributes={"session_id": session_id}
-        ) as span:
+        with span("caller_memory.summarize", session_id=session_id) as current:
             started = time.perf_counter()
             summary = await self._summarizer.using(llm).summarize(
                 call.turns, profile=base.profile if base else None
             )
-            span.set_attribute("caller_memory.summary_source", summary.source)
+            if current is not None:
+                current.set_attribute("caller_memory.summary_source", summary.source)
             record_summary(summary.source, (time.perf_counter() - started) * 1000)
         record = SessionRecord(
             session_id=session_id,

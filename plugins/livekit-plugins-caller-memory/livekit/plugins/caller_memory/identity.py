@@ -68,8 +68,9 @@ def normalize_phone(raw: str, *, default_region: str = "US") -> str:
         # test number like the guide's +1234567890): trusted as given rather than refused.
         return text
     # "+31 (0)06 ..." loses one national prefix per pass: normalize until nothing changes, so
-    # that every spelling of a number, the E.164 form included, gives the same identity.
-    for _ in range(3):
+    # that every spelling of a number, the E.164 form included, gives the same identity. A
+    # number given in its E.164 form (as SIP trunks send it) is there already.
+    for _ in range(3 if e164 != text else 0):
         again = _parse(e164, default_region.upper())
         if again is None or again == e164:
             break

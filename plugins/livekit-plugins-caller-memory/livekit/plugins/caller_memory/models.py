@@ -17,9 +17,7 @@ __all__ = [
     "PastCall",
     "SessionRecord",
     "Turn",
-    "is_journal",
     "migrate_profile",
-    "parse_journal",
     "utcnow",
 ]
 
@@ -218,7 +216,8 @@ class JournalHeader(_Model):
 
     While a call is going on, its session key holds JSON lines: this header, then one
     :class:`Turn` per line, appended as the call goes, so a worker that dies mid-call loses
-    at most its last turn. The save replaces the journal with the :class:`SessionRecord`.
+    at most its last turn. The save replaces the journal with the :class:`SessionRecord`
+    (see :mod:`.store.codec` for the format).
     """
 
     journal: int = 1
@@ -226,33 +225,6 @@ class JournalHeader(_Model):
     user_id: str | None = None
     phone_hash: str | None = None
     started_at: datetime
-
-
-def is_journal(raw: str) -> bool:
-    """True when a session key's value is a journal (a call not saved yet)."""
-    return raw.startswith('{"journal"')
-
-
-def parse_journal(raw: str) -> tuple[SessionRecord, str | None]:
-    """A journal as the session it records (unended), and the caller's phone hash.
-
-    Lines that cannot be read (a turn cut by a crash mid-write) are skipped.
-    """
-    lines = raw.splitlines()
-    header = JournalHeader.model_validate_json(lines[0])
-    turns = []
-    for line in lines[1:]:
-        try:
-            turns.append(Turn.model_validate_json(line))
-        except ValueError:
-            continue
-    record = SessionRecord(
-        session_id=header.session_id,
-        user_id=header.user_id,
-        started_at=header.started_at,
-        turns=turns,
-    )
-    return record, header.phone_hash
 
 
 class OutboxEntry(_Model):

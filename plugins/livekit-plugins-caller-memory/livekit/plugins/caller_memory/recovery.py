@@ -22,7 +22,7 @@ from .outbox import Outbox
 from .store import CallerLookup, MemoryStore
 from .store.codec import UnreadableValue, is_journal, parse_journal
 from .summarizer import Summarizer, fallback_summary
-from .telemetry import record_save, tracer
+from .telemetry import record_save, span
 from .troubleshooting import diagnose
 
 __all__ = ["Recovery"]
@@ -78,28 +78,31 @@ class Recovery:
             The caller's updated profile, or None when the call was kept (the reason is
             logged with the guide's troubleshooting text).
         """
-        span = tracer.start_span("caller_memory.save", attributes={"session_id": record.session_id})
-        try:
-            profile = await self._store.save_call(
-                record, summary, phone_hash=phone_hash, previous=previous, base=base, replay=replay
-            )
-        except Exception as e:
-            span.set_attribute("caller_memory.outcome", "outbox")
-            span.end()
-            record_save("outbox")
+        with span("caller_memory.save", session_id=record.session_id) as current:
+            try:
+                profile = await self._store.save_call(
+                    record, summary, phone_hash=phone_hash, previous=previous, base=base,
+                    replay=replay,
+                )  # fmt: skip
+            except Exception as e:
+                failure: Exception | None = e
+            else:
+                failure = None
+            outcome = "saved" if failure is None else "outbox"
+            if current is not None:
+                current.set_attribute("caller_memory.outcome", outcome)
+        record_save(outcome)
+        if failure is not None:
             self._keep(record.model_copy(update={"summary": summary}), phone_hash)
-            diagnosis = diagnose(e, self._store.config)
+            diagnosis = diagnose(failure, self._store.config)
             logger.warning(
                 "memory store unavailable (%s): the call is kept in the local outbox and "
                 "written when the store is back. %s",
                 diagnosis.reason,
                 " ".join(f"{hint}." for hint in diagnosis.hints),
-                extra={"session_id": record.session_id, "error": type(e).__name__},
+                extra={"session_id": record.session_id, "error": type(failure).__name__},
             )
             return None
-        span.set_attribute("caller_memory.outcome", "saved")
-        span.end()
-        record_save("saved")
         logger.info(
             "call saved into memory",
             extra={"session_id": record.session_id, "summary_source": summary.source},

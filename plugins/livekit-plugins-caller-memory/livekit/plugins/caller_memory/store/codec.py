@@ -18,7 +18,14 @@ from collections.abc import Iterable
 
 from pydantic import ValidationError
 
-from ..models import CallerProfile, JournalHeader, SessionRecord, Turn, migrate_profile
+from ..models import (
+    SCHEMA_VERSION,
+    CallerProfile,
+    JournalHeader,
+    SessionRecord,
+    Turn,
+    migrate_profile,
+)
 
 __all__ = [
     "MAX_PROFILE_BYTES",
@@ -40,6 +47,8 @@ summaries' prose."""
 MAX_PROFILE_BYTES = 1 << 20
 """A profile is a few kilobytes; anything larger once inflated is not one of ours."""
 _JOURNAL_MARK = '{"journal"'
+_CURRENT_SCHEMA = f'{{"v":{SCHEMA_VERSION},'.encode()
+"""How a profile of the current schema starts (``v`` is its first field)."""
 
 
 class UnreadableValue(ValueError):
@@ -89,6 +98,11 @@ def decode_profile(raw: bytes | str) -> CallerProfile:
         UnreadableValue: It is not a profile (or inflates past :data:`MAX_PROFILE_BYTES`).
     """
     data = inflate(raw)
+    if data.startswith(_CURRENT_SCHEMA):
+        try:  # the common case, parsed and validated in one pass by pydantic-core
+            return CallerProfile.model_validate_json(data)
+        except ValidationError:
+            pass
     try:
         return CallerProfile.model_validate(migrate_profile(json.loads(data)))
     except (ValidationError, ValueError, TypeError, AttributeError):

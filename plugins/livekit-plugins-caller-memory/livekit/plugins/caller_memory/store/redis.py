@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -22,12 +23,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import RedisConfig
 from ..identity import PhoneHasher
 from ..log import logger
+from ..timeouts import deadline
 from ..troubleshooting import Diagnosis, diagnose
 from . import codec
 from .base import CallWrite, Fetched, MemoryStore
@@ -47,6 +49,10 @@ def _script(name: str) -> str:
 
 _SCRIPTS = {
     name: _script(name) for name in ("lookup", "save_call", "append_journal", "claim_orphan")
+}
+_SHAS = {
+    name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+    for name, source in _SCRIPTS.items()
 }
 
 
@@ -81,10 +87,7 @@ class RedisMemoryStore(MemoryStore):
         self._owns_client = client is None
         self._on_close = on_close
         self._connecting: asyncio.Task[bool] | None = None
-        self._set_get = True
-        """The server takes ``SET NX GET`` (Redis 7.0+); switched off on the first refusal."""
         self._cluster = bool(self._config.cluster) or isinstance(client, aioredis.RedisCluster)
-        self._scripts: dict[str, Any] = {}
         self._slots = asyncio.Semaphore(self._config.max_connections)
 
     @property
@@ -109,7 +112,9 @@ class RedisMemoryStore(MemoryStore):
         options: dict[str, Any] = {
             # Bytes: a large profile is stored compressed; text is decoded where it is read.
             "decode_responses": False,
-            "socket_timeout": config.socket_timeout,
+            # No socket_timeout: redis-py would wrap every send in asyncio.wait_for (a task per
+            # command). Each operation runs under a deadline of its own instead (_op).
+            "socket_timeout": None,
             "socket_connect_timeout": config.socket_timeout,
             # A blip is retried once, fast; the call-start budget bounds the rest.
             "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
@@ -141,9 +146,10 @@ class RedisMemoryStore(MemoryStore):
     async def connect(self) -> bool:
         """Connect and PING. On failure, log the guide's troubleshooting text and return False."""
         try:
-            await self.client.ping()
-            if self._config.cluster is None and not self._cluster:
-                await self._detect_cluster()
+            async with self._op():
+                await self.client.ping()
+                if self._config.cluster is None and not self._cluster:
+                    await self._detect_cluster()
         except (RedisError, OSError) as e:
             diagnosis = diagnose(e, self._config)
             if diagnosis.reason == "Timeout" and self._config.uses_tls:
@@ -197,7 +203,6 @@ class RedisMemoryStore(MemoryStore):
             await asyncio.to_thread(on_close)
 
     async def _drop_client(self) -> None:
-        self._scripts.clear()  # registered on the client being dropped
         client, self._client = self._client, None
         if client is not None and self._owns_client:
             await client.aclose()
@@ -213,10 +218,11 @@ class RedisMemoryStore(MemoryStore):
             with the guide's ``error`` text.
         """
         try:
-            start = time.perf_counter()
-            await self.client.ping()
-            latency_ms = (time.perf_counter() - start) * 1000
-            info = await self.client.info()
+            async with self._op():
+                start = time.perf_counter()
+                await self.client.ping()
+                latency_ms = (time.perf_counter() - start) * 1000
+                info = await self.client.info()
         except (RedisError, OSError) as e:
             error = diagnose(e, self._config).message
             return {"healthy": False, "error": error, "server": self.server}
@@ -236,15 +242,21 @@ class RedisMemoryStore(MemoryStore):
         no_ttl: list[str] = []
         journals = 0
         client = self.client
-        async for raw_key in client.scan_iter(match=self._keys.pattern(), count=1000):
-            key = codec.text(raw_key) or ""
-            kind = self._keys.kind(key)
-            kinds[kind] = kinds.get(kind, 0) + 1
-            if await client.ttl(key) == -1:
-                no_ttl.append(key)
-            if kind == "session":
-                journals += codec.is_journal(await client.getrange(key, 0, 11))
-        info = await client.info("memory")
+        keys = client.scan_iter(match=self._keys.pattern(), count=1000).__aiter__()
+        while True:
+            async with self._op():
+                try:
+                    key = codec.text(await keys.__anext__()) or ""
+                except StopAsyncIteration:
+                    break
+                kind = self._keys.kind(key)
+                kinds[kind] = kinds.get(kind, 0) + 1
+                if await client.ttl(key) == -1:
+                    no_ttl.append(key)
+                if kind == "session":
+                    journals += codec.is_journal(await client.getrange(key, 0, 11))
+        async with self._op():
+            info = await client.info("memory")
         if isinstance(client, aioredis.RedisCluster):
             used = sum(int(v.get("used_memory", 0)) for v in info.values() if isinstance(v, dict))
         else:
@@ -267,41 +279,22 @@ class RedisMemoryStore(MemoryStore):
     async def fetch_caller(
         self, phone_key: str, profile_key: str, sessions_key: str, *, mint: str | None, ttl: int
     ) -> Fetched:
-        """One EVALSHA of ``lookup.lua`` (Redis 7.0+; older servers take a few commands)."""
-        keys = [phone_key, profile_key, sessions_key]
-        if self._set_get or mint is None:
-            try:
-                async with self._slots:
-                    found, profile, sessions = await self._run("lookup", keys, [mint or "", ttl])
-            except ResponseError as e:
-                if mint is None or "syntax" not in str(e).lower():
-                    raise
-                self._set_get = False  # Redis < 7.0: no SET NX GET
-            else:
-                wrong_type = isinstance(profile, list)  # the script's marker for a wrong type
-                return Fetched(
-                    user_id=codec.text(found),
-                    profile=None if wrong_type else profile,
-                    profile_wrong_type=wrong_type,
-                    session_ids=[codec.text(s) or "" for s in sessions],
-                )
-        async with self._slots:
-            minted = await self.client.set(phone_key, mint, nx=True, ex=ttl)
-        fetched = await self.fetch_profile(profile_key, sessions_key, ttl)
-        if minted:
-            return fetched
-        async with self._slots:
-            found = await self.client.getex(phone_key, ex=ttl)
+        """One EVALSHA of ``lookup.lua``."""
+        async with self._op():
+            found, profile, sessions = await self._run(
+                "lookup", [phone_key, profile_key, sessions_key], [mint or "", ttl]
+            )
+        wrong_type = isinstance(profile, list)  # the script's marker for a wrong type
         return Fetched(
             user_id=codec.text(found),
-            profile=fetched.profile,
-            profile_wrong_type=fetched.profile_wrong_type,
-            session_ids=fetched.session_ids,
+            profile=None if wrong_type else profile,
+            profile_wrong_type=wrong_type,
+            session_ids=[codec.text(s) or "" for s in sessions],
         )
 
     async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
         """GETEX and LRANGE in one pipeline."""
-        async with self._slots, self.client.pipeline(transaction=False) as pipe:
+        async with self._op(), self.client.pipeline(transaction=False) as pipe:
             pipe.getex(profile_key, ex=ttl)
             pipe.lrange(sessions_key, 0, -1)
             pipe.expire(sessions_key, ttl)
@@ -325,14 +318,14 @@ class RedisMemoryStore(MemoryStore):
     ) -> str | None:
         """Read the old mappings, then move the first found to ``phone_key``."""
         client = self.client
-        async with self._slots, client.pipeline(transaction=False) as pipe:
+        async with self._op(), client.pipeline(transaction=False) as pipe:
             for key in old_phone_keys:
                 pipe.get(key)
             found = [codec.text(v) for v in await pipe.execute()]
         user_id = next((uid for uid in found if uid), None)
         if user_id is None:
             return None
-        async with self._slots:
+        async with self._op():
             if not await client.set(phone_key, user_id, nx=True, ex=ttl):
                 user_id = codec.text(await client.get(phone_key)) or user_id
             await client.delete(*[k for k, uid in zip(old_phone_keys, found, strict=True) if uid])
@@ -361,7 +354,7 @@ class RedisMemoryStore(MemoryStore):
             config.max_sessions,
             "1" if write.set_aside else "0",
         ]
-        async with self._slots:
+        async with self._op():
             result = await self._run("save_call", script_keys, args)
             if int(result[0]) != 1:
                 return False, (result[1] or None)
@@ -378,7 +371,7 @@ class RedisMemoryStore(MemoryStore):
         """SET with the session TTL, and ZADD to the calls in progress, in one pipeline."""
         ttl = self._config.session_ttl_seconds
         open_key = self._keys.open_calls()
-        async with self._slots, self.client.pipeline(transaction=False) as pipe:
+        async with self._op(), self.client.pipeline(transaction=False) as pipe:
             pipe.set(self._keys.session(session_id), header, ex=ttl)
             pipe.zadd(open_key, {session_id: time.time()})
             pipe.expire(open_key, ttl)
@@ -386,7 +379,7 @@ class RedisMemoryStore(MemoryStore):
 
     async def append_journal_lines(self, session_id: str, lines: str) -> None:
         """One EVALSHA of ``append_journal.lua``."""
-        async with self._slots:
+        async with self._op():
             await self._run(
                 "append_journal",
                 [self._keys.session(session_id)],
@@ -400,14 +393,14 @@ class RedisMemoryStore(MemoryStore):
         client = self.client
         open_key = self._keys.open_calls()
         now = time.time()
-        async with self._slots:
+        async with self._op():
             # Leased calls (a recovery in progress elsewhere) score in the future: skipped.
             members = await client.zrangebyscore(open_key, "-inf", now, start=0, num=_CLAIMS)
         leased: list[tuple[str, bytes | None]] = []
         for member in members:
             session_id = codec.text(cast("str | bytes", member)) or ""
             key = self._keys.session(session_id)
-            async with self._slots:
+            async with self._op():
                 idle = await self._idle_seconds(key)
                 if idle is not None and idle < idle_s:
                     continue  # its worker is still writing to it
@@ -429,26 +422,26 @@ class RedisMemoryStore(MemoryStore):
         """ZADD the call back with the current time."""
         ttl = self._config.session_ttl_seconds
         open_key = self._keys.open_calls()
-        async with self._slots, self.client.pipeline(transaction=False) as pipe:
+        async with self._op(), self.client.pipeline(transaction=False) as pipe:
             pipe.zadd(open_key, {session_id: time.time()})
             pipe.expire(open_key, ttl)
             await pipe.execute()
 
     async def open_call_ids(self) -> list[str]:
         """ZRANGE of the calls in progress."""
-        async with self._slots:
+        async with self._op():
             members = await self.client.zrange(self._keys.open_calls(), 0, -1)
         return [codec.text(cast("str | bytes", m)) or "" for m in members]
 
     async def drop_open_calls(self, session_ids: Sequence[str]) -> None:
         """ZREM from the calls in progress."""
         if session_ids:
-            async with self._slots:
+            async with self._op():
                 await self.client.zrem(self._keys.open_calls(), *session_ids)
 
     async def acquire_maintenance(self, seconds: float) -> bool:
         """``SET maintenance pid NX EX seconds``: one recovery pass per interval, fleet-wide."""
-        async with self._slots:
+        async with self._op():
             won = await self.client.set(
                 self._keys.maintenance(), os.getpid(), nx=True, ex=max(1, round(seconds))
             )
@@ -456,13 +449,13 @@ class RedisMemoryStore(MemoryStore):
 
     async def read(self, key: str) -> bytes | None:
         """GET."""
-        async with self._slots:
+        async with self._op():
             value = await self.client.get(key)
         return cast("bytes | None", value)
 
     async def read_list(self, key: str) -> list[str]:
         """LRANGE 0 -1."""
-        async with self._slots:
+        async with self._op():
             return [codec.text(v) or "" for v in await self.client.lrange(key, 0, -1)]
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
@@ -475,7 +468,7 @@ class RedisMemoryStore(MemoryStore):
             groups.setdefault(slot, []).append(key)
         deleted: list[str] = []
         for group in groups.values():
-            async with self._slots, self.client.pipeline(transaction=True) as pipe:
+            async with self._op(), self.client.pipeline(transaction=True) as pipe:
                 for key in group:
                     pipe.exists(key)
                 for key in group:
@@ -484,8 +477,23 @@ class RedisMemoryStore(MemoryStore):
             deleted += [k for k, found in zip(group, results[: len(group)], strict=True) if found]
         return deleted
 
+    @contextlib.asynccontextmanager
+    async def _op(self) -> AsyncIterator[None]:
+        """One operation: a slot of the pool (past it, callers queue in order instead of the
+        pool raising MaxConnectionsError), bounded by the caller's deadline, or when there is
+        none by ``REDIS_SOCKET_TIMEOUT``."""
+        try:
+            async with deadline(self._config.socket_timeout, unless_bounded=True), self._slots:
+                yield
+        except TimeoutError:
+            raise RedisTimeoutError("Redis did not answer in time") from None
+
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.client.register_script(_SCRIPTS[name])
-        return await script(keys=keys, args=args)
+        # EVALSHA straight away (redis-py's Script wrapper costs ~8 µs a call); a server that
+        # does not know the script yet (new, restarted, flushed) gets it once.
+        sha = _SHAS[name]
+        try:
+            return await self.client.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.client.script_load(_SCRIPTS[name])
+            return await self.client.evalsha(sha, len(keys), *keys, *args)

@@ -4,18 +4,15 @@
 -- caller's {hash} tag: one slot on a cluster.
 --   KEYS: phone, profile, sessions
 --   ARGV: the id to mint ('' = do not mint), ttl (seconds)
---   -> {user id or false, profile or false or {'err'}, session ids}
+--   -> {user id, or false when unknown (and minted now), profile or false or {'err'},
+--       session ids}
 -- A profile or session list of the wrong type comes back as {'err'} / {} instead of failing
 -- the lookup: the call goes on, and the save sets the bad value aside.
-local found
-if ARGV[1] ~= '' then
-  -- NX: of two first calls from one number at once, exactly one mints the id.
-  found = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
-  if found then
-    redis.call('EXPIRE', KEYS[1], ARGV[2])
-  end
-else
-  found = redis.call('GETEX', KEYS[1], 'EX', ARGV[2])
+-- A script runs alone: of two first calls from one number at once, exactly one mints the id,
+-- and the other finds it.
+local found = redis.call('GETEX', KEYS[1], 'EX', ARGV[2])
+if not found and ARGV[1] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 end
 local profile = redis.pcall('GETEX', KEYS[2], 'EX', ARGV[2])
 local sessions = redis.pcall('LRANGE', KEYS[3], 0, -1)
