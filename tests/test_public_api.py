@@ -79,7 +79,7 @@ def test_only_the_testing_harness_touches_livekits_private_names() -> None:
     assert users == ["testing.py"]
 
 
-def test_the_livekit_private_names_the_harness_needs_still_exist() -> None:
+async def test_the_livekit_private_names_the_harness_needs_still_exist() -> None:
     # Fails loudly, naming what changed, when a LiveKit release renames one of them.
-    testing.check_private_names()
+    await testing.check_private_names()
     assert len(testing.PRIVATE_NAMES) == 4

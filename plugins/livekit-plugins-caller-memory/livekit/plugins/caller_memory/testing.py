@@ -68,8 +68,9 @@ PRIVATE_NAMES = (
 """LiveKit's private names this module relies on."""
 
 
-def check_private_names() -> None:
-    """Raise when a LiveKit release removed one of :data:`PRIVATE_NAMES`.
+async def check_private_names() -> None:
+    """Raise when a LiveKit release removed one of :data:`PRIVATE_NAMES` (a room is made:
+    this runs on an event loop).
 
     Raises:
         RuntimeError: Names what is missing.
@@ -77,11 +78,17 @@ def check_private_names() -> None:
     missing = []
     if not hasattr(participant_pb2, "OwnedParticipant"):
         missing.append(PRIVATE_NAMES[0])
-    if not isinstance(getattr(rtc.Room(), "_remote_participants", None), dict):
+    room = rtc.Room()
+    if not isinstance(getattr(room, "_remote_participants", None), dict):
         missing.append(PRIVATE_NAMES[1])
-    with offline_job("check") as ctx:
+    with fake_job_context(room=room, job_id="check") as ctx:
         if not isinstance(getattr(ctx, "_shutdown_callbacks", None), list):
             missing.append(PRIVATE_NAMES[2])
+        cleanup = getattr(getattr(ctx, "_tempdir", None), "cleanup", None)
+        if cleanup is None:
+            missing.append(PRIVATE_NAMES[3])
+        else:
+            cleanup()
     if missing:
         raise RuntimeError(
             "this LiveKit release changed names caller_memory.testing relies on: "
