@@ -26,6 +26,7 @@ from . import __doc__ as overview
 from .env import PREFIX, ROOT, SECRET, Env, Plan, Report, log
 from .machine import cpu_sample, machine, others_cpu
 from .report import render, write_report
+from .sections.call_start import bench_call_start
 from .sections.calls import bench_call_commands
 from .sections.concurrency import bench_concurrency
 from .sections.first_reply import bench_first_reply
@@ -70,6 +71,7 @@ async def run(plan: Plan, seed: int) -> tuple[Report, list[str], tuple[float, fl
             server_info: dict[str, Any] = await admin.info("server")
             load_start = os.getloadavg()[0]
             cpu_start = cpu_sample(server.pid)
+            await bench_call_start(env, plan, report)
             await bench_lookup(env, plan, report)
             await bench_save(env, plan, report)
             await bench_concurrency(env, plan, report)

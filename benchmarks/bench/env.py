@@ -97,6 +97,8 @@ class Report:
     """What the sections found, rendered at the end."""
 
     targets: list[tuple[str, str, bool]] = field(default_factory=list)
+    call_start: list[str] = field(default_factory=list)
+    call_start_notes: list[str] = field(default_factory=list)
     latency: list[str] = field(default_factory=list)
     ratios: list[str] = field(default_factory=list)
     counts: list[str] = field(default_factory=list)

@@ -59,6 +59,19 @@ def render(
         "|---|---|---|",
         *(f"| {t} | {m} | {yes(ok)} |" for t, m, ok in report.targets),
         "",
+        "### The whole call start, and where its time goes",
+        "",
+        "Each row measured on its own, interleaved with the others in one loop; the indented "
+        "rows are the steps of `start_session` (they add up to less than the whole: the "
+        "event loop's turns, the lookup budget's timer and the call's bookkeeping are the "
+        "rest).",
+        "",
+        "| Operation | N | p50 | p99 | p99.9 | max |",
+        "|---|---:|---:|---:|---:|---:|",
+        *report.call_start,
+        "",
+        *report.call_start_notes,
+        "",
         "### Latency",
         "",
         "| Operation | N | p50 | p99 | p99.9 | max |",

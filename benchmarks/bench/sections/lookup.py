@@ -44,7 +44,7 @@ async def bench_lookup(env: Env, plan: Plan, report: Report) -> None:
     async def same_commands() -> object:
         # The lookup's Redis work as a plain pipeline on the same client, without the plugin.
         async with client.pipeline(transaction=False) as pipe:
-            pipe.set(phone_key, user_id, nx=True, get=True, ex=ttl)
+            pipe.getex(phone_key, ex=ttl)
             pipe.getex(store.keys.profile(user_id), ex=ttl)
             pipe.lrange(store.keys.sessions(user_id), 0, -1)
             return await pipe.execute()

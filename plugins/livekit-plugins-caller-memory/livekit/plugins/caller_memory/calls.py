@@ -22,6 +22,7 @@ LLM sees in :mod:`.prompts`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,7 +52,7 @@ from .telemetry import (
     span,
     traced_span,
 )
-from .timeouts import within
+from .timeouts import deadline
 from .troubleshooting import diagnose
 
 __all__ = [
@@ -260,10 +261,7 @@ class SessionManager:
         if session_id in self._calls:
             raise ValueError("session_id is already in use by a call in progress")
         started, started_ns = time.perf_counter(), time.time_ns()
-        phone_hash, previous, status = self._identify(phone_number)
-        lookup: CallerLookup | None = None
-        if phone_hash is not None:
-            lookup, status = await self._lookup(phone_hash, previous)
+        phone_hash, previous, lookup, status = await self._look_up(phone_number)
         disclosure = self._config.unverified_disclosure
         if lookup is None:
             context = SessionContext(session_id=session_id, status=status, disclosure=disclosure)
@@ -288,54 +286,63 @@ class SessionManager:
         if traced := traced_span("caller_memory.lookup", started_ns, attributes):
             traced.end()
         record_lookup(status, lookup_ms)
-        logger.debug(
-            "call started",
-            extra={"session_id": session_id, "status": status, "lookup_ms": round(lookup_ms, 3)},
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "call started",
+                extra={"session_id": session_id, "status": status, "lookup_ms": lookup_ms},
+            )
         return context
 
-    def _identify(self, phone_number: str | None) -> tuple[str | None, list[str], LookupStatus]:
+    async def _look_up(
+        self, phone_number: str | None
+    ) -> tuple[str | None, list[str], CallerLookup | None, LookupStatus]:
+        """The caller's hashes, and what the store holds for them, within the lookup budget.
+
+        SIP trunks send numbers in E.164. The lookup of the number as given goes out at once,
+        read-only, and the number is checked while Redis answers: the check costs as much as a
+        fifth of the round trip. When the number was in its normal form already (nearly
+        always), that answer is the caller's; otherwise it is dropped.
+        """
         if not phone_number:
-            return None, [], "no_number"
+            return None, [], None, "no_number"
+        hasher = self._store.hasher
+        # With consent required, nothing is written before the caller agrees: not even a new
+        # caller's identity (the save mints it).
+        create = not self._config.consent_required
+        phone_hash: str | None = None
+        previous: list[str] = []
+        early: asyncio.Task[CallerLookup] | None = None
         try:
-            phone_hash, previous = self._store.hasher.hashes(phone_number)
+            async with deadline(self._config.lookup_timeout):  # one timer for all of it
+                early_hash = hasher.hash_as_given(phone_number)
+                if early_hash is not None:
+                    early = asyncio.ensure_future(self._store.lookup(early_hash, create=False))
+                    await asyncio.sleep(0)  # the request is sent
+                phone_hash, previous = hasher.hashes(phone_number)
+                lookup = await early if early is not None and phone_hash == early_hash else None
+                if lookup is None or lookup.user_id is None and (create or previous):
+                    # Not asked yet, or unknown as given: the full lookup (it mints a new
+                    # caller's id, or finds one under a previous secret).
+                    lookup = await self._store.lookup(phone_hash, previous=previous, create=create)
         except InvalidPhoneNumberError as e:
             logger.warning("caller number unusable, call goes on without memory: %s", e)
-            return None, [], "invalid_number"
-        except Exception as e:  # never a crashed call for want of memory
-            logger.error(
-                "caller identity unavailable, call goes on without memory",
-                extra={"error": type(e).__name__},
-            )
-            return None, [], "error"
-        return phone_hash, previous, "new"
-
-    async def _lookup(
-        self, phone_hash: str, previous: list[str]
-    ) -> tuple[CallerLookup | None, LookupStatus]:
-        try:
-            lookup = await within(
-                self._config.lookup_timeout,
-                # With consent required, nothing is written before the caller agrees: not
-                # even a new caller's identity (the save mints it).
-                self._store.lookup(
-                    phone_hash, previous=previous, create=not self._config.consent_required
-                ),
-            )
-        except asyncio.TimeoutError:
+            return None, [], None, "invalid_number"
+        except TimeoutError:
             logger.warning(
                 "caller lookup over its budget, greeting as a new caller",
                 extra={"budget_ms": self._config.lookup_timeout_ms},
             )
-            return None, "timeout"
-        except Exception as e:  # the store is down: the call goes on
+            return phone_hash, previous, None, "timeout"
+        except Exception as e:  # the store is down, or worse: the call goes on
             logger.warning(
                 "caller lookup failed (%s), greeting as a new caller",
                 diagnose(e, self._config).reason,
                 extra={"error": type(e).__name__},
             )
-            return None, "error"
-        return lookup, "returning" if lookup.is_returning else "new"
+            return phone_hash, previous, None, "error"
+        finally:
+            _drop(early)
+        return phone_hash, previous, lookup, "returning" if lookup.is_returning else "new"
 
     # -- during the call -------------------------------------------------------------------
 
@@ -580,6 +587,14 @@ class SessionManager:
         await self.stop_maintenance()
         if self._owns_store:
             await self._store.disconnect()
+
+
+def _drop(task: asyncio.Task[CallerLookup] | None) -> None:
+    # The early lookup, if it is still running or failed, is nobody's business any more:
+    # cancel it and retrieve its failure, quietly.
+    if task is not None:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 _manager: SessionManager | None = None

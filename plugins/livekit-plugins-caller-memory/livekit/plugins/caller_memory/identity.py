@@ -132,6 +132,13 @@ class PhoneHasher:
         """Keyed hash of a number that is already in E.164."""
         return _hmac(self._key, e164)
 
+    def hash_as_given(self, raw: str) -> str | None:
+        """The keyed hash of ``raw`` taken as it is, when it is written in E.164 (``+`` and
+        digits, as SIP trunks send it), else None. Not a normalization: when ``raw`` turns out
+        to be a possible number in its normal form, this equals :meth:`hash`; a caller uses it
+        to start a read-only lookup while :meth:`hashes` checks the number."""
+        return _hmac(self._key, raw) if _E164.fullmatch(raw) else None
+
     def hashes(self, raw: str) -> tuple[str, list[str]]:
         """Normalize ``raw`` once; its keyed hash, and its hashes under the previous secrets
         (for rotation, newest first).

@@ -6,7 +6,14 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -41,18 +48,31 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+def _clipped(text: str, limit: int) -> str:
+    return " ".join(text.split())[:limit]
+
+
 def _clip(limit: int) -> BeforeValidator:
     def clip(value: object) -> object:
-        if isinstance(value, str):
-            return " ".join(value.split())[:limit]
-        return value
+        return _clipped(value, limit) if isinstance(value, str) else value
 
     return BeforeValidator(clip)
 
 
+# What an LLM writes is clipped to size (a summary request is never refused for length)...
 Name = Annotated[str, _clip(MAX_NAME)]
 SummaryText = Annotated[str, _clip(MAX_SUMMARY)]
 FollowUp = Annotated[str, _clip(MAX_FOLLOW_UP)]
+# ...and what is read back from Redis was clipped when it was written: there, the same limits
+# are checked natively by pydantic-core (a value past them is not ours, and is set aside),
+# which reads a profile in half the time of Python validators.
+StoredName = Annotated[str, StringConstraints(max_length=MAX_NAME)]
+StoredSummary = Annotated[str, StringConstraints(max_length=MAX_SUMMARY)]
+StoredFollowUp = Annotated[str, StringConstraints(max_length=MAX_FOLLOW_UP)]
+StoredPreferences = dict[
+    Annotated[str, StringConstraints(max_length=MAX_PREF_KEY)],
+    Annotated[str, StringConstraints(max_length=MAX_PREF_VALUE)],
+]
 
 
 class _Model(BaseModel):
@@ -117,7 +137,7 @@ class PastCall(_Model):
 
     session_id: str
     at: datetime
-    summary: SummaryText
+    summary: StoredSummary
     source: Literal["llm", "fallback"] = "llm"
 
 
@@ -129,9 +149,9 @@ class CallerProfile(_Model):
 
     v: int = SCHEMA_VERSION
     user_id: str
-    name: Name | None = None
-    preferences: dict[str, str] = Field(default_factory=dict)
-    follow_ups: list[FollowUp] = Field(default_factory=list)
+    name: StoredName | None = None
+    preferences: StoredPreferences = Field(default_factory=dict)
+    follow_ups: list[StoredFollowUp] = Field(default_factory=list)
     calls: list[PastCall] = Field(default_factory=list)
     """The most recent calls, oldest first, bounded by ``MEMORY_MAX_SUMMARIES``."""
     call_count: int = 0
@@ -247,7 +267,14 @@ def migrate_profile(data: Any) -> Any:
     migrated = dict(data)
     preferences = migrated.get("preferences")
     if isinstance(preferences, list):
-        migrated["preferences"] = {f"note_{i + 1}": str(p) for i, p in enumerate(preferences)}
+        preferences = {f"note_{i + 1}": str(p) for i, p in enumerate(preferences)}
+    if isinstance(preferences, dict):  # the guide set no limits: clip to ours
+        migrated["preferences"] = {
+            _clipped(str(k), MAX_PREF_KEY): _clipped(str(v), MAX_PREF_VALUE)
+            for k, v in list(preferences.items())[-MAX_PREFERENCES:]
+        }
+    if isinstance(migrated.get("name"), str):
+        migrated["name"] = _clipped(migrated["name"], MAX_NAME)
     last_call = migrated.pop("last_call", None) or migrated.get("last_call_at")
     first_call = migrated.pop("created_at", None) or migrated.get("first_call_at")
     last_summary = migrated.pop("last_summary", None)
@@ -256,7 +283,7 @@ def migrate_profile(data: Any) -> Any:
             {
                 "session_id": "legacy",
                 "at": last_call or first_call or utcnow(),
-                "summary": last_summary,
+                "summary": _clipped(str(last_summary), MAX_SUMMARY),
             }
         ]
     migrated.setdefault("call_count", len(migrated.get("calls", [])))
