@@ -72,6 +72,7 @@ REDIS = settings(
 
 SIP = rtc.ParticipantKind.PARTICIPANT_KIND_SIP
 STANDARD = rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
+CONNECTOR = rtc.ParticipantKind.PARTICIPANT_KIND_CONNECTOR
 AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 ALL_KINDS = [value for _, value in rtc.ParticipantKind.items()]
 
@@ -381,7 +382,7 @@ def test_caller_phone_number_never_raises(
 
 @REDIS
 @given(specs=st.lists(st.tuples(st.sampled_from(ALL_KINDS), attribute_dicts()), max_size=6))
-def test_find_caller_never_raises_and_picks_sip_then_standard(
+def test_find_caller_never_raises_and_picks_sip_then_connector_then_standard(
     specs: list[tuple[rtc.ParticipantKind.ValueType, dict[str, str]]],
 ) -> None:
     async def scenario() -> None:
@@ -393,13 +394,14 @@ def test_find_caller_never_raises_and_picks_sip_then_standard(
         for p in people:
             room._remote_participants[p.identity] = p
         found = find_caller(room)
-        callers = [p for p in people if p.kind in (SIP, STANDARD)]
+        order = (SIP, CONNECTOR, STANDARD)
+        callers = [p for p in people if p.kind in order]
         if not callers:
             assert found is None
             return
-        assert found is not None and found.kind in (SIP, STANDARD)
-        if any(p.kind == SIP for p in callers):
-            assert found.kind == SIP
+        assert found is not None and found.kind in order
+        best = min(order.index(p.kind) for p in callers)
+        assert found.kind == order[best]
         same_kind = [p for p in callers if p.kind == found.kind]
         if any(caller_phone_number(p) for p in same_kind):
             assert caller_phone_number(found)

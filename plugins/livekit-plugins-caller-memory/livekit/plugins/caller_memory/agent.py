@@ -1,29 +1,39 @@
-"""The LiveKit-native entry: caller memory added to a job and its ``AgentSession`` in a few lines.
+"""The LiveKit entry: caller memory added to a job and its ``AgentSession`` in a few lines.
 
 ```python
 from livekit.plugins import caller_memory
 
-memory = caller_memory.CallerMemory()          # one per process; settings from the environment
+memory = caller_memory.CallerMemory()    # settings from the environment
 
-@server.rtc_session(agent_name="my-agent", on_session_end=memory.on_session_end)
+@server.rtc_session(agent_name="my-agent", on_session_end=caller_memory.on_session_end)
 async def entrypoint(ctx: JobContext) -> None:
     session = AgentSession(llm=..., stt=..., tts=...)
     agent = MyAgent()
-    call = await memory.attach(ctx, session, agent)   # caller found, memory loaded into agent
+    call = await memory.attach(ctx, session, agent)   # waits for the caller, loads their memory
     await session.start(agent=agent, room=ctx.room)
     session.generate_reply(instructions=call.greeting_instructions)
 ```
 
-From there on everything is driven by events: turns are captured from
-``conversation_item_added``, and when the caller hangs up (``participant_disconnected``, or the
-session's ``close``) the call is summarized with the session's LLM and saved. The save is awaited
-by ``on_session_end`` and by a job shutdown callback, so it finishes inside LiveKit's shutdown
-window instead of being cancelled with the process.
+How this holds in LiveKit's job model (``ipc/job_proc_executor.py``): each job runs in a process
+of its own, into which the worker pickles the entrypoint and ``on_session_end``. The
+entrypoint's module is imported there afresh, so ``memory`` is that process's own; the calls it
+attaches are kept in a registry of the process, by job id, which :func:`on_session_end` reads.
+A pickled ``memory.on_session_end`` works the same way, and pickling never takes the LLM along
+(an OpenAI client holds locks that cannot be pickled).
+
+When a job ends, LiveKit closes the session, then runs ``on_session_end`` (within
+``session_end_timeout``, 300 s by default), then tells the worker it is shutting down: the save
+happens there. Shutdown callbacks come last, with about 10 s left before the process is killed
+when the worker asked the job to stop; the one added here waits up to :data:`SHUTDOWN_WAIT_S`
+for a save still running, then puts the call in the local outbox so that the kill loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from livekit import rtc
@@ -34,21 +44,42 @@ from .calls import SessionContext, SessionManager
 from .config import RedisConfig
 from .log import logger
 from .models import CallerProfile
-from .participants import caller_phone_number, find_caller
+from .participants import caller_phone_number, find_caller, hung_up, is_caller
 from .store import MemoryStore
 
-__all__ = ["CallMemory", "CallerMemory"]
+__all__ = ["CallMemory", "CallerMemory", "OnCaller", "on_session_end"]
 
 MEMORY_MESSAGE_ID = "caller_memory"
-"""Id of the system message that carries the caller's memory in the agent's context."""
-SHUTDOWN_BUDGET_S = 9.0
-"""LiveKit kills a job process ~10 s (``shutdown_process_timeout``) after shutdown starts."""
+"""Id of the system message that carries the caller's memory in an agent's context."""
+SHUTDOWN_WAIT_S = 7.0
+"""How long the shutdown callback waits for a save still running before it puts the call in
+the outbox: LiveKit kills the process about 10 s after it starts shutting down."""
+
+OnCaller = Callable[["CallMemory"], Awaitable[None] | None]
+"""The greeting hook: called when a caller's memory is loaded after ``attach`` returned."""
+
+_calls: dict[str, CallMemory] = {}
+"""The calls of this process, by job id: what :func:`on_session_end` waits for."""
+
+
+async def on_session_end(ctx: JobContext) -> None:
+    """Save this job's call inside LiveKit's session-end window, and wait for it.
+
+    Pass it as ``@server.rtc_session(on_session_end=caller_memory.on_session_end)``, or await
+    it from an ``on_session_end`` of your own. It is a module-level function: LiveKit pickles
+    it into each job process by name.
+    """
+    call = _calls.get(ctx.job.id)
+    if call is not None:
+        await call.wait_saved()
 
 
 class CallMemory:
-    """Caller memory for one call: what was found at the start, and the save at the end.
+    """Caller memory for one call: who the caller is, their memory in the agents, the save.
 
-    Made by :meth:`CallerMemory.attach`; not meant to be built by hand.
+    Made by :meth:`CallerMemory.attach`; not meant to be built by hand. It follows the room
+    (the caller joining late, their number arriving late, a hang-up) and the session (turns,
+    agent handoffs, the close).
     """
 
     def __init__(
@@ -59,18 +90,27 @@ class CallMemory:
         session: AgentSession[Any],
         summary_llm: llm.LLM[Any] | None,
         use_session_llm: bool,
+        on_caller: OnCaller | None,
     ) -> None:
         self._manager = manager
         self._session_id = session_id
         self._session = session
         self._summary_llm = summary_llm
         self._use_session_llm = use_session_llm
+        self._on_caller = on_caller
         self._context = SessionContext(session_id=session_id, status="no_number")
         self._participant: rtc.RemoteParticipant | None = None
+        self._caller_arrived = asyncio.Event()
         self._started = False
+        self._attached = False
+        """``attach`` returned: a caller identified from now on fires ``on_caller``."""
+        self._identifying: asyncio.Task[None] | None = None
         self._finish_task: asyncio.Task[CallerProfile | None] | None = None
+        self._agents: weakref.WeakSet[Agent] = weakref.WeakSet()
+        """The agents that have the memory (and, once there is a number, the tools)."""
         self._agent: Agent | None = None
-        self._tools_added = False
+
+    # -- what is known ---------------------------------------------------------------------
 
     @property
     def session_id(self) -> str:
@@ -104,44 +144,124 @@ class CallMemory:
             and not (ctx.profile is not None and ctx.profile.consented_at is not None),
         )
 
-    async def start(self, phone_number: str | None) -> SessionContext:
-        if self._started:
-            return self._context
+    async def wait_for_caller(self) -> SessionContext:
+        """Wait until a caller is in the room (and looked up, when they carry a number)."""
+        await self._caller_arrived.wait()
+        if self._identifying is not None:
+            await asyncio.shield(self._identifying)
+        return self._context
+
+    # -- the caller ------------------------------------------------------------------------
+
+    async def _start(self, phone_number: str | None) -> None:
         self._started = True
         self._context = await self._manager.start_session(
             session_id=self._session_id, phone_number=phone_number
         )
-        return self._context
+
+    def _consider(self, participant: rtc.RemoteParticipant) -> None:
+        """A participant joined, came back or changed attributes: is it (now) the caller?
+
+        One call has one caller: the first caller-kind participant, or while the call has no
+        number yet, the first that carries one.
+        """
+        if not is_caller(participant):
+            return
+        current = self._participant
+        if current is not None and participant.identity == current.identity:
+            self._participant = participant  # the caller, back or with new attributes
+        elif current is None or (
+            self._needs_number()
+            and caller_phone_number(participant)
+            and not caller_phone_number(current)
+        ):
+            self._participant = participant
+        else:
+            return
+        self._caller_arrived.set()
+        number = caller_phone_number(participant)
+        if number and self._started and self._identifying is None and self._needs_number():
+            self._identifying = asyncio.get_running_loop().create_task(
+                self._identify(number), name=f"caller_memory.identify.{self._session_id}"
+            )
+
+    def _needs_number(self) -> bool:
+        return self._context.status in ("no_number", "invalid_number")
+
+    async def _identify(self, number: str) -> None:
+        # The number arrived after the call started: look the caller up now, and give the live
+        # agent their memory before its next reply.
+        self._context = await self._manager.identify_caller(self._session_id, number)
+        if self._agent is not None:
+            await self.load_into(self._current_agent() or self._agent)
+        if self._attached and self._on_caller is not None:
+            result = self._on_caller(self)
+            if inspect.isawaitable(result):
+                await result
+
+    # -- the agents ------------------------------------------------------------------------
 
     async def load_into(self, agent: Agent, *, tools: bool = True) -> None:
-        """Put the caller's memory into ``agent``'s context, before the agent's first reply.
+        """Put the caller's memory into ``agent``'s context, before its next reply.
 
         The memory goes in as a separate fenced message (id ``caller_memory``): the agent's
-        own instructions are left exactly as they are. With ``tools``, the agent also gets
-        the memory tools (:meth:`tools`).
+        own instructions are left exactly as they are. With ``tools``, the agent also gets the
+        memory tools (:meth:`tools`) once the caller has a number.
         """
         self._agent = agent
-        prompt = self._context.memory_prompt()
-        if prompt:
-            chat_ctx = agent.chat_ctx.copy()
-            existing = chat_ctx.get_by_id(MEMORY_MESSAGE_ID)
-            if existing is not None:
-                chat_ctx.items.remove(existing)
-            chat_ctx.add_message(role="system", content=prompt, id=MEMORY_MESSAGE_ID)
-            await agent.update_chat_ctx(chat_ctx)
-        if tools and self._context.status != "no_number" and not self._tools_added:
-            self._tools_added = True
+        self._agents.add(agent)
+        await agent.update_chat_ctx(self._with_memory(agent.chat_ctx))
+        if tools and self._wants_tools(agent):
             await agent.update_tools([*agent.tools, *self.tools()])
 
+    def _with_memory(self, chat_ctx: llm.ChatContext) -> llm.ChatContext:
+        chat_ctx = chat_ctx.copy()
+        existing = chat_ctx.get_by_id(MEMORY_MESSAGE_ID)
+        if existing is not None:
+            chat_ctx.items.remove(existing)
+        prompt = self._context.memory_prompt()
+        if prompt:
+            chat_ctx.add_message(role="system", content=prompt, id=MEMORY_MESSAGE_ID)
+        return chat_ctx
+
+    def _wants_tools(self, agent: Agent) -> bool:
+        if self._context.status in ("no_number", "invalid_number"):
+            return False
+        names = {tool.id for tool in agent.tools if isinstance(tool, llm.Tool)}
+        return "forget_me" not in names
+
+    def _prepare(self, agent: Agent) -> None:
+        """The session hands over to ``agent`` (it has not started yet): give it the memory and
+        the tools now, before LiveKit starts it and before its first reply."""
+        if agent in self._agents:
+            return
+        self._agent = agent
+        self._agents.add(agent)
+        # Agent.update_chat_ctx and update_tools finish without suspending while the agent has
+        # not started: run them to their end here, in the event handler, so that they land
+        # before LiveKit starts the agent (a task would race it).
+        _run_now(agent.update_chat_ctx(self._with_memory(agent.chat_ctx)))
+        if self._wants_tools(agent):
+            _run_now(agent.update_tools([*agent.tools, *self.tools()]))
+
+    def _current_agent(self) -> Agent | None:
+        try:
+            return self._session.current_agent
+        except RuntimeError:  # the session has not started
+            return None
+
     async def verify(self) -> SessionContext:
-        """The app verified the caller (a PIN, a security question): give the agent everything
-        remembered, past calls included, from its next reply on."""
+        """The app verified the caller (a PIN, a security question): give the current agent
+        everything remembered, past calls included, from its next reply on."""
         context = self._manager.mark_verified(self._session_id)
         if context is not None:
             self._context = context
-            if self._agent is not None:
-                await self.load_into(self._agent, tools=False)
+            agent = self._current_agent() or self._agent
+            if agent is not None:
+                await self.load_into(agent, tools=False)
         return self._context
+
+    # -- the caller's choices --------------------------------------------------------------
 
     def dont_remember(self) -> None:
         """Do not store this call (the caller asked); earlier memory stays."""
@@ -193,6 +313,8 @@ class CallMemory:
         """Record a turn by hand (the session's events already do this)."""
         self._manager.add_turn(self._session_id, role, text)
 
+    # -- the end ---------------------------------------------------------------------------
+
     def finish(self) -> asyncio.Task[CallerProfile | None]:
         """Summarize and save the call, once; later calls return the same task."""
         if self._finish_task is None:
@@ -202,48 +324,96 @@ class CallMemory:
         return self._finish_task
 
     async def wait_saved(self, timeout: float | None = None) -> CallerProfile | None:
-        """Finish the call if needed and wait for its save (shielded from cancellation)."""
+        """Finish the call if needed and wait for its save (shielded from cancellation).
+
+        Returns:
+            The caller's profile as saved; None when there was nothing to save, the call went
+            to the outbox, or ``timeout`` passed first (the save goes on).
+        """
         task = self.finish()
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout)
-        except asyncio.TimeoutError:
-            logger.error(
-                "caller memory save still running at shutdown",
-                extra={"session_id": self._session_id},
-            )
-            return None
+        done, _ = await asyncio.wait([task], timeout=timeout)
+        return task.result() if done else None
 
     async def _finish(self) -> CallerProfile | None:
+        if self._identifying is not None:
+            await asyncio.wait([self._identifying])  # a late caller's lookup, then the save
         if not self._started:
             return None
-        summary_llm = self._summary_llm
-        if summary_llm is None and self._use_session_llm and isinstance(self._session.llm, llm.LLM):
-            summary_llm = self._session.llm
-        return await self._manager.end_session(self._session_id, llm=summary_llm)
+        return await self._manager.end_session(self._session_id, llm=self._summarizer())
 
-    # -- event handlers (sync: LiveKit's emitter refuses coroutines) ------------------------
+    def _summarizer(self) -> llm.LLM[Any] | None:
+        if self._summary_llm is not None or not self._use_session_llm:
+            return self._summary_llm
+        model = self._session.llm
+        if isinstance(model, llm.LLM):
+            return model
+        if isinstance(model, llm.RealtimeModel):
+            _warn_realtime_once()
+        return None
+
+    async def _before_exit(self, reason: str) -> None:
+        # A shutdown callback: the last code LiveKit runs in the job. The save normally ended in
+        # on_session_end; if it still runs (on_session_end not wired, a very slow LLM or store),
+        # the call goes to the outbox before the process is killed.
+        try:
+            task = self.finish()
+            done, _ = await asyncio.wait([task], timeout=SHUTDOWN_WAIT_S)
+            if not done:
+                self._manager.keep_unfinished(self._session_id)
+        finally:
+            _calls.pop(self._session_id, None)
+
+    # -- LiveKit's events (handlers are sync: LiveKit's emitter refuses coroutines) ---------
 
     def _on_item_added(self, event: Any) -> None:
         item = getattr(event, "item", None)
-        if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant"):
-            self.add_turn(item.role, item.text_content or "")
+        if isinstance(item, llm.ChatMessage):
+            if item.role in ("user", "assistant"):
+                self.add_turn(item.role, item.text_content or "")
+        elif isinstance(item, llm.AgentHandoff):
+            agent = self._current_agent()
+            if agent is not None:
+                self._prepare(agent)
 
     def _on_close(self, _event: Any) -> None:
         self.finish()
 
+    def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
+        self._consider(participant)
+
+    def _on_attributes_changed(
+        self, _changed: dict[str, str], participant: rtc.Participant
+    ) -> None:
+        if isinstance(participant, rtc.RemoteParticipant):
+            self._consider(participant)
+
     def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
-        if self._participant is not None and participant.identity == self._participant.identity:
+        if self._participant is None or participant.identity != self._participant.identity:
+            return
+        if hung_up(participant):
             self.finish()
+        else:  # a web caller's network drop: they may come back, and the call goes on
+            logger.info(
+                "caller disconnected, waiting for them to come back",
+                extra={"session_id": self._session_id, "reason": participant.disconnect_reason},
+            )
 
 
 class CallerMemory:
     """Caller memory for a LiveKit agent: one per process, attached to each call.
 
+    Made at import time next to the ``AgentServer``; in each job process it is made anew
+    when the entrypoint's module is imported there. Pickling it (LiveKit pickles
+    ``memory.on_session_end`` into job processes) never takes the LLM or a connection along.
+
     Args:
-        llm: Summarizes calls at hang-up. Default: each session's own LLM.
+        llm: Summarizes calls at hang-up (needed with a realtime model, which cannot). Default:
+            each session's own LLM.
         config: Settings; :meth:`RedisConfig.from_env` when omitted.
         store: A store to use instead of opening one from the settings.
-        caller_wait_s: How long :meth:`attach` waits for the caller to join the room.
+        caller_wait_s: How long :meth:`attach` waits for the caller to join; None (the
+            default) waits as ``ctx.wait_for_participant`` does, until one joins or the job
+            ends. A caller who joins after this still gets their memory, and ``on_caller``.
         use_session_llm: With no ``llm``, summarize with the session's LLM. False stores the
             deterministic summary of the transcript instead.
     """
@@ -254,7 +424,7 @@ class CallerMemory:
         llm: llm.LLM[Any] | None = None,
         config: RedisConfig | None = None,
         store: MemoryStore | None = None,
-        caller_wait_s: float = 10.0,
+        caller_wait_s: float | None = None,
         use_session_llm: bool = True,
     ) -> None:
         self._llm = llm
@@ -268,7 +438,13 @@ class CallerMemory:
         self._manager: SessionManager | None = None
         self._manager_lock: asyncio.Lock | None = None
         self._manager_loop: asyncio.AbstractEventLoop | None = None
-        self._calls: dict[str, CallMemory] = {}
+        self._sessions: set[str] = set()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What LiveKit pickles into a job process with memory.on_session_end: the settings
+        # only. The LLM (a client with locks), the store and the calls stay where they are;
+        # on_session_end reads the job process's own registry.
+        return (_unpickled, (self._config, self._caller_wait_s, self._use_session_llm))
 
     async def manager(self) -> SessionManager:
         """The session manager of this event loop, opened on first use.
@@ -300,22 +476,27 @@ class CallerMemory:
         *,
         participant: rtc.RemoteParticipant | None = None,
         phone_number: str | None = None,
+        on_caller: OnCaller | None = None,
     ) -> CallMemory:
         """Remember this call: find the caller, load their memory, record and save the call.
 
         Call it before ``session.start(agent, ...)``: the memory is then in the agent's context
-        for its very first reply. The lookup is bounded by ``MEMORY_LOOKUP_TIMEOUT_MS``;
-        past it the call goes on as a new caller's. Never raises for a missing or bad number
-        or an unreachable store.
+        for its very first reply. It waits for the caller to join (see ``caller_wait_s``); the
+        lookup is bounded by ``MEMORY_LOOKUP_TIMEOUT_MS``. Never raises for a missing or bad
+        number or an unreachable store. From then on it follows the session's events: turns,
+        handoffs to other agents (each gets the memory and the tools), the caller's hang-up,
+        the session's close.
 
         Args:
             ctx: The job.
-            session: The call's session; its events are followed from now on.
-            agent: The first agent, which receives the caller's memory.
-            participant: The caller, when the app already has it; otherwise the first SIP
-                participant (or a standard one carrying ``sip.phoneNumber``) is waited for.
+            session: The call's session.
+            agent: The first agent, which receives the caller's memory (without one, the first
+                agent the session starts receives it).
+            participant: The caller, when the app already has it.
             phone_number: The caller's number, when it comes from somewhere else than the
-                participant's attributes (e.g. a console test).
+                participant's attributes (a console test).
+            on_caller: Called when a caller's memory is loaded after ``attach`` returned (a
+                caller who joined late, or whose number arrived late): greet them there.
         """
         manager = await self.manager()
         manager.start_maintenance()  # again, if a job that ended before stopped it
@@ -325,72 +506,107 @@ class CallerMemory:
             session=session,
             summary_llm=self._llm,
             use_session_llm=self._use_session_llm,
+            on_caller=on_caller,
         )
-        self._calls[call.session_id] = call
+        _calls[call.session_id] = call
+        self._sessions.add(call.session_id)
         session.on("conversation_item_added", call._on_item_added)
         session.on("close", call._on_close)
-        ctx.room.on("participant_disconnected", call._on_participant_disconnected)
+        room = ctx.room
+        room.on("participant_connected", call._on_participant_connected)
+        room.on("participant_attributes_changed", call._on_attributes_changed)
+        room.on("participant_disconnected", call._on_participant_disconnected)
 
-        async def save_before_exit() -> None:
-            try:
-                await call.wait_saved(timeout=SHUTDOWN_BUDGET_S)
-            finally:
-                self._calls.pop(call.session_id, None)
-                if not self._calls:  # the job ends: leave no background task pending
-                    await manager.stop_maintenance()
+        async def before_exit(reason: str) -> None:
+            await call._before_exit(reason)
+            self._sessions.discard(call.session_id)
+            if not self._sessions:  # the job ends: leave no background task pending
+                await manager.stop_maintenance()
 
-        ctx.add_shutdown_callback(save_before_exit)
+        ctx.add_shutdown_callback(before_exit)
 
-        if participant is None and phone_number is None:
-            # A fake job (console mode) has a mock room where nobody ever joins: look, but
-            # do not wait.
-            if ctx.is_fake_job():
-                participant = find_caller(ctx.room)
-            else:
+        if participant is not None:
+            call._consider(participant)
+        elif phone_number is None:
+            found = find_caller(room)
+            if found is not None:
+                call._consider(found)
+            elif not ctx.is_fake_job():  # a fake job's mock room never has anyone join
                 await ctx.connect()  # idempotent; session.start would do it a moment later
-                participant = await self._wait_for_caller(ctx.room)
-        call._participant = participant
-        if phone_number is None and participant is not None:
-            phone_number = caller_phone_number(participant)
-        await call.start(phone_number)
+                await self._wait_for_caller(call)
+        if phone_number is None and call.participant is not None:
+            phone_number = caller_phone_number(call.participant)
+        await call._start(phone_number)
         if agent is not None:
             await call.load_into(agent)
+        call._attached = True
         return call
 
-    async def on_session_end(self, ctx: JobContext) -> None:
-        """Pass as ``rtc_session(on_session_end=...)``: the save then gets LiveKit's longer
-        session-end window (300 s by default) rather than the 10 s shutdown window."""
-        call = self._calls.get(ctx.job.id)
-        if call is not None:
-            await call.wait_saved()
-
-    async def _wait_for_caller(self, room: rtc.Room) -> rtc.RemoteParticipant | None:
-        found = find_caller(room)
-        if found is not None:
-            return found
-        arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_participant(_participant: rtc.RemoteParticipant) -> None:
-            if find_caller(room) is not None and not arrived.done():
-                arrived.set_result(None)
-
-        room.on("participant_connected", on_participant)
+    async def _wait_for_caller(self, call: CallMemory) -> None:
         try:
-            await asyncio.wait_for(arrived, self._caller_wait_s)
+            await asyncio.wait_for(call._caller_arrived.wait(), self._caller_wait_s)
         except asyncio.TimeoutError:
-            logger.warning(
-                "no caller joined the room in time; the call has no memory",
+            logger.info(
+                "no caller in the room yet: the call starts without memory, and gets it when "
+                "the caller joins",
                 extra={"waited_s": self._caller_wait_s},
             )
-        finally:
-            room.off("participant_connected", on_participant)
-        return find_caller(room)
+
+    async def on_session_end(self, ctx: JobContext) -> None:
+        """Same as the module's :func:`on_session_end` (which needs no ``memory`` object)."""
+        await on_session_end(ctx)
 
     async def aclose(self) -> None:
         """Save the calls still open and close the store."""
-        for call in list(self._calls.values()):
-            await call.wait_saved()
-        self._calls.clear()
+        for session_id in list(self._sessions):
+            call = _calls.pop(session_id, None)
+            if call is not None:
+                await call.wait_saved()
+        self._sessions.clear()
         if self._manager is not None:
             await self._manager.aclose()
             self._manager = None
+
+
+def _unpickled(
+    config: RedisConfig, caller_wait_s: float | None, use_session_llm: bool
+) -> CallerMemory:
+    return CallerMemory(config=config, caller_wait_s=caller_wait_s, use_session_llm=use_session_llm)
+
+
+def _run_now(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that does not suspend to its end, right here. Should it suspend after
+    all (a LiveKit release that changed it), it is finished as a task instead."""
+    try:
+        awaited = coroutine.send(None)
+    except StopIteration:
+        return
+    logger.warning("an agent update suspended; finishing it in the background")
+    asyncio.get_running_loop().create_task(_resume(coroutine, awaited))
+
+
+async def _resume(coroutine: Coroutine[Any, Any, None], awaited: Any) -> None:
+    # Drive a coroutine already started by hand: wait for what it is waiting on (a future, or
+    # None for a bare yield), then let it go on.
+    while True:
+        if awaited is None:
+            await asyncio.sleep(0)
+        else:
+            await asyncio.wait([awaited])
+        try:
+            awaited = coroutine.send(None)
+        except StopIteration:
+            return
+
+
+_realtime_warned = False
+
+
+def _warn_realtime_once() -> None:
+    global _realtime_warned
+    if not _realtime_warned:
+        _realtime_warned = True
+        logger.warning(
+            "the session's model is a realtime model, which cannot summarize a call: calls get "
+            "the fallback summary. Pass CallerMemory(llm=...) to summarize with an LLM."
+        )

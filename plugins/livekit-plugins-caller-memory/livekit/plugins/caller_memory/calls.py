@@ -36,14 +36,14 @@ from .config import RedisConfig
 from .exceptions import CallerMemoryError, InvalidPhoneNumberError
 from .journal import Journal
 from .log import logger
-from .models import CallerProfile, JournalHeader, SessionRecord, Turn, utcnow
+from .models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn, utcnow
 from .outbox import Outbox
 from .prompts import Disclosure
 from .recovery import Recovery
 from .redaction import Redactor
 from .server import open_store
 from .store import CallerLookup, MemoryStore
-from .summarizer import Summarizer
+from .summarizer import Summarizer, fallback_summary
 from .telemetry import (
     observe_outbox,
     record_lookup,
@@ -157,6 +157,8 @@ class _Call:
     journal: Journal | None = None
     remember: bool = True
     consented: bool = False
+    summary: CallSummary | None = None
+    """Set once the call is summarized at hang-up."""
 
 
 class SessionManager:
@@ -193,6 +195,8 @@ class SessionManager:
         self._owns_store = owns_store
         self._outbox = outbox or Outbox(self._config.data_dir / "outbox")
         self._calls: dict[str, _Call] = {}
+        self._ending: dict[str, _Call] = {}
+        """Calls whose end (summary, save) is running."""
         self._recovery = Recovery(
             store, self._outbox, self._summarizer, is_live=self._calls.__contains__
         )
@@ -262,22 +266,55 @@ class SessionManager:
             raise ValueError("session_id is already in use by a call in progress")
         started, started_ns = time.perf_counter(), time.time_ns()
         phone_hash, previous, lookup, status = await self._look_up(phone_number)
-        disclosure = self._config.unverified_disclosure
-        if lookup is None:
-            context = SessionContext(session_id=session_id, status=status, disclosure=disclosure)
-        else:
-            context = SessionContext.found(session_id, lookup, status, disclosure)
-        self._calls[session_id] = _Call(
+        call = _Call(
             session_id=session_id,
             phone_hash=phone_hash,
             previous_hashes=previous,
             lookup=lookup,
             started_at=utcnow(),
-            context=context,
+            context=self._context(session_id, lookup, status),
             # The journal opens with the first turn, off the greeting's path; not when the
             # store was unreachable a moment ago.
             may_journal=phone_hash is not None and status != "error",
         )
+        self._calls[session_id] = call
+        self._measured(session_id, status, started, started_ns)
+        return call.context
+
+    async def identify_caller(self, session_id: str, phone_number: str) -> SessionContext:
+        """Give a call in progress the caller's number, once it is known.
+
+        For a call started without one: a participant whose ``sip.phoneNumber`` arrived
+        after they joined, or a caller who joined after the call started. The turns said so far
+        are kept and join the caller's memory. A call that has a number already keeps it.
+
+        Raises:
+            ValueError: No call with this id is in progress.
+        """
+        call = self._calls.get(session_id)
+        if call is None:
+            raise ValueError("no call in progress with this session_id")
+        if call.phone_hash is not None or not phone_number:
+            return call.context
+        started, started_ns = time.perf_counter(), time.time_ns()
+        phone_hash, previous, lookup, status = await self._look_up(phone_number)
+        if call.phone_hash is None and session_id in self._calls:  # not raced, not ended
+            call.phone_hash, call.previous_hashes, call.lookup = phone_hash, previous, lookup
+            call.context = self._context(session_id, lookup, status)
+            call.may_journal = phone_hash is not None and status != "error"
+            self._measured(session_id, status, started, started_ns)
+        return call.context
+
+    def _context(
+        self, session_id: str, lookup: CallerLookup | None, status: LookupStatus
+    ) -> SessionContext:
+        disclosure = self._config.unverified_disclosure
+        if lookup is None:
+            return SessionContext(session_id=session_id, status=status, disclosure=disclosure)
+        return SessionContext.found(session_id, lookup, status, disclosure)
+
+    @staticmethod
+    def _measured(session_id: str, status: LookupStatus, started: float, started_ns: int) -> None:
         lookup_ms = (time.perf_counter() - started) * 1000
         attributes: dict[str, AttributeValue] = {
             "session_id": session_id,
@@ -288,10 +325,9 @@ class SessionManager:
         record_lookup(status, lookup_ms)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "call started",
+                "caller looked up",
                 extra={"session_id": session_id, "status": status, "lookup_ms": lookup_ms},
             )
-        return context
 
     async def _look_up(
         self, phone_number: str | None
@@ -490,6 +526,14 @@ class SessionManager:
         call = self._calls.pop(session_id, None)
         if call is None:
             return None
+        self._ending[session_id] = call
+        try:
+            return await self._end(call, llm)
+        finally:
+            self._ending.pop(session_id, None)
+
+    async def _end(self, call: _Call, llm: lk_llm.LLM[Any] | None) -> CallerProfile | None:
+        session_id = call.session_id
         if call.journal is not None:
             await call.journal.close(JOURNAL_GRACE_S)
         if call.phone_hash is None:
@@ -507,18 +551,46 @@ class SessionManager:
             if current is not None:
                 current.set_attribute("caller_memory.summary_source", summary.source)
             record_summary(summary.source, (time.perf_counter() - started) * 1000)
-        record = SessionRecord(
-            session_id=session_id,
-            user_id=base.user_id if base else None,
+        call.summary = summary
+        return await self._recovery.save(
+            self._record(call, summary),
+            summary,
+            phone_hash=call.phone_hash,
+            previous=call.previous_hashes,
+            base=base,
+        )
+
+    @staticmethod
+    def _record(call: _Call, summary: CallSummary) -> SessionRecord:
+        return SessionRecord(
+            session_id=call.session_id,
+            user_id=call.lookup.user_id if call.lookup else None,
             started_at=call.started_at,
             ended_at=utcnow(),
             turns=call.turns,
             summary=summary,
             consented=call.consented,
         )
-        return await self._recovery.save(
-            record, summary, phone_hash=call.phone_hash, previous=call.previous_hashes, base=base
+
+    def keep_unfinished(self, session_id: str) -> bool:
+        """Put a call whose end is still running (a slow summary, a silent store) in the local
+        outbox now, as it stands: the process is about to be killed. The save, if it finishes
+        after all, stores the call once (an outbox replay finds it saved).
+
+        Returns:
+            True when the call was kept; False when there is nothing to keep (an unknown call,
+            no caller number, or a caller who asked not to be remembered).
+        """
+        call = self._ending.get(session_id) or self._calls.get(session_id)
+        if call is None or call.phone_hash is None or not self._may_remember(call):
+            return False
+        summary = call.summary or fallback_summary(call.turns)
+        self._recovery.keep(self._record(call, summary), call.phone_hash)
+        logger.warning(
+            "call end still running at shutdown: the call is kept in the local outbox",
+            extra={"session_id": session_id},
         )
+        return True
 
     def _may_remember(self, call: _Call) -> bool:
         if not call.remember:

@@ -34,7 +34,9 @@ DEFAULT_MAX_SUMMARIES = 5
 DEFAULT_LOOKUP_TIMEOUT_MS = 300.0
 """The greeting never waits longer than this for Redis."""
 DEFAULT_SUMMARY_TIMEOUT_S = 6.0
-"""Leaves room for the save inside LiveKit's 10-second shutdown window."""
+"""The summary's share of a call's end; see the README for the windows LiveKit gives it."""
+DEFAULT_SAVE_TIMEOUT_S = 2.0
+"""The save's deadline, retries and reconnects included; past it the call goes to the outbox."""
 DEFAULT_ORPHAN_AFTER_S = 3600.0
 """A call whose journal has been idle this long lost its worker: recovery saves it. An hour,
 so that a caller on hold is not taken for a dead call."""
@@ -155,6 +157,11 @@ class RedisConfig(BaseSettings):
         DEFAULT_SUMMARY_TIMEOUT_S,
         gt=0,
         validation_alias=_env("summary_timeout_s", "MEMORY_SUMMARY_TIMEOUT_S"),
+    )
+    save_timeout_s: float = Field(
+        DEFAULT_SAVE_TIMEOUT_S,
+        gt=0,
+        validation_alias=_env("save_timeout_s", "MEMORY_SAVE_TIMEOUT_S"),
     )
     max_sessions: int = Field(
         DEFAULT_MAX_SESSIONS,

@@ -23,6 +23,7 @@ from .store import CallerLookup, MemoryStore
 from .store.codec import UnreadableValue, is_journal, parse_journal
 from .summarizer import Summarizer, fallback_summary
 from .telemetry import record_save, span
+from .timeouts import deadline
 from .troubleshooting import diagnose
 
 __all__ = ["Recovery"]
@@ -80,10 +81,13 @@ class Recovery:
         """
         with span("caller_memory.save", session_id=record.session_id) as current:
             try:
-                profile = await self._store.save_call(
-                    record, summary, phone_hash=phone_hash, previous=previous, base=base,
-                    replay=replay,
-                )  # fmt: skip
+                # One deadline for the whole save, retries and reconnects included: the outbox
+                # must still be written inside the window LiveKit gives the job.
+                async with deadline(self._store.config.save_timeout_s):
+                    profile = await self._store.save_call(
+                        record, summary, phone_hash=phone_hash, previous=previous, base=base,
+                        replay=replay,
+                    )  # fmt: skip
             except Exception as e:
                 failure: Exception | None = e
             else:
@@ -108,6 +112,10 @@ class Recovery:
             extra={"session_id": record.session_id, "summary_source": summary.source},
         )
         return profile
+
+    def keep(self, record: SessionRecord, phone_hash: str) -> None:
+        """Put a call in the outbox now (or hold it in memory if the disk refuses)."""
+        self._keep(record, phone_hash)
 
     def _keep(self, record: SessionRecord, phone_hash: str) -> None:
         try:
