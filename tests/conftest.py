@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,9 +20,17 @@ from livekit.plugins.caller_memory import InMemoryStore, MemoryStore, RedisConfi
 from livekit.plugins.caller_memory.store.codec import inflate
 
 from .support.cluster import LocalCluster, cluster_binaries
+from .support.job_agent import SETTINGS_VARIABLE
 from .support.servers import TestServer
 
 TEST_SECRET = "test-secret-0123456789abcdef"
+
+# The job-process tests' agent (tests/support/job_agent.py) reads its settings from this file.
+# Set now, before anything starts LiveKit's forkserver, which hands its environment on to every
+# job process it forks.
+_JOB_DIR = tempfile.mkdtemp(prefix="caller-memory-jobs-")
+atexit.register(shutil.rmtree, _JOB_DIR, True)
+os.environ[SETTINGS_VARIABLE] = str(Path(_JOB_DIR) / "settings.json")
 
 # In CI, property tests run the same examples every time: a red build is reproducible.
 settings.register_profile("ci", derandomize=True, database=None)

@@ -14,7 +14,7 @@ from typing import Any
 
 from livekit.agents import Plugin
 
-from .agent import CallerMemory, CallMemory
+from .agent import CallerMemory, CallMemory, on_session_end
 from .calls import SessionContext, SessionManager, get_session_manager, init_session_manager
 from .config import RedisConfig
 from .exceptions import (
@@ -49,6 +49,7 @@ __all__ = [
     "get_session_manager",
     "init_session_manager",
     "normalize_phone",
+    "on_session_end",
 ]
 
 # Names exported by 0.1 that are internals: still importable for one release, with a warning

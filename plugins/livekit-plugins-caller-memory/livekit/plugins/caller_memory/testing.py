@@ -26,18 +26,33 @@ and :func:`check_private_names` fails loudly, naming them, when a LiveKit releas
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import multiprocessing as mp
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import NOT_GIVEN, AgentSession, APIConnectOptions, JobContext, llm
+from livekit.agents import (
+    NOT_GIVEN,
+    AgentServer,
+    AgentSession,
+    APIConnectOptions,
+    JobContext,
+    JobProcess,
+    llm,
+)
+from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
+from livekit.agents.job import JobAcceptArguments, RunningJobInfo
 from livekit.agents.llm import ChatChunk, ChatContext, ChoiceDelta, FunctionToolCall
 from livekit.agents.testing import fake_job_context
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NotGivenOr
 from livekit.agents.voice.agent_session import SessionConnectOptions
+from livekit.protocol import agent as agent_proto
+from livekit.protocol import models
 from livekit.rtc._proto import participant_pb2
 
 from .participants import PHONE_ATTRIBUTE
@@ -50,10 +65,12 @@ __all__ = [
     "ToolCall",
     "check_private_names",
     "is_summary_request",
+    "job_process",
     "join",
     "leave",
     "offline_job",
     "participant",
+    "set_attributes",
     "shut_down",
     "sip_caller",
     "text_session",
@@ -64,6 +81,10 @@ PRIVATE_NAMES = (
     "livekit.rtc.Room._remote_participants",
     "livekit.agents.JobContext._shutdown_callbacks",
     "livekit.agents.JobContext._tempdir",
+    "livekit.agents.JobContext._info",
+    "livekit.rtc.Participant._info",
+    "livekit.agents.AgentServer._entrypoint_fnc",
+    "livekit.agents.AgentServer._session_end_fnc",
 )
 """LiveKit's private names this module relies on."""
 
@@ -89,6 +110,13 @@ async def check_private_names() -> None:
             missing.append(PRIVATE_NAMES[3])
         else:
             cleanup()
+        if not dataclasses.is_dataclass(getattr(ctx, "_info", None)):
+            missing.append(PRIVATE_NAMES[4])
+    if not hasattr(getattr(participant("check"), "_info", None), "attributes"):
+        missing.append(PRIVATE_NAMES[5])
+    for index, name in ((6, "_entrypoint_fnc"), (7, "_session_end_fnc")):
+        if name not in vars(AgentServer()):
+            missing.append(PRIVATE_NAMES[index])
     if missing:
         raise RuntimeError(
             "this LiveKit release changed names caller_memory.testing relies on: "
@@ -131,19 +159,39 @@ def join(room: rtc.Room, p: rtc.RemoteParticipant) -> None:
     room.emit("participant_connected", p)
 
 
-def leave(room: rtc.Room, p: rtc.RemoteParticipant) -> None:
-    """What a room does when a participant hangs up."""
+def leave(
+    room: rtc.Room,
+    p: rtc.RemoteParticipant,
+    reason: rtc.DisconnectReason.ValueType = rtc.DisconnectReason.CLIENT_INITIATED,
+) -> None:
+    """What a room does when a participant leaves: by default, they hung up
+    (``CLIENT_INITIATED``); a network drop is e.g. ``SIGNAL_CLOSE``."""
     room._remote_participants.pop(p.identity, None)
+    p._info.disconnect_reason = reason  # as the room copies it from the server's event
     room.emit("participant_disconnected", p)
+
+
+def set_attributes(room: rtc.Room, p: rtc.RemoteParticipant, changed: dict[str, str]) -> None:
+    """What a room does when a participant's attributes change after they joined."""
+    p._info.attributes.update(changed)
+    room.emit("participant_attributes_changed", dict(changed), p)
 
 
 # -- jobs ----------------------------------------------------------------------------------
 
 
 @contextmanager
-def offline_job(job_id: str) -> Iterator[JobContext]:
-    """A real ``JobContext`` for a fake job, around a never-connected ``rtc.Room``."""
+def offline_job(job_id: str, *, fake: bool = True) -> Iterator[JobContext]:
+    """A real ``JobContext`` around a never-connected ``rtc.Room``.
+
+    Args:
+        job_id: The job's id.
+        fake: ``ctx.is_fake_job()``: True as in console mode (nobody ever joins the room);
+            False as a dispatched job, whose room participants join.
+    """
     with fake_job_context(room=rtc.Room(), job_id=job_id) as ctx:
+        if not fake:
+            ctx._info = dataclasses.replace(ctx._info, fake_job=False)
         try:
             yield ctx
         finally:
@@ -163,6 +211,86 @@ def text_session(model: llm.LLM[Any]) -> AgentSession[None]:
         turn_handling={"turn_detection": None},
         conn_options=SessionConnectOptions(llm_conn_options=APIConnectOptions(max_retry=0)),
     )
+
+
+# -- job processes, as a LiveKit worker runs them -----------------------------------------
+
+
+def _no_setup(_proc: JobProcess) -> None:
+    """The job process's setup function (module-level: LiveKit pickles it by name)."""
+
+
+@asynccontextmanager
+async def job_process(
+    server: AgentServer,
+    *,
+    job_id: str,
+    metadata: str = "",
+    room_name: str = "offline-room",
+    close_timeout: float = 10.0,
+    session_end_timeout: float = 300.0,
+) -> AsyncIterator[ProcJobExecutor]:
+    """Run one job of ``server`` in a process of its own, as a LiveKit worker does.
+
+    The entrypoint and ``on_session_end`` registered with ``@server.rtc_session`` are pickled
+    into a new process (forkserver on Linux, spawn elsewhere: the worker's default) by
+    LiveKit's own ``ProcJobExecutor``, and a fake job (``is_fake_job()`` true: its room is a
+    mock that nobody joins) is launched there with ``metadata``. The job runs until it shuts
+    itself down (``await exe.join()``), the worker asks it to stop (``await exe.aclose()``),
+    or it is killed (``await exe.kill()``); leaving the block stops it if it still runs.
+
+    Args:
+        server: The agent's server; its module must be importable by name.
+        job_id: The job's id.
+        metadata: ``ctx.job.metadata`` in the job.
+        room_name: ``ctx.job.room.name`` in the job.
+        close_timeout: The worker's ``shutdown_process_timeout``.
+        session_end_timeout: The worker's ``session_end_timeout``.
+    """
+    entrypoint = server._entrypoint_fnc
+    if entrypoint is None:
+        raise ValueError("the server has no entrypoint: decorate one with @server.rtc_session")
+    context = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    executor = ProcJobExecutor(
+        initialize_process_fnc=_no_setup,
+        job_entrypoint_fnc=entrypoint,
+        session_end_fnc=server._session_end_fnc,
+        simulation_end_fnc=None,
+        inference_executor=None,
+        initialize_timeout=60.0,
+        close_timeout=close_timeout,
+        session_end_timeout=session_end_timeout,
+        memory_warn_mb=0,
+        memory_limit_mb=0,
+        ping_interval=2.5,
+        ping_timeout=90.0,
+        high_ping_threshold=5.0,
+        http_proxy=None,
+        mp_ctx=mp.get_context(context),
+        loop=asyncio.get_running_loop(),
+    )
+    await executor.start()
+    try:
+        await executor.initialize()
+        await executor.launch_job(
+            RunningJobInfo(
+                accept_arguments=JobAcceptArguments(name="agent", identity="agent", metadata=""),
+                job=agent_proto.Job(
+                    id=job_id,
+                    room=models.Room(name=room_name, sid="RM_offline"),
+                    type=agent_proto.JobType.JT_ROOM,
+                    metadata=metadata,
+                ),
+                url="",
+                token="",
+                worker_id="offline",
+                fake_job=True,
+            )
+        )
+        yield executor
+    finally:
+        if executor.exitcode is None:
+            await executor.aclose()
 
 
 # -- the scripted model --------------------------------------------------------------------
