@@ -2,9 +2,10 @@
 
 Run it with the usual LiveKit commands (see the README):
 
-    sarah console --text        # talk to Sarah in the terminal, no LiveKit server needed
-    sarah start                 # serve a LiveKit server: LIVEKIT_URL, LIVEKIT_API_KEY/SECRET
-    python -m livekit.agents start sarah_agent/agent.py
+    sarah start                         # a worker: LIVEKIT_URL, LIVEKIT_API_KEY/SECRET
+    sarah dev                           # the same for a development server
+    lk agent dev sarah_agent/agent.py   # the same, reloading on changes (LiveKit's CLI)
+    sarah console --text                # talk to Sarah in the terminal, no server needed
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ memory = caller_memory.CallerMemory(config=memory_config())
 server = AgentServer()
 
 
-@server.rtc_session(agent_name=AGENT_NAME, on_session_end=memory.on_session_end)
+@server.rtc_session(agent_name=AGENT_NAME, on_session_end=caller_memory.on_session_end)
 async def entrypoint(ctx: JobContext) -> None:
     """One phone call: Sarah answers, knowing the caller if they called before."""
     session: AgentSession[None] = AgentSession(

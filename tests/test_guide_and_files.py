@@ -97,12 +97,31 @@ def test_check_command_fails_with_the_guides_text(tmp_path: Path) -> None:
     assert "Set REDIS_PASSWORD" in out.stderr
 
 
-def test_sip_files_dispatch_to_sarah() -> None:
+def _room_name(rule: dict[str, object], caller: str, dialled: str) -> str:
+    """The room LiveKit SIP puts a call in, as livekit/protocol's sip.EvaluateDispatchRule
+    names it (``random`` stands for its 12-character guid)."""
+    if "dispatchRuleDirect" in rule:
+        return str(rule["dispatchRuleDirect"]["roomName"])  # type: ignore[index]
+    if "dispatchRuleIndividual" in rule:
+        spec: dict[str, object] = rule["dispatchRuleIndividual"]  # type: ignore[assignment]
+        room = f"{spec['roomPrefix']}_{caller}" if spec.get("roomPrefix") else caller
+        return room if spec.get("noRandomness") else f"{room}_random"
+    spec = rule["dispatchRuleCallee"]  # type: ignore[assignment]
+    room = f"{spec['roomPrefix']}_{dialled}" if spec.get("roomPrefix") else dialled
+    return f"{room}_random" if spec.get("randomize") else room
+
+
+def test_sip_files_dispatch_to_sarah_in_rooms_that_do_not_name_the_caller() -> None:
     trunk = json.loads((ROOT / "sip" / "inbound-trunk.json").read_text())
     assert trunk["trunk"]["numbers"]
     rule = json.loads((ROOT / "sip" / "dispatch-rule.json").read_text())["dispatch_rule"]
-    assert "dispatchRuleIndividual" in rule["rule"]
     assert [a["agentName"] for a in rule["roomConfig"]["agents"]] == [AGENT_NAME]
+    # LiveKit logs the room name with every line of a job, and puts it in its spans: the
+    # caller's number must not be in it. Each call gets a room of its own all the same.
+    dialled = trunk["trunk"]["numbers"][0]
+    room = _room_name(rule["rule"], caller="+14155550134", dialled=dialled)
+    assert "4155550134" not in room
+    assert room.endswith("_random") and dialled in room
 
 
 def test_livekit_yaml_is_a_local_dev_server() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -54,3 +57,43 @@ def test_sarah_is_registered_for_explicit_dispatch() -> None:
     assert AGENT_NAME == "sarah"
     assert server._agent_name == "sarah"
     assert server._entrypoint_fnc is not None and server._session_end_fnc is not None
+
+
+def _sarah(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "OPENAI_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "sarah_agent", *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang is a failure
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["start"], {"OPENAI_API_KEY": "sk-test"}, "LIVEKIT_URL, LIVEKIT_API_KEY"),
+        (["dev"], {"OPENAI_API_KEY": "sk-test", "LIVEKIT_URL": "ws://x"}, "LIVEKIT_API_KEY"),
+        (
+            ["start"],
+            {"LIVEKIT_URL": "ws://x", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"},
+            "OPENAI_API_KEY",
+        ),
+        (["console", "--text"], {}, "OPENAI_API_KEY"),
+    ],
+)
+def test_sarah_says_what_is_missing_in_one_line(
+    args: list[str], env: dict[str, str], says: str
+) -> None:
+    done = _sarah(*args, env=env)
+    assert done.returncode == 1
+    assert says in done.stderr and "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sarah_without_a_command_shows_its_usage_and_fails() -> None:
+    done = _sarah()
+    assert done.returncode == 2 and "sarah replay" in done.stdout
+    assert _sarah("serve").returncode == 2
+    assert _sarah("--help").returncode == 0
