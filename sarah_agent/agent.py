@@ -23,6 +23,7 @@ __all__ = ["AGENT_NAME", "entrypoint", "memory", "server"]
 AGENT_NAME = os.environ.get("SARAH_AGENT_NAME", "sarah")
 """The name SIP dispatch rules ask for (explicit dispatch)."""
 
+caller_memory.hide_numbers_in_livekit_logs()  # LiveKit logs a SIP caller's identity, sip_<number>
 memory = caller_memory.CallerMemory(config=memory_config())
 server = AgentServer()
 

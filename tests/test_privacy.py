@@ -26,6 +26,7 @@ from livekit.plugins.caller_memory import (
     RedisConfig,
     RedisMemoryStore,
     SessionManager,
+    hide_numbers_in_livekit_logs,
 )
 
 from .conftest import TEST_SECRET, dump_keys, replace
@@ -478,3 +479,29 @@ async def test_verifying_the_caller_gives_the_agent_everything(config: RedisConf
         await session.aclose()
         await shut_down(ctx)
     await memory.aclose()
+
+
+def test_livekits_own_log_lines_are_kept_free_of_the_callers_number(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What LiveKit's RoomIO logs at INFO in a SIP call (room_io.py), through its own logger.
+    livekit_logger = logging.getLogger("livekit.agents")
+    hide_numbers_in_livekit_logs()
+    hide_numbers_in_livekit_logs()  # twice is once
+    try:
+        with caplog.at_level(logging.INFO, logger="livekit.agents"):
+            livekit_logger.info(
+                "RoomIO linked to participant",
+                extra={"lk.pii.participant_identity": "sip_+14155550134", "lk.pii.room_name": "r"},
+            )
+            livekit_logger.info(
+                "closing agent session due to participant disconnect",
+                extra={"room": "call_+15550100000_x", "participant": "sip_+14155550134"},
+            )
+            livekit_logger.info("participant %s left", "sip_14155550134")
+        text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+        assert len(caplog.records) == 3
+        assert "4155550134" not in text and "sip_[number]" in text
+    finally:
+        for f in list(livekit_logger.filters):
+            livekit_logger.removeFilter(f)

@@ -24,7 +24,7 @@ from .exceptions import (
     StoreUnavailableError,
 )
 from .identity import PhoneHasher, normalize_phone
-from .log import logger
+from .log import hide_numbers_in_livekit_logs, logger
 from .models import CallerProfile, CallSummary
 from .store import InMemoryStore, MemoryStore, RedisMemoryStore
 from .version import __version__
@@ -47,6 +47,7 @@ __all__ = [
     "StoreUnavailableError",
     "__version__",
     "get_session_manager",
+    "hide_numbers_in_livekit_logs",
     "init_session_manager",
     "normalize_phone",
     "on_session_end",
