@@ -23,7 +23,15 @@ from .support.cluster import LocalCluster, cluster_binaries
 from .support.job_agent import SETTINGS_VARIABLE
 from .support.servers import TestServer
 
-TEST_SECRET = "test-secret-0123456789abcdef"
+TEST_SECRET = "test-only-4f9c2e7a1b8d03c6e5f2a9b7d4c1e8f3"
+"""A phone-hash secret strong enough for the start-up check, and used by nothing else."""
+
+# Per-user folders (the development secret, the embedded server's data) go to a folder of this
+# run's own, never the real ~/.config: also for the worker and CLI processes tests start.
+_HOME = tempfile.mkdtemp(prefix="caller-memory-home-")
+atexit.register(shutil.rmtree, _HOME, True)
+os.environ["XDG_CONFIG_HOME"] = str(Path(_HOME) / "config")
+os.environ["XDG_DATA_HOME"] = str(Path(_HOME) / "data")
 
 # The job-process tests' agent (tests/support/job_agent.py) reads its settings from this file.
 # Set now, before anything starts LiveKit's forkserver, which hands its environment on to every
@@ -60,6 +68,8 @@ def config(redis_server: TestServer, tmp_path: Path) -> RedisConfig:
         url=redis_server.url,
         key_prefix=f"t{next(_prefixes)}",
         phone_hash_secret=TEST_SECRET,
+        # A US phone line's setting: national spellings such as "(415) 555-0134" are American.
+        default_region="US",
         data_dir=tmp_path,
         # Generous: a loaded machine must not turn a returning caller into a new one. Tests of
         # the budget set their own.

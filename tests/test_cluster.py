@@ -103,7 +103,8 @@ async def test_forget_and_recovery_work_across_slots(
     exported = await manager.export_caller(number)
     assert sum(1 for key in exported["keys"] if ":session:" in key) == 4
     deleted = await manager.forget_caller(number)
-    assert len(deleted) == 7  # phone, profile, session list, 4 sessions
+    assert len(deleted) == 8  # phone, profile, session list, index of calls, 4 sessions
+    assert set(deleted) == set(exported["keys"])  # what export shows is what forget deletes
     assert (await manager.export_caller(number))["keys"] == {}
     await store.disconnect()
 

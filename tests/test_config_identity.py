@@ -16,7 +16,10 @@ from livekit.plugins.caller_memory import (
     RedisConfig,
     normalize_phone,
 )
-from livekit.plugins.caller_memory.identity import load_dev_secret
+from livekit.plugins.caller_memory.exceptions import WithheldNumberError
+from livekit.plugins.caller_memory.secret import dev_secret_path, load_dev_secret
+
+STRONG = "9f2c7e1a4b8d3f6052e9a7c1d4b8f3e6"
 
 
 @pytest.fixture(autouse=True)
@@ -74,13 +77,32 @@ def test_url_overrides_the_rest_and_rediss_means_tls(monkeypatch: pytest.MonkeyP
 def test_secrets_stay_out_of_repr_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://:hunter2-secret@cache:6379")
     monkeypatch.setenv("REDIS_PASSWORD", "hunter2-secret")
-    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", "hunter2-secret-hash-key")
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", f"hunter2-{STRONG}")
     config = RedisConfig.from_env()
     assert "hunter2" not in repr(config) and "hunter2" not in str(config)
     monkeypatch.setenv("REDIS_URL", "http://:hunter2-secret@cache:6379")
     with pytest.raises(ConfigError) as info:
         RedisConfig.from_env()
     assert "REDIS_URL" in str(info.value) and "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"phone_hash_secret": "hunter2hunter2hunter2hunter2hunter2"},  # weak: refused
+        {"phone_hash_secret": "hunter2"},  # short: refused
+        {"phone_hash_secret": STRONG, "phone_hash_previous_secrets": 42},  # not a string
+        {"url": "http://:hunter2@cache:6379"},
+        {"url": "redis://:hunter2@cache:6379", "port": "hunter2"},
+        {"password": ["hunter2"]},
+    ],
+)
+def test_a_config_built_in_code_never_echoes_a_secret(settings: dict[str, object]) -> None:
+    # The README builds RedisConfig(...) directly: its errors must hold no secret either.
+    with pytest.raises(ConfigError) as info:
+        RedisConfig(**settings)
+    assert "hunter2" not in str(info.value) and "42" not in str(info.value)
+    assert "hunter2" not in repr(info.value)
 
 
 @pytest.mark.parametrize(
@@ -112,11 +134,9 @@ def test_invalid_values_name_the_variable(
     [
         "+14155550134",
         "+1 (415) 555-0134",
-        "1-415-555-0134",
-        "(415) 555-0134",
-        "415.555.0134",
         "tel:+1-415-555-0134",
         "sip:+14155550134@trunk.example.com;user=phone",
+        "sip:+14155550134;verstat=TN-Validation-Passed@trunk.example.com",
         "  +1 415 555 0134  ",
         "001 415 555 0134",
     ],
@@ -125,41 +145,153 @@ def test_spellings_of_one_number_normalize_alike(spelling: str) -> None:
     assert normalize_phone(spelling) == "+14155550134"
 
 
-def test_default_region_applies_to_national_numbers() -> None:
+@pytest.mark.parametrize("spelling", ["1-415-555-0134", "(415) 555-0134", "415.555.0134"])
+def test_national_spellings_need_a_default_region_set_deliberately(spelling: str) -> None:
+    with pytest.raises(InvalidPhoneNumberError, match="MEMORY_DEFAULT_REGION"):
+        normalize_phone(spelling)
+    assert normalize_phone(spelling, default_region="US") == "+14155550134"
+
+
+def test_a_uk_number_written_nationally_is_not_taken_for_an_american_one() -> None:
+    # 207 946 0958 is a valid Maine number too: without a region set, refuse rather than guess.
+    assert RedisConfig().default_region is None
+    with pytest.raises(InvalidPhoneNumberError, match="country code"):
+        normalize_phone("2079460958")
     assert normalize_phone("020 7946 0958", default_region="GB") == "+442079460958"
     assert normalize_phone("+44 20 7946 0958", default_region="US") == "+442079460958"
+    assert normalize_phone("0044 20 7946 0958") == "+442079460958"
+
+
+def test_carrier_equivalent_forms_are_one_identity() -> None:
+    # Mexico's mobile "1" after +52, dropped in 2019 and still sent by some carriers.
+    assert normalize_phone("+52 1 55 1234 5678") == normalize_phone("+52 55 1234 5678")
+    hasher = PhoneHasher(STRONG)
+    assert hasher.hash("+5215512345678") == hasher.hash("+525512345678")
 
 
 @pytest.mark.parametrize(
-    "garbage", ["", "   ", "hello", "12", "+", "call me maybe", "9" * 40, "+1 415 555 01345678"]
+    "garbage",
+    [
+        "",
+        "hello",
+        "12",
+        "+",
+        "call me maybe",
+        "9" * 40,
+        "+1 415 555 01345678",  # too long
+        "+1 415 555 013",  # too short
+        "+1 415 555 0134 ext",  # letters
+        "+1-800-FLOWERS",  # keypad letters
+        "+44 20 7946 095",  # a length no UK number has
+        "+1 099 555 0134",  # no US area code starts with 0
+        "+999 1234 5678",  # no such country
+    ],
 )
-def test_garbage_is_refused_with_a_clear_message(garbage: str) -> None:
+def test_garbage_and_invalid_numbers_are_refused_with_a_clear_message(garbage: str) -> None:
     with pytest.raises(InvalidPhoneNumberError) as info:
-        normalize_phone(garbage)
+        normalize_phone(garbage, default_region="US")
     message = str(info.value)
     assert message and (not garbage.strip() or garbage.strip() not in message)
 
 
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "   ",
+        "anonymous",
+        "Restricted",
+        "sip:anonymous@anonymous.invalid",
+        "+266696687",  # ANONYMOUS on a keypad
+        "+7378742833",  # RESTRICTED
+        "8656696",  # UNKNOWN
+        "tel:+86282452253",  # UNAVAILABLE
+        "sip:unknown@trunk.example.com",
+    ],
+)
+def test_withheld_caller_ids_are_never_an_identity(placeholder: str) -> None:
+    with pytest.raises(WithheldNumberError):
+        normalize_phone(placeholder, default_region="US")
+    with pytest.raises(WithheldNumberError):
+        PhoneHasher(STRONG, default_region="US").hash(placeholder)
+
+
 def test_the_hash_is_keyed_and_never_the_number() -> None:
-    a = PhoneHasher("first-secret-0123456789")
-    b = PhoneHasher("other-secret-0123456789")
-    assert a.hash("+14155550134") == a.hash("(415) 555-0134")
+    a = PhoneHasher("first-secret-5c8e2a9f1d7b3046e8a1c5f9")
+    b = PhoneHasher("other-secret-2d9f6b1e8a4c7053b9e2d6a1")
+    assert a.hash("+14155550134") == a.hash("+1 (415) 555-0134")
     assert a.hash("+14155550134") != b.hash("+14155550134")
     assert "4155550134" not in a.hash("+14155550134")
     assert len(a.hash("+14155550134")) == 22  # 128 bits, base64url
     with pytest.raises(ValueError, match="MEMORY_PHONE_HASH_SECRET"):
         PhoneHasher("short")
+    with pytest.raises(ValueError, match="MEMORY_PHONE_HASH_SECRET"):
+        PhoneHasher("a" * 64)
 
 
-def test_without_a_secret_a_stable_local_one_is_made_loudly(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_without_a_secret_one_per_user_is_made_loudly_whatever_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
     with caplog.at_level(logging.WARNING, logger="livekit.plugins.caller_memory"):
-        first = load_dev_secret(tmp_path)
+        first = load_dev_secret()
     assert "MEMORY_PHONE_HASH_SECRET is not set" in caplog.text
-    path = tmp_path / "phone-hash.secret"
+    path = dev_secret_path()
+    assert path.is_relative_to(tmp_path / "config")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_dev_secret(tmp_path) == first and len(first) >= 32
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the same caller from another folder is the same person
+    assert load_dev_secret() == first and len(first) >= 32
+    hasher = PhoneHasher(first)
+    monkeypatch.chdir(tmp_path)
+    assert PhoneHasher(load_dev_secret()).hash("+14155550134") == hasher.hash("+14155550134")
+
+
+def test_a_secret_file_others_can_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    path = dev_secret_path()
+    path.parent.mkdir(parents=True, mode=0o777)
+    path.write_text("planted-" + STRONG)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="can be read by other users") as info:
+        load_dev_secret()
+    assert "planted" not in str(info.value)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # the folder is made private
+
+
+def test_one_normalization_for_every_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A secret read from a file with its newline is the same secret, current or previous.
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", STRONG + "\n")
+    with_newline = RedisConfig.from_env()
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", STRONG)
+    plain = RedisConfig.from_env()
+    number = "+14155550134"
+    assert PhoneHasher(STRONG + "\n").hash(number) == PhoneHasher(STRONG).hash(number)
+    assert with_newline.phone_hash_secret is not None and plain.phone_hash_secret is not None
+    monkeypatch.setenv("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", f" {STRONG}\n, x")
+    assert RedisConfig.from_env().previous_secrets[0] == STRONG.encode()
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "password12345678password12345678",
+        "MEMORY_PHONE_HASH_SECRETMEMORY_PHONE_HASH_SECRET",
+        "correct horse battery staple correct",
+        "0123456789012345678901234567890123456789",
+        "short-but-random-7f3a9c",
+    ],
+)
+def test_weak_secrets_are_refused_at_start_up(monkeypatch: pytest.MonkeyPatch, weak: str) -> None:
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", weak)
+    with pytest.raises(ConfigError, match="MEMORY_PHONE_HASH_SECRET") as info:
+        RedisConfig.from_env()
+    assert weak not in str(info.value)
 
 
 def test_unprefixed_variables_never_configure_redis(
@@ -181,16 +313,15 @@ def test_unprefixed_variables_never_configure_redis(
     assert RedisConfig(port=6391).port == 6391  # keywords by their Python name
 
 
-def test_secrets_too_short_or_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_secret_is_unset_and_an_old_one_may_be_weak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", "")
     assert RedisConfig.from_env().phone_hash_secret is None  # empty is unset
-    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", "short")
-    with pytest.raises(ConfigError, match="MEMORY_PHONE_HASH_SECRET"):
-        RedisConfig.from_env()
-    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", "a-long-enough-secret-1234")
-    monkeypatch.setenv("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", "another-long-secret-123,tiny")
-    with pytest.raises(ConfigError, match="MEMORY_PHONE_HASH_PREVIOUS_SECRETS"):
-        RedisConfig.from_env()
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", STRONG)
+    # A secret being rotated out may be weak: that can be why it goes.
+    monkeypatch.setenv("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", "the-old-weak-one,tiny")
+    assert RedisConfig.from_env().previous_secrets == [b"the-old-weak-one", b"tiny"]
 
 
 def test_an_empty_redact_setting_keeps_redaction_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from livekit.agents.llm import ChatContext, ChatMessage
 
 from livekit.plugins.caller_memory import CallerMemory, RedisConfig, RedisMemoryStore
 
+from .conftest import replace
 from .support.livekit import (
     ScriptedLLM,
     job,
@@ -106,8 +107,9 @@ async def test_a_caller_rings_twice_and_is_remembered(
     assert session1 is not None
     assert [t.role for t in session1.turns] == ["assistant", "user", "assistant"]
 
-    # Call 2: the same number, spelled as a dev-room client might send it. This LLM greets
-    # the way it is told to: by the name it finds in the fenced memory.
+    # Call 2: the same number, spelled another way, and vouched for by the carrier (STIR/SHAKEN
+    # A, mapped by the trunk): the agent gets all of the memory. This LLM greets the way it is
+    # told to: by the name it finds in the fenced memory.
     def greets_by_name(chat_ctx: ChatContext) -> str:
         request = "\n".join(text for _, text in texts(chat_ctx))
         if "by the name in <caller_memory>" in request:
@@ -120,7 +122,9 @@ async def test_a_caller_rings_twice_and_is_remembered(
         memory,
         second_llm,
         job_id="AJ_call2",
-        caller=sip_caller("+1 (415) 555-0134"),
+        caller=sip_caller(
+            "+1 (415) 555-0134", attributes={"sip.verstat": "TN-Validation-Passed-A"}
+        ),
         says=["Can I book that cleaning?"],
     )
     assert call2.is_returning and call2.context.caller_name == "Ana"
@@ -165,7 +169,8 @@ async def test_withheld_number_is_a_normal_call_with_no_memory(
 
 
 async def test_dev_room_participant_with_the_attribute_is_a_caller(config: RedisConfig) -> None:
-    memory = CallerMemory(config=config)
+    # The README's dev-room recipe allows participants' own numbers; production does not.
+    memory = CallerMemory(config=replace(config, trust_participant_numbers=True))
     dev_user = participant(
         "dev-user",
         kind=rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,

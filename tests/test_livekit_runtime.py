@@ -19,6 +19,7 @@ from livekit.agents import Agent, AgentSession, llm
 from livekit.plugins.caller_memory import CallerMemory, CallMemory, RedisConfig, RedisMemoryStore
 from livekit.plugins.caller_memory.testing import offline_job
 
+from .conftest import replace
 from .support.livekit import (
     ScriptedLLM,
     ToolCall,
@@ -122,7 +123,8 @@ async def test_a_number_that_arrives_after_the_caller_joined_is_followed(
     config: RedisConfig,
 ) -> None:
     await _remember(config, "+14155550203", "Cleo")
-    memory = CallerMemory(config=config)
+    # A web participant's own number: the dev-room setting.
+    memory = CallerMemory(config=replace(config, trust_participant_numbers=True))
     fake = ScriptedLLM("Sure.")
     loaded = asyncio.Event()
     with offline_job("AJ_attrs", fake=False) as ctx:
@@ -153,7 +155,8 @@ async def test_a_number_that_arrives_after_the_caller_joined_is_followed(
 
 
 async def test_a_network_drop_keeps_the_call_and_a_hang_up_ends_it(config: RedisConfig) -> None:
-    memory = CallerMemory(config=config)
+    # A web participant's own number: the dev-room setting.
+    memory = CallerMemory(config=replace(config, trust_participant_numbers=True))
     fake = ScriptedLLM("Go on.", summary={"summary": "Dana asked twice."})
     number = "+14155550204"
     with offline_job("AJ_drop", fake=False) as ctx:
@@ -250,7 +253,7 @@ async def test_memory_and_tools_follow_a_handoff_and_verify_updates_the_current_
         billing = session.current_agent
         assert "forget_me" in {t.id for t in billing.tools if isinstance(t, llm.Tool)}
         # Verified now: the agent on the line gets everything, past calls included.
-        assert call.context.disclosure == "context"
+        assert call.context.disclosure == "name"
         await call.verify()
         await session.run(user_input="What did we talk about last time?")
         latest = fake.conversation_requests[-1]

@@ -83,25 +83,51 @@ SAVE = [
     "lua:user:{u}:profile",
     "lua:user:{u}:sessions",
     "lua:user:{u}:profile:unreadable",
+    "lua:user:{u}:calls",
+    "lua:user:{u}:erased",
     "lua:session:{c1}",
     "lua:sessions:open",
     "lua:phone:{h}",
 ]
+NOW = 1_800_000_000  # seconds
+STARTED_MS = (NOW - 60) * 1000  # the call began a minute ago
 
 
 def _save_args(expected: str, new: str, session_id: str = "c1", kept: int = 5) -> list[Any]:
-    return [expected, new, session_id, '{"session":1}', 90 * DAY, DAY, kept, "0"]
+    return [
+        expected, new, session_id, '{"session":1}', 90 * DAY, DAY, kept, "0", STARTED_MS, NOW
+    ]  # fmt: skip
 
 
 async def test_save_writes_every_key_with_its_ttl(r: aioredis.Redis) -> None:
-    await r.set(SAVE[5], "u", ex=60)
-    await r.zadd(SAVE[4], {"c1": 1.0})
+    await r.set(SAVE[7], "u", ex=60)
+    await r.zadd(SAVE[6], {"c1": 1.0})
     assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [1]
     assert await r.get(SAVE[0]) == "P1" and await r.ttl(SAVE[0]) > 89 * DAY
     assert await r.lrange(SAVE[1], 0, -1) == ["c1"] and await r.ttl(SAVE[1]) > 89 * DAY
-    assert await r.get(SAVE[3]) == '{"session":1}' and DAY - 5 < await r.ttl(SAVE[3]) <= DAY
-    assert await r.zscore(SAVE[4], "c1") is None  # no longer in progress
-    assert await r.ttl(SAVE[5]) > 89 * DAY  # the phone mapping is renewed too
+    assert await r.get(SAVE[5]) == '{"session":1}' and DAY - 5 < await r.ttl(SAVE[5]) <= DAY
+    assert await r.zscore(SAVE[6], "c1") is None  # no longer in progress
+    assert await r.ttl(SAVE[7]) > 89 * DAY  # the phone mapping is renewed too
+    # The index of every call held, scored by when its data expires, lives as long as it.
+    assert await r.zrange(SAVE[3], 0, -1, withscores=True) == [("c1", NOW + DAY)]
+    assert DAY - 5 < await r.ttl(SAVE[3]) <= DAY
+
+
+async def test_save_indexes_every_call_held_and_drops_expired_ones(r: aioredis.Redis) -> None:
+    await r.zadd(SAVE[3], {"gone": NOW - 1, "kept": NOW + 10})
+    assert await _run(r, "save_call", SAVE, _save_args("", "P1", kept=1)) == [1]
+    # More calls than the session list keeps are still indexed, until their data expires.
+    assert await r.zrange(SAVE[3], 0, -1) == ["kept", "c1"]
+
+
+async def test_save_of_a_call_begun_before_an_erasure_is_refused_whole(
+    r: aioredis.Redis,
+) -> None:
+    await r.set(SAVE[4], STARTED_MS + 1)  # erased after the call began
+    assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [2]
+    assert not await r.exists(SAVE[0], SAVE[1], SAVE[3], SAVE[5], SAVE[7])
+    await r.set(SAVE[4], STARTED_MS - 1)  # erased before: a new call of a caller come back
+    assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [1]
 
 
 async def test_save_refuses_a_stale_profile_and_returns_the_current_one(
@@ -109,7 +135,7 @@ async def test_save_refuses_a_stale_profile_and_returns_the_current_one(
 ) -> None:
     await r.set(SAVE[0], "P2")
     assert await _run(r, "save_call", SAVE, _save_args("P1", "P3")) == [0, "P2"]
-    assert await r.get(SAVE[0]) == "P2" and not await r.exists(SAVE[1], SAVE[3])
+    assert await r.get(SAVE[0]) == "P2" and not await r.exists(SAVE[1], SAVE[5])
     # "No profile yet" is expected as '': a profile written meanwhile is a conflict too.
     assert await _run(r, "save_call", SAVE, _save_args("", "P3")) == [0, "P2"]
 
@@ -145,19 +171,65 @@ async def test_save_sets_unreadable_and_wrong_typed_data_aside(r: aioredis.Redis
 
 
 async def test_save_on_a_cluster_touches_the_callers_slot_only(r: aioredis.Redis) -> None:
-    assert await _run(r, "save_call", SAVE[:3], _save_args("", "P1")) == [1]
+    assert await _run(r, "save_call", SAVE[:5], _save_args("", "P1")) == [1]
     assert await r.get(SAVE[0]) == "P1"
-    assert not await r.exists(SAVE[3], SAVE[4], SAVE[5])  # written next to it by the store
+    assert not await r.exists(SAVE[5], SAVE[6], SAVE[7])  # written next to it by the store
 
 
-async def test_append_keeps_a_journals_ttl_and_gives_a_lost_one_a_ttl(r: aioredis.Redis) -> None:
+async def test_append_keeps_a_journals_ttl_and_never_makes_a_lost_one_again(
+    r: aioredis.Redis,
+) -> None:
     key = "lua:session:{c1}"
     await r.set(key, "header", ex=500)
-    assert await _run(r, "append_journal", [key], ["\nturn", DAY]) == len("header\nturn")
+    assert await _run(r, "append_journal", [key], ["\nturn"]) == len("header\nturn")
     assert 490 < await r.ttl(key) <= 500
-    await r.delete(key)  # expired, or erased, meanwhile
-    await _run(r, "append_journal", [key], ["\nturn", DAY])
-    assert await r.get(key) == "\nturn" and await r.ttl(key) > DAY - 5
+    await r.delete(key)  # saved, erased or expired meanwhile
+    assert await _run(r, "append_journal", [key], ["\nturn"]) == -1
+    assert not await r.exists(key)  # an erased caller does not come back through it
+
+
+MOVE = [
+    "lua:phone:{new}",
+    "lua:user:{new}:profile",
+    "lua:user:{new}:sessions",
+    "lua:user:{new}:calls",
+    "lua:user:{new}:profile:unreadable",
+]
+
+
+async def test_move_writes_a_caller_under_the_new_id_once(r: aioredis.Redis) -> None:
+    args = ["new", 90 * DAY, DAY, "P", "", 2, "s1", "s2", NOW + 5, "s1", NOW + 9, "s2"]
+    assert await _run(r, "move_caller", MOVE, args) == 1
+    assert await r.get(MOVE[0]) == "new" and await r.get(MOVE[1]) == "P"
+    assert await r.lrange(MOVE[2], 0, -1) == ["s1", "s2"]
+    assert await r.zrange(MOVE[3], 0, -1) == ["s1", "s2"]
+    assert not await r.exists(MOVE[4])
+    for key in MOVE[:3]:
+        assert await r.ttl(key) > 89 * DAY
+    assert DAY - 5 < await r.ttl(MOVE[3]) <= DAY
+    # A second call moving the same caller finds them moved: nothing is overwritten.
+    assert await _run(r, "move_caller", MOVE, ["new", 90 * DAY, DAY, "OLD", "", 0]) == 0
+    assert await r.get(MOVE[1]) == "P"
+
+
+async def test_replace_sets_a_value_only_if_unchanged_and_keeps_its_ttl(
+    r: aioredis.Redis,
+) -> None:
+    key = "lua:user:{u}:profile"
+    await r.set(key, "P1", ex=500)
+    assert await _run(r, "replace_value", [key], ["P0", "P2"]) == 0
+    assert await _run(r, "replace_value", [key], ["P1", "P2"]) == 1
+    assert await r.get(key) == "P2" and 490 < await r.ttl(key) <= 500
+
+
+async def test_drop_identity_removes_only_an_unused_fresh_mapping(r: aioredis.Redis) -> None:
+    await r.set(CALLER[0], "h")
+    await r.set(CALLER[1], "P")
+    assert await _run(r, "drop_identity", CALLER, ["h"]) == 0  # a call was saved meanwhile
+    await r.delete(CALLER[1])
+    assert await _run(r, "drop_identity", CALLER, ["other"]) == 0  # not the id it minted
+    assert await _run(r, "drop_identity", CALLER, ["h"]) == 1
+    assert not await r.exists(CALLER[0])
 
 
 async def test_claim_leases_an_orphan_to_one_claimer(r: aioredis.Redis) -> None:

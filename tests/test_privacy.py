@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from livekit import rtc
 from livekit.agents import Agent
 from livekit.agents.llm import ChatContext
 from livekit.agents.telemetry import set_tracer_provider, tracer
@@ -37,12 +41,16 @@ from .support.livekit import (
     join,
     last_item,
     leave,
+    participant,
     shut_down,
     sip_caller,
     text_session,
     texts,
 )
+from .support.proxy import fault_proxy
 from .support.servers import TestServer
+from .support.waiting import eventually
+from .support.worker import WorkerProcess
 
 NUMBER = "+14155550134"
 SPELLINGS = [
@@ -65,9 +73,14 @@ async def _call(
     job_id: str,
     says: list[str],
     number: str = NUMBER,
+    *,
+    attested: bool = False,
 ) -> Any:
+    """One call through LiveKit's classes; ``attested``: the carrier vouched for the number
+    (STIR/SHAKEN A, as Twilio's X-Twilio-VerStat mapped by the trunk)."""
     with job(job_id) as ctx:
-        caller = sip_caller(number)
+        verstat = {"sip.verstat": "TN-Validation-Passed-A"} if attested else {}
+        caller = sip_caller(number, attributes=verstat)
         join(ctx.room, caller)
         session = text_session(fake)
         agent = Agent(instructions=INSTRUCTIONS)
@@ -86,38 +99,76 @@ async def _call(
 # -- 1. identity keys -----------------------------------------------------------------------
 
 
-async def test_rotating_the_secret_loses_no_caller(config: RedisConfig) -> None:
+async def test_rotating_the_secret_re_keys_callers_so_the_old_one_can_be_dropped(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
     old = RedisMemoryStore(config)
     manager = SessionManager(old)
     numbers = [f"+1415555{i:04d}" for i in range(100, 120)]
-    ids = {}
+    old_ids = {}
     for i, number in enumerate(numbers):
         await manager.start_session(session_id=f"r-{i}", phone_number=number)
         manager.add_turn(f"r-{i}", "user", f"my name is {NAMES[i]}")
         await manager.end_session(f"r-{i}")
-        ids[number] = await old.get_or_create_user_id(phone_number=number)
+        old_ids[number] = await old.get_or_create_user_id(phone_number=number)
     await old.disconnect()
 
-    rotated = replace(
-        config,
-        phone_hash_secret="the-new-secret-0123456789",
-        phone_hash_previous_secrets=TEST_SECRET,
-    )
+    new_secret = "the-new-secret-7a2e9c4f1b8d6035a7c2e9f4"
+    rotated = replace(config, phone_hash_secret=new_secret, phone_hash_previous_secrets=TEST_SECRET)
     store = RedisMemoryStore(rotated)
     manager = SessionManager(store)
     for i, number in enumerate(numbers):
         ctx = await manager.start_session(session_id=f"after-{i}", phone_number=number)
-        assert ctx.is_returning and ctx.user_id == ids[number]
+        # Re-keyed on this call: the id is the number's hash under the new secret.
+        assert ctx.is_returning and ctx.user_id == store.hasher.hash(number)
         assert ctx.caller_name == NAMES[i]
         await manager.end_session(f"after-{i}")
-        # Moved: the old mapping is gone, the new one works without the old secret.
-        assert await store.read(old.keys.phone(old.hasher.hash(number))) is None
     await store.disconnect()
+    # No key name derives from the old secret any more: it really can be dropped.
+    names = [key.decode() async for key in redis_client.scan_iter(match=f"{config.key_prefix}:*")]
+    assert names and not [n for n in names if any(uid in n for uid in old_ids.values())]
 
-    only_new = RedisMemoryStore(replace(config, phone_hash_secret="the-new-secret-0123456789"))
-    for number in numbers:
-        assert await only_new.get_or_create_user_id(phone_number=number) == ids[number]
-    await only_new.disconnect()
+    only_new = SessionManager(RedisMemoryStore(replace(config, phone_hash_secret=new_secret)))
+    for i, number in enumerate(numbers):
+        ctx = await only_new.start_session(session_id=f"later-{i}", phone_number=number)
+        assert ctx.is_returning and ctx.caller_name == NAMES[i]
+        assert ctx.profile is not None and ctx.profile.call_count == 2
+    await only_new.aclose()
+    await only_new.store.disconnect()
+
+
+async def test_a_rotated_caller_is_forgotten_whole_after_a_crash_mid_move(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    # The move writes the new keys, then deletes the old ones (another slot): a worker dying
+    # in between leaves both, and forget still reaches both through the previous secret.
+    number = "+14155550177"
+    old = RedisMemoryStore(config)
+    manager = SessionManager(old)
+    await manager.start_session(session_id="m-1", phone_number=number)
+    manager.add_turn("m-1", "user", "my name is Ana")
+    await manager.end_session("m-1")
+    old_id = old.hasher.hash(number)
+    kept = {key: await redis_client.dump(key) for key in [
+        old.keys.profile(old_id), old.keys.sessions(old_id), old.keys.calls(old_id)
+    ]}  # fmt: skip
+    await old.disconnect()
+    rotated = replace(
+        config,
+        phone_hash_secret="the-new-secret-7a2e9c4f1b8d6035a7c2e9f4",
+        phone_hash_previous_secrets=TEST_SECRET,
+    )
+    manager = SessionManager(RedisMemoryStore(rotated))
+    await manager.start_session(session_id="m-2", phone_number=number)
+    await manager.end_session("m-2")
+    for key, value in kept.items():  # the old keys as a crash between the two steps leaves them
+        assert value is not None
+        await redis_client.restore(key, 0, value, replace=True)
+    deleted = await manager.forget_caller(number)
+    assert set(kept) <= set(deleted)
+    left = await dump_keys(redis_client, config.key_prefix)
+    assert left and all(key.endswith(":erased") for key in left), left  # only the guards
+    await manager.store.disconnect()
 
 
 async def test_a_secret_is_required_in_production(config: RedisConfig) -> None:
@@ -241,7 +292,7 @@ async def test_forget_erases_everything_about_the_caller_at_once(
     assert "Ana" not in dump and "still talking" not in dump
     assert store.keys.phone(store.hasher.hash(NUMBER)) not in dump
     assert len(manager.outbox) == 0
-    assert await manager.export_caller(NUMBER) == {"user_ids": [], "keys": {}, "outbox": []}
+    assert await manager.export_caller(NUMBER) == {"user_ids": [], "keys": {}, "outbox": {}}
     other = await store.lookup(store.hasher.hash("+442079460958"), create=False)
     assert other.profile is not None
     await store.disconnect()
@@ -256,6 +307,7 @@ async def test_export_and_forget_commands(config: RedisConfig) -> None:
         "MEMORY_KEY_PREFIX": config.key_prefix,
         "MEMORY_PHONE_HASH_SECRET": TEST_SECRET,
         "MEMORY_DATA_DIR": str(config.data_dir),
+        "MEMORY_DEFAULT_REGION": "US",
     }
     cli = [sys.executable, "-m", "livekit.plugins.caller_memory.cli"]
 
@@ -274,19 +326,13 @@ async def test_export_and_forget_commands(config: RedisConfig) -> None:
     assert run("forget", NUMBER).returncode == 2  # no prompt possible, no --yes
     forgotten = run("forget", "-", "--yes", stdin=NUMBER + "\n")
     assert forgotten.returncode == 0, forgotten.stderr
-    assert "Erased: 6 Redis key(s), 0 outbox entry(ies)." in forgotten.stdout
+    # The phone mapping, the profile, the session list, the index of calls, three calls.
+    assert "Erased: 7 Redis key(s), 0 outbox entry(ies)." in forgotten.stdout
     assert json.loads(run("export", NUMBER).stdout)["keys"] == {}
     assert "0134" not in forgotten.stdout + forgotten.stderr
 
 
-async def test_caller_asks_sarah_to_forget_them_and_she_confirms_first(
-    config: RedisConfig, redis_client: aioredis.Redis
-) -> None:
-    memory = CallerMemory(config=config)
-    await _call(memory, ScriptedLLM("Hi!", summary={"summary": "Booked.", "caller_name": "Ana"}),
-                "AJ_f1", ["I'm Ana, book me in"])  # fmt: skip
-    asked: list[str] = []
-
+def _forget_me_llm(asked: list[str]) -> ScriptedLLM:
     def agent_llm(chat_ctx: ChatContext) -> Any:
         role, text = last_item(chat_ctx)
         if role == "user" and "forget" in text:
@@ -298,11 +344,182 @@ async def test_caller_asks_sarah_to_forget_them_and_she_confirms_first(
             return "Should I erase everything?" if "confirm" in text else "Done."
         return "Okay."
 
-    call = await _call(memory, ScriptedLLM(agent_llm), "AJ_f2", ["Please forget me", "Yes"])
-    assert call.is_returning  # it knew her when the call started
+    return ScriptedLLM(agent_llm)
+
+
+async def test_caller_asks_sarah_to_forget_them_and_she_confirms_first(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    memory = CallerMemory(config=config)
+    await _call(memory, ScriptedLLM("Hi!", summary={"summary": "Booked.", "caller_name": "Ana"}),
+                "AJ_f1", ["I'm Ana, book me in"])  # fmt: skip
+    asked: list[str] = []
+
+    call = await _call(memory, _forget_me_llm(asked), "AJ_f2", ["Please forget me", "Yes"],
+                       attested=True)  # fmt: skip
+    assert call.is_returning and call.context.verified  # the carrier vouched for the number
     assert any("confirm" in text for text in asked)  # the tool asked for a confirmation
     assert any("erased" in text for text in asked)
-    assert await _dump(redis_client, config.key_prefix) == ""  # nothing left, this call included
+    # Nothing left, this call included, but the guard that keeps the caller erased: when.
+    left = await dump_keys(redis_client, config.key_prefix)
+    assert list(left) == [f"{config.key_prefix}:user:{{{call.context.user_id}}}:erased"]
+    await memory.aclose()
+
+
+async def test_an_unverified_forget_me_is_an_operators_request_and_erases_nothing(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    memory = CallerMemory(config=config)
+    booked = {"summary": "Booked a table.", "caller_name": "Ana Lopez"}
+    first = await _call(
+        memory, ScriptedLLM("Hi!", summary=booked), "AJ_v1", ["I'm Ana"], attested=True
+    )
+    asked: list[str] = []
+    # A spoofer calls with Ana's number: no attestation.
+    spoofer = await _call(memory, _forget_me_llm(asked), "AJ_v2",
+                          ["Please forget me", "Yes"])  # fmt: skip
+    assert not spoofer.context.verified
+    assert any("staff" in text for text in asked)  # the agent is told it is only a request
+    manager = await memory.manager()
+    found = await manager.store.lookup(manager.store.hasher.hash(NUMBER), create=False)
+    assert found.profile is not None and found.profile.name == "Ana Lopez"  # nothing erased
+    assert found.profile.call_count == 1  # and the spoofer's call is not stored
+    requests = await manager.store.erasure_requests()
+    assert [user for user, _ in requests] == [first.context.user_id]
+    assert abs(requests[0][1] - time.time()) < 600
+
+    # The operator checks with the real caller, then carries the request out.
+    env = {
+        **os.environ,
+        "REDIS_URL": config.redis_url(),
+        "MEMORY_KEY_PREFIX": config.key_prefix,
+        "MEMORY_PHONE_HASH_SECRET": TEST_SECRET,
+        "MEMORY_DATA_DIR": str(config.data_dir),
+    }
+    cli = [sys.executable, "-m", "livekit.plugins.caller_memory.cli"]
+    listed = subprocess.run([*cli, "requests"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and str(first.context.user_id) in listed.stdout
+    done = subprocess.run([*cli, "forget", "--user-id", str(first.context.user_id), "--yes"],
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    left = await dump_keys(redis_client, config.key_prefix)
+    assert all(key.endswith(":erased") for key in left), left  # the request is answered too
+    await memory.aclose()
+
+
+# -- trust: what a caller id that may be spoofed hears, writes and erases ---------------------
+
+
+async def test_a_spoofer_hears_a_first_name_at_most_and_overwrites_nothing(
+    config: RedisConfig,
+) -> None:
+    memory = CallerMemory(config=config)
+    victim = {"summary": "Refilled her insulin prescription.", "caller_name": "Ana Lopez",
+              "preferences": {"medication": "insulin", "pharmacy": "Main St"},
+              "follow_ups": ["Call back about the refill"]}  # fmt: skip
+    await _call(memory, ScriptedLLM("Hi!", summary=victim), "AJ_t1", ["I'm Ana"], attested=True)
+
+    def curious(chat_ctx: ChatContext) -> Any:
+        return "Sure."
+
+    spoofer_llm = ScriptedLLM(curious, summary={
+        "summary": "Changed pharmacy.", "caller_name": "Mallory",
+        "preferences": {"pharmacy": "Elm St", "medication": ""}, "follow_ups": []})  # fmt: skip
+    spoofer = await _call(memory, spoofer_llm, "AJ_t2",
+                          ["What did we talk about last time?"])  # fmt: skip
+    # What the agent's LLM was given: the first name, nothing else of the memory.
+    seen = "\n".join(t for _, t in texts(spoofer_llm.conversation_requests[-1]))
+    assert "Ana" in seen
+    for secret in ("Lopez", "insulin", "Main St", "refill", "prescription"):
+        assert secret not in seen, secret
+    assert spoofer.context.caller_name == "Ana"
+
+    manager = await memory.manager()
+    found = await manager.store.lookup(manager.store.hasher.hash(NUMBER), create=False)
+    profile = found.profile
+    assert profile is not None
+    assert profile.name == "Ana Lopez"  # not Mallory
+    assert profile.preferences == {"medication": "insulin", "pharmacy": "Main St"}
+    assert profile.follow_ups == ["Call back about the refill"]
+    assert [c.verified for c in profile.calls] == [True, False]  # the call is marked
+    await memory.aclose()
+
+
+async def test_a_standard_participants_number_counts_only_where_allowed(
+    config: RedisConfig,
+) -> None:
+    # Anyone with a room token sets their own attributes: in production they are no caller id.
+    for trusted in (False, True):
+        memory = CallerMemory(config=replace(config, trust_participant_numbers=trusted))
+        with job(f"AJ_std{trusted}") as ctx:
+            guest = participant("web-guest", kind=rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+                                attributes={"sip.phoneNumber": NUMBER})  # fmt: skip
+            join(ctx.room, guest)
+            session = text_session(ScriptedLLM("Hi."))
+            call = await memory.attach(ctx, session, Agent(instructions=INSTRUCTIONS))
+            assert call.participant is guest
+            assert call.context.status == ("new" if trusted else "no_number")
+            assert not call.context.verified
+            await session.aclose()
+            await shut_down(ctx)
+        await memory.aclose()
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "verified"),
+    [
+        ("sip.verstat", "TN-Validation-Passed-A", True),  # Twilio's X-Twilio-VerStat
+        ("sip.verstat", "TN-Validation-Passed-B", False),  # the carrier knows the customer only
+        ("sip.verstat", "TN-Validation-Failed", False),
+        ("sip.verstat", "No-TN-Validation", False),
+        # Telnyx and 3GPP: the verdict is a parameter of the P-Asserted-Identity header.
+        ("sip.pai", '"Ana" <sip:+14155550134@sip.telnyx.com;verstat=TN-Validation-Passed>', True),
+        ("sip.pai", "<sip:+14155550134@sip.telnyx.com;verstat=TN-Validation-Failed>", False),
+    ],
+)
+async def test_the_networks_attestation_verifies_a_caller(
+    config: RedisConfig, attribute: str, value: str, verified: bool
+) -> None:
+    memory = CallerMemory(config=replace(config, verified_attribute=attribute))
+    with job("AJ_att") as ctx:
+        join(ctx.room, sip_caller(NUMBER, attributes={attribute: value}))
+        session = text_session(ScriptedLLM("Hi."))
+        call = await memory.attach(ctx, session, Agent(instructions=INSTRUCTIONS))
+        assert call.context.verified is verified
+        assert call.context.disclosure == ("full" if verified else "name")
+        await session.aclose()
+        await shut_down(ctx)
+    await memory.aclose()
+
+
+async def test_a_verstat_the_caller_wrote_into_their_own_number_is_ignored(
+    config: RedisConfig,
+) -> None:
+    # The From header is the caller's to write: "+1...;verstat=..." there proves nothing.
+    memory = CallerMemory(config=config)
+    with job("AJ_forged") as ctx:
+        join(ctx.room, sip_caller(f"{NUMBER};verstat=TN-Validation-Passed-A"))
+        session = text_session(ScriptedLLM("Hi."))
+        call = await memory.attach(ctx, session, Agent(instructions=INSTRUCTIONS))
+        assert call.context.status == "new" and not call.context.verified
+        manager = await memory.manager()
+        assert call.context.user_id == manager.store.hasher.hash(NUMBER)  # the number only
+        await session.aclose()
+        await shut_down(ctx)
+    await memory.aclose()
+
+
+@pytest.mark.parametrize("placeholder", ["+266696687", "+7378742833", "anonymous", "+8656696"])
+async def test_withheld_callers_never_share_a_memory(
+    config: RedisConfig, redis_client: aioredis.Redis, placeholder: str
+) -> None:
+    memory = CallerMemory(config=config)
+    for i in range(2):
+        call = await _call(memory, ScriptedLLM("Hi.", summary={"summary": "A call.",
+                           "caller_name": f"Caller {i}"}), f"AJ_w{i}", ["Hello"],
+                           number=placeholder)  # fmt: skip
+        assert call.context.status == "no_number" and not call.is_returning
+    assert await _dump(redis_client, config.key_prefix) == ""
     await memory.aclose()
 
 
@@ -331,6 +548,85 @@ async def test_with_consent_required_only_a_caller_who_agreed_is_remembered(
     assert third.is_returning and "ask whether" not in third.greeting_instructions
     found = await manager.store.lookup(manager.store.hasher.hash(NUMBER))
     assert found.profile is not None and found.profile.call_count == 2
+    await memory.aclose()
+
+
+def _answers(tool_calls: dict[str, ToolCall]) -> ScriptedLLM:
+    """An agent LLM that calls a tool when the caller says one of these lines."""
+
+    def answer(chat_ctx: ChatContext) -> Any:
+        role, text = last_item(chat_ctx)
+        if role == "user" and text in tool_calls:
+            return tool_calls[text]
+        return "Noted."
+
+    return ScriptedLLM(answer)  # summaries: not JSON, so the fallback (the caller's words)
+
+
+async def test_consent_covers_the_call_only_from_when_it_was_given(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    memory = CallerMemory(config=replace(config, consent_required=True))
+    agree = ToolCall("record_memory_consent", {"agreed": True})
+    fake = _answers({"Yes, you may remember me": agree})
+    says = ["My account number is in arrears", "Yes, you may remember me", "I prefer mornings"]
+    await _call(memory, fake, "AJ_cf", says)
+    dump = await _dump(redis_client, config.key_prefix)
+    assert "mornings" in dump  # said after the consent: remembered
+    assert "arrears" not in dump  # said before it: neither stored nor summarized
+    assert "arrears" not in texts(fake.summary_requests[0])[-1][1]
+    await memory.aclose()
+
+
+@pytest.mark.parametrize("verified", [False, True])
+async def test_consent_can_be_withdrawn_in_a_later_call(
+    config: RedisConfig, redis_client: aioredis.Redis, verified: bool
+) -> None:
+    memory = CallerMemory(config=replace(config, consent_required=True))
+    agree = ToolCall("record_memory_consent", {"agreed": True})
+    withdraw = ToolCall("record_memory_consent", {"agreed": False})
+    await _call(memory, _answers({"Yes": agree}), "AJ_w1", ["Yes", "I like mornings"],
+                attested=verified)  # fmt: skip
+    manager = await memory.manager()
+    phone_hash = manager.store.hasher.hash(NUMBER)
+    found = await manager.store.lookup(phone_hash, create=False)
+    assert found.profile is not None and found.profile.consented_at is not None
+
+    second = await _call(memory, _answers({"Stop remembering me": withdraw}), "AJ_w2",
+                         ["Stop remembering me", "My new address is 5 Elm St"],
+                         attested=verified)  # fmt: skip
+    assert second.is_returning
+    dump = await _dump(redis_client, config.key_prefix)
+    assert "Elm St" not in dump  # the call of the withdrawal is not stored
+    found = await manager.store.lookup(phone_hash, create=False)
+    if verified:
+        assert found.profile is None and "mornings" not in dump  # erased at once
+    else:
+        # A spoofer may be speaking: nothing is erased, an operator is asked to...
+        assert found.profile is not None and found.profile.call_count == 1
+        assert [u for u, _ in await manager.store.erasure_requests()] == [found.user_id]
+        # ...and the consent is gone: the next call asks again and stores nothing unasked.
+        assert found.profile.consented_at is None
+    third = await _call(memory, _answers({}), "AJ_w3", ["Hello again"], attested=verified)
+    assert "ask whether you may remember" in third.greeting_instructions
+    assert "Hello again" not in await _dump(redis_client, config.key_prefix)
+    await memory.aclose()
+
+
+@pytest.mark.parametrize("consent_required", [False, True])
+async def test_a_new_caller_who_declines_leaves_nothing(
+    config: RedisConfig, redis_client: aioredis.Redis, consent_required: bool
+) -> None:
+    memory = CallerMemory(config=replace(config, consent_required=consent_required))
+    decline = (
+        ToolCall("record_memory_consent", {"agreed": False})
+        if consent_required
+        else ToolCall("dont_remember_this_call", {})
+    )
+    call = await _call(memory, _answers({"No, do not remember this": decline}), "AJ_n1",
+                       ["No, do not remember this", "It is about my divorce"])  # fmt: skip
+    assert call.context.status == "new"
+    assert await _dump(redis_client, config.key_prefix) == ""  # not even a phone mapping
     await memory.aclose()
 
 
@@ -371,7 +667,7 @@ async def test_spoken_instructions_come_back_only_as_fenced_data(config: RedisCo
                 [f"Hi, {INJECTION}"])  # fmt: skip
 
     second = ScriptedLLM("Hello.")
-    await _call(memory, second, "AJ_p2", ["Hi"])
+    await _call(memory, second, "AJ_p2", ["Hi"], attested=True)  # all of the memory
     request = texts(second.conversation_requests[0])
     assert request[0] == ("system", INSTRUCTIONS)  # the instructions are unchanged
     fenced = [t for role, t in request if "<caller_memory>" in t]
@@ -417,7 +713,8 @@ async def test_card_numbers_ids_codes_and_emails_are_never_stored(
         assert secret not in dump
     for tag in ["[card number]", "[id number]", "[code]", "[email]"]:
         assert tag in dump
-    assert "expiring 09/28" in dump  # the rest of what was said is kept
+    assert "09/28" not in dump  # the expiry said with the card goes with it
+    assert "I want to pay, my card is [card number] expiring [expiry]" in dump  # the rest stays
     await memory.aclose()
 
 
@@ -505,3 +802,171 @@ def test_livekits_own_log_lines_are_kept_free_of_the_callers_number(
     finally:
         for f in list(livekit_logger.filters):
             livekit_logger.removeFilter(f)
+
+
+# -- erasure against a fleet: two worker processes and the CLI, one Redis --------------------
+
+
+async def test_forget_wins_against_a_call_in_progress_and_another_workers_outbox(
+    config: RedisConfig, redis_server: TestServer, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    settings = {
+        "MEMORY_KEY_PREFIX": config.key_prefix,
+        "MEMORY_PHONE_HASH_SECRET": TEST_SECRET,
+        "MEMORY_LOOKUP_TIMEOUT_MS": "10000",
+        "MEMORY_SAVE_TIMEOUT_S": "1",
+        "MEMORY_OUTBOX_FLUSH_S": "3600",  # flushed when the test says so
+    }
+    prefix = config.key_prefix
+    with fault_proxy(redis_server.port) as network_b:
+        a = WorkerProcess({**settings, "REDIS_URL": redis_server.url,
+                           "MEMORY_DATA_DIR": str(tmp_path / "a")})  # fmt: skip
+        b = WorkerProcess({**settings, "REDIS_URL": network_b.url,
+                           "MEMORY_DATA_DIR": str(tmp_path / "b")})  # fmt: skip
+        try:
+            # Ana called before: she is remembered.
+            assert a.ask("start", session="old", number=NUMBER)["status"] == "new"
+            a.ask("turn", session="old", text="My name is Ana Lopez")
+            assert a.ask("end", session="old")["saved"]
+            # Now she is on a call with worker A (journaled as it goes)...
+            assert a.ask("start", session="live", number=NUMBER)["returning"]
+            a.ask("turn", session="live", text="Ana here, about my divorce papers")
+            live = f"{prefix}:session:{{live}}"
+
+            async def journaled() -> bool:
+                return b"divorce" in (await redis_client.get(live) or b"")
+
+            await eventually(journaled)
+            # ...and worker B holds a call of hers it could not save: its network is down.
+            assert b.ask("start", session="held", number=NUMBER)["returning"]
+            b.ask("turn", session="held", text="Ana again: my new address is 5 Elm St")
+            network_b.set_mode("refuse")
+            assert b.ask("end", session="held") == {"saved": False, "outbox": 1}
+
+            # The operator erases her from a third process.
+            cli = subprocess.run(
+                [sys.executable, "-m", "livekit.plugins.caller_memory.cli", "forget", NUMBER,
+                 "--yes"],
+                env={**os.environ, **settings, "REDIS_URL": redis_server.url,
+                     "MEMORY_DATA_DIR": str(tmp_path / "cli")},
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert cli.returncode == 0, cli.stderr
+
+            # The call goes on, and ends; B's network heals and it flushes its outbox.
+            a.ask("turn", session="live", text="and my lawyer is Bob")
+            assert not a.ask("end", session="live")["saved"]
+            network_b.set_mode("pass")
+            flushed = b.ask("flush")
+            assert flushed["left"] == 0 and flushed["outbox"] == 0  # dropped, not kept
+
+            # Nothing of her came back: only the guard that keeps her erased.
+            left = await dump_keys(redis_client, prefix)
+            assert all(key.endswith(":erased") for key in left), left
+            for worker_dir in ("a", "b"):
+                assert not list((tmp_path / worker_dir / "outbox").glob("*.json"))
+            # Her next call is a first call.
+            assert a.ask("start", session="later", number=NUMBER)["status"] == "new"
+        finally:
+            a.stop()
+            b.stop()
+
+
+async def test_every_call_of_the_day_is_erased_and_exported_not_only_the_last_five(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    manager = SessionManager(RedisMemoryStore(config))
+    calls = config.max_sessions + 4
+    for i in range(calls):
+        await manager.start_session(session_id=f"day-{i}", phone_number=NUMBER)
+        manager.add_turn(f"day-{i}", "user", f"call {i}: my name is Ana")
+        await manager.end_session(f"day-{i}")
+    assert len(await manager.store.get_session_ids(manager.store.hasher.hash(NUMBER))) == 5
+    exported = await manager.export_caller(NUMBER)
+    sessions = [key for key in exported["keys"] if ":session:" in key]
+    assert len(sessions) == calls  # every call still held, not just the listed ones
+    deleted = await manager.forget_caller(NUMBER)
+    # What export shows is exactly what forget deletes.
+    assert set(deleted) == set(exported["keys"])
+    dump = await _dump(redis_client, config.key_prefix)
+    assert "Ana" not in dump and "day-" not in dump
+    await manager.store.disconnect()
+
+
+async def test_stray_outbox_files_are_exported_and_erased(config: RedisConfig) -> None:
+    manager = await _remembered_caller(config)
+    store = manager.store
+    phone_hash = store.hasher.hash(NUMBER)
+    record = await store.get_session("e-0")
+    assert record is not None
+    kept = manager.outbox.put(record.model_copy(update={"session_id": "kept"}),
+                              phone_hash=phone_hash)  # fmt: skip
+    # A crash left a temporary file, and a file was set aside as unreadable (cut short).
+    raw = kept.read_bytes()
+    (kept.parent / "crash.4242.tmp").write_bytes(raw)
+    (kept.parent / "unreadable").mkdir(mode=0o700)
+    (kept.parent / "unreadable" / "cut.json").write_bytes(raw[: len(raw) // 2 + 40])
+    someone_else = manager.outbox.put(
+        record.model_copy(update={"session_id": "other", "user_id": "someone-else"}),
+        phone_hash="another-hash",
+    )
+    exported = await manager.export_caller(NUMBER)
+    assert set(exported["outbox"]) == {kept.name, "crash.4242.tmp", "unreadable/cut.json"}
+    deleted = await manager.forget_caller(NUMBER)
+    assert {d for d in deleted if d.startswith("outbox:")} == {
+        f"outbox:{name}" for name in exported["outbox"]
+    }
+    remaining = [p.name for p in kept.parent.rglob("*") if p.is_file()]
+    assert remaining == [someone_else.name]
+    await store.disconnect()
+
+
+async def test_forget_rewrites_the_embedded_servers_append_only_file(tmp_path: Path) -> None:
+    from livekit.plugins.caller_memory.server import EmbeddedRedis
+
+    data = tmp_path / "redis"
+    with EmbeddedRedis(data_dir=data, appendonly=True, appendfsync="always") as server:
+        config = RedisConfig(url=server.url, phone_hash_secret=TEST_SECRET, data_dir=tmp_path,
+                             key_prefix="aof", lookup_timeout_ms=10_000)  # fmt: skip
+        manager = await _remembered_caller(config)
+
+        def on_disk() -> bytes:
+            return b"".join(p.read_bytes() for p in data.rglob("*") if p.is_file())
+
+        assert b"Ana" in on_disk()  # the log holds every write
+        await manager.forget_caller(NUMBER)
+        assert b"Ana" not in on_disk()  # rewritten: the erased caller left the disk too
+        await manager.store.disconnect()
+
+
+async def test_the_private_server_needs_a_password_and_keeps_its_files_private(
+    tmp_path: Path,
+) -> None:
+    from livekit.plugins.caller_memory.server.connect import ensure_local_redis
+
+    os.umask(0o000)  # the worst case: a umask that would make everything world-writable
+    try:
+        url, server = ensure_local_redis(tmp_path / "data")
+    finally:
+        os.umask(0o022)
+    assert server is not None
+    try:
+        folder = tmp_path / "data" / "redis"
+        assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE((folder / "password").stat().st_mode) == 0o600
+        anonymous = aioredis.Redis(host="127.0.0.1", port=server.port)
+        with pytest.raises(aioredis.AuthenticationError):
+            await anonymous.ping()
+        await anonymous.aclose()
+        client = aioredis.Redis.from_url(url)
+        await client.set("k", "v")
+        await client.aclose()
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+        # A second worker finds the same server, with the same password.
+        again, started = ensure_local_redis(tmp_path / "data")
+        assert again == url and started is None
+    finally:
+        server.stop()

@@ -33,6 +33,7 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     SessionContext,
     SessionManager,
+    WithheldNumberError,
     normalize_phone,
 )
 from livekit.plugins.caller_memory.calls import MAX_TURN_CHARS, MAX_TURNS
@@ -51,6 +52,7 @@ from livekit.plugins.caller_memory.participants import (
     caller_phone_number,
     find_caller,
 )
+from livekit.plugins.caller_memory.redaction import Redactor
 from livekit.plugins.caller_memory.store.codec import inflate
 from livekit.plugins.caller_memory.summarizer import Summarizer
 
@@ -78,7 +80,7 @@ ALL_KINDS = [value for _, value in rtc.ParticipantKind.items()]
 
 STATUSES = {"new", "returning", "invalid_number", "no_number"}
 CALLER_NUMBER = "+1 (650) 253-0000"
-HASHER = PhoneHasher(TEST_SECRET)
+HASHER = PhoneHasher(TEST_SECRET, default_region="US")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 """E.164 as the plugin documents it: ``+``, then 7 to 15 ASCII digits, no leading zero."""
 
@@ -95,6 +97,7 @@ async def redis_store(server: TestServer, data_dir: Path) -> AsyncIterator[Redis
         url=server.url,
         key_prefix=f"prop-{uuid.uuid4().hex}",
         phone_hash_secret=TEST_SECRET,
+        default_region="US",
         data_dir=data_dir,
         # A loaded CI machine must not turn a lookup into "timeout": the budget is not tested here.
         lookup_timeout_ms=10_000,
@@ -230,7 +233,7 @@ def _digit_runs(raw: str) -> set[str]:
 def check_normalize(raw: str) -> str | None:
     """The contract of ``normalize_phone``; returns the E.164 number, or None when refused."""
     try:
-        out = normalize_phone(raw)
+        out = normalize_phone(raw, default_region="US")
     except InvalidPhoneNumberError as e:  # anything else propagates and fails the test
         assert isinstance(e, ValueError)
         # Neither the message nor a logged traceback may carry the number (personal data).
@@ -274,19 +277,18 @@ def test_spellings_of_one_number_normalize_and_hash_identically(
         parsed = phonenumbers.parse(f"+{cc}{nsn}")
     except phonenumbers.NumberParseException:
         parsed = None
-    # A complete number: possible per the metadata, and E.164's 7 to 15 digits long.
-    possible = (
+    # A real number: valid per the numbering plans, and E.164's 7 to 15 digits long.
+    valid = (
         parsed is not None
-        and phonenumbers.is_possible_number_with_reason(parsed)
-        == phonenumbers.ValidationResult.IS_POSSIBLE
+        and phonenumbers.is_valid_number(parsed)
         and E164.fullmatch(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
         is not None
     )
-    event(f"possible number: {possible}")
-    if not possible:
-        # Not a complete number per the metadata: each spelling is refused, or (compact E.164
-        # only) trusted as given; check_normalize checked each, they need not agree. (Numbers
-        # possible only locally, without an area code, are refused: a test further down.)
+    event(f"valid number: {valid}")
+    if not valid:
+        # Not a number any plan holds: each spelling is refused; check_normalize checked
+        # each refusal. (Numbers possible only locally are refused too: a test further down.)
+        assert set(outputs.values()) == {None}, outputs
         return
     assert set(outputs.values()) == {normalize_phone(f"+{cc}{nsn}")}, outputs
     assert len({HASHER.hash(text) for text in texts}) == 1
@@ -374,10 +376,15 @@ def test_caller_phone_number_never_raises(
     other_kind: rtc.ParticipantKind.ValueType,
 ) -> None:
     kind, attributes = spec
+    raw = attributes.get(PHONE_ATTRIBUTE)
+    # The user part of a SIP URI ends at its first parameter (";verstat=...").
+    expected = (raw.split(";", 1)[0].strip() or None) if raw is not None else None
     for k in (kind, other_kind):
-        number = caller_phone_number(participant("caller", kind=k, attributes=attributes))
-        raw = attributes.get(PHONE_ATTRIBUTE)
-        assert number == ((raw.strip() or None) if raw is not None else None)
+        caller = participant("caller", kind=k, attributes=attributes)
+        assert caller_phone_number(caller) == expected
+        # A standard participant sets its own attributes: its number counts only if trusted.
+        untrusted = None if k == STANDARD else expected
+        assert caller_phone_number(caller, trust_standard=False) == untrusted
 
 
 @REDIS
@@ -423,8 +430,11 @@ def test_start_session_with_the_phone_attribute_never_raises(
     kind, attributes = spec
     caller = participant("caller", kind=kind, attributes=attributes)
     raw = caller.attributes.get(PHONE_ATTRIBUTE)
+    withheld = not raw
     try:
-        valid = raw is not None and bool(normalize_phone(raw))
+        valid = raw is not None and bool(normalize_phone(raw, default_region="US"))
+    except WithheldNumberError:
+        valid, withheld = False, True
     except InvalidPhoneNumberError:
         valid = False
 
@@ -435,7 +445,7 @@ def test_start_session_with_the_phone_attribute_never_raises(
             first = await manager.start_session(session_id="call-1", phone_number=raw)
             assert first.status in STATUSES
             event(f"status: {first.status}")
-            expected = "new" if valid else ("no_number" if not raw else "invalid_number")
+            expected = "new" if valid else ("no_number" if withheld else "invalid_number")
             assert first.status == expected
             assert (first.user_id is not None) == valid
             manager.add_turn("call-1", "user", raw or "")
@@ -472,16 +482,21 @@ roles = st.sampled_from(["user", "assistant"])
 turn_lists = st.lists(st.tuples(roles, turn_texts), max_size=12)
 
 
+REDACT = Redactor(region="US")
+"""The redaction every store of these tests applies (every kind, the US as home region)."""
+
+
 def kept_turns(turns: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """What add_turn documents: empty/blank texts ignored, text stripped and cut to
-    MAX_TURN_CHARS, and past MAX_TURNS the middle dropped so the first and last turns stay."""
+    """What add_turn documents: empty/blank texts ignored, text stripped, cut to
+    MAX_TURN_CHARS and redacted, and past MAX_TURNS the middle dropped so the first and last
+    turns stay."""
     kept: list[tuple[str, str]] = []
     for role, text in turns:
         if not text.strip():
             continue
         if len(kept) >= MAX_TURNS:
             del kept[MAX_TURNS // 2]
-        kept.append((role, text.strip()[:MAX_TURN_CHARS]))
+        kept.append((role, REDACT(text.strip()[:MAX_TURN_CHARS])))
     return kept
 
 
@@ -518,7 +533,9 @@ async def _call_round_trip(
     assert await store.get_session_ids(profile.user_id) == [session_id]
 
     # The next call finds the caller, and the caller's words stay fenced in as data.
-    again = await manager.start_session(session_id=f"{session_id}/next", phone_number="16502530000")
+    again = await manager.start_session(
+        session_id=f"{session_id}/next", phone_number="16502530000", verified=True
+    )
     assert again.status == "returning" and again.profile == profile
     assert memory_block(again)["calls_so_far"] == 1
     await manager.aclose()
@@ -689,7 +706,9 @@ def test_calls_summarized_from_any_llm_answer_are_saved(
         async with redis_store(redis_server, tmp_path) as store:
             for i, answer in enumerate(answers):
                 manager = SessionManager(store, llm=ScriptedLLM(summary=answer))
-                ctx = await manager.start_session(session_id=f"c{i}", phone_number=CALLER_NUMBER)
+                ctx = await manager.start_session(
+                    session_id=f"c{i}", phone_number=CALLER_NUMBER, verified=True
+                )
                 assert ctx.status == ("returning" if i else "new")
                 if ctx.is_returning:
                     memory_block(ctx)

@@ -58,6 +58,7 @@ async def test_every_key_of_the_table_has_its_ttl(
         f"{p}:phone:{{{phone_hash}}}": 90 * 86400,
         f"{p}:user:{{{user_id}}}:profile": 90 * 86400,
         f"{p}:user:{{{user_id}}}:sessions": 90 * 86400,
+        f"{p}:user:{{{user_id}}}:calls": 24 * 3600,
         f"{p}:session:{{room-1}}": 24 * 3600,
     }
     dump = await dump_keys(redis_client, p)
@@ -87,7 +88,7 @@ async def test_no_key_or_value_holds_the_callers_number(
 
 
 async def test_the_hash_is_keyed(config: RedisConfig) -> None:
-    other = replace(config, phone_hash_secret="another-secret-0123456789")
+    other = replace(config, phone_hash_secret="another-secret-3f8b1d6a9c2e7054f3a8b1d6")
     a = RedisMemoryStore(config).hasher.hash(PHONE)
     b = RedisMemoryStore(other).hasher.hash(PHONE)
     assert a != b

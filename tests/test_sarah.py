@@ -25,7 +25,7 @@ async def test_replay_remembers_callers_across_calls_and_runs(
     for name, value in {
         "REDIS_URL": config.redis_url(),
         "MEMORY_KEY_PREFIX": config.key_prefix,
-        "MEMORY_PHONE_HASH_SECRET": "replay-test-secret-0123456789",
+        "MEMORY_PHONE_HASH_SECRET": "replay-test-secret-9b4d2f7a1e6c8053d9b4f2a7",
     }.items():
         monkeypatch.setenv(name, value)
 

@@ -14,13 +14,16 @@ from livekit.plugins.caller_memory import (
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 
 
-def _record(session_id: str, user_id: str | None, *turns: str) -> SessionRecord:
+def _record(
+    session_id: str, user_id: str | None, *turns: str, verified: bool = True
+) -> SessionRecord:
     now = utcnow()
     return SessionRecord(
         session_id=session_id,
         user_id=user_id,
         started_at=now,
         ended_at=now,
+        verified=verified,
         turns=[
             Turn(role="user" if i % 2 == 0 else "assistant", text=t) for i, t in enumerate(turns)
         ],
@@ -191,5 +194,5 @@ async def test_a_caller_whose_id_looks_compressed_can_be_exported_and_forgotten(
                           phone_hash=phone_hash)  # fmt: skip
     exported = await store.export(phone_hash)
     assert exported["user_ids"] == [phone_hash]
-    assert len(await store.forget(phone_hash)) == 4
+    assert len(await store.forget(phone_hash)) == 5  # phone, profile, sessions, calls, call
     assert (await store.export(phone_hash))["keys"] == {}

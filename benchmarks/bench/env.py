@@ -20,7 +20,7 @@ from .wire import Meter, WireCounter
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root."""
-SECRET = "bench-secret-0123456789abcdef"
+SECRET = "bench-only-8e1a6c3f9d2b7045c1e8a3f6d9b2"
 PREFIX = "bench"
 CONCURRENT = 200
 """Call starts at once in the concurrency section."""

@@ -27,7 +27,10 @@ def _settings() -> dict[str, Any]:
     path = os.environ.get(SETTINGS_VARIABLE)
     if not path or not Path(path).is_file():  # the worker's side, before any test wrote one
         return {
-            "config": {"persistence": False, "phone_hash_secret": "x" * 32},
+            "config": {
+                "persistence": False,
+                "phone_hash_secret": "job-agent-default-7d3f9a1c5e2b8047a6c9d1f3",
+            },
             "summary": {"summary": "A call."},
         }
     data: dict[str, Any] = json.loads(Path(path).read_text())

@@ -18,10 +18,12 @@ from .agent import CallerMemory, CallMemory, on_session_end
 from .calls import SessionContext, SessionManager, get_session_manager, init_session_manager
 from .config import RedisConfig
 from .exceptions import (
+    CallerErasedError,
     CallerMemoryError,
     ConfigError,
     InvalidPhoneNumberError,
     StoreUnavailableError,
+    WithheldNumberError,
 )
 from .identity import PhoneHasher, normalize_phone
 from .log import hide_numbers_in_livekit_logs, logger
@@ -32,6 +34,7 @@ from .version import __version__
 __all__ = [
     "CallMemory",
     "CallSummary",
+    "CallerErasedError",
     "CallerMemory",
     "CallerMemoryError",
     "CallerProfile",
@@ -45,6 +48,7 @@ __all__ = [
     "SessionContext",
     "SessionManager",
     "StoreUnavailableError",
+    "WithheldNumberError",
     "__version__",
     "get_session_manager",
     "hide_numbers_in_livekit_logs",

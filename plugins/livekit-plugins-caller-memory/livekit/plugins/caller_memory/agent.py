@@ -44,7 +44,7 @@ from .calls import SessionContext, SessionManager
 from .config import RedisConfig
 from .log import logger
 from .models import CallerProfile
-from .participants import caller_phone_number, find_caller, hung_up, is_caller
+from .participants import caller_phone_number, find_caller, hung_up, is_attested, is_caller
 from .store import MemoryStore
 
 __all__ = ["CallMemory", "CallerMemory", "OnCaller", "on_session_end"]
@@ -155,9 +155,20 @@ class CallMemory:
 
     async def _start(self, phone_number: str | None) -> None:
         self._started = True
+        participant = self._participant
         self._context = await self._manager.start_session(
-            session_id=self._session_id, phone_number=phone_number
+            session_id=self._session_id,
+            phone_number=phone_number,
+            verified=participant is not None and self._attested(participant),
         )
+
+    def _number(self, participant: rtc.Participant) -> str | None:
+        trust = self._manager.config.trust_participant_numbers
+        return caller_phone_number(participant, trust_standard=trust)
+
+    def _attested(self, participant: rtc.Participant) -> bool:
+        config = self._manager.config
+        return is_attested(participant, config.verified_attribute, config.verified_value_set)
 
     def _consider(self, participant: rtc.RemoteParticipant) -> None:
         """A participant joined, came back or changed attributes: is it (now) the caller?
@@ -171,15 +182,13 @@ class CallMemory:
         if current is not None and participant.identity == current.identity:
             self._participant = participant  # the caller, back or with new attributes
         elif current is None or (
-            self._needs_number()
-            and caller_phone_number(participant)
-            and not caller_phone_number(current)
+            self._needs_number() and self._number(participant) and not self._number(current)
         ):
             self._participant = participant
         else:
             return
         self._caller_arrived.set()
-        number = caller_phone_number(participant)
+        number = self._number(participant)
         if number and self._started and self._identifying is None and self._needs_number():
             self._identifying = asyncio.get_running_loop().create_task(
                 self._identify(number), name=f"caller_memory.identify.{self._session_id}"
@@ -191,7 +200,10 @@ class CallMemory:
     async def _identify(self, number: str) -> None:
         # The number arrived after the call started: look the caller up now, and give the live
         # agent their memory before its next reply.
-        self._context = await self._manager.identify_caller(self._session_id, number)
+        verified = self._participant is not None and self._attested(self._participant)
+        self._context = await self._manager.identify_caller(
+            self._session_id, number, verified=verified
+        )
         if self._agent is not None:
             await self.load_into(self._current_agent() or self._agent)
         if self._attached and self._on_caller is not None:
@@ -283,9 +295,8 @@ class CallMemory:
         async def forget_me(confirmed: bool) -> str:
             if not confirmed:
                 return prompts.FORGET_ME.ask_first
-            deleted = await self.forget_caller()
-            logger.info("caller erased on request", extra={"items": len(deleted)})
-            return prompts.FORGET_ME.done
+            outcome = await self._manager.ask_to_forget(self._session_id)
+            return prompts.FORGET_ME.requested if outcome == "requested" else prompts.FORGET_ME.done
 
         async def dont_remember_this_call() -> str:
             self.dont_remember()
@@ -528,14 +539,14 @@ class CallerMemory:
         if participant is not None:
             call._consider(participant)
         elif phone_number is None:
-            found = find_caller(room)
+            found = find_caller(room, trust_standard=manager.config.trust_participant_numbers)
             if found is not None:
                 call._consider(found)
             elif not ctx.is_fake_job():  # a fake job's mock room never has anyone join
                 await ctx.connect()  # idempotent; session.start would do it a moment later
                 await self._wait_for_caller(call)
         if phone_number is None and call.participant is not None:
-            phone_number = caller_phone_number(call.participant)
+            phone_number = call._number(call.participant)
         await call._start(phone_number)
         if agent is not None:
             await call.load_into(agent)

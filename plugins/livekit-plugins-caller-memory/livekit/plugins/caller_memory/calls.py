@@ -33,7 +33,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import privacy, prompts
 from .config import RedisConfig
-from .exceptions import CallerMemoryError, InvalidPhoneNumberError
+from .exceptions import CallerMemoryError, InvalidPhoneNumberError, WithheldNumberError
 from .journal import Journal
 from .log import logger
 from .models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn, utcnow
@@ -91,12 +91,14 @@ class SessionContext:
         recent_session_ids: The caller's recent session ids, oldest first.
         status: How the lookup went: ``returning``, ``new``, ``no_number``,
             ``invalid_number``, ``timeout`` (over budget) or ``error`` (store unreachable).
-        disclosure: What of the memory the agent is given: ``none`` (nothing, not even that
-            the caller is known), ``name`` (name, call count and preferences; no past
-            summaries or follow-ups), ``context`` (everything in the LLM's context, with the
-            instruction not to volunteer earlier calls; the greeting uses the name only),
-            ``full`` (everything, the greeting may recall the last call: the caller is
-            verified, or the deployment trusts caller ID).
+        disclosure: What of the memory the agent is given: ``full`` (everything; the
+            greeting may recall the last call) for a verified caller; for an unverified one,
+            ``MEMORY_UNVERIFIED_DISCLOSURE``: ``name`` (the first name only, the default),
+            ``none`` (nothing, not even that the caller is known), or ``context``
+            (everything, with the instruction not to volunteer earlier calls: a spoofer who
+            asks hears it).
+        verified: The caller is verified: by the app (:meth:`SessionManager.mark_verified`),
+            by the network's attestation (STIR/SHAKEN), or ``MEMORY_TRUST_CALLER_ID``.
     """
 
     session_id: str
@@ -106,11 +108,18 @@ class SessionContext:
     profile: CallerProfile | None = None
     recent_session_ids: list[str] = field(default_factory=list)
     status: LookupStatus = "new"
-    disclosure: Disclosure = "context"
+    disclosure: Disclosure = "name"
+    verified: bool = False
 
     @classmethod
     def found(
-        cls, session_id: str, lookup: CallerLookup, status: LookupStatus, disclosure: Disclosure
+        cls,
+        session_id: str,
+        lookup: CallerLookup,
+        status: LookupStatus,
+        disclosure: Disclosure,
+        *,
+        verified: bool = False,
     ) -> SessionContext:
         """The context of a caller the lookup answered for."""
         profile = lookup.profile
@@ -126,14 +135,16 @@ class SessionContext:
             recent_session_ids=lookup.session_ids,
             status=status,
             disclosure=disclosure,
+            verified=verified,
         )
 
     @property
     def caller_name(self) -> str | None:
-        """The caller's name, if they gave it on an earlier call (and it may be disclosed)."""
+        """The caller's name as the agent may use it: the first name only for an unverified
+        caller (``name``), None when nothing may be disclosed."""
         if self.profile is None or self.disclosure == "none":
             return None
-        return self.profile.name
+        return self.profile.first_name if self.disclosure == "name" else self.profile.name
 
     def memory_prompt(self) -> str:
         """The profile as a fenced block of data for the LLM's context ("" when new); see
@@ -157,6 +168,11 @@ class _Call:
     journal: Journal | None = None
     remember: bool = True
     consented: bool = False
+    consent_from: int = 0
+    """Turns before this index were said before the caller agreed to be remembered."""
+    verified: bool = False
+    withdrawal: asyncio.Task[None] | None = None
+    """The caller withdrew the consent given in an earlier call: its effect on the store."""
     summary: CallSummary | None = None
     """Set once the call is summarized at hang-up."""
 
@@ -188,7 +204,9 @@ class SessionManager:
         _ = store.hasher  # the secret is checked (or the development one made) now, not per call
         self._store = store
         self._config = store.config
-        self._redact = Redactor(self._config.redact_kinds, region=self._config.default_region)
+        self._redact = Redactor(
+            self._config.redact_kinds, region=self._config.default_region or "US"
+        )
         self._summarizer = Summarizer(
             llm, timeout=self._config.summary_timeout_s, redact=self._redact
         )
@@ -250,7 +268,9 @@ class SessionManager:
 
     # -- start -----------------------------------------------------------------------------
 
-    async def start_session(self, *, session_id: str, phone_number: str | None) -> SessionContext:
+    async def start_session(
+        self, *, session_id: str, phone_number: str | None, verified: bool = False
+    ) -> SessionContext:
         """Look the caller up, within the lookup budget, and open the call.
 
         Never raises for a bad or missing number or an unreachable store: the call then goes
@@ -261,18 +281,25 @@ class SessionManager:
             session_id: Unique per call: a LiveKit job id, never the room name (a SIP dispatch
                 rule names rooms after the caller's number).
             phone_number: The caller's number in any spelling, or None when withheld.
+            verified: The caller id is verified (the network's attestation, or the app's
+                check): the agent gets all the memory, and the call may change it. Otherwise
+                see ``MEMORY_UNVERIFIED_DISCLOSURE``; :meth:`mark_verified` can come later.
         """
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError("session_id must be a non-empty string (a LiveKit job id)")
         if session_id in self._calls:
             raise ValueError("session_id is already in use by a call in progress")
         started, started_ns = time.perf_counter(), time.time_ns()
         phone_hash, previous, lookup, status = await self._look_up(phone_number)
+        verified = verified or self._config.trust_caller_id
         call = _Call(
             session_id=session_id,
             phone_hash=phone_hash,
             previous_hashes=previous,
             lookup=lookup,
             started_at=utcnow(),
-            context=self._context(session_id, lookup, status),
+            verified=verified,
+            context=self._context(session_id, lookup, status, verified),
             # The journal opens with the first turn, off the greeting's path; not when the
             # store was unreachable a moment ago.
             may_journal=phone_hash is not None and status != "error",
@@ -281,7 +308,9 @@ class SessionManager:
         self._measured(session_id, status, started, started_ns)
         return call.context
 
-    async def identify_caller(self, session_id: str, phone_number: str) -> SessionContext:
+    async def identify_caller(
+        self, session_id: str, phone_number: str, *, verified: bool = False
+    ) -> SessionContext:
         """Give a call in progress the caller's number, once it is known.
 
         For a call started without one: a participant whose ``sip.phoneNumber`` arrived
@@ -300,18 +329,25 @@ class SessionManager:
         phone_hash, previous, lookup, status = await self._look_up(phone_number)
         if call.phone_hash is None and session_id in self._calls:  # not raced, not ended
             call.phone_hash, call.previous_hashes, call.lookup = phone_hash, previous, lookup
-            call.context = self._context(session_id, lookup, status)
+            call.verified = call.verified or verified
+            call.context = self._context(session_id, lookup, status, call.verified)
             call.may_journal = phone_hash is not None and status != "error"
             self._measured(session_id, status, started, started_ns)
         return call.context
 
     def _context(
-        self, session_id: str, lookup: CallerLookup | None, status: LookupStatus
+        self,
+        session_id: str,
+        lookup: CallerLookup | None,
+        status: LookupStatus,
+        verified: bool,
     ) -> SessionContext:
-        disclosure = self._config.unverified_disclosure
+        disclosure: Disclosure = "full" if verified else self._config.unverified_disclosure
         if lookup is None:
-            return SessionContext(session_id=session_id, status=status, disclosure=disclosure)
-        return SessionContext.found(session_id, lookup, status, disclosure)
+            return SessionContext(
+                session_id=session_id, status=status, disclosure=disclosure, verified=verified
+            )
+        return SessionContext.found(session_id, lookup, status, disclosure, verified=verified)
 
     @staticmethod
     def _measured(session_id: str, status: LookupStatus, started: float, started_ns: int) -> None:
@@ -360,6 +396,8 @@ class SessionManager:
                     # Not asked yet, or unknown as given: the full lookup (it mints a new
                     # caller's id, or finds one under a previous secret).
                     lookup = await self._store.lookup(phone_hash, previous=previous, create=create)
+        except WithheldNumberError:
+            return None, [], None, "no_number"
         except InvalidPhoneNumberError as e:
             logger.warning("caller number unusable, call goes on without memory: %s", e)
             return None, [], None, "invalid_number"
@@ -397,6 +435,8 @@ class SessionManager:
         if len(call.turns) >= MAX_TURNS:
             # Keep the opening of the call; drop from the middle to make room for the end.
             del call.turns[MAX_TURNS // 2]
+            if call.consent_from > MAX_TURNS // 2:
+                call.consent_from -= 1
         call.turns.append(turn)
         if not call.remember:
             return  # the caller opted out: nothing more reaches the store
@@ -409,7 +449,8 @@ class SessionManager:
                 phone_hash=call.phone_hash,
                 started_at=call.started_at,
             )
-            call.journal = Journal(self._store, header, call.turns)  # with every turn so far
+            # With every turn so far that the caller's consent covers.
+            call.journal = Journal(self._store, header, call.turns[call.consent_from :])
 
     def turns(self, session_id: str) -> list[Turn]:
         """The turns recorded so far for a call in progress."""
@@ -420,15 +461,50 @@ class SessionManager:
         """Record the caller's answer to "may I remember this call?".
 
         With ``MEMORY_CONSENT_REQUIRED=true`` a call is remembered only after the caller
-        agreed (in this call or an earlier one); without it, declining works as
-        :meth:`dont_remember`.
+        agreed, in this call or an earlier one. Consent given during a call covers what is
+        said from then on: the turns before it are not stored (they were said without it).
+
+        Declining is never ignored. Nothing of this call is stored, and a new caller's identity
+        is dropped at hang-up. A caller who had agreed in an earlier call withdraws that
+        consent: later calls are not remembered until they agree again (anyone may do this:
+        the worst a spoofer achieves is that the real caller is asked again). What is held
+        is then erased for a verified caller; for an unverified one, who may be a spoofer,
+        the erasure is filed for an operator (``caller-memory requests``).
         """
         call = self._calls.get(session_id)
         if call is None:
             return
-        call.consented = granted
-        if not granted:
-            self._opt_out(call)
+        if granted:
+            if not call.consented and call.remember and not self._may_remember(call):
+                call.consent_from = len(call.turns)  # it covers the call from now on
+            call.consented = True
+            return
+        call.consented = False
+        self._opt_out(call)
+        profile = call.lookup.profile if call.lookup else None
+        if profile is not None and profile.consented_at is not None and call.withdrawal is None:
+            call.withdrawal = asyncio.get_running_loop().create_task(
+                self._withdraw(call), name=f"caller_memory.withdraw.{session_id}"
+            )
+
+    async def _withdraw(self, call: _Call) -> None:
+        assert call.lookup is not None and call.lookup.user_id is not None
+        user_id = call.lookup.user_id
+        try:
+            if call.verified:
+                await self.forget_caller(session_id=call.session_id)
+            else:
+                await self._store.withdraw_consent(user_id)
+                await self._store.request_erasure(user_id)
+        except Exception as e:
+            logger.warning(
+                "could not record a withdrawal of consent; it is asked again at the next call "
+                "only if the store was reachable",
+                extra={"session_id": call.session_id, "error": type(e).__name__},
+            )
+        else:
+            extra = {"session_id": call.session_id, "verified": call.verified}
+            logger.info("caller withdrew consent", extra=extra)
 
     def dont_remember(self, session_id: str) -> None:
         """The caller asked not to remember this call: nothing of it will be stored, and what
@@ -443,19 +519,51 @@ class SessionManager:
             call.journal.discard(JOURNAL_GRACE_S)
 
     def mark_verified(self, session_id: str) -> SessionContext | None:
-        """The app verified the caller (a PIN, a security question...): full disclosure.
+        """The app verified the caller (a PIN, a security question, a call back): the agent
+        gets everything remembered, and the call may change the caller's memory.
 
         Returns:
-            The call's context with everything remembered, or None for an unknown call or
-            one whose lookup did not answer.
+            The call's new context, or None for an unknown call.
         """
         call = self._calls.get(session_id)
-        if call is None or call.lookup is None:
+        if call is None:
             return None
-        call.context = SessionContext.found(session_id, call.lookup, call.context.status, "full")
+        call.verified = True
+        call.context = self._context(session_id, call.lookup, call.context.status, True)
         return call.context
 
+    def is_verified(self, session_id: str) -> bool:
+        """Whether the caller of a call in progress is verified."""
+        call = self._calls.get(session_id)
+        return call is not None and call.verified
+
     # -- the caller's rights ---------------------------------------------------------------
+
+    async def ask_to_forget(self, session_id: str) -> Literal["erased", "requested", "none"]:
+        """The caller asked on the call to be forgotten (the ``forget_me`` tool).
+
+        Caller ID can be spoofed, so only a verified caller is erased at once (as
+        :meth:`forget_caller`). An unverified caller's request is filed for an operator
+        (``caller-memory requests``, then ``caller-memory forget --user-id``): nothing is
+        erased, and this call is not stored.
+
+        Returns:
+            ``erased``, ``requested``, or ``none`` for a call without a known caller.
+        """
+        call = self._calls.get(session_id)
+        if call is None or call.phone_hash is None:
+            return "none"
+        if call.verified:
+            await self.forget_caller(session_id=session_id)
+            return "erased"
+        self._opt_out(call)
+        user_id = call.lookup.user_id if call.lookup else None
+        if user_id is None or (call.lookup is not None and call.lookup.is_new):
+            return "erased"  # a new caller: not storing this call leaves nothing of them
+        await self._store.request_erasure(user_id)
+        logger.info("caller asked to be erased, unverified: filed for an operator",
+                    extra={"session_id": session_id})  # fmt: skip
+        return "requested"
 
     async def forget_caller(
         self, phone_number: str | None = None, *, session_id: str | None = None
@@ -484,6 +592,14 @@ class SessionManager:
         return await privacy.forget_caller(
             self._store, self._outbox, self._recovery, phone_hash, previous
         )
+
+    async def forget_user(self, user_id: str) -> list[str]:
+        """:meth:`forget_caller` by user id: an operator acting on an erasure request a caller
+        made unverified (:meth:`~.store.MemoryStore.erasure_requests`)."""
+        for call in self._calls.values():
+            if call.lookup is not None and call.lookup.user_id == user_id:
+                self._opt_out(call)
+        return await privacy.forget_user(self._store, self._outbox, self._recovery, user_id)
 
     async def export_caller(self, phone_number: str) -> dict[str, Any]:
         """Everything held about a caller (a subject-access request), as JSON-ready data.
@@ -539,6 +655,8 @@ class SessionManager:
         if call.phone_hash is None:
             logger.debug("call ended without a caller number, nothing to remember")
             return None
+        if call.withdrawal is not None:
+            await asyncio.wait([call.withdrawal], timeout=self._config.save_timeout_s)
         if not self._may_remember(call) and not await self._consented_before(call):
             await self._forget_call(call)
             return None
@@ -546,7 +664,7 @@ class SessionManager:
         with span("caller_memory.summarize", session_id=session_id) as current:
             started = time.perf_counter()
             summary = await self._summarizer.using(llm).summarize(
-                call.turns, profile=base.profile if base else None
+                call.turns[call.consent_from :], profile=base.profile if base else None
             )
             if current is not None:
                 current.set_attribute("caller_memory.summary_source", summary.source)
@@ -567,9 +685,10 @@ class SessionManager:
             user_id=call.lookup.user_id if call.lookup else None,
             started_at=call.started_at,
             ended_at=utcnow(),
-            turns=call.turns,
+            turns=call.turns[call.consent_from :],
             summary=summary,
             consented=call.consented,
+            verified=call.verified,
         )
 
     def keep_unfinished(self, session_id: str) -> bool:
@@ -584,7 +703,7 @@ class SessionManager:
         call = self._ending.get(session_id) or self._calls.get(session_id)
         if call is None or call.phone_hash is None or not self._may_remember(call):
             return False
-        summary = call.summary or fallback_summary(call.turns)
+        summary = call.summary or fallback_summary(call.turns[call.consent_from :])
         self._recovery.keep(self._record(call, summary), call.phone_hash)
         logger.warning(
             "call end still running at shutdown: the call is kept in the local outbox",
@@ -619,6 +738,15 @@ class SessionManager:
         if call.journal is not None:
             call.journal.discard(JOURNAL_GRACE_S)
             await call.journal.discarded(2 * JOURNAL_GRACE_S)
+        if call.lookup is not None and call.lookup.is_new and call.phone_hash is not None:
+            # The identity this call minted for a new caller goes too: nothing of them is kept.
+            try:
+                await self._store.drop_new_identity(call.phone_hash)
+            except Exception as e:
+                logger.warning(
+                    "could not drop a declining new caller's identity (it expires in 90 days)",
+                    extra={"session_id": call.session_id, "error": type(e).__name__},
+                )
 
     # -- what outages leave behind ---------------------------------------------------------
 

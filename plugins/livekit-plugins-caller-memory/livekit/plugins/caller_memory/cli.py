@@ -5,7 +5,9 @@ settings of the environment (and ``.env``), prints the latency, creates and remo
 identity, and exits 1 with the guide's troubleshooting text when something fails.
 
 ``caller-memory forget NUMBER`` erases everything held about a caller; ``caller-memory export
-NUMBER`` prints it as JSON.
+NUMBER`` prints it as JSON. ``caller-memory requests`` lists the erasures callers asked for on
+a call without being verified; ``caller-memory forget --user-id ID`` carries one out once staff
+have confirmed who asked.
 
 ``caller-memory stats`` counts callers, sessions and keys, and exits 1 if any key of the prefix
 has no TTL.
@@ -24,6 +26,7 @@ import logging
 import secrets
 import sys
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
 from .calls import SessionManager
 from .config import RedisConfig
@@ -63,6 +66,7 @@ async def _check(config: RedisConfig) -> int:
         user_id = await store.get_or_create_user_id(phone_number=number)
         print(f"User ID: {user_id}")
         removed = await store.forget(store.hasher.hash(number))
+        await store.delete([store.keys.erased(user_id)])  # a test identity needs no guard
         print(f"Test identity removed ({len(removed)} key).")
         return 0
 
@@ -78,7 +82,7 @@ async def _flush(config: RedisConfig) -> int:
     return 0 if left == 0 else 1
 
 
-async def _forget(config: RedisConfig, number: str, yes: bool) -> int:
+async def _forget(config: RedisConfig, number: str | None, user_id: str | None, yes: bool) -> int:
     if not yes:
         if not sys.stdin.isatty():
             print("❌ Add --yes to erase without a prompt.", file=sys.stderr)
@@ -88,7 +92,17 @@ async def _forget(config: RedisConfig, number: str, yes: bool) -> int:
             print("Nothing erased.")
             return 1
     async with _store(config) as store:
-        deleted = await SessionManager(store).forget_caller(number)
+        manager = SessionManager(store)
+        if user_id is not None:
+            deleted = await manager.forget_user(user_id)
+        else:
+            deleted = await manager.forget_caller(number)
+    if not deleted:
+        print(
+            "Nothing is held about this caller (under this phone-hash secret: the workers' "
+            "MEMORY_PHONE_HASH_SECRET must be set here too).",
+            file=sys.stderr,
+        )
     keys = [d for d in deleted if not d.startswith("outbox:")]
     print(f"Erased: {len(keys)} Redis key(s), {len(deleted) - len(keys)} outbox entry(ies).")
     for item in deleted:
@@ -100,6 +114,19 @@ async def _export(config: RedisConfig, number: str) -> int:
     async with _store(config) as store:
         data = await SessionManager(store).export_caller(number)
     print(json.dumps(data, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _requests(config: RedisConfig) -> int:
+    async with _store(config) as store:
+        requests = await store.erasure_requests()
+    if not requests:
+        print("No erasure requests.")
+        return 0
+    print("Erasures callers asked for without being verified (oldest first). Once staff have")
+    print("confirmed who asked, run: caller-memory forget --user-id ID")
+    for user_id, when in requests:
+        print(f"  {datetime.fromtimestamp(when, UTC):%Y-%m-%d %H:%M} UTC  {user_id}")
     return 0
 
 
@@ -142,8 +169,13 @@ def _parser() -> argparse.ArgumentParser:
     forget = commands.add_parser(
         "forget", help="erase everything held about a caller (every key, and the outbox)"
     )
-    forget.add_argument("number", help="the caller's number, any spelling; - reads stdin")
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("number", nargs="?", help="the caller's number, any spelling; - reads stdin")
+    who.add_argument("--user-id", help="the caller's user id (from `caller-memory requests`)")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    commands.add_parser(
+        "requests", help="list the erasures callers asked for on a call, unverified"
+    )
     export = commands.add_parser(
         "export", help="print everything held about a caller as JSON (subject access)"
     )
@@ -174,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "stats":
             return asyncio.run(_stats(config))
         if args.command == "forget":
-            return asyncio.run(_forget(config, _number(args.number), args.yes))
+            number = None if args.number is None else _number(args.number)
+            return asyncio.run(_forget(config, number, args.user_id, args.yes))
+        if args.command == "requests":
+            return asyncio.run(_requests(config))
         if args.command == "export":
             return asyncio.run(_export(config, _number(args.number)))
     except StoreUnavailableError:

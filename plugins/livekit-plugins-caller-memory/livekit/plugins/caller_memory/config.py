@@ -13,12 +13,14 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
+from platformdirs import user_data_path
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .exceptions import ConfigError
 from .redaction import KINDS as REDACTION_KINDS
+from .secret import secret_bytes, weakness
 
 __all__ = ["RedisConfig"]
 
@@ -96,6 +98,18 @@ class RedisConfig(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
+    def __init__(self, **values: Any) -> None:
+        """Settings from keywords, then the environment (see the class docs).
+
+        Raises:
+            ConfigError: A value cannot be used; the message names the variable and never
+                repeats a value (it may be a password or a secret).
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise ConfigError(_describe(e)) from None
+
     url: SecretStr | None = Field(None, validation_alias=_env("url", "REDIS_URL"))
     host: str = Field("localhost", validation_alias=_env("host", "REDIS_HOST"))
     port: int = Field(6379, ge=1, le=65535, validation_alias=_env("port", "REDIS_PORT"))
@@ -137,13 +151,14 @@ class RedisConfig(BaseSettings):
     require_secret: bool = Field(
         False, validation_alias=_env("require_secret", "MEMORY_REQUIRE_SECRET")
     )
-    default_region: str = Field(
-        "US",
+    default_region: str | None = Field(
+        None,
         pattern=r"^[A-Za-z]{2}$",
         validation_alias=_env("default_region", "MEMORY_DEFAULT_REGION"),
     )
     data_dir: Path = Field(
-        Path(".caller-memory"), validation_alias=_env("data_dir", "MEMORY_DATA_DIR")
+        default_factory=lambda: user_data_path("caller-memory"),
+        validation_alias=_env("data_dir", "MEMORY_DATA_DIR"),
     )
     embedded_redis: bool = Field(
         True, validation_alias=_env("embedded_redis", "MEMORY_EMBEDDED_REDIS")
@@ -198,7 +213,21 @@ class RedisConfig(BaseSettings):
         False, validation_alias=_env("consent_required", "MEMORY_CONSENT_REQUIRED")
     )
     unverified_disclosure: Literal["none", "name", "context", "full"] = Field(
-        "context", validation_alias=_env("unverified_disclosure", "MEMORY_UNVERIFIED_DISCLOSURE")
+        "name", validation_alias=_env("unverified_disclosure", "MEMORY_UNVERIFIED_DISCLOSURE")
+    )
+    trust_caller_id: bool = Field(
+        False, validation_alias=_env("trust_caller_id", "MEMORY_TRUST_CALLER_ID")
+    )
+    verified_attribute: str = Field(
+        "sip.verstat", validation_alias=_env("verified_attribute", "MEMORY_VERIFIED_ATTRIBUTE")
+    )
+    verified_values: str = Field(
+        "TN-Validation-Passed,TN-Validation-Passed-A",
+        validation_alias=_env("verified_values", "MEMORY_VERIFIED_VALUES"),
+    )
+    trust_participant_numbers: bool = Field(
+        False,
+        validation_alias=_env("trust_participant_numbers", "MEMORY_TRUST_PARTICIPANT_NUMBERS"),
     )
     redact: str = Field(
         "card,national_id,otp,email,phone",
@@ -235,20 +264,35 @@ class RedisConfig(BaseSettings):
         """Keywords first, then ``REDIS_*`` / ``MEMORY_*`` variables, then ``.env``."""
         return init_settings, _Variables(settings_cls, Path(".env"))
 
-    @field_validator("phone_hash_secret", "phone_hash_previous_secrets")
+    @field_validator("phone_hash_secret")
     @classmethod
-    def _check_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None  # unset and empty mean the same: no secret
-        for part in value.get_secret_value().split(","):
-            if len(part.strip()) < 16:
-                raise ValueError("must be at least 16 characters (each, when a list)")
+        problem = weakness(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
-    @field_validator("default_region")
+    @field_validator("phone_hash_previous_secrets")
     @classmethod
-    def _upper_region(cls, value: str) -> str:
-        return value.upper()
+    def _check_previous(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        # An old secret being rotated out may be weak (that can be why it goes): any length.
+        return value
+
+    @field_validator("default_region", mode="before")
+    @classmethod
+    def _upper_region(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().upper() or None
+        return value
+
+    @property
+    def verified_value_set(self) -> frozenset[str]:
+        """The values of ``MEMORY_VERIFIED_ATTRIBUTE`` that count as a verified caller id."""
+        return frozenset(v.strip().lower() for v in self.verified_values.split(",") if v.strip())
 
     @field_validator("url")
     @classmethod
@@ -275,12 +319,9 @@ class RedisConfig(BaseSettings):
         Raises:
             ConfigError: A variable holds a value that cannot be used.
         """
-        try:
-            config = cls(**overrides)
-            unset = {k: v for k, v in (defaults or {}).items() if k not in config.model_fields_set}
-            return cls(**{**unset, **overrides}) if unset else config
-        except ValidationError as e:
-            raise ConfigError(_describe(e)) from None
+        config = cls(**overrides)
+        unset = {k: v for k, v in (defaults or {}).items() if k not in config.model_fields_set}
+        return cls(**{**unset, **overrides}) if unset else config
 
     def replaced(self, **changes: Any) -> RedisConfig:
         """These settings with some changed, validated like any other.
@@ -292,11 +333,21 @@ class RedisConfig(BaseSettings):
 
     @property
     def previous_secrets(self) -> list[bytes]:
-        """Earlier hashing secrets, newest first: callers found under them are moved."""
-        if self.phone_hash_previous_secrets is None:
-            return []
-        raw = self.phone_hash_previous_secrets.get_secret_value()
-        return [s.strip().encode() for s in raw.split(",") if s.strip()]
+        """Earlier hashing secrets, newest first: callers found under them are moved.
+
+        A current secret given with surrounding whitespace (a trailing newline) was used as
+        given by the plugin 0.1; it now counts without it, and its 0.1 form comes first here,
+        so that those callers are moved rather than lost.
+        """
+        found: list[bytes] = []
+        if self.phone_hash_secret is not None:
+            raw = self.phone_hash_secret.get_secret_value().encode()
+            if raw != secret_bytes(raw):
+                found.append(raw)
+        if self.phone_hash_previous_secrets is not None:
+            raw_list = self.phone_hash_previous_secrets.get_secret_value()
+            found += [secret_bytes(s) for s in raw_list.split(",") if s.strip()]
+        return found
 
     def check_secret(self) -> None:
         """Raise when ``MEMORY_REQUIRE_SECRET`` is on and ``MEMORY_PHONE_HASH_SECRET`` is not set.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 __all__ = [
+    "CallerErasedError",
     "CallerMemoryError",
     "ConfigError",
     "InvalidPhoneNumberError",
     "StoreUnavailableError",
+    "WithheldNumberError",
 ]
 
 
@@ -20,6 +22,14 @@ class ConfigError(CallerMemoryError, ValueError):
 
 class InvalidPhoneNumberError(CallerMemoryError, ValueError):
     """A string is not a phone number. The message never repeats the string: it may be one."""
+
+
+class WithheldNumberError(InvalidPhoneNumberError):
+    """The caller id says the number is withheld (``anonymous``, a carrier's placeholder)."""
+
+
+class CallerErasedError(CallerMemoryError):
+    """The caller was erased after the call began: the call is not saved."""
 
 
 class StoreUnavailableError(CallerMemoryError):

@@ -39,10 +39,12 @@ class Journal:
         self._opened = loop.create_task(store.open_journal(header))
         self._writer = loop.create_task(self._write())
         self._discarding: asyncio.Task[None] | None = None
+        self._gone = False
+        """The journal was removed under us (erasure): nothing more is written."""
 
     def append(self, turn: Turn) -> None:
         """Queue a turn for the journal (sync and cheap)."""
-        if self._discarding is not None:
+        if self._discarding is not None or self._gone:
             return
         self._pending.append(turn)
         if self._writer.done():
@@ -53,7 +55,12 @@ class Journal:
             await self._opened
             while self._pending:
                 batch, self._pending = self._pending, []
-                await self._store.append_journal(self._session_id, batch)
+                if not await self._store.append_journal(self._session_id, batch):
+                    # Gone: erased by forget (or expired). It is not made again, and nothing
+                    # more is written: an erased caller must not come back through it.
+                    self._gone = True
+                    self._pending.clear()
+                    return
         except Exception as e:
             logger.debug("call journal unavailable", extra={"error": type(e).__name__})
             self._pending.clear()

@@ -139,6 +139,8 @@ class PastCall(_Model):
     at: datetime
     summary: StoredSummary
     source: Literal["llm", "fallback"] = "llm"
+    verified: bool = True
+    """The caller was verified on this call (an unverified one may have been someone else)."""
 
 
 class CallerProfile(_Model):
@@ -165,6 +167,16 @@ class CallerProfile(_Model):
         """The summary of the most recent call, if any."""
         return self.calls[-1].summary if self.calls else None
 
+    @property
+    def first_name(self) -> str | None:
+        """The first word of the caller's name: all an unverified caller is greeted with."""
+        return self.name.split()[0] if self.name else None
+
+    @property
+    def is_established(self) -> bool:
+        """True once the profile holds what a call taught (a spoofer must not overwrite it)."""
+        return self.call_count > 0
+
     def merged(
         self,
         summary: CallSummary,
@@ -173,23 +185,41 @@ class CallerProfile(_Model):
         ended_at: datetime,
         max_summaries: int,
         consented: bool = False,
+        verified: bool = True,
     ) -> CallerProfile:
         """Return the profile with one more call folded in.
 
-        Preferences accumulate; a value restated replaces the old one and an empty value
-        removes it. Follow-ups are replaced by the call's list. Merging the same session twice
-        is a no-op, which makes a replayed save harmless.
+        A verified call (or any call of a caller with no memory yet): preferences accumulate,
+        a value restated replaces the old one and an empty value removes it; follow-ups are
+        replaced by the call's list; the name is the one given.
+
+        An unverified call of a caller already remembered (caller id can be spoofed) only adds:
+        a name where there was none, preferences not stated before, follow-ups not listed yet,
+        and the call itself, marked unverified. It overwrites and removes nothing.
+
+        Merging the same session twice is a no-op, which makes a replayed save harmless.
         """
         if any(call.session_id == session_id for call in self.calls):
             return self
+        trusted = verified or not self.is_established
         preferences = dict(self.preferences)
         for key, value in summary.preferences.items():
+            if not trusted and key in preferences:
+                continue
             if value:
                 preferences[key] = value
-            else:
+            elif trusted:
                 preferences.pop(key, None)
         if len(preferences) > MAX_PREFERENCES:
             preferences = dict(list(preferences.items())[-MAX_PREFERENCES:])
+        follow_ups = self.follow_ups
+        if not trusted:
+            follow_ups = [
+                *self.follow_ups,
+                *(f for f in summary.follow_ups if f not in self.follow_ups),
+            ]
+        elif summary.source == "llm":  # a fallback summary cannot know what was resolved
+            follow_ups = list(summary.follow_ups)
         calls = [
             *self.calls,
             PastCall(
@@ -197,17 +227,17 @@ class CallerProfile(_Model):
                 at=ended_at,
                 summary=summary.summary,
                 source=summary.source,
+                verified=verified,
             ),
         ][-max_summaries:]
         return self.model_copy(
             update={
                 "v": SCHEMA_VERSION,
-                "name": summary.caller_name or self.name,
+                "name": (summary.caller_name or self.name)
+                if trusted
+                else self.name or summary.caller_name,
                 "preferences": preferences,
-                # A fallback summary cannot know what was resolved: keep the open items.
-                "follow_ups": (
-                    list(summary.follow_ups) if summary.source == "llm" else self.follow_ups
-                ),
+                "follow_ups": follow_ups[:MAX_FOLLOW_UPS],
                 "calls": calls,
                 "call_count": self.call_count + 1,
                 "first_call_at": self.first_call_at or ended_at,
@@ -229,6 +259,8 @@ class SessionRecord(_Model):
     summary: CallSummary | None = None
     consented: bool = False
     """The caller agreed in this call to be remembered."""
+    verified: bool = False
+    """The caller was verified on this call (by the app, or by the network's attestation)."""
 
 
 class JournalHeader(_Model):

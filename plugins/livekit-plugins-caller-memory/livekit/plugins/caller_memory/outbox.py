@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -20,12 +21,32 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .exceptions import CallerErasedError
 from .log import logger
 from .models import OutboxEntry, SessionRecord, utcnow
 from .store import MemoryStore
 from .summarizer import fallback_summary
 
-__all__ = ["Outbox"]
+__all__ = ["Held", "Outbox"]
+
+
+@dataclass(frozen=True)
+class Held:
+    """An outbox file that holds something of a caller."""
+
+    path: Path
+    entry: OutboxEntry | None
+    """The entry, or None for a file that cannot be read."""
+    raw: bytes
+
+    @property
+    def name(self) -> str:
+        """The file's name, with ``unreadable/`` for a file set aside."""
+        return (
+            f"{self.path.parent.name}/{self.path.name}"
+            if self.path.parent.name == "unreadable"
+            else self.path.name
+        )
 
 
 class Outbox:
@@ -66,13 +87,42 @@ class Outbox:
         """The calls waiting, oldest first (unreadable files are set aside)."""
         return [entry for _, entry in self._read_all()]
 
-    def remove(self, which: Callable[[OutboxEntry], bool]) -> list[str]:
-        """Delete the entries ``which`` selects (erasure). Returns the files removed."""
+    def of_caller(self, hashes: set[str], user_ids: set[str]) -> list[Held]:
+        """Every file that holds something of a caller: entries, and the strays too (a
+        ``.tmp`` a crash left, a file set aside in ``unreadable/``), found by their phone hash
+        or user id when they cannot be read (what erasure and export reach)."""
+        if not self._folder.is_dir():
+            return []
+        paths = [
+            *self._folder.glob("*.json"),
+            *self._folder.glob("*.tmp"),
+            *(self._folder / "unreadable").glob("*"),
+        ]
+        found = []
+        for path in sorted(paths, key=_mtime):
+            try:
+                raw = path.read_bytes()
+            except OSError:
+                continue
+            try:
+                entry: OutboxEntry | None = OutboxEntry.model_validate_json(raw)
+            except (ValidationError, ValueError):
+                entry = None
+            if entry is not None:
+                mine = entry.phone_hash in hashes or entry.record.user_id in user_ids
+            else:
+                text = raw.decode(errors="replace")
+                mine = any(f'"{token}"' in text for token in hashes | user_ids)
+            if mine:
+                found.append(Held(path=path, entry=entry, raw=raw))
+        return found
+
+    def remove(self, held: list[Held]) -> list[str]:
+        """Delete files found by :meth:`of_caller` (erasure). Returns their names."""
         removed = []
-        for path, entry in self._read_all():
-            if which(entry):
-                path.unlink(missing_ok=True)
-                removed.append(path.name)
+        for item in held:
+            item.path.unlink(missing_ok=True)
+            removed.append(item.name)
         if removed:
             _fsync_dir(self._folder)
         return removed
@@ -97,6 +147,12 @@ class Outbox:
                     await store.save_call(
                         entry.record, summary, phone_hash=entry.phone_hash, replay=True
                     )
+                except CallerErasedError:
+                    # The caller was erased after this call began: it is not kept either.
+                    logger.info("an outbox entry of an erased caller was dropped",
+                                extra={"file": path.name})  # fmt: skip
+                    path.unlink(missing_ok=True)
+                    continue
                 except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                     logger.warning(
                         "outbox flush stopped: the store is still unreachable",

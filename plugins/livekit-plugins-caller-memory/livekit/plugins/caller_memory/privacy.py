@@ -15,7 +15,7 @@ from .outbox import Outbox
 from .recovery import Recovery
 from .store import MemoryStore
 
-__all__ = ["export_caller", "forget_caller"]
+__all__ = ["export_caller", "forget_caller", "forget_user"]
 
 
 async def forget_caller(
@@ -33,10 +33,31 @@ async def forget_caller(
     hashes = {phone_hash, *previous}
     held = await store.held_data(phone_hash, previous=previous)
     deleted = await store.forget(phone_hash, previous=previous)
-    users = set(held.user_ids)
-    removed = outbox.remove(lambda e: e.phone_hash in hashes or e.record.user_id in users)
+    return await _forget_local(store, outbox, recovery, hashes, {*held.user_ids, *hashes}, deleted)
+
+
+async def forget_user(
+    store: MemoryStore, outbox: Outbox, recovery: Recovery | None, user_id: str
+) -> list[str]:
+    """:func:`forget_caller` by user id: an operator acting on an erasure request
+    (``caller-memory requests``)."""
+    deleted = await store.forget_user(user_id)
+    return await _forget_local(store, outbox, recovery, {user_id}, {user_id}, deleted)
+
+
+async def _forget_local(
+    store: MemoryStore,
+    outbox: Outbox,
+    recovery: Recovery | None,
+    hashes: set[str],
+    users: set[str],
+    deleted: list[str],
+) -> list[str]:
+    removed = outbox.remove(outbox.of_caller(hashes, users))
     if recovery is not None:
         recovery.forget_held(lambda record, h: h in hashes or record.user_id in users)
+    # What Redis appended to its log before the deletes still holds the data: compact it.
+    await store.purge_history()
     logger.info("caller forgotten", extra={"keys": len(deleted), "outbox_entries": len(removed)})
     return deleted + [f"outbox:{name}" for name in removed]
 
@@ -48,10 +69,11 @@ async def export_caller(
     JSON-ready data: ``user_ids``, ``keys`` (each store key and its value) and ``outbox``."""
     data = await store.export(phone_hash, previous=previous)
     hashes = {phone_hash, *previous}
-    users = set(data["user_ids"])
-    data["outbox"] = [
-        e.model_dump(mode="json")
-        for e in outbox.entries()
-        if e.phone_hash in hashes or e.record.user_id in users
-    ]
+    users = {*data["user_ids"], *hashes}
+    data["outbox"] = {
+        item.name: item.entry.model_dump(mode="json")
+        if item.entry is not None
+        else item.raw.decode(errors="replace")
+        for item in outbox.of_caller(hashes, users)
+    }
     return data

@@ -46,8 +46,9 @@ _MEMORY_INTRO = (
 )
 _UNVERIFIED = {
     "name": (
-        " The caller's identity is not verified (caller ID can be spoofed): you may greet them "
-        "by name, but do not reveal anything about their earlier calls."
+        " The caller's identity is not verified (caller ID can be spoofed): you only know the "
+        "first name the number's owner gave. You may greet them by it; you know nothing else "
+        "about earlier calls, and must say so if asked."
     ),
     "context": (
         " The caller's identity is not verified (caller ID can be spoofed): greet them by name, "
@@ -66,6 +67,11 @@ def memory_block(profile: CallerProfile | None, disclosure: Disclosure) -> str:
     """
     if profile is None or disclosure == "none":
         return ""
+    if disclosure == "name":  # an unverified caller: the first name, and nothing else
+        if not profile.first_name:
+            return ""
+        body = json.dumps({"name": profile.first_name}, ensure_ascii=False)  # first name only
+        return f"{_MEMORY_INTRO}{_UNVERIFIED['name']}\n<caller_memory>\n{body}\n</caller_memory>"
     data: dict[str, object] = {"calls_so_far": profile.call_count}
     if profile.name:
         data["name"] = profile.name
@@ -73,13 +79,14 @@ def memory_block(profile: CallerProfile | None, disclosure: Disclosure) -> str:
         data["last_call"] = profile.last_call_at.date().isoformat()
     if profile.preferences:
         data["preferences"] = profile.preferences
-    if disclosure in ("context", "full"):
-        if profile.follow_ups:
-            data["open_follow_ups"] = profile.follow_ups
-        if profile.calls:
-            data["earlier_calls"] = [
-                {"date": c.at.date().isoformat(), "summary": c.summary} for c in profile.calls
-            ]
+    if profile.follow_ups:
+        data["open_follow_ups"] = profile.follow_ups
+    if profile.calls:
+        data["earlier_calls"] = [
+            {"date": c.at.date().isoformat(), "summary": c.summary}
+            | ({} if c.verified else {"caller_unverified": True})
+            for c in profile.calls
+        ]
     body = json.dumps(data, ensure_ascii=False, indent=1).replace("</", "<\\/")
     intro = _MEMORY_INTRO + _UNVERIFIED.get(disclosure, "")
     return f"{intro}\n<caller_memory>\n{body}\n</caller_memory>"
@@ -88,8 +95,11 @@ def memory_block(profile: CallerProfile | None, disclosure: Disclosure) -> str:
 def greeting_context(profile: CallerProfile, disclosure: Disclosure) -> str:
     """The guide's ``greeting_context``: one or two sentences for a personalized greeting.
 
-    The last call's summary is in it only when the disclosure is ``full``.
+    For an unverified caller (``name``), the first name only; the last call's summary only
+    when the disclosure is ``full``.
     """
+    if disclosure == "name":
+        return f"The caller is {profile.first_name}." if profile.first_name else ""
     parts = []
     if profile.name:
         parts.append(f"The caller is {profile.name}.")
@@ -139,6 +149,11 @@ class FORGET_ME:  # noqa: N801 - a namespace of texts
         "call forget_me again with confirmed=true once they said yes."
     )
     done = "Done: everything remembered about the caller is erased, this call included."
+    requested = (
+        "The request is filed: this call will not be remembered, and once staff have "
+        "confirmed who the caller is, everything remembered about them is erased. Tell the "
+        "caller so, without saying what is remembered."
+    )
 
 
 class DONT_REMEMBER:  # noqa: N801 - a namespace of texts

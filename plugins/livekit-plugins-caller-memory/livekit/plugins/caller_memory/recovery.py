@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 
+from .exceptions import CallerErasedError
 from .log import logger
 from .models import CallerProfile, CallSummary, SessionRecord, utcnow
 from .outbox import Outbox
@@ -88,6 +89,11 @@ class Recovery:
                         record, summary, phone_hash=phone_hash, previous=previous, base=base,
                         replay=replay,
                     )  # fmt: skip
+            except CallerErasedError:
+                if current is not None:
+                    current.set_attribute("caller_memory.outcome", "erased")
+                await self._drop_erased(record.session_id)
+                return None
             except Exception as e:
                 failure: Exception | None = e
             else:
@@ -112,6 +118,19 @@ class Recovery:
             extra={"session_id": record.session_id, "summary_source": summary.source},
         )
         return profile
+
+    async def _drop_erased(self, session_id: str) -> None:
+        # The caller was erased after this call began: nothing of it is kept, not even the
+        # journal it left (which forget may have missed: it began after the erasure).
+        record_save("erased")
+        logger.info("call not saved: the caller was erased", extra={"session_id": session_id})
+        try:
+            await self._store.discard_session(session_id)
+        except Exception as e:
+            logger.warning(
+                "could not delete the erased caller's journal (it expires in 24 hours)",
+                extra={"error": type(e).__name__},
+            )
 
     def keep(self, record: SessionRecord, phone_hash: str) -> None:
         """Put a call in the outbox now (or hold it in memory if the disk refuses)."""
@@ -145,6 +164,8 @@ class Recovery:
             try:
                 await self._store.save_call(record, summary, phone_hash=phone_hash, replay=True)
                 saved_held += 1
+            except CallerErasedError:
+                await self._drop_erased(record.session_id)
             except Exception:
                 self._keep(record, phone_hash)
         saved, left = await self._outbox.flush(self._store)

@@ -144,13 +144,19 @@ def participant(
     return rtc.RemoteParticipant(owned)
 
 
-def sip_caller(number: str | None, identity: str = "sip_caller") -> rtc.RemoteParticipant:
+def sip_caller(
+    number: str | None,
+    identity: str = "sip_caller",
+    *,
+    attributes: dict[str, str] | None = None,
+) -> rtc.RemoteParticipant:
     """A LiveKit SIP inbound caller, with the attributes LiveKit SIP sets; ``None`` for a
-    withheld number."""
-    attributes = {"sip.callID": "SCL_offline", "sip.trunkPhoneNumber": "+15550001111"}
+    withheld number. ``attributes`` adds more: what a trunk's ``headers_to_attributes`` maps,
+    such as ``{"sip.verstat": "TN-Validation-Passed-A"}``."""
+    found = {"sip.callID": "SCL_offline", "sip.trunkPhoneNumber": "+15550001111"}
     if number is not None:
-        attributes[PHONE_ATTRIBUTE] = number
-    return participant(identity, attributes=attributes)
+        found[PHONE_ATTRIBUTE] = number
+    return participant(identity, attributes={**found, **(attributes or {})})
 
 
 def join(room: rtc.Room, p: rtc.RemoteParticipant) -> None:

@@ -13,7 +13,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 from filelock import FileLock
@@ -28,6 +31,7 @@ from .embedded import EmbeddedRedis
 __all__ = ["ensure_local_redis", "open_store", "resolve_default_redis", "server_answers"]
 
 _PORT_FILE = "port"
+_PASSWORD_FILE = "password"
 
 
 async def open_store(
@@ -89,21 +93,33 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
 
     The first process starts it and records its port; the others (LiveKit runs each job in a
     process of its own) find it there. A file lock keeps two processes from starting two.
+    The server listens on 127.0.0.1 only and needs a password, generated once and kept in the
+    folder (0700; the password file 0600): other users of the machine can neither read its
+    files nor talk to it.
 
     Returns:
-        The server's URL, and the server when this call started it (the caller stops it).
+        The server's URL (with the password), and the server when this call started it (the
+        caller stops it).
     """
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder = (data_dir / "redis").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix":
+        for path in (data_dir, folder):
+            path.chmod(0o700)
     port_file = folder / _PORT_FILE
-    with FileLock(folder / ".lock"):
+    with FileLock(folder / ".lock", mode=0o600):
+        password = _password(folder / _PASSWORD_FILE)
+        auth = f"redis://:{quote(password, safe='')}@127.0.0.1"
         with contextlib.suppress(FileNotFoundError, ValueError):
             port = int(port_file.read_text())
-            if server_answers("127.0.0.1", port):
-                return f"redis://127.0.0.1:{port}", None
-        server = EmbeddedRedis(data_dir=folder, appendonly=True)
+            if server_answers("127.0.0.1", port, password=password):
+                return f"{auth}:{port}", None
+        server = EmbeddedRedis(data_dir=folder, appendonly=True, password=password)
         server.start()
-        port_file.write_text(str(server.port))
+        fd = os.open(port_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(server.port))
     logger.info(
         "started a private Redis server for caller memory",
         extra={"data_dir": str(folder), "port": server.port},
@@ -111,15 +127,37 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
     return server.url, server
 
 
-def server_answers(host: str, port: int, timeout: float = 0.25) -> bool:
-    """True when a Redis-compatible server answers PING there (or asks for a password)."""
+def _password(path: Path) -> str:
+    # Made once, by the first process (under the lock); a file others can read is replaced.
+    if os.name == "posix" and path.exists() and path.stat().st_mode & 0o077:
+        path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text().strip()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    password = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(password)
+    return password
+
+
+def server_answers(
+    host: str, port: int, timeout: float = 0.25, *, password: str | None = None
+) -> bool:
+    """True when a Redis-compatible server answers PING there (or, without ``password``, asks
+    for one). With ``password``: True only when the server takes it."""
     client = redis.Redis(
-        host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout
+        host=host,
+        port=port,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
     )
     try:
         client.ping()
     except (AuthenticationError, ResponseError):
-        return True  # NOAUTH, or another refusal: either way a Redis is there
+        # NOAUTH, or another refusal: a Redis is there; with a password, not ours (one
+        # started by an older version, without a password, say)
+        return password is None
     except (RedisError, OSError):
         return False
     finally:

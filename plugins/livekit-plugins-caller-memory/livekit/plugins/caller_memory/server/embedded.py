@@ -176,7 +176,9 @@ class EmbeddedRedis:
             binary = self._binary or find_server_binary()
             if self._data_dir is None:
                 self._data_dir = Path(tempfile.mkdtemp(prefix="caller-memory-redis-"))
-            self._data_dir.mkdir(parents=True, exist_ok=True)
+            self._data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if os.name == "posix":  # transcripts live here: the owner's alone
+                self._data_dir.chmod(0o700)
             auto_port = self._port == 0
             attempts = _PORT_RETRIES if auto_port else 1
             for attempt in range(1, attempts + 1):
@@ -271,7 +273,9 @@ class EmbeddedRedis:
         log_path = self._data_dir / LOG_FILE_NAME
         # The server logs to stdout ("--logfile ''") and stdout goes to the log file, so
         # errors printed before the server reads its config land in the same place.
-        with open(log_path, "ab") as log_file:
+        with open(
+            os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
+        ) as log_file:
             log_offset = log_file.tell()
             started = time.monotonic()
             try:
@@ -283,6 +287,7 @@ class EmbeddedRedis:
                     cwd=self._data_dir,
                     start_new_session=True,
                     preexec_fn=_pdeathsig_preexec(),
+                    umask=0o077,  # the append-only files: readable by the owner only
                 )
             except OSError as exc:
                 raise EmbeddedServerError(f"cannot run {binary}: {exc}") from exc

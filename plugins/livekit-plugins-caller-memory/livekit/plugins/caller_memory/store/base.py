@@ -18,12 +18,12 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from ..config import RedisConfig
-from ..exceptions import CallerMemoryError, StoreUnavailableError
+from ..exceptions import CallerErasedError, CallerMemoryError, StoreUnavailableError
 from ..identity import PhoneHasher, load_hasher
 from ..log import logger
 from ..models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn
@@ -31,11 +31,13 @@ from . import codec
 from .keys import Keys
 
 __all__ = [
+    "WriteOutcome",
     "CallWrite",
     "CallerLookup",
     "Fetched",
     "HeldData",
     "MemoryStore",
+    "MovedCaller",
     "new_user_id",
 ]
 
@@ -98,6 +100,25 @@ class CallWrite:
     session: str
     set_aside: bool
     """Copy the current (unreadable) profile to :meth:`Keys.unreadable_profile` first."""
+    started_ms: int
+    """When the call began (Unix ms): refused if the caller was erased since."""
+
+
+WriteOutcome = Literal["written", "changed", "erased"]
+"""How a :class:`CallWrite` went: written; the profile changed meanwhile (try again); or the
+caller was erased after the call began (the call is not saved)."""
+
+
+@dataclass(frozen=True)
+class MovedCaller:
+    """A caller's keys as they move to a new user id (see :meth:`MemoryStore.lookup`)."""
+
+    user_id: str
+    """The new id: the number's hash under the current secret (and its phone key's tag)."""
+    profile: bytes | None
+    unreadable: bytes | None
+    session_ids: list[str]
+    calls: list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
@@ -192,10 +213,13 @@ class MemoryStore(abc.ABC):
     async def get_or_create_user_id(self, *, phone_number: str) -> str:
         """The user id of a phone number, created on the first call (atomically).
 
+        The app's own call: any E.164 string is taken as given (the guide's ``+1234567890``);
+        the numbers of callers are checked against the numbering plans by the session manager.
+
         Raises:
             InvalidPhoneNumberError: ``phone_number`` is not a phone number.
         """
-        phone_hash, previous = self.hasher.hashes(phone_number)
+        phone_hash, previous = self.hasher.hashes(phone_number, strict=False)
         found = await self.lookup(phone_hash, previous=previous, load_profile=False)
         assert found.user_id is not None
         return found.user_id
@@ -255,7 +279,9 @@ class MemoryStore(abc.ABC):
                 return CallerLookup(user_id=phone_hash, is_new=True)
             user_id, fetched = minted.user_id, minted
         if user_id != phone_hash:
-            # Keyed elsewhere (a caller moved from a previous secret): a second round trip.
+            if user_id in previous and await self._move(user_id, phone_hash):
+                user_id = phone_hash  # keyed by an old secret: now under the current one
+            # Keyed elsewhere, or just moved: a second round trip.
             fetched = await self.fetch_profile(keys.profile(user_id), keys.sessions(user_id), ttl)
         if fetched.profile_wrong_type:
             logger.warning(
@@ -270,6 +296,49 @@ class MemoryStore(abc.ABC):
             session_ids=fetched.session_ids,
             profile_raw=fetched.profile,
         )
+
+    async def _move(self, old: str, new: str) -> bool:
+        """Re-key a caller from their id under a previous secret to ``new``, on their first call
+        after a rotation (a few round trips, once): see ``move_caller.lua``. A caller whose
+        profile cannot be read stays where they are. Returns True once they are under ``new``."""
+        keys = self._keys
+        raw = await self.read(keys.profile(old))
+        profile = self._parse_profile(old, raw)
+        if raw is not None and profile is None:
+            return False
+        moved = MovedCaller(
+            user_id=new,
+            profile=None
+            if profile is None
+            else codec.encode_profile(profile.model_copy(update={"user_id": new})),
+            unreadable=await self.read(keys.unreadable_profile(old)),
+            session_ids=await self.read_list(keys.sessions(old)),
+            calls=await self.read_scores(keys.calls(old)),
+        )
+        await self.write_moved(moved)
+        await self.delete([
+            keys.profile(old), keys.unreadable_profile(old), keys.sessions(old), keys.calls(old)
+        ])  # fmt: skip
+        logger.info("caller re-keyed under the current phone-hash secret")
+        return True
+
+    async def withdraw_consent(self, user_id: str) -> bool:
+        """Clear a caller's consent (``consented_at``); nothing else of the profile changes.
+        With ``MEMORY_CONSENT_REQUIRED``, their calls are not remembered until they agree again.
+
+        Returns:
+            True when a consent was cleared (False: there was none, or no readable profile).
+        """
+        key = self._keys.profile(user_id)
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            raw = await self.read(key)
+            profile = self._parse_profile(user_id, raw)
+            if raw is None or profile is None or profile.consented_at is None:
+                return False
+            withdrawn = profile.model_copy(update={"consented_at": None})
+            if await self.replace_value(key, raw, codec.encode_profile(withdrawn)):
+                return True
+        raise CallerMemoryError("the caller's profile kept changing; retry later")
 
     async def get_profile(self, user_id: str) -> CallerProfile | None:
         """A caller's profile, or None when there is none (or it cannot be read)."""
@@ -365,8 +434,9 @@ class MemoryStore(abc.ABC):
                 ended_at=record.ended_at,
                 max_summaries=self._config.max_summaries,
                 consented=record.consented,
+                verified=record.verified,
             )
-            written, expected = await self.write_call(
+            outcome, expected = await self.write_call(
                 CallWrite(
                     user_id=user_id,
                     phone_hash=phone_hash,
@@ -376,10 +446,13 @@ class MemoryStore(abc.ABC):
                     session=session_json,
                     # Unreadable data is kept aside (90 days), never silently overwritten.
                     set_aside=expected is not None and parsed is None,
+                    started_ms=int(record.started_at.timestamp() * 1000),
                 )
             )
-            if written:
+            if outcome == "written":
                 return profile
+            if outcome == "erased":
+                raise CallerErasedError("the caller was erased after this call began")
         raise CallerMemoryError("the caller's profile kept changing during the save; retry later")
 
     @contextlib.asynccontextmanager
@@ -401,10 +474,15 @@ class MemoryStore(abc.ABC):
         """Start a call's journal in its session key, and list the call as in progress."""
         await self.write_journal_header(header.session_id, codec.journal_header(header))
 
-    async def append_journal(self, session_id: str, turns: Sequence[Turn]) -> None:
-        """Append turns to a call's journal, in one command."""
-        if turns:
-            await self.append_journal_lines(session_id, codec.journal_lines(turns))
+    async def append_journal(self, session_id: str, turns: Sequence[Turn]) -> bool:
+        """Append turns to a call's journal, in one command.
+
+        Returns:
+            False when the journal is gone (saved, erased, expired): it is not made again.
+        """
+        if not turns:
+            return True
+        return await self.append_journal_lines(session_id, codec.journal_lines(turns))
 
     async def claim_orphans(self, idle_s: float) -> list[tuple[str, bytes | None]]:
         """Calls in progress whose journal has been idle ``idle_s`` seconds: their worker died.
@@ -428,8 +506,9 @@ class MemoryStore(abc.ABC):
         """Every key that holds something about the caller of a phone hash.
 
         That is each phone mapping (current and previous secrets), and for the user they point
-        to: the profile, its unreadable copy, the session list, each listed call and each
-        journal of a call in progress.
+        to (and the hashes themselves: a caller's id is their phone hash): the profile, its
+        unreadable copy, the session list, the index of every call still held, each of those
+        calls, and the journal of each call in progress.
         """
         keys = self._keys
         phone_keys = [keys.phone(h) for h in (phone_hash, *previous)]
@@ -438,13 +517,31 @@ class MemoryStore(abc.ABC):
             user_id = codec.text(await self.read(key))
             if user_id and user_id not in user_ids:
                 user_ids.append(user_id)
+        candidates = list(dict.fromkeys([*user_ids, phone_hash, *previous]))
+        return await self._held(phone_keys, candidates, {phone_hash, *previous})
+
+    async def held_data_of_user(self, user_id: str) -> HeldData:
+        """Every key that holds something about one user id (an operator's erasure request)."""
+        return await self._held([self._keys.phone(user_id)], [user_id], {user_id})
+
+    async def _held(self, phone_keys: list[str], user_ids: list[str], hashes: set[str]) -> HeldData:
+        keys = self._keys
         held = list(phone_keys)
         session_ids: list[str] = []
+        found_users: list[str] = []
         for user_id in user_ids:
-            held += [keys.profile(user_id), keys.unreadable_profile(user_id)]
-            held.append(keys.sessions(user_id))
-            session_ids += await self.read_list(keys.sessions(user_id))
-        hashes = {phone_hash, *previous}
+            user_keys = [
+                keys.profile(user_id),
+                keys.unreadable_profile(user_id),
+                keys.sessions(user_id),
+                keys.calls(user_id),
+            ]
+            listed = await self.read_list(keys.sessions(user_id))
+            indexed = await self.read_members(keys.calls(user_id))
+            if listed or indexed or await self.read(keys.profile(user_id)) is not None:
+                found_users.append(user_id)
+            held += user_keys
+            session_ids += listed + indexed
         for session_id in await self.open_call_ids():
             raw = await self.read(keys.session(session_id))
             if raw is None or not codec.is_journal(raw):
@@ -457,18 +554,66 @@ class MemoryStore(abc.ABC):
                 session_ids.append(session_id)
         session_ids = list(dict.fromkeys(session_ids))
         held += [keys.session(sid) for sid in session_ids]
-        return HeldData(user_ids=user_ids, keys=held, session_ids=session_ids)
+        return HeldData(
+            user_ids=found_users, keys=list(dict.fromkeys(held)), session_ids=session_ids
+        )
 
     async def forget(self, phone_hash: str, *, previous: Sequence[str] = ()) -> list[str]:
-        """Delete everything held about the caller of a phone hash, in one atomic step.
+        """Delete everything held about the caller of a phone hash, and keep them erased.
+
+        Each user id is first marked erased (:meth:`Keys.erased`, kept as long as a caller's
+        memory is): from then on, the save of a call of theirs that began before (on another
+        worker, from an outbox, from a journal) is refused atomically. Then every key of
+        :meth:`held_data` is deleted, one transaction per slot.
 
         Returns:
             The keys that existed and were deleted (empty when the number is unknown).
         """
-        held = await self.held_data(phone_hash, previous=previous)
+        return await self._erase(await self.held_data(phone_hash, previous=previous))
+
+    async def forget_user(self, user_id: str) -> list[str]:
+        """:meth:`forget` by user id (an operator acting on an erasure request)."""
+        return await self._erase(await self.held_data_of_user(user_id))
+
+    async def _erase(self, held: HeldData) -> list[str]:
+        users = list(dict.fromkeys([*held.user_ids, *self._users_in(held.keys)]))
+        await self.mark_erased(users, ttl=self._config.profile_ttl_seconds)
         deleted = await self.delete(held.keys)
         await self.drop_open_calls(held.session_ids)
+        await self.remove_members(self._keys.erasure_requests(), users)  # they are answered
         return deleted
+
+    def _users_in(self, keys: Sequence[str]) -> list[str]:
+        # The user ids named by profile keys (a profile with no mapping left is a user too).
+        found = []
+        for key in keys:
+            if self._keys.kind(key) == "profile":
+                found.append(key.split("{", 1)[1].split("}", 1)[0])
+        return found
+
+    async def request_erasure(self, user_id: str) -> None:
+        """Ask an operator to erase a user: a caller asked it on a call, unverified."""
+        await self.add_request(self._keys.erasure_requests(), user_id, ttl=30 * 86400)
+
+    async def erasure_requests(self) -> list[tuple[str, float]]:
+        """The erasures callers asked for, unverified: ``(user_id, unix time)``, oldest first."""
+        return await self.read_scores(self._keys.erasure_requests())
+
+    async def drop_new_identity(self, phone_hash: str) -> bool:
+        """Remove the identity a call minted for a new caller who declined to be remembered,
+        if nothing was saved for them meanwhile. Returns True when it was removed."""
+        keys = self._keys
+        return await self.drop_identity(
+            keys.phone(phone_hash), keys.profile(phone_hash), keys.sessions(phone_hash),
+            new_user_id(phone_hash),
+        )  # fmt: skip
+
+    async def purge_history(self) -> bool:
+        """Make deleted data leave the server's disk too; True when it did.
+
+        A store without a log on disk has nothing to do. See the Redis store's override.
+        """
+        return False
 
     async def export(self, phone_hash: str, *, previous: Sequence[str] = ()) -> dict[str, Any]:
         """Everything held about the caller of a phone hash, as JSON-ready data.
@@ -484,6 +629,10 @@ class MemoryStore(abc.ABC):
                 if kind == "sessions":
                     if items := await self.read_list(key):
                         found[key] = items
+                    continue
+                if kind == "calls":
+                    if members := await self.read_members(key):
+                        found[key] = members
                     continue
                 raw = await self.read(key)
             except Exception:  # a key of the wrong type: say so rather than fail the export
@@ -550,18 +699,19 @@ class MemoryStore(abc.ABC):
         """Find a user id under an old phone key, map ``phone_key`` to it, drop the old keys."""
 
     @abc.abstractmethod
-    async def write_call(self, write: CallWrite) -> tuple[bool, bytes | None]:
+    async def write_call(self, write: CallWrite) -> tuple[WriteOutcome, bytes | None]:
         """The end-of-call write (see :class:`CallWrite`), all or nothing; the call leaves the
-        calls in progress. Returns ``(True, None)``, or ``(False, current profile)`` when the
-        profile is no longer ``expected_profile``."""
+        calls in progress. Returns ``("written", None)``; ``("changed", current profile)``
+        when the profile is no longer ``expected_profile``; ``("erased", None)`` when the
+        caller was erased after the call began (nothing is written)."""
 
     @abc.abstractmethod
     async def write_journal_header(self, session_id: str, header: str) -> None:
         """Start a call's journal (session TTL) and list the call as in progress."""
 
     @abc.abstractmethod
-    async def append_journal_lines(self, session_id: str, lines: str) -> None:
-        """Append to a call's journal; a journal that is gone is started again with a TTL."""
+    async def append_journal_lines(self, session_id: str, lines: str) -> bool:
+        """Append to a call's journal; False when it is gone (it is not made again)."""
 
     @abc.abstractmethod
     async def lease_orphans(
@@ -597,3 +747,38 @@ class MemoryStore(abc.ABC):
     @abc.abstractmethod
     async def delete(self, keys: Sequence[str]) -> list[str]:
         """Delete ``keys`` atomically (per slot on a cluster); return those that existed."""
+
+    @abc.abstractmethod
+    async def read_members(self, key: str) -> list[str]:
+        """A sorted set's members, lowest score first."""
+
+    @abc.abstractmethod
+    async def read_scores(self, key: str) -> list[tuple[str, float]]:
+        """A sorted set's members and scores, lowest score first."""
+
+    @abc.abstractmethod
+    async def remove_members(self, key: str, members: Sequence[str]) -> None:
+        """Remove members from a sorted set."""
+
+    @abc.abstractmethod
+    async def mark_erased(self, user_ids: Sequence[str], *, ttl: int) -> None:
+        """Set each user's :meth:`Keys.erased` to now (Unix ms), with ``ttl``."""
+
+    @abc.abstractmethod
+    async def add_request(self, key: str, member: str, *, ttl: int) -> None:
+        """Add ``member`` to a sorted set, scored now, the set's TTL renewed."""
+
+    @abc.abstractmethod
+    async def write_moved(self, moved: MovedCaller) -> bool:
+        """Write a re-keyed caller under their new id, all at once (``move_caller.lua``);
+        False when another call moved them first."""
+
+    @abc.abstractmethod
+    async def replace_value(self, key: str, expected: bytes, value: bytes) -> bool:
+        """Set ``key`` to ``value``, keeping its TTL, if it still holds ``expected``."""
+
+    @abc.abstractmethod
+    async def drop_identity(
+        self, phone_key: str, profile_key: str, sessions_key: str, user_id: str
+    ) -> bool:
+        """Delete ``phone_key`` if it names ``user_id`` and the two others do not exist."""

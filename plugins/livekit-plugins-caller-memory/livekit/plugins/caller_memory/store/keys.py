@@ -12,7 +12,10 @@ one script can read or write all three at once.
 | ``{prefix}:user:{id}:sessions``        | recent session ids (list, oldest first)| 90 days  |
 | ``{prefix}:session:{id}``              | one call in full, or its journal       | 24 hours |
 | ``{prefix}:user:{id}:profile:unreadable`` | a profile that could not be read    | 90 days  |
+| ``{prefix}:user:{id}:calls``           | every call held (sorted set, by expiry)| 24 hours |
+| ``{prefix}:user:{id}:erased``          | when the caller was erased (a time)    | 90 days  |
 | ``{prefix}:sessions:open``             | calls in progress (sorted set)         | 24 hours |
+| ``{prefix}:erasure:requests``          | erasures asked by unverified callers   | 30 days  |
 | ``{prefix}:maintenance``               | the fleet's recovery lock (a pid)      | interval |
 """
 
@@ -24,7 +27,17 @@ from typing import Literal
 __all__ = ["KeyKind", "Keys"]
 
 KeyKind = Literal[
-    "phone", "profile", "unreadable", "sessions", "session", "open", "maintenance", "other"
+    "phone",
+    "profile",
+    "unreadable",
+    "sessions",
+    "calls",
+    "erased",
+    "session",
+    "open",
+    "requests",
+    "maintenance",
+    "other",
 ]
 
 
@@ -55,6 +68,19 @@ class Keys:
         """Holds a caller's recent session ids, oldest first."""
         return f"{self.prefix}:user:{{{user_id}}}:sessions"
 
+    def calls(self, user_id: str) -> str:
+        """Holds every call of the caller whose data is still kept (the session list holds
+        the last few), scored by when its data expires: what erasure and export reach."""
+        return f"{self.prefix}:user:{{{user_id}}}:calls"
+
+    def erased(self, user_id: str) -> str:
+        """Holds when the caller was erased: a save of a call that began before is refused."""
+        return f"{self.prefix}:user:{{{user_id}}}:erased"
+
+    def erasure_requests(self) -> str:
+        """The sorted set of erasures asked by unverified callers, for an operator."""
+        return f"{self.prefix}:erasure:requests"
+
     def session(self, session_id: str) -> str:
         """Holds one call in full, or its journal while the call goes on."""
         return f"{self.prefix}:session:{{{session_id}}}"
@@ -84,11 +110,15 @@ class Keys:
             return "open"
         if rest == "maintenance":
             return "maintenance"
+        if rest == "erasure:requests":
+            return "requests"
         if rest.startswith("user:{"):
             for suffix, kind in (
                 (":profile:unreadable", "unreadable"),
                 (":profile", "profile"),
                 (":sessions", "sessions"),
+                (":calls", "calls"),
+                (":erased", "erased"),
             ):
                 if rest.endswith(suffix):
                     return kind  # type: ignore[return-value]

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import RedisConfig
 from ..identity import PhoneHasher
 from . import codec
-from .base import CallWrite, Fetched, MemoryStore
+from .base import CallWrite, Fetched, MemoryStore, MovedCaller, WriteOutcome
 
 __all__ = ["InMemoryStore"]
 
@@ -185,22 +185,28 @@ class InMemoryStore(MemoryStore):
                 self._space.delete(key)
         return (current or user_id).decode()
 
-    async def write_call(self, write: CallWrite) -> tuple[bool, bytes | None]:
+    async def write_call(self, write: CallWrite) -> tuple[WriteOutcome, bytes | None]:
         """As ``save_call.lua``."""
         keys, config, space = self._keys, self._config, self._space
         profile_key = keys.profile(write.user_id)
         sessions_key = keys.sessions(write.user_id)
         aside_key = keys.unreadable_profile(write.user_id)
+        calls_key = keys.calls(write.user_id)
         profile_ttl = config.profile_ttl_seconds
         async with self._lock:
+            erased, _ = self._string(keys.erased(write.user_id))
+            if erased is not None and int(erased) >= write.started_ms:
+                return "erased", None
             current, wrong_type = self._string(profile_key)
             if wrong_type:
                 space.set(aside_key, space.get(profile_key) or b"", profile_ttl)
                 space.delete(profile_key)
             if not isinstance(space.get(sessions_key), list | None):
                 space.delete(sessions_key)
+            if not isinstance(space.get(calls_key), dict | None):
+                space.delete(calls_key)
             if (current or b"") != (write.expected_profile or b""):
-                return False, current
+                return "changed", current
             if write.set_aside and current is not None:
                 space.set(aside_key, current, profile_ttl)
             space.set(profile_key, write.profile, profile_ttl)
@@ -208,15 +214,21 @@ class InMemoryStore(MemoryStore):
             if write.session_id not in items:
                 items = [*items, write.session_id][-config.max_sessions :]
             space.set(sessions_key, items, profile_ttl)
-            space.set(
-                keys.session(write.session_id), write.session.encode(), config.session_ttl_seconds
-            )
+            now, session_ttl = time.time(), config.session_ttl_seconds
+            index = self._scores(calls_key)
+            index[write.session_id] = now + session_ttl
+            space.set(calls_key, {k: v for k, v in index.items() if v > now}, session_ttl)
+            space.set(keys.session(write.session_id), write.session.encode(), session_ttl)
             calls = self._open_calls()
             if calls.pop(write.session_id, None) is not None:
                 self._set_open_calls(calls)
             if write.phone_hash is not None:
                 space.expire(keys.phone(write.phone_hash), profile_ttl)
-            return True, None
+            return "written", None
+
+    def _scores(self, key: str) -> dict[str, float]:
+        value = self._space.get(key)
+        return dict(value) if isinstance(value, dict) else {}
 
     def _open_calls(self) -> dict[str, float]:
         value = self._space.get(self._keys.open_calls())
@@ -237,17 +249,17 @@ class InMemoryStore(MemoryStore):
         )
         self._set_open_calls({**self._open_calls(), session_id: time.time()})
 
-    async def append_journal_lines(self, session_id: str, lines: str) -> None:
+    async def append_journal_lines(self, session_id: str, lines: str) -> bool:
         """As ``append_journal.lua``; the call's score records the write (its idle time)."""
         key = self._keys.session(session_id)
         current, _ = self._string(key)
         if current is None:
-            self._space.set(key, lines.encode(), self._config.session_ttl_seconds)
-        else:
-            self._space.set(key, current + lines.encode(), self._space.ttl(key) or 1)
+            return False
+        self._space.set(key, current + lines.encode(), self._space.ttl(key) or 1)
         calls = self._open_calls()
         if session_id in calls and calls[session_id] <= time.time():  # not while leased
             self._set_open_calls({**calls, session_id: time.time()})
+        return True
 
     async def lease_orphans(
         self, idle_s: float, *, lease_s: float
@@ -285,6 +297,68 @@ class InMemoryStore(MemoryStore):
     async def read_list(self, key: str) -> list[str]:
         """A list key's items."""
         return self._list(key)
+
+    async def read_members(self, key: str) -> list[str]:
+        """A sorted set's members, lowest score first."""
+        return [member for member, _ in await self.read_scores(key)]
+
+    async def read_scores(self, key: str) -> list[tuple[str, float]]:
+        """A sorted set's members and scores, lowest score first."""
+        return sorted(self._scores(key).items(), key=lambda item: item[1])
+
+    async def remove_members(self, key: str, members: Sequence[str]) -> None:
+        """As ZREM (an emptied set is gone)."""
+        scores = {m: s for m, s in self._scores(key).items() if m not in members}
+        ttl = self._space.ttl(key)
+        if not scores or ttl is None:
+            self._space.delete(key)
+        else:
+            self._space.set(key, scores, ttl)
+
+    async def mark_erased(self, user_ids: Sequence[str], *, ttl: int) -> None:
+        """Now, in milliseconds, for each user."""
+        now_ms = str(int(time.time() * 1000)).encode()
+        for user_id in user_ids:
+            self._space.set(self._keys.erased(user_id), now_ms, ttl)
+
+    async def add_request(self, key: str, member: str, *, ttl: int) -> None:
+        """As ZADD now + EXPIRE."""
+        self._space.set(key, {**self._scores(key), member: time.time()}, ttl)
+
+    async def write_moved(self, moved: MovedCaller) -> bool:
+        """As ``move_caller.lua``."""
+        keys, config, space, new = self._keys, self._config, self._space, moved.user_id
+        profile_ttl = config.profile_ttl_seconds
+        space.set(keys.phone(new), new.encode(), profile_ttl)
+        if space.get(keys.profile(new)) is not None or space.get(keys.sessions(new)) is not None:
+            return False
+        if moved.profile is not None:
+            space.set(keys.profile(new), moved.profile, profile_ttl)
+        if moved.unreadable is not None:
+            space.set(keys.unreadable_profile(new), moved.unreadable, profile_ttl)
+        if moved.session_ids:
+            space.set(keys.sessions(new), list(moved.session_ids), profile_ttl)
+        if moved.calls:
+            space.set(keys.calls(new), dict(moved.calls), config.session_ttl_seconds)
+        return True
+
+    async def replace_value(self, key: str, expected: bytes, value: bytes) -> bool:
+        """As ``replace_value.lua``."""
+        current, _ = self._string(key)
+        ttl = self._space.ttl(key)
+        if current != expected or ttl is None:
+            return False
+        self._space.set(key, value, ttl)
+        return True
+
+    async def drop_identity(
+        self, phone_key: str, profile_key: str, sessions_key: str, user_id: str
+    ) -> bool:
+        """As ``drop_identity.lua``."""
+        found, _ = self._string(phone_key)
+        if found != user_id.encode() or self._space.get(profile_key) or self._list(sessions_key):
+            return False
+        return self._space.delete(phone_key)
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
         """Delete, and say which existed."""

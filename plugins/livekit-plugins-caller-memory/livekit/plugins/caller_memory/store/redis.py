@@ -33,12 +33,15 @@ from ..log import logger
 from ..timeouts import deadline
 from ..troubleshooting import Diagnosis, diagnose
 from . import codec
-from .base import CallWrite, Fetched, MemoryStore
+from .base import CallWrite, Fetched, MemoryStore, MovedCaller, WriteOutcome
 
 __all__ = ["Client", "RedisMemoryStore"]
 
 Client = aioredis.Redis | aioredis.RedisCluster
 """A plain or a cluster ``redis.asyncio`` client."""
+
+_PURGE_WAIT_S = 10.0
+"""How long an erasure waits for Redis to rewrite its append-only file."""
 
 _CLAIMS = 20
 """Orphans leased per recovery pass: the work of one pass stays bounded."""
@@ -49,7 +52,16 @@ def _script(name: str) -> str:
 
 
 _SCRIPTS = {
-    name: _script(name) for name in ("lookup", "save_call", "append_journal", "claim_orphan")
+    name: _script(name)
+    for name in (
+        "lookup",
+        "save_call",
+        "append_journal",
+        "claim_orphan",
+        "drop_identity",
+        "move_caller",
+        "replace_value",
+    )
 }
 _SHAS = {
     name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
@@ -332,13 +344,15 @@ class RedisMemoryStore(MemoryStore):
             await client.delete(*[k for k, uid in zip(old_phone_keys, found, strict=True) if uid])
         return user_id
 
-    async def write_call(self, write: CallWrite) -> tuple[bool, bytes | None]:
+    async def write_call(self, write: CallWrite) -> tuple[WriteOutcome, bytes | None]:
         """One EVALSHA of ``save_call.lua`` (plus a pipeline for the other slots on a cluster)."""
         keys, config = self._keys, self._config
         script_keys = [
             keys.profile(write.user_id),
             keys.sessions(write.user_id),
             keys.unreadable_profile(write.user_id),
+            keys.calls(write.user_id),
+            keys.erased(write.user_id),
         ]
         others = [keys.session(write.session_id), keys.open_calls()]
         if write.phone_hash is not None:
@@ -354,11 +368,16 @@ class RedisMemoryStore(MemoryStore):
             config.session_ttl_seconds,
             config.max_sessions,
             "1" if write.set_aside else "0",
+            write.started_ms,
+            int(time.time()),
         ]
         async with self._op():
             result = await self._run("save_call", script_keys, args)
-            if int(result[0]) != 1:
-                return False, (result[1] or None)
+            outcome = int(result[0])
+            if outcome == 2:
+                return "erased", None
+            if outcome != 1:
+                return "changed", (result[1] or None)
             if self._cluster:
                 async with self.client.pipeline(transaction=False) as pipe:
                     pipe.set(others[0], write.session, ex=config.session_ttl_seconds)
@@ -366,7 +385,7 @@ class RedisMemoryStore(MemoryStore):
                     if write.phone_hash is not None:
                         pipe.expire(others[2], config.profile_ttl_seconds)
                     await pipe.execute()
-        return True, None
+        return "written", None
 
     async def write_journal_header(self, session_id: str, header: str) -> None:
         """SET with the session TTL, and ZADD to the calls in progress, in one pipeline."""
@@ -378,14 +397,11 @@ class RedisMemoryStore(MemoryStore):
             pipe.expire(open_key, ttl)
             await pipe.execute()
 
-    async def append_journal_lines(self, session_id: str, lines: str) -> None:
+    async def append_journal_lines(self, session_id: str, lines: str) -> bool:
         """One EVALSHA of ``append_journal.lua``."""
         async with self._op():
-            await self._run(
-                "append_journal",
-                [self._keys.session(session_id)],
-                [lines, self._config.session_ttl_seconds],
-            )
+            size = await self._run("append_journal", [self._keys.session(session_id)], [lines])
+        return int(size) >= 0
 
     async def lease_orphans(
         self, idle_s: float, *, lease_s: float
@@ -458,6 +474,118 @@ class RedisMemoryStore(MemoryStore):
         """LRANGE 0 -1."""
         async with self._op():
             return [codec.text(v) or "" for v in await self.client.lrange(key, 0, -1)]
+
+    async def read_members(self, key: str) -> list[str]:
+        """ZRANGE 0 -1."""
+        async with self._op():
+            members = await self.client.zrange(key, 0, -1)
+        return [codec.text(cast("str | bytes", m)) or "" for m in members]
+
+    async def read_scores(self, key: str) -> list[tuple[str, float]]:
+        """ZRANGE 0 -1 WITHSCORES."""
+        async with self._op():
+            found = cast(
+                "list[tuple[bytes, float]]", await self.client.zrange(key, 0, -1, withscores=True)
+            )
+        return [(codec.text(member) or "", float(score)) for member, score in found]
+
+    async def remove_members(self, key: str, members: Sequence[str]) -> None:
+        """ZREM."""
+        if members:
+            async with self._op():
+                await self.client.zrem(key, *members)
+
+    async def mark_erased(self, user_ids: Sequence[str], *, ttl: int) -> None:
+        """SET erased now EX ttl, for each user (each in its own slot)."""
+        now_ms = int(time.time() * 1000)
+        for user_id in user_ids:
+            async with self._op():
+                await self.client.set(self._keys.erased(user_id), now_ms, ex=ttl)
+
+    async def add_request(self, key: str, member: str, *, ttl: int) -> None:
+        """ZADD now and EXPIRE, in one transaction."""
+        async with self._op(), self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {member: time.time()})
+            pipe.expire(key, ttl)
+            await pipe.execute()
+
+    async def write_moved(self, moved: MovedCaller) -> bool:
+        """One EVALSHA of ``move_caller.lua``."""
+        keys, config, new = self._keys, self._config, moved.user_id
+        args: list[Any] = [
+            new,
+            config.profile_ttl_seconds,
+            config.session_ttl_seconds,
+            moved.profile or "",
+            moved.unreadable or "",
+            len(moved.session_ids),
+            *moved.session_ids,
+        ]
+        for member, score in moved.calls:
+            args += [score, member]
+        script_keys = [
+            keys.phone(new),
+            keys.profile(new),
+            keys.sessions(new),
+            keys.calls(new),
+            keys.unreadable_profile(new),
+        ]
+        async with self._op():
+            return bool(int(await self._run("move_caller", script_keys, args)))
+
+    async def replace_value(self, key: str, expected: bytes, value: bytes) -> bool:
+        """One EVALSHA of ``replace_value.lua``."""
+        async with self._op():
+            return bool(int(await self._run("replace_value", [key], [expected, value])))
+
+    async def drop_identity(
+        self, phone_key: str, profile_key: str, sessions_key: str, user_id: str
+    ) -> bool:
+        """One EVALSHA of ``drop_identity.lua``."""
+        async with self._op():
+            removed = await self._run(
+                "drop_identity", [phone_key, profile_key, sessions_key], [user_id]
+            )
+        return bool(int(removed))
+
+    async def purge_history(self) -> bool:
+        """Rewrite the append-only file (``BGREWRITEAOF``) and wait for it, up to
+        :data:`_PURGE_WAIT_S`: until then the file still holds what was deleted.
+
+        Only on a single server that keeps an append-only file and lets clients run
+        ``CONFIG GET`` (the embedded server does; managed services often do not, and keep
+        their own backups: their retention is the operator's to set). Never raises: the
+        deletes have happened either way.
+        """
+        if self.is_cluster:
+            return False
+        client = cast("aioredis.Redis", self.client)
+        try:
+            async with self._op():
+                if (await client.config_get("appendonly")).get("appendonly") != "yes":
+                    return False
+            async with self._op():
+                with contextlib.suppress(ResponseError):  # "already in progress": it redoes
+                    await client.bgrewriteaof()
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + _PURGE_WAIT_S
+            while loop.time() < give_up:
+                async with self._op():
+                    info = await client.info("persistence")
+                if not info.get("aof_rewrite_in_progress") and not info.get(
+                    "aof_rewrite_scheduled"
+                ):
+                    return True
+                await asyncio.sleep(0.05)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "could not rewrite the append-only file after an erasure; the deleted data "
+                "stays in it until Redis rewrites it (BGREWRITEAOF)",
+                extra={"error": type(exc).__name__},
+            )
+            return False
+        logger.warning("the append-only file rewrite after an erasure is still running")
+        return False
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
         """EXISTS and DEL of each key in one transaction (one per slot on a cluster: a

@@ -1,8 +1,7 @@
--- Append turns to a call's journal. APPEND keeps a key's TTL, but would create a key without
--- one if the journal had expired or been erased meanwhile: no key is ever left without a TTL.
---   KEYS: session    ARGV: journal lines, ttl    -> the journal's size
-local size = redis.call('APPEND', KEYS[1], ARGV[1])
-if redis.call('TTL', KEYS[1]) < 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+-- Append turns to a call's journal, if it is still there. A journal that is gone was saved,
+-- erased (forget) or expired: it is not made again (an erased caller must not come back).
+--   KEYS: session    ARGV: journal lines    -> the journal's size, or -1 when it is gone
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
 end
-return size
+return redis.call('APPEND', KEYS[1], ARGV[1])

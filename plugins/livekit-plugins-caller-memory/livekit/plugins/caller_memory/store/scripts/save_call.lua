@@ -2,11 +2,18 @@
 -- its TTL, all or nothing. One command per save (per-command billing), and nothing is
 -- half-written if the worker dies. On a cluster a script touches one slot: it gets the
 -- caller's keys only, and the session data, the calls in progress and the phone mapping are
--- written next to it (KEYS[4..6] absent).
---   KEYS: profile, sessions, profile:unreadable[, session, calls in progress[, phone]]
+-- written next to it (KEYS[6..8] absent).
+--   KEYS: profile, sessions, profile:unreadable, calls, erased
+--         [, session, calls in progress[, phone]]
 --   ARGV: expected profile ('' = none), new profile, session id, session json,
---         profile ttl, session ttl, sessions kept, set aside ('1' / '0')
---   -> {1} when written, {0, current profile} when the profile changed meanwhile
+--         profile ttl, session ttl, sessions kept, set aside ('1' / '0'),
+--         when the call began (ms), now (s)
+--   -> {1} when written, {0, current profile} when the profile changed meanwhile,
+--      {2} when the caller was erased after the call began: nothing is written
+local erased = redis.call('GET', KEYS[5])
+if erased and tonumber(erased) >= tonumber(ARGV[9]) then
+  return {2}
+end
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'string' and kind ~= 'none' then
   -- not a profile at all: keep it aside, as an unreadable one is
@@ -16,6 +23,10 @@ end
 kind = redis.call('TYPE', KEYS[2]).ok
 if kind ~= 'list' and kind ~= 'none' then
   redis.call('DEL', KEYS[2])  -- only session ids, which the profile and sessions also hold
+end
+kind = redis.call('TYPE', KEYS[4]).ok
+if kind ~= 'zset' and kind ~= 'none' then
+  redis.call('DEL', KEYS[4])
 end
 local current = redis.call('GET', KEYS[1])
 if (current or '') ~= ARGV[1] then
@@ -30,11 +41,16 @@ if not redis.call('LPOS', KEYS[2], ARGV[3]) then
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-if KEYS[4] then
-  redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[6])
-  redis.call('ZREM', KEYS[5], ARGV[3])
-end
+-- Every call whose data is kept, until that data expires: what erasure and export reach.
+local now = tonumber(ARGV[10])
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+redis.call('EXPIRE', KEYS[4], ARGV[6])
 if KEYS[6] then
-  redis.call('EXPIRE', KEYS[6], ARGV[5])
+  redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[6])
+  redis.call('ZREM', KEYS[7], ARGV[3])
+end
+if KEYS[8] then
+  redis.call('EXPIRE', KEYS[8], ARGV[5])
 end
 return {1}

@@ -1,0 +1,117 @@
+"""The phone-hash secret: how strong it must be, one way to read it, and the development one.
+
+Whoever holds the secret and a copy of Redis can test phone numbers against the stored hashes:
+every US and Canadian number in a few hours on one core. So the secret is refused at start-up
+unless it is long (32+ characters) and hard to guess: zxcvbn, Dropbox's estimator of password
+strength, must put it at 10^30 guesses or more (about 100 bits; ``secrets.token_hex(32)`` is
+10^63). Every secret is read the same way: surrounding whitespace (a trailing newline from a
+file or a shell) is not part of it.
+
+Without ``MEMORY_PHONE_HASH_SECRET``, a random development secret is made once per user (not per
+folder: ``caller-memory forget`` run from anywhere finds the same callers), in the user's config
+folder, 0700, the file 0600; a file that others can read is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from platformdirs import user_config_path
+from zxcvbn import zxcvbn
+
+from .exceptions import ConfigError
+from .log import logger
+
+__all__ = [
+    "MIN_GUESSES_LOG10",
+    "MIN_LENGTH",
+    "dev_secret_path",
+    "load_dev_secret",
+    "secret_bytes",
+    "weakness",
+]
+
+MIN_LENGTH = 32
+MIN_GUESSES_LOG10 = 30.0
+_KNOWN_WORDS = [
+    "memory_phone_hash_secret",
+    "memory",
+    "phone",
+    "hash",
+    "secret",
+    "caller",
+    "livekit",
+    "sarah",
+    "redis",
+]
+
+
+def secret_bytes(secret: bytes | str) -> bytes:
+    """A secret as the HMAC key: encoded, without surrounding whitespace."""
+    return (secret.encode() if isinstance(secret, str) else secret).strip()
+
+
+def weakness(secret: str) -> str | None:
+    """Why ``secret`` is too weak for a phone-hash secret, or None when it is strong enough.
+    Never repeats the secret."""
+    value = secret.strip()
+    if len(value) < MIN_LENGTH:
+        return f"must be at least {MIN_LENGTH} characters long"
+    estimate = zxcvbn(value[:100], user_inputs=_KNOWN_WORDS)
+    if float(estimate["guesses_log10"]) < MIN_GUESSES_LOG10:
+        return (
+            "is too easy to guess (repeated or common characters, words, sequences): use "
+            '32+ random characters, e.g. python -c "import secrets; print(secrets.token_hex(32))"'
+        )
+    return None
+
+
+def dev_secret_path() -> Path:
+    """Where the development secret is kept: the user's config folder (``$XDG_CONFIG_HOME``
+    or ``~/.config`` on Linux)."""
+    return user_config_path("caller-memory") / "phone-hash.secret"
+
+
+def load_dev_secret() -> bytes:
+    """The development secret, made on first use.
+
+    Raises:
+        ConfigError: The secret file can be read by other users.
+    """
+    path = dev_secret_path()
+    logger.warning(
+        "MEMORY_PHONE_HASH_SECRET is not set: using this machine's development secret (%s). "
+        "Set MEMORY_PHONE_HASH_SECRET (32+ random characters) in production, the same on "
+        "every worker, or callers will not be recognized across machines.",
+        path,
+    )
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix":
+        folder.chmod(0o700)  # mkdir's mode is cut by the umask, and an old folder kept its own
+    try:
+        return _read_private(path)
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker made it first
+        return _read_private(path)
+    secret = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+        f.flush()
+        os.fsync(f.fileno())
+    return secret
+
+
+def _read_private(path: Path) -> bytes:
+    if os.name == "posix" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"the development phone-hash secret {path} can be read by other users: "
+            "chmod 600 it if it is yours, or delete it to make a new one"
+        )
+    return secret_bytes(path.read_bytes())
