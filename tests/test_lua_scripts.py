@@ -43,21 +43,27 @@ async def _run(r: aioredis.Redis, name: str, keys: list[str], args: list[Any]) -
 
 
 CALLER = ["lua:phone:{h}", "lua:user:{h}:profile", "lua:user:{h}:sessions"]
+LOOKUP = [*CALLER, "lua:phone:{h}:unreadable"]
+LARGEST = 1 << 20
+
+
+def _lookup_args(mint: str) -> list[Any]:
+    return [mint, 90 * DAY, LARGEST]
 
 
 async def test_lookup_mints_an_unknown_caller_once(r: aioredis.Redis) -> None:
-    assert await _run(r, "lookup", CALLER, ["h", 90 * DAY]) == [None, None, []]
+    assert await _run(r, "lookup", LOOKUP, _lookup_args("h")) == [None, None, [], 0]
     assert await r.get(CALLER[0]) == "h" and await r.ttl(CALLER[0]) > 89 * DAY
     assert not await r.exists(CALLER[1], CALLER[2])  # only the mapping is written
     # The second first call of the same number finds the id the first one minted.
-    assert await _run(r, "lookup", CALLER, ["h", 90 * DAY]) == ["h", None, []]
+    assert await _run(r, "lookup", LOOKUP, _lookup_args("h")) == ["h", None, [], 0]
 
 
 async def test_lookup_without_minting_writes_nothing_for_an_unknown_caller(
     r: aioredis.Redis,
 ) -> None:
-    assert await _run(r, "lookup", CALLER, ["", 90 * DAY]) == [None, None, []]
-    assert not await r.exists(*CALLER)
+    assert await _run(r, "lookup", LOOKUP, _lookup_args("")) == [None, None, [], 0]
+    assert not await r.exists(*LOOKUP)
 
 
 async def test_lookup_of_a_returning_caller_renews_all_three_ttls(r: aioredis.Redis) -> None:
@@ -66,7 +72,8 @@ async def test_lookup_of_a_returning_caller_renews_all_three_ttls(r: aioredis.Re
     await r.rpush(CALLER[2], "s1", "s2")
     await r.expire(CALLER[2], 60)
     for mint in ("h", ""):
-        assert await _run(r, "lookup", CALLER, [mint, 90 * DAY]) == ["h", '{"v":1}', ["s1", "s2"]]
+        found = await _run(r, "lookup", LOOKUP, _lookup_args(mint))
+        assert found == ["h", '{"v":1}', ["s1", "s2"], 0]
         for key in CALLER:
             assert await r.ttl(key) > 89 * DAY, (mint, key)
             await r.expire(key, 60)
@@ -76,7 +83,23 @@ async def test_lookup_reports_keys_of_the_wrong_type_without_failing(r: aioredis
     await r.set(CALLER[0], "h")
     await r.sadd(CALLER[1], "not a profile")
     await r.hset(CALLER[2], "not", "a list")
-    assert await _run(r, "lookup", CALLER, ["h", 90 * DAY]) == ["h", ["err"], []]
+    assert await _run(r, "lookup", LOOKUP, _lookup_args("h")) == ["h", ["err"], [], 0]
+
+
+async def test_lookup_sets_a_wrong_typed_phone_key_aside_and_mints(r: aioredis.Redis) -> None:
+    await r.rpush(CALLER[0], "another program's list")
+    assert await _run(r, "lookup", LOOKUP, _lookup_args("h")) == [None, None, [], 1]
+    assert await r.get(CALLER[0]) == "h"  # the caller has an identity again
+    assert await r.lrange(LOOKUP[3], 0, -1) == ["another program's list"]
+    assert await r.ttl(LOOKUP[3]) > 89 * DAY
+
+
+async def test_lookup_never_sends_a_value_larger_than_any_profile(r: aioredis.Redis) -> None:
+    await r.set(CALLER[0], "h")
+    await r.set(CALLER[1], "x" * 2000)
+    found = await _run(r, "lookup", CALLER + LOOKUP[3:], ["h", 90 * DAY, 1000])
+    assert found == ["h", ["err"], [], 0]
+    assert await r.ttl(CALLER[1]) > 89 * DAY  # kept, for the save to set aside
 
 
 SAVE = [
@@ -95,7 +118,8 @@ STARTED_MS = (NOW - 60) * 1000  # the call began a minute ago
 
 def _save_args(expected: str, new: str, session_id: str = "c1", kept: int = 5) -> list[Any]:
     return [
-        expected, new, session_id, '{"session":1}', 90 * DAY, DAY, kept, "0", STARTED_MS, NOW
+        expected, new, session_id, '{"session":1}', 90 * DAY, DAY, kept, "0", STARTED_MS, NOW,
+        LARGEST,
     ]  # fmt: skip
 
 
@@ -170,6 +194,16 @@ async def test_save_sets_unreadable_and_wrong_typed_data_aside(r: aioredis.Redis
     assert await r.get(SAVE[0]) == "P1" and await r.lrange(SAVE[1], 0, -1) == ["c1"]
 
 
+async def test_save_sets_a_profile_larger_than_any_aside_without_sending_it(
+    r: aioredis.Redis,
+) -> None:
+    await r.set(SAVE[0], "x" * 2000)
+    args = _save_args("", "P1")
+    args[-1] = 1000
+    assert await _run(r, "save_call", SAVE, args) == [1]  # not {0, <the huge value>}
+    assert await r.get(SAVE[0]) == "P1" and await r.strlen(SAVE[2]) == 2000
+
+
 async def test_save_on_a_cluster_touches_the_callers_slot_only(r: aioredis.Redis) -> None:
     assert await _run(r, "save_call", SAVE[:5], _save_args("", "P1")) == [1]
     assert await r.get(SAVE[0]) == "P1"
@@ -181,10 +215,13 @@ async def test_append_keeps_a_journals_ttl_and_never_makes_a_lost_one_again(
 ) -> None:
     key = "lua:session:{c1}"
     await r.set(key, "header", ex=500)
-    assert await _run(r, "append_journal", [key], ["\nturn"]) == len("header\nturn")
+    assert await _run(r, "append_journal", [key], ["\nturn", 100]) == len("header\nturn")
     assert 490 < await r.ttl(key) <= 500
+    # Full: nothing more is appended (the worker saves the rest at hang-up).
+    assert await _run(r, "append_journal", [key], ["\n" + "x" * 90, 100]) == -2
+    assert await r.get(key) == "header\nturn"
     await r.delete(key)  # saved, erased or expired meanwhile
-    assert await _run(r, "append_journal", [key], ["\nturn"]) == -1
+    assert await _run(r, "append_journal", [key], ["\nturn", 100]) == -1
     assert not await r.exists(key)  # an erased caller does not come back through it
 
 

@@ -36,7 +36,6 @@ from livekit.plugins.caller_memory import (
     WithheldNumberError,
     normalize_phone,
 )
-from livekit.plugins.caller_memory.calls import MAX_TURN_CHARS, MAX_TURNS
 from livekit.plugins.caller_memory.models import (
     MAX_FOLLOW_UP,
     MAX_FOLLOW_UPS,
@@ -45,6 +44,8 @@ from livekit.plugins.caller_memory.models import (
     MAX_PREF_VALUE,
     MAX_PREFERENCES,
     MAX_SUMMARY,
+    MAX_TURN_CHARS,
+    MAX_TURNS,
     Turn,
 )
 from livekit.plugins.caller_memory.participants import (
@@ -564,7 +565,7 @@ def check_profile(profile: CallerProfile, max_summaries: int) -> None:
 
 
 @REDIS
-@given(session_id=st.text(min_size=1, max_size=40), turns=turn_lists)
+@given(session_id=st.text(min_size=1, max_size=40).filter(str.strip), turns=turn_lists)
 @example(session_id="call", turns=[])
 @example(session_id="call", turns=[("user", "\x00")])
 @example(session_id="call", turns=[("user", "x" * 100_000), ("assistant", " \n ")])

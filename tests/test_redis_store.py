@@ -113,11 +113,14 @@ async def test_a_lookup_is_one_round_trip_and_three_commands(
                 # The lookup's commands only (not INFO, nor a new connection's CLIENT SETINFO).
                 if k.startswith("cmdstat_") and k[8:].split("|")[0] not in ("info", "client")
             }
-            # One script: GETEX names the id (SET mints a new one); GETEX + LRANGE read the
-            # caller, and the GETEXs and an EXPIRE renew the three TTLs.
+            # One script: TYPE checks the phone key, GETEX names the id (SET mints a new one);
+            # STRLEN bounds the profile, GETEX + LRANGE read the caller, and the GETEXs and an
+            # EXPIRE renew the three TTLs.
             expected = {
                 "cmdstat_evalsha": 1,  # the one command sent; inside it, run by the server:
+                "cmdstat_type": 1,
                 "cmdstat_getex": 2,
+                "cmdstat_strlen": 1,
                 "cmdstat_lrange": 1,
                 "cmdstat_expire": 1,
             }

@@ -63,6 +63,11 @@ class WorkerProcess:
             raise RuntimeError(f"worker {self.pid}: {answer['error']}")
         return answer
 
+    def kill(self) -> None:
+        """SIGKILL: the worker dies mid-call, as in an OOM kill or a lost machine."""
+        self._proc.kill()
+        self._proc.wait()
+
     def stop(self) -> None:
         """Ask it to exit; kill it if it does not."""
         if self._proc.poll() is None:
@@ -83,6 +88,7 @@ async def _serve() -> None:
     store = RedisMemoryStore(RedisConfig.from_env())
     await store.connect()
     manager = SessionManager(store)
+    manager.start_maintenance()  # as CallerMemory does: the outbox, orphans, the heartbeat
     loop = asyncio.get_running_loop()
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         command = json.loads(line)

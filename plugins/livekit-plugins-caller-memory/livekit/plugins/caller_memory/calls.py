@@ -36,7 +36,17 @@ from .config import RedisConfig
 from .exceptions import CallerMemoryError, InvalidPhoneNumberError, WithheldNumberError
 from .journal import Journal
 from .log import logger
-from .models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn, utcnow
+from .models import (
+    MAX_TURN_CHARS,
+    MAX_TURNS,
+    CallerProfile,
+    CallSummary,
+    JournalHeader,
+    SessionRecord,
+    Turn,
+    clean_text,
+    utcnow,
+)
 from .outbox import Outbox
 from .prompts import Disclosure
 from .recovery import Recovery
@@ -65,9 +75,6 @@ __all__ = [
 
 LookupStatus = Literal["returning", "new", "no_number", "invalid_number", "timeout", "error"]
 
-MAX_TURNS = 400
-"""Turns kept per call; a runaway call keeps its first and last turns."""
-MAX_TURN_CHARS = 4_000
 JOURNAL_GRACE_S = 1.0
 """How long hang-up waits for the journal's last write before saving."""
 
@@ -216,7 +223,11 @@ class SessionManager:
         self._ending: dict[str, _Call] = {}
         """Calls whose end (summary, save) is running."""
         self._recovery = Recovery(
-            store, self._outbox, self._summarizer, is_live=self._calls.__contains__
+            store,
+            self._outbox,
+            self._summarizer,
+            is_live=self._calls.__contains__,
+            live_calls=lambda: [sid for sid, call in self._calls.items() if call.journal],
         )
         observe_outbox(self._outbox)
 
@@ -285,8 +296,7 @@ class SessionManager:
                 check): the agent gets all the memory, and the call may change it. Otherwise
                 see ``MEMORY_UNVERIFIED_DISCLOSURE``; :meth:`mark_verified` can come later.
         """
-        if not isinstance(session_id, str) or not session_id:
-            raise ValueError("session_id must be a non-empty string (a LiveKit job id)")
+        _check_session_id(session_id)
         if session_id in self._calls:
             raise ValueError("session_id is already in use by a call in progress")
         started, started_ns = time.perf_counter(), time.time_ns()
@@ -431,7 +441,7 @@ class SessionManager:
             return
         if role not in ("user", "assistant"):
             raise ValueError("role must be 'user' or 'assistant'")
-        turn = Turn(role=role, text=self._redact(text.strip()[:MAX_TURN_CHARS]))
+        turn = Turn(role=role, text=self._redact(clean_text(text.strip()[:MAX_TURN_CHARS])))
         if len(call.turns) >= MAX_TURNS:
             # Keep the opening of the call; drop from the middle to make room for the end.
             del call.turns[MAX_TURNS // 2]
@@ -787,6 +797,21 @@ class SessionManager:
         await self.stop_maintenance()
         if self._owns_store:
             await self._store.disconnect()
+
+
+MAX_SESSION_ID = 256
+"""LiveKit job ids are about 16 characters; a session id also names a Redis key and a file."""
+
+
+def _check_session_id(session_id: object) -> None:
+    # At the start, where a bad id is the caller's bug to see, not at the save, where it would
+    # lose the call. The message never repeats the id.
+    if not isinstance(session_id, str) or not session_id.strip():
+        raise ValueError("session_id must be a non-empty string (a LiveKit job id)")
+    if len(session_id) > MAX_SESSION_ID:
+        raise ValueError(f"session_id must be at most {MAX_SESSION_ID} characters")
+    if clean_text(session_id) != session_id:
+        raise ValueError("session_id must be valid Unicode (it holds a lone surrogate)")
 
 
 def _drop(task: asyncio.Task[CallerLookup] | None) -> None:

@@ -77,9 +77,17 @@ async def _flush(config: RedisConfig) -> int:
         waiting = len(manager.outbox)
         saved, left = await manager.flush_outbox()
         recovered = await manager.recover_orphans()
+        orphans = await store.orphans_waiting(config.orphan_after_s)
+    unreadable = manager.outbox.unreadable
     print(f"Outbox: {saved} of {waiting} call(s) saved, {left} waiting.")
-    print(f"Calls recovered from the journals of dead workers: {recovered}.")
-    return 0 if left == 0 else 1
+    print(f"Calls recovered from the journals of dead workers: {recovered}, {orphans} left.")
+    if unreadable:
+        print(
+            f"❌ {unreadable} outbox file(s) could not be read and were set aside in "
+            f"{manager.outbox.folder / 'unreadable'}: look at them, then delete them.",
+            file=sys.stderr,
+        )
+    return 0 if left == 0 and orphans == 0 and unreadable == 0 else 1
 
 
 async def _forget(config: RedisConfig, number: str | None, user_id: str | None, yes: bool) -> int:
@@ -136,11 +144,25 @@ async def _stats(config: RedisConfig) -> int:
         return 0
     async with _store(config) as store:
         stats = await store.stats()
-    stats["outbox_waiting"] = len(Outbox(config.data_dir / "outbox"))
+        stats["orphans_waiting"] = await store.orphans_waiting(config.orphan_after_s)
+    outbox = Outbox(config.data_dir / "outbox")
+    stats["outbox_waiting"] = len(outbox)
+    stats["outbox_unreadable"] = outbox.unreadable
     width = max(len(k) for k in stats)
     for key, value in stats.items():
         print(f"{key.replace('_', ' '):<{width}}  {value}")
-    return 0 if stats["keys_without_ttl"] == 0 else 1
+    trouble = {
+        "keys without a TTL": stats["keys_without_ttl"],
+        "keys set aside (wrong type or unreadable; keys ending in ':unreadable')": stats.get(
+            "keys_set_aside", 0
+        ),
+        "unreadable outbox files": stats["outbox_unreadable"],
+        "orphaned calls waiting for recovery (caller-memory flush)": stats["orphans_waiting"],
+    }
+    for what, count in trouble.items():
+        if count:
+            print(f"❌ {count} {what}", file=sys.stderr)
+    return 1 if any(trouble.values()) else 0
 
 
 def _number(value: str) -> str:

@@ -39,7 +39,7 @@ DEFAULT_SUMMARY_TIMEOUT_S = 6.0
 """The summary's share of a call's end; see the README for the windows LiveKit gives it."""
 DEFAULT_SAVE_TIMEOUT_S = 2.0
 """The save's deadline, retries and reconnects included; past it the call goes to the outbox."""
-DEFAULT_ORPHAN_AFTER_S = 3600.0
+DEFAULT_ORPHAN_AFTER_S = 600.0
 """A call whose journal has been idle this long lost its worker: recovery saves it. An hour,
 so that a caller on hold is not taken for a dead call."""
 DEFAULT_OUTBOX_FLUSH_S = 30.0

@@ -55,9 +55,16 @@ class Journal:
             await self._opened
             while self._pending:
                 batch, self._pending = self._pending, []
-                if not await self._store.append_journal(self._session_id, batch):
+                written = await self._store.append_journal(self._session_id, batch)
+                if written != "written":
                     # Gone: erased by forget (or expired). It is not made again, and nothing
-                    # more is written: an erased caller must not come back through it.
+                    # more is written: an erased caller must not come back through it. Or
+                    # full: the rest of the call is saved at hang-up.
+                    if written == "full":
+                        logger.warning(
+                            "call journal full: later turns are saved at hang-up only",
+                            extra={"session_id": self._session_id},
+                        )
                     self._gone = True
                     self._pending.clear()
                     return

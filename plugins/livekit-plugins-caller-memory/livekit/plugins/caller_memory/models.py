@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -13,6 +14,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 __all__ = [
@@ -24,7 +26,12 @@ __all__ = [
     "PastCall",
     "SessionRecord",
     "Turn",
+    "MAX_TURNS",
+    "MAX_TURN_CHARS",
+    "clean_text",
+    "keep_ends",
     "migrate_profile",
+    "to_json",
     "utcnow",
 ]
 
@@ -38,6 +45,49 @@ MAX_PREF_KEY = 40
 MAX_PREF_VALUE = 160
 MAX_FOLLOW_UPS = 5
 MAX_FOLLOW_UP = 160
+MAX_TURNS = 400
+"""Turns kept per call; a runaway call keeps its first and last turns."""
+MAX_TURN_CHARS = 4_000
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid Unicode: surrogate pairs joined, a lone surrogate (half an emoji cut
+    between two streamed chunks) replaced by U+FFFD. Anything else is left as it is."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _clean_deep(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {_clean_deep(k): _clean_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_deep(v) for v in value]
+    return value
+
+
+def keep_ends(turns: list[Any], limit: int = MAX_TURNS) -> list[Any]:
+    """At most ``limit`` turns: the opening of the call and its end, the middle dropped."""
+    if len(turns) <= limit:
+        return turns
+    half = limit // 2
+    return [*turns[:half], *turns[len(turns) - (limit - half) :]]
+
+
+def to_json(model: BaseModel, **options: Any) -> str:
+    """A model as JSON, whatever text it holds: a value pydantic cannot encode (a lone
+    surrogate read back from a corrupted store, say) is cleaned (:func:`clean_text`) instead of
+    failing the write, so that no call is lost to one bad character."""
+    try:
+        return model.model_dump_json(**options)
+    except ValueError:  # PydanticSerializationError: invalid Unicode somewhere in it
+        data = _clean_deep(model.model_dump(mode="json", **options))
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 _NAME = re.compile(r"[^\W\d_]+(?:[ '’.-]{1,2}[^\W\d_]+){0,3}\.?")
@@ -104,6 +154,13 @@ class CallSummary(_Model):
     preferences: dict[str, str] = Field(default_factory=dict)
     follow_ups: list[FollowUp] = Field(default_factory=list)
     source: Literal["llm", "fallback"] = "llm"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        # What a model writes may hold anything, "\ud83d" escapes included: cleaned here, at
+        # the door, so that the profile it is merged into can always be stored.
+        return _clean_deep(data) if isinstance(data, dict) else data
 
     @field_validator("caller_name")
     @classmethod

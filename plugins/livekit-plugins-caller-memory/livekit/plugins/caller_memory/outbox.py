@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .exceptions import CallerErasedError
 from .log import logger
-from .models import OutboxEntry, SessionRecord, utcnow
+from .models import OutboxEntry, SessionRecord, to_json, utcnow
 from .store import MemoryStore
 from .summarizer import fallback_summary
 
@@ -67,6 +67,13 @@ class Outbox:
     def __len__(self) -> int:
         return sum(1 for _ in self._entries())
 
+    @property
+    def unreadable(self) -> int:
+        """Files set aside because they could not be read (in ``unreadable/``): calls that
+        will not be written by themselves. An operator looks at them."""
+        folder = self._folder / "unreadable"
+        return sum(1 for path in folder.glob("*") if path.is_file()) if folder.is_dir() else 0
+
     def put(self, record: SessionRecord, *, phone_hash: str | None) -> Path:
         """Keep one finished call (its summary included); replaces an entry of the same call."""
         self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -75,7 +82,7 @@ class Outbox:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, entry.model_dump_json().encode())
+            os.write(fd, to_json(entry).encode())
             os.fsync(fd)
         finally:
             os.close(fd)

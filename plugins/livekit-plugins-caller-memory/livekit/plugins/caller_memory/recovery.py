@@ -7,7 +7,9 @@
 - :meth:`Recovery.recover_orphans` saves the calls of workers that died mid-call, from their
   journals (:mod:`.journal`).
 - :meth:`Recovery.start` runs both in the background, every ``MEMORY_OUTBOX_FLUSH_S``, with a
-  fleet-wide lock so that one worker per interval looks for orphans.
+  fleet-wide lock so that one worker per interval looks for orphans, and beats for the calls
+  of this process (a call whose worker stops beating for ``MEMORY_ORPHAN_AFTER_S`` is an
+  orphan; reading its journal does not count as life).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Recovery:
         summarizer: Summarizes orphaned calls.
         is_live: Tells whether a call is still in progress in this process (an orphan
             candidate that is merely quiet).
+        live_calls: The calls in progress in this process, for the heartbeat.
     """
 
     def __init__(
@@ -50,11 +53,13 @@ class Recovery:
         outbox: Outbox,
         summarizer: Summarizer,
         is_live: Callable[[str], bool],
+        live_calls: Callable[[], Sequence[str]] = list,
     ) -> None:
         self._store = store
         self._outbox = outbox
         self._summarizer = summarizer
         self._is_live = is_live
+        self._live_calls = live_calls
         self._held: list[tuple[SessionRecord, str]] = []
         """Calls neither the store nor the outbox's disk could take."""
         self._task: asyncio.Task[None] | None = None
@@ -139,7 +144,7 @@ class Recovery:
     def _keep(self, record: SessionRecord, phone_hash: str) -> None:
         try:
             self._outbox.put(record, phone_hash=phone_hash)
-        except OSError as e:
+        except Exception as e:  # a full or read-only disk, or worse: the call is not dropped
             # The disk refused too: hold the call in memory, the maintenance retries both.
             self._held.append((record, phone_hash))
             logger.error(
@@ -171,17 +176,33 @@ class Recovery:
         saved, left = await self._outbox.flush(self._store)
         return saved + saved_held, left + len(self._held)
 
-    async def recover_orphans(self, idle_s: float) -> int:
-        """Save the calls whose worker died mid-call, from their journals.
+    async def recover_orphans(self, idle_s: float, *, batches: int | None = None) -> int:
+        """Save the calls whose worker died mid-call, from their journals: batch after batch
+        until none is left (or ``batches`` batches).
 
         Args:
-            idle_s: How long a journal must have been idle to count as orphaned.
+            idle_s: How long a call's worker must have been silent for it to count as orphaned.
+            batches: At most this many batches (a background pass); None: all of them.
 
         Returns:
             How many calls were recovered.
         """
         recovered = 0
-        for session_id, raw in await self._store.claim_orphans(idle_s):
+        done = 0
+        while batches is None or done < batches:
+            done += 1
+            found, claimed = await self._recover_batch(idle_s)
+            recovered += found
+            if not claimed:
+                break
+        if recovered:
+            logger.info("calls recovered from journals", extra={"recovered": recovered})
+        return recovered
+
+    async def _recover_batch(self, idle_s: float) -> tuple[int, int]:
+        recovered = 0
+        claimed = await self._store.claim_orphans(idle_s)
+        for session_id, raw in claimed:
             if self._is_live(session_id):  # ours and alive, just quiet
                 await self._store.release_orphan(session_id)
                 continue
@@ -198,9 +219,7 @@ class Recovery:
             record = record.model_copy(update={"ended_at": utcnow(), "summary": summary})
             if await self.save(record, summary, phone_hash=phone_hash, replay=True) is not None:
                 recovered += 1
-        if recovered:
-            logger.info("calls recovered from journals", extra={"recovered": recovered})
-        return recovered
+        return recovered, len(claimed)
 
     def start(self) -> None:
         """Flush and recover now, then every ``MEMORY_OUTBOX_FLUSH_S``, in the background."""
@@ -211,15 +230,17 @@ class Recovery:
 
     async def _maintain(self) -> None:
         config = self._store.config
-        interval = config.outbox_flush_s
+        # Beat three times per orphan delay at least: one lost beat never makes an orphan.
+        interval = min(config.outbox_flush_s, config.orphan_after_s / 3)
         await asyncio.sleep(min(_FIRST_PASS_S, interval))
         while True:
             try:
+                await self._store.heartbeat(self._live_calls())
                 if self.waiting:
                     await self.flush()
                 # One worker per interval looks for orphans, not every job process.
                 if await self._store.acquire_maintenance(interval):
-                    await self.recover_orphans(config.orphan_after_s)
+                    await self.recover_orphans(config.orphan_after_s, batches=5)
             except Exception as e:
                 logger.debug("memory maintenance failed", extra={"error": type(e).__name__})
             await asyncio.sleep(interval)

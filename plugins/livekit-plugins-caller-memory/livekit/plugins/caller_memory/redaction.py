@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import phonenumbers
 
-__all__ = ["KINDS", "Redactor"]
+__all__ = ["KINDS", "WORD_DIGITS", "Redactor"]
 
 KINDS = ("card", "national_id", "otp", "email", "phone")
 """Every kind of data the redactor knows; ``MEMORY_REDACT`` picks among them."""
@@ -124,6 +124,8 @@ _WORD_DIGITS = {
     "eighteen": "18",
     "nineteen": "19",
 }
+WORD_DIGITS = _WORD_DIGITS
+"""Numbers as speech-to-text writes them in words ("oh", "niner", "twelve"), as digits."""
 _TENS_DIGIT = {w: str(i + 2) for i, w in enumerate(_TENS.split("|"))}
 _REPEAT = {"double": 2, "triple": 3}
 _DIGIT = re.compile(r"[0-9]")

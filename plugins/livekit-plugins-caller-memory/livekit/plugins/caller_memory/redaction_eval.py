@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .redaction import _WORD_DIGITS, KINDS, Redactor
+from .redaction import KINDS, WORD_DIGITS, Redactor
 
 __all__ = [
     "FP_TARGET",
@@ -64,7 +64,7 @@ TAGS: dict[str, tuple[str, ...]] = {
 
 CORPUS = "redaction_corpus.jsonl"
 
-_DIGIT_WORDS = {word: digit for word, digit in _WORD_DIGITS.items() if len(digit) == 1}
+_DIGIT_WORDS = {word: digit for word, digit in WORD_DIGITS.items() if len(digit) == 1}
 """Spoken digits ("oh", "niner"...), as the redactor reads them."""
 _REPEAT = {"double": 2, "triple": 3}
 _WORD = re.compile(r"[0-9]+|[^\W\d_]+")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from redis import exceptions as redis_errors
 
 from .config import RedisConfig
+from .exceptions import CallerMemoryError
 
 __all__ = ["Diagnosis", "diagnose"]
 
@@ -39,9 +40,16 @@ class Diagnosis:
 
 
 def diagnose(error: BaseException, config: RedisConfig) -> Diagnosis:
-    """Map a connection error to the guide's troubleshooting entry."""
+    """Map an error of the store to the guide's troubleshooting entry, or to its real cause
+    where the guide has none (a key of the wrong type, a read-only replica, a database index
+    out of range...)."""
     text = _chain_text(error)
     lowered = text.lower()
+    if isinstance(error, CallerMemoryError):  # our own, and free of personal data
+        return Diagnosis(str(error), ())
+    for marker, found in _SERVER_REFUSALS:
+        if marker in lowered:
+            return found
 
     if isinstance(error, redis_errors.AuthenticationError) or "noauth" in lowered:
         if "wrongpass" in lowered or "invalid username-password" in lowered:
@@ -77,6 +85,17 @@ def diagnose(error: BaseException, config: RedisConfig) -> Diagnosis:
                 "Clear old data: redis-cli FLUSHDB",
             ),
         )
+    if "connection closed by server" in lowered or "connection reset" in lowered:
+        return Diagnosis(
+            "Connection closed by the server",
+            (
+                "Redis restarted, or a proxy or load balancer dropped the connection",
+                "A server that speaks TLS only (most cloud services) closes plain "
+                "connections: set REDIS_SSL=true (or use a rediss:// URL)"
+                if not config.uses_tls
+                else "Check the server's log",
+            ),
+        )
     if "connection refused" in lowered or "connect call failed" in lowered:
         return Diagnosis(
             "Connection refused",
@@ -109,6 +128,60 @@ def diagnose(error: BaseException, config: RedisConfig) -> Diagnosis:
     )
 
 
+_SERVER_REFUSALS = (
+    (
+        "wrongtype",
+        Diagnosis(
+            "WRONGTYPE a key holds the wrong kind of value",
+            (
+                "Another program writes under MEMORY_KEY_PREFIX: give caller memory a prefix "
+                "of its own",
+                "caller-memory stats counts the keys set aside",
+            ),
+        ),
+    ),
+    (
+        "readonly",
+        Diagnosis(
+            "READONLY the server is a read-only replica",
+            ("Point REDIS_URL at the master (or the cluster), not a replica",),
+        ),
+    ),
+    (
+        "db index is out of range",
+        Diagnosis(
+            "ERR DB index is out of range",
+            (
+                "REDIS_DB must be below the server's `databases` setting (16 by default)",
+                "A Redis Cluster and many cloud services have database 0 only",
+            ),
+        ),
+    ),
+    (
+        "loading",
+        Diagnosis(
+            "LOADING Redis is loading the dataset in memory",
+            ("Wait: Redis answers once its data is loaded",),
+        ),
+    ),
+    (
+        "max number of clients",
+        Diagnosis(
+            "ERR max number of clients reached",
+            ("Raise the server's maxclients, or lower REDIS_MAX_CONNECTIONS per worker",),
+        ),
+    ),
+    (
+        "misconf",
+        Diagnosis(
+            "MISCONF Redis cannot persist to disk",
+            ("Check the server's disk and its log: it refuses writes until it can save",),
+        ),
+    ),
+)
+"""Server refusals the guide has no text for, by a marker of their message."""
+
+
 def _chain_text(error: BaseException) -> str:
     parts: list[str] = []
     seen: set[int] = set()
@@ -121,9 +194,4 @@ def _chain_text(error: BaseException) -> str:
 
 
 def _is_tls_failure(error: BaseException, lowered: str, config: RedisConfig) -> bool:
-    if isinstance(error, ssl.SSLError) or "ssl" in lowered or "certificate" in lowered:
-        return True
-    # A plain client talking to a TLS-only port: the server drops the connection.
-    return not config.uses_tls and (
-        "connection closed by server" in lowered or "connection reset" in lowered
-    )
+    return isinstance(error, ssl.SSLError) or "ssl" in lowered or "certificate" in lowered

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -26,11 +27,12 @@ from ..config import RedisConfig
 from ..exceptions import CallerErasedError, CallerMemoryError, StoreUnavailableError
 from ..identity import PhoneHasher, load_hasher
 from ..log import logger
-from ..models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn
+from ..models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn, to_json
 from . import codec
 from .keys import Keys
 
 __all__ = [
+    "JournalWrite",
     "WriteOutcome",
     "CallWrite",
     "CallerLookup",
@@ -83,8 +85,11 @@ class Fetched:
     user_id: str | None
     profile: bytes | None = None
     profile_wrong_type: bool = False
-    """The profile key holds something else than a string (another program's key)."""
+    """The profile key holds something else than a string (another program's key), or a
+    value larger than any profile."""
     session_ids: list[str] = field(default_factory=list)
+    phone_set_aside: bool = False
+    """The phone key held the wrong type and was set aside (:meth:`Keys.unreadable_phone`)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,9 @@ class CallWrite:
     started_ms: int
     """When the call began (Unix ms): refused if the caller was erased since."""
 
+
+JournalWrite = Literal["written", "gone", "full"]
+"""How an append to a call's journal went (see :meth:`MemoryStore.append_journal`)."""
 
 WriteOutcome = Literal["written", "changed", "erased"]
 """How a :class:`CallWrite` went: written; the profile changed meanwhile (try again); or the
@@ -255,6 +263,12 @@ class MemoryStore(abc.ABC):
             mint=new_user_id(phone_hash) if mint else None,
             ttl=ttl,
         )
+        if fetched.phone_set_aside:
+            logger.warning(
+                "a phone key held the wrong type (not written by caller memory); it is kept "
+                "aside under the key with ':unreadable' appended, and the caller gets an identity",
+                extra={"key": keys.phone(phone_hash)},
+            )
         user_id = fetched.user_id
         if user_id is None and mint:
             if fetched.profile is None and not fetched.session_ids:
@@ -419,7 +433,7 @@ class MemoryStore(abc.ABC):
     ) -> CallerProfile:
         assert record.user_id is not None and record.ended_at is not None
         user_id = record.user_id
-        session_json = record.model_dump_json()
+        session_json = to_json(record)
         if base is not None and base.user_id == user_id:
             expected = base.profile_raw
         else:
@@ -474,26 +488,41 @@ class MemoryStore(abc.ABC):
         """Start a call's journal in its session key, and list the call as in progress."""
         await self.write_journal_header(header.session_id, codec.journal_header(header))
 
-    async def append_journal(self, session_id: str, turns: Sequence[Turn]) -> bool:
+    async def append_journal(self, session_id: str, turns: Sequence[Turn]) -> JournalWrite:
         """Append turns to a call's journal, in one command.
 
         Returns:
-            False when the journal is gone (saved, erased, expired): it is not made again.
+            ``written``; ``gone`` when the journal is gone (saved, erased, expired): it is not
+            made again; ``full`` when it holds :data:`codec.MAX_JOURNAL_BYTES` already.
         """
         if not turns:
-            return True
-        return await self.append_journal_lines(session_id, codec.journal_lines(turns))
+            return "written"
+        lines = codec.journal_lines(turns)
+        size = await self.append_journal_lines(session_id, lines, codec.MAX_JOURNAL_BYTES)
+        return "written" if size >= 0 else "gone" if size == -1 else "full"
 
     async def claim_orphans(self, idle_s: float) -> list[tuple[str, bytes | None]]:
-        """Calls in progress whose journal has been idle ``idle_s`` seconds: their worker died.
+        """Calls in progress whose worker has not beaten for ``idle_s`` seconds: it died.
 
-        Each orphan is leased to one claimer only; hand it back with :meth:`release_orphan`
-        when it cannot be saved now (a lease also runs out by itself).
+        A worker beats for its calls (:meth:`heartbeat`) on a clock of its own; reading a
+        journal (an export, ``caller-memory stats``) does not count. Each orphan is leased to
+        one claimer only; hand it back with :meth:`release_orphan` when it cannot be saved now
+        (a lease also runs out by itself). A batch holds at most a few dozen calls: call again
+        until it comes back empty.
 
         Returns:
             ``(session_id, journal)`` pairs; the journal is None when it has expired.
         """
-        return await self.lease_orphans(idle_s, lease_s=_ORPHAN_LEASE_S)
+        return await self.lease_orphans(time.time() - idle_s, lease_s=_ORPHAN_LEASE_S)
+
+    async def heartbeat(self, session_ids: Sequence[str]) -> None:
+        """This worker is alive and its calls ``session_ids`` go on: they are not orphans."""
+        if session_ids:
+            await self.beat(session_ids, time.time())
+
+    async def orphans_waiting(self, idle_s: float) -> int:
+        """How many calls in progress have had no heartbeat for ``idle_s`` seconds."""
+        return await self.count_open_calls(time.time() - idle_s)
 
     async def discard_session(self, session_id: str) -> None:
         """Delete a call's data (or journal) and drop it from the calls in progress."""
@@ -513,7 +542,8 @@ class MemoryStore(abc.ABC):
         keys = self._keys
         phone_keys = [keys.phone(h) for h in (phone_hash, *previous)]
         user_ids: list[str] = []
-        for key in phone_keys:
+        for key in list(phone_keys):
+            phone_keys.append(f"{key}:unreadable")  # a wrong-typed mapping, set aside
             user_id = codec.text(await self.read(key))
             if user_id and user_id not in user_ids:
                 user_ids.append(user_id)
@@ -522,7 +552,9 @@ class MemoryStore(abc.ABC):
 
     async def held_data_of_user(self, user_id: str) -> HeldData:
         """Every key that holds something about one user id (an operator's erasure request)."""
-        return await self._held([self._keys.phone(user_id)], [user_id], {user_id})
+        keys = self._keys
+        phone_keys = [keys.phone(user_id), keys.unreadable_phone(user_id)]
+        return await self._held(phone_keys, [user_id], {user_id})
 
     async def _held(self, phone_keys: list[str], user_ids: list[str], hashes: set[str]) -> HeldData:
         keys = self._keys
@@ -710,15 +742,25 @@ class MemoryStore(abc.ABC):
         """Start a call's journal (session TTL) and list the call as in progress."""
 
     @abc.abstractmethod
-    async def append_journal_lines(self, session_id: str, lines: str) -> bool:
-        """Append to a call's journal; False when it is gone (it is not made again)."""
+    async def append_journal_lines(self, session_id: str, lines: str, limit: int) -> int:
+        """Append to a call's journal unless that makes it larger than ``limit`` bytes.
+        Returns its size; -1 when it is gone (it is not made again), -2 when it is full."""
 
     @abc.abstractmethod
     async def lease_orphans(
-        self, idle_s: float, *, lease_s: float
+        self, beaten_before: float, *, lease_s: float
     ) -> list[tuple[str, bytes | None]]:
-        """Lease calls in progress whose journal has been idle ``idle_s`` (see
-        :meth:`claim_orphans`)."""
+        """Lease a batch of calls in progress whose last heartbeat (their score in the calls in
+        progress) is at or before ``beaten_before`` (Unix seconds; see :meth:`claim_orphans`)."""
+
+    @abc.abstractmethod
+    async def beat(self, session_ids: Sequence[str], now: float) -> None:
+        """Move the calls' heartbeat forward to ``now``: only calls still listed, and never
+        back (a lease in the future stays)."""
+
+    @abc.abstractmethod
+    async def count_open_calls(self, beaten_before: float) -> int:
+        """How many calls in progress last beat at or before ``beaten_before``."""
 
     @abc.abstractmethod
     async def release_orphan(self, session_id: str) -> None:

@@ -24,10 +24,13 @@ from ..models import (
     JournalHeader,
     SessionRecord,
     Turn,
+    keep_ends,
     migrate_profile,
+    to_json,
 )
 
 __all__ = [
+    "MAX_JOURNAL_BYTES",
     "MAX_PROFILE_BYTES",
     "UnreadableValue",
     "decode_profile",
@@ -46,6 +49,9 @@ COMPRESS_OVER = 200
 summaries' prose."""
 MAX_PROFILE_BYTES = 1 << 20
 """A profile is a few kilobytes; anything larger once inflated is not one of ours."""
+MAX_JOURNAL_BYTES = 2 << 20
+"""A call's journal: 400 turns of 4,000 characters fit (a call keeps no more, see
+:data:`~..calls.MAX_TURNS`); past it, turns are saved at hang-up only."""
 _JOURNAL_MARK = '{"journal"'
 _CURRENT_SCHEMA = f'{{"v":{SCHEMA_VERSION},'.encode()
 """How a profile of the current schema starts (``v`` is its first field)."""
@@ -64,7 +70,7 @@ def text(value: bytes | str | None) -> str | None:
 
 def encode_profile(profile: CallerProfile) -> bytes:
     """A profile as stored."""
-    data = profile.model_dump_json(exclude_none=True).encode()
+    data = to_json(profile, exclude_none=True).encode()
     if len(data) <= COMPRESS_OVER:
         return data
     packed = zlib.compress(data, 6)
@@ -117,12 +123,12 @@ def is_journal(raw: bytes | str) -> bool:
 
 def journal_header(header: JournalHeader) -> str:
     """The first line of a call's journal."""
-    return header.model_dump_json()
+    return to_json(header)
 
 
 def journal_lines(turns: Iterable[Turn]) -> str:
     """Turns as journal lines, each starting with a newline (for APPEND)."""
-    return "".join("\n" + turn.model_dump_json() for turn in turns)
+    return "".join("\n" + to_json(turn) for turn in turns)
 
 
 def read_journal_header(raw: bytes | str) -> JournalHeader:
@@ -158,6 +164,6 @@ def parse_journal(raw: bytes | str) -> tuple[SessionRecord, str | None]:
         session_id=header.session_id,
         user_id=header.user_id,
         started_at=header.started_at,
-        turns=turns,
+        turns=keep_ends(turns),  # as the worker would have kept them
     )
     return record, header.phone_hash

@@ -12,6 +12,7 @@ one script can read or write all three at once.
 | ``{prefix}:user:{id}:sessions``        | recent session ids (list, oldest first)| 90 days  |
 | ``{prefix}:session:{id}``              | one call in full, or its journal       | 24 hours |
 | ``{prefix}:user:{id}:profile:unreadable`` | a profile that could not be read    | 90 days  |
+| ``{prefix}:phone:{hash}:unreadable``   | a phone key of the wrong type          | 90 days  |
 | ``{prefix}:user:{id}:calls``           | every call held (sorted set, by expiry)| 24 hours |
 | ``{prefix}:user:{id}:erased``          | when the caller was erased (a time)    | 90 days  |
 | ``{prefix}:sessions:open``             | calls in progress (sorted set)         | 24 hours |
@@ -55,6 +56,10 @@ class Keys:
     def phone(self, phone_hash: str) -> str:
         """Holds the user id of a phone number's keyed hash."""
         return f"{self.prefix}:phone:{{{phone_hash}}}"
+
+    def unreadable_phone(self, phone_hash: str) -> str:
+        """Holds a phone key of the wrong type (another program's), set aside by the lookup."""
+        return f"{self.phone(phone_hash)}:unreadable"
 
     def profile(self, user_id: str) -> str:
         """Holds a caller's profile."""
@@ -103,7 +108,7 @@ class Keys:
             return "other"
         rest = key[len(self.prefix) + 1 :]
         if rest.startswith("phone:{"):
-            return "phone"
+            return "unreadable" if rest.endswith(":unreadable") else "phone"
         if rest.startswith("session:{"):
             return "session"
         if rest == "sessions:open":

@@ -114,6 +114,7 @@ class InMemoryStore(MemoryStore):
             "sessions_kept": kinds.get("session", 0) - journals,
             "calls_in_progress": journals,
             "keys_by_kind": kinds,
+            "keys_set_aside": kinds.get("unreadable", 0),
             "keys_without_ttl": 0,
             "keys_without_ttl_sample": [],
             "used_memory_bytes": 0,
@@ -145,7 +146,12 @@ class InMemoryStore(MemoryStore):
     ) -> Fetched:
         """As ``lookup.lua``."""
         space = self._space
-        found, _ = self._string(phone_key)
+        found, wrong_type = self._string(phone_key)
+        if wrong_type:  # set aside, as lookup.lua does
+            value = space.get(phone_key)
+            assert value is not None
+            space.set(f"{phone_key}:unreadable", value, ttl)
+            space.delete(phone_key)
         if found is None and mint is not None:
             space.set(phone_key, mint.encode(), ttl)
         space.expire(phone_key, ttl)
@@ -155,11 +161,15 @@ class InMemoryStore(MemoryStore):
             profile=fetched.profile,
             profile_wrong_type=fetched.profile_wrong_type,
             session_ids=fetched.session_ids,
+            phone_set_aside=wrong_type,
         )
 
     async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
-        """As the pipeline of the Redis store: GETEX, LRANGE, EXPIRE."""
+        """As the pipeline of the Redis store: GETEX, LRANGE, EXPIRE (a profile larger than
+        any caller memory writes comes back as unreadable, as from ``lookup.lua``)."""
         profile, wrong_type = self._string(profile_key)
+        if profile is not None and len(profile) > codec.MAX_PROFILE_BYTES:
+            profile, wrong_type = None, True
         self._space.expire(profile_key, ttl)
         self._space.expire(sessions_key, ttl)
         return Fetched(
@@ -198,6 +208,8 @@ class InMemoryStore(MemoryStore):
             if erased is not None and int(erased) >= write.started_ms:
                 return "erased", None
             current, wrong_type = self._string(profile_key)
+            if current is not None and len(current) > codec.MAX_PROFILE_BYTES:
+                current, wrong_type = None, True  # set aside, never compared
             if wrong_type:
                 space.set(aside_key, space.get(profile_key) or b"", profile_ttl)
                 space.delete(profile_key)
@@ -249,27 +261,37 @@ class InMemoryStore(MemoryStore):
         )
         self._set_open_calls({**self._open_calls(), session_id: time.time()})
 
-    async def append_journal_lines(self, session_id: str, lines: str) -> bool:
-        """As ``append_journal.lua``; the call's score records the write (its idle time)."""
+    async def append_journal_lines(self, session_id: str, lines: str, limit: int) -> int:
+        """As ``append_journal.lua``."""
         key = self._keys.session(session_id)
         current, _ = self._string(key)
-        if current is None:
-            return False
-        self._space.set(key, current + lines.encode(), self._space.ttl(key) or 1)
-        calls = self._open_calls()
-        if session_id in calls and calls[session_id] <= time.time():  # not while leased
-            self._set_open_calls({**calls, session_id: time.time()})
-        return True
+        if not current:
+            return -1
+        added = lines.encode()
+        if len(current) + len(added) > limit:
+            return -2
+        self._space.set(key, current + added, self._space.ttl(key) or 1)
+        return len(current) + len(added)
 
     async def lease_orphans(
-        self, idle_s: float, *, lease_s: float
+        self, beaten_before: float, *, lease_s: float
     ) -> list[tuple[str, bytes | None]]:
-        """As ``claim_orphan.lua``: calls not written for ``idle_s`` are leased."""
-        now = time.time()
+        """As ``claim_orphan.lua``: calls that last beat at or before ``beaten_before``."""
         calls = self._open_calls()
-        idle = [sid for sid, last in calls.items() if last <= now - idle_s]
-        self._set_open_calls({**calls, **dict.fromkeys(idle, now + lease_s)})
+        idle = [sid for sid, last in calls.items() if last <= beaten_before]
+        self._set_open_calls({**calls, **dict.fromkeys(idle, time.time() + lease_s)})
         return [(sid, self._string(self._keys.session(sid))[0]) for sid in idle]
+
+    async def beat(self, session_ids: Sequence[str], now: float) -> None:
+        """As ``ZADD XX GT``."""
+        calls = self._open_calls()
+        beaten = {sid: now for sid in session_ids if sid in calls and calls[sid] < now}
+        if beaten:
+            self._set_open_calls({**calls, **beaten})
+
+    async def count_open_calls(self, beaten_before: float) -> int:
+        """As ZCOUNT."""
+        return sum(1 for last in self._open_calls().values() if last <= beaten_before)
 
     async def release_orphan(self, session_id: str) -> None:
         """Back among the calls in progress, as if written now."""

@@ -24,7 +24,14 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import RedisConfig
@@ -160,13 +167,13 @@ class RedisMemoryStore(MemoryStore):
         """Connect and PING. On failure, log the guide's troubleshooting text and return False."""
         try:
             async with self._op():
-                await self.client.ping()
+                await self._first_ping()
                 if self._config.cluster is None and not self._cluster:
                     await self._detect_cluster()
         except (RedisError, OSError) as e:
             diagnosis = diagnose(e, self._config)
-            if diagnosis.reason == "Timeout" and self._config.uses_tls:
-                diagnosis = await self._diagnose_tls_timeout(diagnosis)
+            if diagnosis.reason.startswith("Connection closed") and not self._config.uses_tls:
+                diagnosis = await self._diagnose_closed(diagnosis)
             self.last_error = diagnosis.message
             logger.error(diagnosis.render(self.server))
             await self._drop_client()
@@ -192,16 +199,33 @@ class RedisMemoryStore(MemoryStore):
             await self.client.ping()
             logger.info("Redis Cluster detected", extra={"server": self.server})
 
-    async def _diagnose_tls_timeout(self, diagnosis: Diagnosis) -> Diagnosis:
-        # A plain server never answers a TLS hello, so TLS to it looks like a timeout. If a
-        # plain TCP connection goes through, the handshake is what stalled.
-        host, _, port = self.server.rpartition(":")
+    async def _first_ping(self) -> None:
+        """PING; with TLS, find out early when the server speaks plain TCP: it never answers
+        a TLS hello, which would otherwise look like a timeout seconds later."""
+        if not self._config.uses_tls:
+            await self.client.ping()
+            return
+        ping = asyncio.ensure_future(self.client.ping())
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
-        except (OSError, ValueError, asyncio.TimeoutError):
-            return diagnosis
-        writer.close()
-        return diagnose(ssl.SSLError("SSL handshake failed"), self._config)
+            done, _ = await asyncio.wait({ping}, timeout=_TLS_PROBE_AFTER_S)
+            if not done and await _answers_plain(*self._host_port()):
+                raise ssl.SSLError("SSL handshake failed: the server speaks plain TCP")
+            await ping
+        finally:
+            if not ping.done():
+                ping.cancel()
+            with contextlib.suppress(BaseException):
+                await ping
+
+    async def _diagnose_closed(self, diagnosis: Diagnosis) -> Diagnosis:
+        # A plain client to a TLS-only server is dropped: say so when the port speaks TLS.
+        if await _answers_tls(*self._host_port()):
+            return diagnose(ssl.SSLError("SSL handshake failed"), self._config)
+        return diagnosis
+
+    def _host_port(self) -> tuple[str, int]:
+        host, _, port = self.server.rpartition(":")
+        return host.strip("[]"), int(port) if port.isdigit() else 6379
 
     async def disconnect(self) -> None:
         """Close the connection pool if this store opened it, then run ``on_close``."""
@@ -282,6 +306,7 @@ class RedisMemoryStore(MemoryStore):
             "sessions_kept": kinds.get("session", 0) - journals,
             "calls_in_progress": journals,
             "keys_by_kind": kinds,
+            "keys_set_aside": kinds.get("unreadable", 0),
             "keys_without_ttl": len(no_ttl),
             "keys_without_ttl_sample": no_ttl[:5],
             "used_memory_bytes": used,
@@ -292,17 +317,52 @@ class RedisMemoryStore(MemoryStore):
     async def fetch_caller(
         self, phone_key: str, profile_key: str, sessions_key: str, *, mint: str | None, ttl: int
     ) -> Fetched:
-        """One EVALSHA of ``lookup.lua``."""
-        async with self._op():
-            found, profile, sessions = await self._run(
-                "lookup", [phone_key, profile_key, sessions_key], [mint or "", ttl]
-            )
+        """One EVALSHA of ``lookup.lua``. Where Redis takes no writes (a read-only replica,
+        out of memory, an ACL user without them), plain reads instead: a returning caller is
+        still recognized, and the save renews the TTLs later."""
+        script_keys = [phone_key, profile_key, sessions_key, f"{phone_key}:unreadable"]
+        try:
+            async with self._op():
+                found, profile, sessions, aside = await self._run(
+                    "lookup", script_keys, [mint or "", ttl, codec.MAX_PROFILE_BYTES]
+                )
+        except ResponseError as e:
+            refusal = _write_refusal(e)
+            if refusal is None:
+                raise
+            _warn_once(refusal)
+            return await self._read_caller(phone_key, profile_key, sessions_key)
         wrong_type = isinstance(profile, list)  # the script's marker for a wrong type
         return Fetched(
             user_id=codec.text(found),
             profile=None if wrong_type else profile,
             profile_wrong_type=wrong_type,
             session_ids=[codec.text(s) or "" for s in sessions],
+            phone_set_aside=bool(aside),
+        )
+
+    async def _read_caller(self, phone_key: str, profile_key: str, sessions_key: str) -> Fetched:
+        # GET, STRLEN, GET (when not too large), LRANGE: reads only, each failing on its own.
+        async with self._op(), self.client.pipeline(transaction=False) as pipe:
+            pipe.get(phone_key)
+            pipe.strlen(profile_key)
+            pipe.lrange(sessions_key, 0, -1)
+            found, size, sessions = await pipe.execute(raise_on_error=False)
+        profile: bytes | None = None
+        unreadable = isinstance(size, Exception) or size > codec.MAX_PROFILE_BYTES
+        if not unreadable:
+            async with self._op():
+                try:
+                    profile = cast("bytes | None", await self.client.get(profile_key))
+                except ResponseError:
+                    unreadable = True
+        return Fetched(
+            user_id=None if isinstance(found, Exception) else codec.text(found),
+            profile=profile,
+            profile_wrong_type=unreadable,
+            session_ids=[]
+            if isinstance(sessions, Exception)
+            else [codec.text(s) or "" for s in sessions],
         )
 
     async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
@@ -370,6 +430,7 @@ class RedisMemoryStore(MemoryStore):
             "1" if write.set_aside else "0",
             write.started_ms,
             int(time.time()),
+            codec.MAX_PROFILE_BYTES,
         ]
         async with self._op():
             result = await self._run("save_call", script_keys, args)
@@ -397,43 +458,49 @@ class RedisMemoryStore(MemoryStore):
             pipe.expire(open_key, ttl)
             await pipe.execute()
 
-    async def append_journal_lines(self, session_id: str, lines: str) -> bool:
+    async def append_journal_lines(self, session_id: str, lines: str, limit: int) -> int:
         """One EVALSHA of ``append_journal.lua``."""
+        key = self._keys.session(session_id)
         async with self._op():
-            size = await self._run("append_journal", [self._keys.session(session_id)], [lines])
-        return int(size) >= 0
+            return int(await self._run("append_journal", [key], [lines, limit]))
 
     async def lease_orphans(
-        self, idle_s: float, *, lease_s: float
+        self, beaten_before: float, *, lease_s: float
     ) -> list[tuple[str, bytes | None]]:
-        """Up to 20 calls in progress whose journal Redis has seen idle for ``idle_s``."""
+        """Up to 20 calls whose score (last heartbeat) is at or before ``beaten_before``, each
+        leased by one EVALSHA of ``claim_orphan.lua``, then its journal read."""
         client = self.client
         open_key = self._keys.open_calls()
-        now = time.time()
+        lease_end = time.time() + lease_s
         async with self._op():
             # Leased calls (a recovery in progress elsewhere) score in the future: skipped.
-            members = await client.zrangebyscore(open_key, "-inf", now, start=0, num=_CLAIMS)
+            members = await client.zrangebyscore(
+                open_key, "-inf", beaten_before, start=0, num=_CLAIMS
+            )
         leased: list[tuple[str, bytes | None]] = []
         for member in members:
             session_id = codec.text(cast("str | bytes", member)) or ""
-            key = self._keys.session(session_id)
             async with self._op():
-                idle = await self._idle_seconds(key)
-                if idle is not None and idle < idle_s:
-                    continue  # its worker is still writing to it
-                won = await self._run("claim_orphan", [open_key], [session_id, now, now + lease_s])
+                won = await self._run(
+                    "claim_orphan", [open_key], [session_id, beaten_before, lease_end]
+                )
                 if not int(won):
-                    continue
-                leased.append((session_id, cast("bytes | None", await client.get(key))))
+                    continue  # it beat meanwhile, or another worker leased it
+                journal = await client.get(self._keys.session(session_id))
+            leased.append((session_id, cast("bytes | None", journal)))
         return leased
 
-    async def _idle_seconds(self, key: str) -> float | None:
-        try:
-            idle = await self.client.object("idletime", key)
-        except ResponseError:  # an LFU eviction policy has no idle time: use the TTL spent
-            ttl = await self.client.ttl(key)
-            return None if ttl < 0 else float(self._config.session_ttl_seconds - ttl)
-        return None if idle is None else float(idle)
+    async def beat(self, session_ids: Sequence[str], now: float) -> None:
+        """``ZADD XX GT``: one command for all of this worker's calls."""
+        async with self._op():
+            await self.client.zadd(
+                self._keys.open_calls(), dict.fromkeys(session_ids, now), xx=True, gt=True
+            )
+
+    async def count_open_calls(self, beaten_before: float) -> int:
+        """ZCOUNT."""
+        async with self._op():
+            return int(await self.client.zcount(self._keys.open_calls(), "-inf", beaten_before))
 
     async def release_orphan(self, session_id: str) -> None:
         """ZADD the call back with the current time."""
@@ -621,6 +688,76 @@ class RedisMemoryStore(MemoryStore):
         except NoScriptError:
             await self.client.script_load(_SCRIPTS[name])
             return await self.client.evalsha(sha, len(keys), *keys, *args)
+
+
+_TLS_PROBE_AFTER_S = 0.25
+"""A TLS handshake still pending after this long: check whether the server speaks plain TCP."""
+_PROBE_S = 0.5
+
+
+async def _answers_plain(host: str, port: int) -> bool:
+    """True when the server answers a plain ``PING`` in RESP (``+PONG`` or ``-NOAUTH``)."""
+    try:
+        async with asyncio.timeout(_PROBE_S):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(b"PING\r\n")
+                await writer.drain()
+                first = await reader.read(1)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return False
+    return first in (b"+", b"-")
+
+
+async def _answers_tls(host: str, port: int) -> bool:
+    """True when the server completes a TLS handshake (its certificate is not checked)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(_PROBE_S):
+            _, writer = await asyncio.open_connection(host, port, ssl=context)
+            writer.close()
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    return True
+
+
+_REFUSALS = {
+    "READONLY": "Redis is a read-only replica",
+    "OOM": "Redis is out of memory (maxmemory)",
+    "NOPERM": "the Redis user may not write",
+    "MISCONF": "Redis cannot persist to disk and refuses writes",
+}
+_warned: set[str] = set()
+
+
+def _write_refusal(error: ResponseError) -> str | None:
+    # A server that reads but does not write: redis-py names some refusals by their class
+    # (and drops their code from the text), the others by their first word.
+    if isinstance(error, ReadOnlyError):
+        return _REFUSALS["READONLY"]
+    if isinstance(error, OutOfMemoryError):
+        return _REFUSALS["OOM"]
+    if isinstance(error, NoPermissionError):
+        return _REFUSALS["NOPERM"]
+    text = str(error)
+    for code, reason in _REFUSALS.items():
+        if text.startswith(code) or f" {code} " in text:
+            return reason
+    return None
+
+
+def _warn_once(reason: str) -> None:
+    if reason not in _warned:
+        _warned.add(reason)
+        logger.warning(
+            "%s: callers are looked up with plain reads (returning callers are still "
+            "recognized); their memory's expiry is renewed at the next save that goes through",
+            reason,
+        )
 
 
 class _Operation:

@@ -1,7 +1,14 @@
--- Append turns to a call's journal, if it is still there. A journal that is gone was saved,
--- erased (forget) or expired: it is not made again (an erased caller must not come back).
---   KEYS: session    ARGV: journal lines    -> the journal's size, or -1 when it is gone
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- Append turns to a call's journal, if it is still there and has room. A journal that is gone
+-- was saved, erased (forget) or expired: it is not made again (an erased caller must not come
+-- back). A journal is bounded: turns past its size are kept by the worker and saved at
+-- hang-up, not journaled (a runaway call cannot grow a key without end).
+--   KEYS: session    ARGV: journal lines, largest journal (bytes)
+--   -> the journal's size, -1 when it is gone, -2 when it is full
+local size = redis.call('STRLEN', KEYS[1])
+if size == 0 then
   return -1
+end
+if size + #ARGV[1] > tonumber(ARGV[2]) then
+  return -2
 end
 return redis.call('APPEND', KEYS[1], ARGV[1])

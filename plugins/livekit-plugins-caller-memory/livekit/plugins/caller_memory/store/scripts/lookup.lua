@@ -1,22 +1,38 @@
 -- The call-start lookup in one command (one round trip, one billed command on Upstash):
 -- name or mint the caller's id, read the profile and the session list, and renew the three
--- keys' TTLs, so a caller who keeps calling keeps their memory. The three keys share the
--- caller's {hash} tag: one slot on a cluster.
---   KEYS: phone, profile, sessions
---   ARGV: the id to mint ('' = do not mint), ttl (seconds)
+-- keys' TTLs, so a caller who keeps calling keeps their memory. The keys share the caller's
+-- {hash} tag: one slot on a cluster.
+--   KEYS: phone, profile, sessions, phone set aside (phone .. ':unreadable')
+--   ARGV: the id to mint ('' = do not mint), ttl (seconds), largest profile (bytes)
 --   -> {user id, or false when unknown (and minted now), profile or false or {'err'},
---       session ids}
--- A profile or session list of the wrong type comes back as {'err'} / {} instead of failing
--- the lookup: the call goes on, and the save sets the bad value aside.
+--       session ids, 1 when a phone key of the wrong type was set aside}
+-- A profile or session list of the wrong type, or a profile larger than any caller memory
+-- writes, comes back as {'err'} / {} instead of failing the lookup (and without sending a
+-- huge value over): the call goes on, and the save sets the bad value aside. A phone key of
+-- the wrong type is set aside here (it names no one), so the caller gets an identity.
 -- A script runs alone: of two first calls from one number at once, exactly one mints the id,
 -- and the other finds it.
+local aside = 0
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'string' and kind ~= 'none' then
+  redis.call('RENAME', KEYS[1], KEYS[4])
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
+  aside = 1
+end
 local found = redis.call('GETEX', KEYS[1], 'EX', ARGV[2])
 if not found and ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 end
-local profile = redis.pcall('GETEX', KEYS[2], 'EX', ARGV[2])
+local profile
+local size = redis.pcall('STRLEN', KEYS[2])
+if type(size) == 'number' and size > tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  profile = {'err'}
+else
+  profile = redis.pcall('GETEX', KEYS[2], 'EX', ARGV[2])
+end
 local sessions = redis.pcall('LRANGE', KEYS[3], 0, -1)
 redis.pcall('EXPIRE', KEYS[3], ARGV[2])
 if type(profile) == 'table' and profile.err then profile = {'err'} end
 if type(sessions) == 'table' and sessions.err then sessions = {} end
-return {found, profile, sessions}
+return {found, profile, sessions, aside}

@@ -7,7 +7,7 @@
 --         [, session, calls in progress[, phone]]
 --   ARGV: expected profile ('' = none), new profile, session id, session json,
 --         profile ttl, session ttl, sessions kept, set aside ('1' / '0'),
---         when the call began (ms), now (s)
+--         when the call began (ms), now (s), largest profile (bytes)
 --   -> {1} when written, {0, current profile} when the profile changed meanwhile,
 --      {2} when the caller was erased after the call began: nothing is written
 local erased = redis.call('GET', KEYS[5])
@@ -17,6 +17,11 @@ end
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'string' and kind ~= 'none' then
   -- not a profile at all: keep it aside, as an unreadable one is
+  redis.call('RENAME', KEYS[1], KEYS[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+if kind == 'string' and redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[11]) then
+  -- larger than any profile: kept aside, never sent back over the network to be compared
   redis.call('RENAME', KEYS[1], KEYS[3])
   redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
