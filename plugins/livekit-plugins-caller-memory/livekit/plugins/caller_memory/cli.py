@@ -14,6 +14,8 @@ has no TTL.
 
 ``caller-memory flush`` writes the calls kept in the local outbox while Redis was down, and
 recovers the calls of workers that died mid-call; it exits 1 while calls still wait.
+
+``caller-memory serve`` runs the operator console in a browser (:mod:`.console`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from datetime import UTC, datetime
 
 from .calls import SessionManager
 from .config import RedisConfig
+from .console import main as console_main
 from .exceptions import CallerMemoryError, StoreUnavailableError
 from .log import logger
 from .outbox import Outbox
@@ -207,6 +210,12 @@ def _parser() -> argparse.ArgumentParser:
         help="callers, sessions, memory, outbox depth, keys by kind and keys without a TTL",
     )
     commands.add_parser(
+        "serve",
+        help="the operator console in a browser: find, export and erase callers, see health "
+        "(needs the console extra; caller-memory serve --help)",
+        add_help=False,
+    )
+    commands.add_parser(
         "flush",
         help="write the calls kept in the local outbox to Redis, and recover the calls of "
         "workers that died mid-call",
@@ -216,7 +225,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``caller-memory`` command."""
-    args = _parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["serve"]:  # the console parses its own options
+        return console_main(given[1:])
+    args = _parser().parse_args(given)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:

@@ -1,0 +1,582 @@
+"""The console's web application (Starlette, server-rendered Jinja templates, a little htmx).
+
+Every page but the login page needs an operator: logged in with the team's token (a signed
+session cookie), or named by a reverse proxy's header. Every action on a caller goes through
+the plugin's own operations, as the CLI's do: the page of a caller is
+:meth:`~..calls.SessionManager.export_caller`'s data, the download is that data as
+``caller-memory export`` prints it, and erasure is :meth:`~..calls.SessionManager.forget_caller`
+(``caller-memory forget``) or, for an erasure request, :meth:`~..calls.SessionManager.forget_user`.
+
+A phone number travels in POST bodies only: never in a URL, a header, a log line or the audit
+log. Mount the app in an ASGI application of your own with :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import traceback
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup, escape
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from .. import privacy
+from ..calls import SessionManager
+from ..config import RedisConfig
+from ..exceptions import ConfigError, InvalidPhoneNumberError, StoreUnavailableError
+from ..log import logger
+from ..server import open_store
+from .audit import AuditLog, AuditLogError
+from .caller_view import REDACTION_TAG, CallerView, build_caller_view
+from .health import CHART_HOURS, HealthMonitor, store_kind
+from .security import CSRF_FIELD, SecurityHeaders, csrf_ok, csrf_token, new_csrf_token
+from .settings import ConsoleSettings
+
+__all__ = ["Console", "create_app"]
+
+_HERE = Path(__file__).parent
+_SESSION_COOKIE = "caller_memory_console"
+_MAX_NAME = 60
+_USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_STORE_ERRORS = (StoreUnavailableError, RedisError, OSError, asyncio.TimeoutError)
+_LOGIN_FAILURES = 10
+_LOGIN_WINDOW_S = 60.0
+
+Endpoint = Callable[[Request, str], Awaitable[Response]]
+"""A page for operators: the request, and who is asking."""
+
+
+class _Throttle:
+    """Refuses logins for a while after too many failures (a token is not to be guessed)."""
+
+    def __init__(self, failures: int = _LOGIN_FAILURES, window_s: float = _LOGIN_WINDOW_S) -> None:
+        self._failures: deque[float] = deque()
+        self._limit, self._window = failures, window_s
+
+    def blocked(self) -> bool:
+        now = time.monotonic()
+        while self._failures and self._failures[0] < now - self._window:
+            self._failures.popleft()
+        return len(self._failures) >= self._limit
+
+    def failed(self) -> None:
+        self._failures.append(time.monotonic())
+
+
+class Console:
+    """The console's state and pages; :func:`create_app` serves them.
+
+    Args:
+        config: Where memory is (the plugin's settings, before a private server is picked).
+        settings: Who may use the console.
+        manager: Act through this session manager (an agent's own, when the console is mounted
+            in its process); by default the console opens the store the settings name.
+    """
+
+    def __init__(
+        self,
+        config: RedisConfig,
+        settings: ConsoleSettings,
+        manager: SessionManager | None = None,
+    ) -> None:
+        if settings.auth == "token" and settings.token is None:
+            raise ConfigError(
+                "MEMORY_CONSOLE_TOKEN is not set: the console needs a login token (16+ "
+                "characters), or MEMORY_CONSOLE_AUTH=proxy behind an authenticating proxy"
+            )
+        self.config = config
+        self.settings = settings
+        self.audit = AuditLog(settings.audit_log or config.data_dir / "console" / "audit.jsonl")
+        self._manager = manager
+        self._owns_manager = manager is None
+        self._monitor: HealthMonitor | None = None
+        self._opening = asyncio.Lock()
+        self._throttle = _Throttle()
+        self.templates = Jinja2Templates(directory=_HERE / "templates")
+        self.templates.env.filters["redactions"] = _mark_redactions
+        self.templates.env.filters["when"] = _when
+
+    # -- the store -------------------------------------------------------------------------
+
+    async def manager(self) -> SessionManager:
+        """The session manager the console acts through (the store is opened on first use)."""
+        async with self._opening:
+            if self._manager is None:
+                # No maintenance here: flushing outboxes and recovering calls is the workers'.
+                self._manager = SessionManager(await open_store(self.config))
+            return self._manager
+
+    async def monitor(self) -> HealthMonitor:
+        """The health page's numbers."""
+        manager = await self.manager()
+        if self._monitor is None:
+            kind = store_kind(manager.store, self.config)
+            self._monitor = HealthMonitor(
+                manager.store, manager.outbox, kind, self.settings.stats_ttl_s
+            )
+        return self._monitor
+
+    async def aclose(self) -> None:
+        """Close the store, if the console opened it."""
+        if self._owns_manager and self._manager is not None:
+            await self._manager.store.disconnect()
+            self._manager = None
+            self._monitor = None
+
+    # -- who is asking ---------------------------------------------------------------------
+
+    def operator(self, request: Request) -> str | None:
+        """The operator behind a request, or None when nobody is logged in."""
+        if self.settings.auth == "proxy":
+            who = request.headers.get(self.settings.proxy_header, "").strip()
+        else:
+            found = request.session.get("who")
+            who = found if isinstance(found, str) else ""
+        return who[:_MAX_NAME] or None
+
+    def _token_ok(self, sent: str) -> bool:
+        assert self.settings.token is not None
+        expected = self.settings.token.get_secret_value()
+        # Digests first: the comparison then takes as long whatever the length sent.
+        return hmac.compare_digest(
+            hashlib.sha256(sent.strip().encode()).digest(),
+            hashlib.sha256(expected.encode()).digest(),
+        )
+
+    def guarded(self, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        """``endpoint`` for operators only; a POST must carry the session's CSRF token."""
+
+        async def guarded(request: Request) -> Response:
+            if request.method == "POST" and not csrf_ok(
+                request, (await _form(request)).get(CSRF_FIELD)
+            ):
+                return self.refused(request)
+            who = self.operator(request)
+            if who is None:
+                if self.settings.auth == "proxy":
+                    return self.page(
+                        request,
+                        "error.html",
+                        401,
+                        title="Not signed in",
+                        message="The proxy in front of the console did not name "
+                        f"you (header {self.settings.proxy_header}).",
+                    )
+                login = f"{_base(request)}/login"
+                if request.headers.get("hx-request"):
+                    return Response(status_code=401, headers={"HX-Redirect": login})
+                return RedirectResponse(login, status_code=303)
+            try:
+                return await endpoint(request, who)
+            except AuditLogError as e:
+                logger.error("console: %s", e)
+                return self.page(
+                    request,
+                    "error.html",
+                    500,
+                    title="The audit log cannot be written",
+                    message=f"{e}. Nothing is shown or exported until it can be; an erasure "
+                    "asked for may have been carried out: look at the caller again.",
+                )
+            except _STORE_ERRORS as e:
+                logger.warning(
+                    "console: the memory store failed", extra={"error": type(e).__name__}
+                )
+                return self.page(
+                    request,
+                    "error.html",
+                    503,
+                    title="The memory store is not answering",
+                    message="Try again in a moment; the health page shows what the store says.",
+                )
+            except Exception as e:
+                # Where it failed, never what it said: an error's text may quote caller data.
+                logger.error(
+                    "console: a page failed: %s\n%s",
+                    type(e).__name__,
+                    "".join(traceback.format_tb(e.__traceback__)).rstrip(),
+                )
+                return self.page(
+                    request,
+                    "error.html",
+                    500,
+                    title="Something went wrong",
+                    message="The page failed; the console's log says where.",
+                )
+
+        return guarded
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
+        """Render a page (every page gets the CSRF token, the operator and the base path)."""
+        context.update(
+            base=_base(request),
+            csrf=csrf_token(request),
+            csrf_field=CSRF_FIELD,
+            who=self.operator(request),
+            auth=self.settings.auth,
+        )
+        return self.templates.TemplateResponse(request, template, context, status_code=status)
+
+    def refused(self, request: Request) -> Response:
+        """The answer to a form without this console's CSRF token."""
+        return self.page(
+            request,
+            "error.html",
+            403,
+            title="Form refused",
+            message="This form was not sent by a page of this console (its "
+            "security token is missing or out of date). Go back, reload the page "
+            "and try again.",
+        )
+
+    def _audit(self, request: Request, who: str, action: str, **what: Any) -> None:
+        client = request.client.host if request.client else None
+        self.audit.write(who, action, client=client, **what)
+
+    # -- pages -----------------------------------------------------------------------------
+
+    async def home(self, request: Request, who: str) -> Response:
+        """``/``: the callers page."""
+        return RedirectResponse(f"{_base(request)}/callers", status_code=303)
+
+    async def login_page(self, request: Request) -> Response:
+        """``GET /login``."""
+        if self.settings.auth == "proxy" or self.operator(request):
+            return RedirectResponse(f"{_base(request)}/callers", status_code=303)
+        return self.page(request, "login.html")
+
+    async def login(self, request: Request) -> Response:
+        """``POST /login``: the operator's name (for the audit log) and the team's token."""
+        form = await _form(request)
+        if self.settings.auth == "proxy":
+            return RedirectResponse(f"{_base(request)}/callers", status_code=303)
+        if not csrf_ok(request, form.get(CSRF_FIELD)):
+            return self.refused(request)
+        name = " ".join(_text(form, "name").split())[:_MAX_NAME]
+        if self._throttle.blocked():
+            return self.page(
+                request,
+                "login.html",
+                429,
+                name=name,
+                error="Too many failed logins: wait a minute.",
+            )
+        try:
+            if not name or not self._token_ok(_text(form, "token")):
+                self._throttle.failed()
+                self._audit(request, name or "(no name)", "login_refused")
+                logger.warning("console: a login was refused")
+                return self.page(
+                    request, "login.html", 401, name=name, error="Wrong token, or no name given."
+                )
+            self._audit(request, name, "login")
+        except AuditLogError as e:
+            logger.error("console: %s", e)
+            return self.page(request, "login.html", 500, name=name, error=f"{e}.")
+        request.session.clear()  # a session from before the login is not carried over
+        request.session["who"] = name
+        new_csrf_token(request)
+        return RedirectResponse(f"{_base(request)}/callers", status_code=303)
+
+    async def logout(self, request: Request, who: str) -> Response:
+        """``POST /logout``."""
+        self._audit(request, who, "logout")
+        request.session.clear()
+        return RedirectResponse(f"{_base(request)}/login", status_code=303)
+
+    async def callers(self, request: Request, who: str) -> Response:
+        """``GET /callers``: find a caller; the erasure requests waiting for an operator."""
+        return await self._callers_page(request)
+
+    async def _callers_page(self, request: Request, status: int = 200, **context: Any) -> Response:
+        manager = await self.manager()
+        try:
+            requests = [
+                (user_id, datetime.fromtimestamp(when, timezone.utc))
+                for user_id, when in await manager.store.erasure_requests()
+            ]
+        except _STORE_ERRORS:
+            requests, context["store_error"] = [], True
+        return self.page(request, "callers.html", status, requests=requests, **context)
+
+    async def caller(self, request: Request, who: str) -> Response:
+        """``POST /caller``: what is remembered about the caller of a number."""
+        found = await self._look_up(request)
+        if isinstance(found, Response):
+            return found
+        number, view = found
+        self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
+        return self._caller_page(request, "caller.html", number, view)
+
+    async def export(self, request: Request, who: str) -> Response:
+        """``POST /caller/export``: the JSON of ``caller-memory export``, as a download."""
+        found = await self._export(request)
+        if isinstance(found, Response):
+            return found
+        _, data = found
+        self._audit(
+            request,
+            who,
+            "export",
+            user_ids=data["user_ids"],
+            keys=len(data["keys"]),
+            outbox_entries=len(data["outbox"]),
+        )
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        return Response(
+            json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+            media_type="application/json",
+            headers={"content-disposition": f'attachment; filename="caller-export-{stamp}.json"'},
+        )
+
+    async def erase(self, request: Request, who: str) -> Response:
+        """``POST /caller/erase``: what will go, then (``confirm=yes``) erase it all."""
+        found = await self._look_up(request)
+        if isinstance(found, Response):
+            return found
+        number, view = found
+        if _text(await _form(request), "confirm") != "yes":
+            self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
+            return self._caller_page(request, "confirm_erase.html", number, view)
+        deleted = await (await self.manager()).forget_caller(number)
+        return self._erased(request, who, view.user_ids, deleted, via="number")
+
+    async def erase_request(self, request: Request, who: str) -> Response:
+        """``POST /requests/erase``: an erasure a caller asked for unverified: what will go,
+        then (``confirm=yes``) erase it (``caller-memory forget --user-id``)."""
+        form = await _form(request)
+        user_id = _text(form, "user_id")
+        manager = await self.manager()
+        pending = dict(await manager.store.erasure_requests())
+        if not _USER_ID.fullmatch(user_id) or user_id not in pending:
+            return self.page(
+                request,
+                "error.html",
+                404,
+                title="No such request",
+                message="This erasure request is no longer waiting.",
+            )
+        # A caller's user id is their phone hash: exporting it as one reads what forget_user
+        # deletes (the user's keys, journals and outbox entries).
+        data = await privacy.export_caller(manager.store, manager.outbox, user_id)
+        view = build_caller_view(data, manager.store.keys)
+        if _text(form, "confirm") != "yes":
+            self._audit(request, who, "view", user_ids=[user_id], found=view.found)
+            asked = datetime.fromtimestamp(pending[user_id], timezone.utc)
+            return self._caller_page(
+                request, "confirm_erase.html", None, view, user_id=user_id, asked_at=asked
+            )
+        deleted = await manager.forget_user(user_id)
+        user_ids = list(dict.fromkeys([user_id, *view.user_ids]))
+        return self._erased(request, who, user_ids, deleted, via="request")
+
+    async def health(self, request: Request, who: str) -> Response:
+        """``GET /health``: the store, its numbers, and calls per hour."""
+        return await self._health(request, "health.html")
+
+    async def health_panel(self, request: Request, who: str) -> Response:
+        """``GET /health/panel``: the health numbers alone (htmx refreshes them)."""
+        return await self._health(request, "_health_panel.html")
+
+    async def _health(self, request: Request, template: str) -> Response:
+        health = await (await self.monitor()).health()
+        return self.page(
+            request,
+            template,
+            health=health,
+            chart_hours=CHART_HOURS,
+            config=(await self.manager()).config,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _export(self, request: Request) -> tuple[str, dict[str, Any]] | Response:
+        """The number of the form, and what ``caller-memory export`` gives for it (or the
+        callers page, saying the number cannot be used)."""
+        number = _text(await _form(request), "number")
+        try:
+            return number, await (await self.manager()).export_caller(number)
+        except InvalidPhoneNumberError as e:
+            # The message never repeats the number.
+            return await self._callers_page(request, 422, error=str(e))
+
+    async def _look_up(self, request: Request) -> tuple[str, CallerView] | Response:
+        found = await self._export(request)
+        if isinstance(found, Response):
+            return found
+        number, data = found
+        return number, build_caller_view(data, (await self.manager()).store.keys)
+
+    def _caller_page(
+        self,
+        request: Request,
+        template: str,
+        number: str | None,
+        view: CallerView,
+        **context: Any,
+    ) -> Response:
+        config = self.config
+        return self.page(
+            request,
+            template,
+            number=number,
+            last_digits=_last_digits(number),
+            view=view,
+            consent_required=config.consent_required,
+            disclosure=config.unverified_disclosure,
+            session_ttl_hours=config.session_ttl_hours,
+            **context,
+        )
+
+    def _erased(
+        self,
+        request: Request,
+        who: str,
+        user_ids: list[str],
+        deleted: list[str],
+        via: str,
+    ) -> Response:
+        keys = [item for item in deleted if not item.startswith("outbox:")]
+        outbox = len(deleted) - len(keys)
+        self._audit(
+            request, who, "erase", via=via, user_ids=user_ids, keys=len(keys), outbox_entries=outbox
+        )
+        return self.page(
+            request, "erased.html", deleted=deleted, keys=len(keys), outbox_entries=outbox
+        )
+
+
+def create_app(
+    config: RedisConfig | None = None,
+    *,
+    settings: ConsoleSettings | None = None,
+    manager: SessionManager | None = None,
+) -> Starlette:
+    """The console as an ASGI application: run it, or mount it in an application of your own.
+
+    ```python
+    from livekit.plugins.caller_memory.console import create_app
+
+    app.mount("/memory", create_app())  # MEMORY_CONSOLE_TOKEN set in the environment
+    ```
+
+    A mounted app's lifespan is not run: the store is opened on the first request; pass
+    ``manager=`` to act through one of your own, or close the console's store at shutdown
+    with ``await console_app.state.console.aclose()``.
+
+    Args:
+        config: Where memory is; :meth:`RedisConfig.from_env` when omitted.
+        settings: Who may use the console; :class:`ConsoleSettings` from the environment
+            when omitted.
+        manager: A session manager to act through (its store is not closed).
+
+    Raises:
+        ConfigError: A setting is invalid, or no login is configured (``MEMORY_CONSOLE_TOKEN``
+            or ``MEMORY_CONSOLE_AUTH=proxy``).
+    """
+    config = config or (manager.config if manager is not None else RedisConfig.from_env())
+    settings = settings or ConsoleSettings()
+    console = Console(config, settings, manager)
+    session_key = settings.session_key or None
+    g = console.guarded
+    routes = [
+        Route("/", g(console.home), name="home"),
+        Route("/login", console.login_page, methods=["GET"], name="login_page"),
+        Route("/login", console.login, methods=["POST"], name="login"),
+        Route("/logout", g(console.logout), methods=["POST"], name="logout"),
+        Route("/callers", g(console.callers), name="callers"),
+        Route("/caller", g(console.caller), methods=["POST"], name="caller"),
+        Route("/caller/export", g(console.export), methods=["POST"], name="export"),
+        Route("/caller/erase", g(console.erase), methods=["POST"], name="erase"),
+        Route("/requests/erase", g(console.erase_request), methods=["POST"], name="erase_request"),
+        Route("/health", g(console.health), name="health"),
+        Route("/health/panel", g(console.health_panel), name="health_panel"),
+        Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders, hosts=settings.hosts),
+        Middleware(
+            SessionMiddleware,
+            secret_key=session_key.get_secret_value() if session_key else secrets.token_urlsafe(32),
+            session_cookie=_SESSION_COOKIE,
+            max_age=round(settings.session_hours * 3600),
+            same_site="strict",
+            https_only=settings.secure_cookies,
+        ),
+    ]
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=_lifespan(console))
+    app.state.console = console
+    return app
+
+
+def _lifespan(console: Console) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await console.manager()  # a store that cannot be reached is said now, in the log
+        try:
+            yield
+        finally:
+            await console.aclose()
+
+    return lifespan
+
+
+async def _form(request: Request) -> FormData:
+    # Parsed once (Starlette keeps it); the console's forms are a few small fields.
+    return await request.form(max_files=0, max_fields=20, max_part_size=64 * 1024)
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _base(request: Request) -> str:
+    """The console's path prefix (where it is mounted, or the server's root path)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _last_digits(number: str | None) -> str:
+    digits = re.sub(r"\D", "", number or "")
+    return f"…{digits[-4:]}" if len(digits) >= 4 else ""
+
+
+def _mark_redactions(text: str) -> Markup:
+    """Text with each redaction tag marked (and everything else escaped)."""
+    parts, last = [], 0
+    for match in REDACTION_TAG.finditer(text):
+        parts.append(escape(text[last : match.start()]))
+        parts.append(Markup('<mark class="redacted">{}</mark>').format(match.group()))
+        last = match.end()
+    parts.append(escape(text[last:]))
+    return Markup("").join(parts)
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

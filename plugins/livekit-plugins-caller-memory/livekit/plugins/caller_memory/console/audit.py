@@ -1,0 +1,84 @@
+"""The console's audit log: who did what to whose memory, and when. Never a phone number.
+
+One JSON object a line, appended to a file readable by its owner only (0600, its folder 0700)::
+
+    {"at": "2026-11-02T10:14:03Z", "who": "Dana", "action": "erase", "client": "127.0.0.1",
+     "user_ids": ["Xq3..."], "keys": 6, "outbox_entries": 0}
+
+Actions: ``login``, ``login_refused``, ``logout``, ``view`` (a caller looked up, found or not),
+``export``, ``erase`` (by number, or ``"via": "request"`` for an erasure request). A caller is
+named by their user id (the keyed hash the store knows them by), which is what
+``caller-memory requests`` shows too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import CallerMemoryError
+from ..models import utcnow
+
+__all__ = ["AuditLog", "AuditLogError"]
+
+
+class AuditLogError(CallerMemoryError):
+    """The audit log cannot be written (the message names the file, never a caller)."""
+
+
+class AuditLog:
+    """Appends audit records to a file.
+
+    Args:
+        path: The file (created 0600 with its folder 0700 on first write).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The audit log file."""
+        return self._path
+
+    def write(self, who: str, action: str, *, client: str | None = None, **what: Any) -> None:
+        """Append one record, durably (fsynced): it is the proof of what was done.
+
+        Raises:
+            AuditLogError: The file cannot be written; what it would record must not happen
+                unrecorded.
+        """
+        record = {
+            "at": utcnow().isoformat().replace("+00:00", "Z"),
+            "who": who,
+            "action": action,
+            "client": client,
+            **what,
+        }
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise AuditLogError(
+                    f"the audit log {self._path} cannot be written: "
+                    f"{e.strerror or type(e).__name__}"
+                ) from None
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every record, oldest first (an absent log is empty)."""
+        try:
+            text = self._path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,187 @@
+"""``caller-memory serve``: the console on uvicorn, on 127.0.0.1 unless told otherwise.
+
+It prints the address once the console answers, and, when ``MEMORY_CONSOLE_TOKEN`` is not set,
+a token made for this run. Uvicorn's access log names the paths asked for, and the console's
+URLs never hold a phone number (numbers travel in POST bodies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from ..config import RedisConfig
+from ..exceptions import ConfigError
+from ..log import logger
+from .app import create_app
+from .settings import ConsoleSettings
+
+__all__ = ["DEFAULT_PORT", "run"]
+
+DEFAULT_PORT = 8470
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="caller-memory serve",
+        description="Serve the operator console: find a caller, see what is remembered, export "
+        "and erase it, and the store's health. Settings from the environment and .env "
+        "(REDIS_*, MEMORY_*, MEMORY_CONSOLE_*).",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0: any free port)",
+    )
+    parser.add_argument("--uds", type=Path, help="listen on this Unix socket instead (0660)")
+    parser.add_argument(
+        "--root-path",
+        default="",
+        help="the path prefix a reverse proxy serves it under (and strips)",
+    )
+    parser.add_argument(
+        "--auth",
+        choices=["token", "proxy"],
+        help="token: a login page (MEMORY_CONSOLE_TOKEN); proxy: a reverse proxy "
+        "names the operator in --proxy-header (MEMORY_CONSOLE_AUTH)",
+    )
+    parser.add_argument("--proxy-header", help="header naming the operator, with --auth proxy")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the console answers to, besides localhost (MEMORY_CONSOLE_ALLOWED_HOSTS)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments and serve until stopped (Ctrl-C, SIGTERM)."""
+    args = _parser().parse_args(argv)
+    try:
+        config = RedisConfig.from_env()
+        settings = _settings(args)
+    except ConfigError as e:
+        print(f"❌ {e}", file=sys.stderr)
+        return 1
+    if not config.persistence:
+        print(
+            "❌ MEMORY_PERSISTENCE=false: memory lives in each agent process; there is nothing "
+            "for a console to show.",
+            file=sys.stderr,
+        )
+        return 1
+    made_token = None
+    if settings.auth == "token" and settings.token is None:
+        made_token = secrets.token_urlsafe(18)
+        settings = settings.model_copy(update={"token": ConsoleSettings(token=made_token).token})
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING
+    )
+    # Set on the loggers themselves: `caller-memory` may have configured the root already.
+    for name in ("uvicorn", logger.name):
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        app = create_app(config, settings=settings)
+        sock = _listen(args)
+    except (ConfigError, OSError) as e:
+        print(f"❌ {e}", file=sys.stderr)
+        return 1
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=True,
+            server_header=False,
+            root_path=args.root_path,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    address = f"unix:{args.uds}" if args.uds else _url(args.host, sock.getsockname()[1])
+    if not args.uds and not _loopback(args.host):
+        logger.warning(
+            "the console listens beyond this machine, over plain HTTP: put a TLS proxy in front "
+            "(and set MEMORY_CONSOLE_SECURE_COOKIES=true)"
+        )
+    try:
+        return asyncio.run(_serve(server, sock, f"{address}/", made_token))
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly, then raised it again
+        return 0
+
+
+async def _serve(server: uvicorn.Server, sock: socket.socket, url: str, token: str | None) -> int:
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        print(f"Caller-memory console: {url}", flush=True)
+        if token is not None:
+            print(
+                f"Log in with this token (made for this run; set MEMORY_CONSOLE_TOKEN to keep "
+                f"one): {token}",
+                flush=True,
+            )
+    await serving
+    return 0 if server.started else 1
+
+
+def _settings(args: argparse.Namespace) -> ConsoleSettings:
+    overrides: dict[str, Any] = {}
+    if args.auth:
+        overrides["auth"] = args.auth
+    if args.proxy_header:
+        overrides["proxy_header"] = args.proxy_header
+    hosts = [*args.allow_host]
+    if not args.uds and args.host not in ("0.0.0.0", "::", ""):
+        hosts.append(args.host if ":" not in args.host else f"[{args.host}]")
+    settings = ConsoleSettings(**overrides)
+    named = [h for h in settings.allowed_hosts.split(",") if h.strip()]
+    return settings.model_copy(update={"allowed_hosts": ",".join([*named, *hosts])})
+
+
+def _listen(args: argparse.Namespace) -> socket.socket:
+    if args.uds:
+        path = Path(args.uds)
+        if path.is_socket():
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        os.chmod(path, 0o660)  # the proxy's group, not everyone (uvicorn's default is 0666)
+        return sock
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

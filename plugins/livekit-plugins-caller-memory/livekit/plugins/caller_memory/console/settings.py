@@ -1,0 +1,90 @@
+"""The console's settings: ``MEMORY_CONSOLE_*`` variables (environment, then ``.env``).
+
+Where memory is comes from the plugin's own settings (:class:`~..config.RedisConfig`); these say
+who may use the console and how.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..exceptions import ConfigError
+
+__all__ = ["MIN_TOKEN_LENGTH", "ConsoleSettings"]
+
+MIN_TOKEN_LENGTH = 16
+"""A console token or password is at least this long: it guards every caller's memory."""
+_PREFIX = "MEMORY_CONSOLE_"
+
+
+class ConsoleSettings(BaseSettings):
+    """Who may use the console, and how.
+
+    Every field is also a ``MEMORY_CONSOLE_<NAME>`` variable (``MEMORY_CONSOLE_TOKEN``, ...).
+
+    Attributes:
+        auth: ``token``: a login page asks for ``token`` (and a name, for the audit log).
+            ``proxy``: a reverse proxy in front has authenticated the operator and names them
+            in ``proxy_header``; whoever can reach the console directly is trusted as well, so
+            only the proxy must reach it (a Unix socket, ``--uds``).
+        token: The login token or password, shared by the team (16+ characters).
+            ``caller-memory serve`` makes one for the run when it is not set.
+        proxy_header: The header that names the operator in ``proxy`` mode.
+        allowed_hosts: Host names the console answers to, comma-separated (a request for
+            another host is refused: DNS rebinding). ``localhost``, ``127.0.0.1`` and ``::1``
+            are always allowed; set the public name when a proxy passes its own ``Host``.
+        session_key: Signs the login cookie; a random key per process when unset (logins
+            then end when the console restarts).
+        session_hours: How long a login lasts.
+        secure_cookies: Send the login cookie over HTTPS only (behind a TLS proxy: true).
+        audit_log: The audit log file; ``MEMORY_DATA_DIR/console/audit.jsonl`` by default.
+        stats_ttl_s: How long the health page's counts (a scan of every key) are reused.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=_PREFIX, env_file=".env", extra="ignore", case_sensitive=False
+    )
+
+    def __init__(self, **values: Any) -> None:
+        """Settings from keywords, then the environment.
+
+        Raises:
+            ConfigError: A value cannot be used; the message names the variable, never the value.
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            problems = [
+                f"{_PREFIX}{str(item['loc'][0]).upper() if item['loc'] else ''}: {item['msg']}"
+                for item in e.errors()
+            ]
+            raise ConfigError("Invalid console configuration: " + "; ".join(problems)) from None
+
+    auth: Literal["token", "proxy"] = "token"
+    token: SecretStr | None = None
+    proxy_header: str = Field("X-Forwarded-User", min_length=1)
+    allowed_hosts: str = ""
+    session_key: SecretStr | None = None
+    session_hours: float = Field(8.0, gt=0)
+    secure_cookies: bool = False
+    audit_log: Path | None = None
+    stats_ttl_s: float = Field(30.0, ge=0)
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            value = SecretStr(value.get_secret_value().strip())
+            if len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters long")
+        return value
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every host name the console answers to."""
+        named = [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        return list(dict.fromkeys(["localhost", "127.0.0.1", "::1", "[::1]", *named]))
