@@ -177,7 +177,9 @@ async def test_dev_room_participant_with_the_attribute_is_a_caller(config: Redis
         attributes={"sip.phoneNumber": "+442079460958"},
     )
     fake = ScriptedLLM("Hi!", summary={"summary": "Tested the line.", "caller_name": "Dev"})
-    call, _ = await _call(memory, fake, job_id="AJ_dev1", caller=dev_user, says=["Testing, this is Dev"])
+    call, _ = await _call(
+        memory, fake, job_id="AJ_dev1", caller=dev_user, says=["Testing, this is Dev"]
+    )
     assert call.participant is not None and call.participant.identity == "dev-user"
     assert call.context.status == "new"
 

@@ -454,7 +454,6 @@ async def test_a_recovered_journal_keeps_the_ends_of_a_runaway_call(
 def test_summaries_with_any_text_are_kept(tmp_path: Path) -> None:
     # What a model writes is checked like the transcript: a lone surrogate does not fail it.
     summary = CallSummary(summary="Booked \ud83d", caller_name="Ana")
-    assert codec.encode_profile  # the encoder cleans what it cannot write
     from livekit.plugins.caller_memory.models import CallerProfile
 
     profile = CallerProfile(user_id="u").merged(

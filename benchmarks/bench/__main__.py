@@ -29,6 +29,7 @@ from .report import render, write_report
 from .sections.call_start import bench_call_start
 from .sections.calls import bench_call_commands
 from .sections.concurrency import bench_concurrency
+from .sections.faults import bench_faults
 from .sections.first_reply import bench_first_reply
 from .sections.lookup import bench_lookup
 from .sections.memory import bench_memory
@@ -77,6 +78,7 @@ async def run(plan: Plan, seed: int) -> tuple[Report, list[str], tuple[float, fl
             await bench_concurrency(env, plan, report)
             await bench_call_commands(env, plan, report)
             await bench_first_reply(env, plan, report)
+            await bench_faults(env, plan, report)
             await bench_memory(env, plan, report)  # last: it empties the server first
             others = others_cpu(cpu_start, cpu_sample(server.pid))
             rows = machine(server_info, (load_start, os.getloadavg()[0]), others, config)

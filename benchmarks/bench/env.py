@@ -108,6 +108,7 @@ class Report:
     memory_keys: list[str] = field(default_factory=list)
     memory_notes: list[str] = field(default_factory=list)
     first_reply: list[str] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 

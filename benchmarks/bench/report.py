@@ -117,6 +117,12 @@ def render(
         "|---|---:|---:|---:|---:|---:|",
         *report.first_reply,
         "",
+        "### Hostile turns and a silent network",
+        "",
+        "| | N | p50 | p99 | p99.9 | max |",
+        "|---|---:|---:|---:|---:|---:|",
+        *report.faults,
+        "",
         *report.notes,
         "",
         "### Method",
@@ -162,6 +168,12 @@ METHOD = [
     "are the same.",
     "- End to end: `SessionManager(store, llm=None)`: `start_session`, 10 `add_turn`, "
     "`end_session` (fallback summary, no LLM), averaged over the calls of the block.",
+    "- Hostile turns: `add_turn` (redaction included, journal off) on 4,000-character turns, "
+    "each a short unit repeated to the length, a counter at the end so that no two are equal; "
+    "an `InMemoryStore` call. Black hole: a call started through the test suite's TCP fault "
+    "proxy (`tests/support/proxy.py`), 10 turns, then the proxy holds every byte in both "
+    "directions and `end_session` is timed until it returns (the call then waits in the "
+    "outbox).",
     "- First reply: a real `AgentSession` in text mode with a scripted LLM that answers "
     "at once, a fake job's `JobContext` and a SIP `RemoteParticipant` (the plugin's "
     "offline-call harness, `caller_memory.testing`). "

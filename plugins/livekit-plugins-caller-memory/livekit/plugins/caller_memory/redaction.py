@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import phonenumbers
 
-__all__ = ["KINDS", "WORD_DIGITS", "Redactor"]
+__all__ = ["KINDS", "TAGS", "WORD_DIGITS", "Redactor"]
 
 KINDS = ("card", "national_id", "otp", "email", "phone")
 """Every kind of data the redactor knows; ``MEMORY_REDACT`` picks among them."""
@@ -61,6 +61,17 @@ _RANK = {"[card number]": 0, "[id number]": 1, "[code]": 2, "[phone number]": 3,
 _EXPIRY = re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2]) ?[/.-] ?(?:\d\d|20\d\d)(?![\d/.-])")
 """A card's expiry date as STT writes it: 09/28, 9/2028, 12-27."""
 _EXPIRY_TAG = "[expiry]"
+
+_FLOOD_RUNS = 40
+"""More separate numbers than this in one turn is no conversation (a turn of a few thousand
+characters holds a handful): every number of 3+ digits is tagged ``[number]`` at once, at the
+speed of one regular expression, before the turn is read number by number."""
+_FLOOD_COUNT = re.compile(r"\d+")
+_FLOOD_NUMBER = re.compile(r"\d(?:[ \t.,-]{0,2}\d){2,}")
+_FLOOD_TAG = "[number]"
+
+TAGS = (*_TAGS.values(), _EXPIRY_TAG, _FLOOD_TAG)
+"""Every tag redaction leaves in place of what it removed."""
 
 _MAX_PASSES = 4
 """A redacted text is redacted again until nothing changes (at most this many passes)."""
@@ -401,6 +412,8 @@ class Redactor:
         """``text`` with the chosen kinds of personal data replaced by tags."""
         if not self._kinds:
             return text
+        if len(_FLOOD_COUNT.findall(text)) > _FLOOD_RUNS and self._kinds - {"email"}:
+            text = _FLOOD_NUMBER.sub(_FLOOD_TAG, text)
         for _ in range(_MAX_PASSES):
             redacted = _Pass(self, text).run()
             if redacted == text:
@@ -424,6 +437,7 @@ class _Pass:
         lower = text.lower()
         self.lower = lower if len(lower) == len(text) else "".join(_lower1(ch) for ch in text)
         self.spans: list[tuple[int, int, str]] = []
+        self.run_start = 0
         self._keywords: tuple[list[int], list[tuple[int, str]]] | None = None
         self.library_calls = 0
 
@@ -495,6 +509,7 @@ class _Pass:
                 self.spans.append((start, end, self.long_tag))
             return
         tokens, plus = _tokens(self.lower, start, end)
+        self.run_start = start  # where a "+" or "plus" said before the digits begins
         digits = "".join(t.digits for t in tokens)
         if len(digits) < 3:
             return
@@ -592,7 +607,7 @@ class _Pass:
             return
         digits = "".join(t.digits for t in tokens)
         if self.library_calls >= _MAX_LIBRARY_CALLS:  # a flood of numbers: err towards privacy
-            return self._add(tokens[0].start, tokens[-1].end, "phone")
+            return self._add(self._from(tokens, 0, plus), tokens[-1].end, "phone")
         # The run as the library reads numbers: spoken or one-digit tokens joined, the rest
         # spaced, each token's place remembered.
         parts: list[str] = ["+"] if plus else []
@@ -623,14 +638,19 @@ class _Pass:
                     continue
                 first = max(0, bisect.bisect_right(places, match_start - shift) - 1)
                 last = max(0, bisect.bisect_right(places, match_end - 1 - shift) - 1)
-                self._add(tokens[first].start, tokens[last].end, "phone")
+                self._add(self._from(tokens, first, plus), tokens[last].end, "phone")
                 found = True
             if found:
                 return
             if self.library_calls >= _MAX_LIBRARY_CALLS:
                 break
         if context == "phone" and 7 <= len(digits) <= 15:
-            self._add(tokens[0].start, tokens[-1].end, "phone")
+            self._add(self._from(tokens, 0, plus), tokens[-1].end, "phone")
+
+    def _from(self, tokens: list[_Token], first: int, plus: bool) -> int:
+        # A number said with its "+" (or "plus") loses it too: "+[phone number]" tells a
+        # reader an international number was there, and its first digits may follow.
+        return self.run_start if plus and first == 0 else tokens[first].start
 
     def _library(self, number: str, region: str) -> tuple[tuple[int, int, bool], ...]:
         """(start, end, valid) of what ``PhoneNumberMatcher`` finds in ``number``; cached."""

@@ -15,21 +15,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..models import CallerProfile, JournalHeader, SessionRecord, migrate_profile
+from ..redaction import TAGS
 from ..store.codec import UnreadableValue, parse_journal
 from ..store.keys import Keys
 
 __all__ = ["REDACTION_TAG", "REDACTION_TAGS", "CallerView", "HeldCall", "build_caller_view"]
 
-REDACTION_TAGS = (
-    "[card number]",
-    "[id number]",
-    "[code]",
-    "[email]",
-    "[phone number]",
-    "[expiry]",
-)
-"""What :class:`~..redaction.Redactor` leaves in place of what it removed (a test holds the two
-together)."""
+REDACTION_TAGS = TAGS
+"""What :class:`~..redaction.Redactor` leaves in place of what it removed."""
 REDACTION_TAG = re.compile("|".join(re.escape(tag) for tag in REDACTION_TAGS))
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
 

@@ -20,7 +20,9 @@ from urllib.parse import quote
 
 import redis
 from filelock import FileLock
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.retry import Retry
 
 from ..config import RedisConfig
 from ..log import logger
@@ -151,6 +153,9 @@ def server_answers(
         password=password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        # One try: redis-py 8 retries a refused connection with backoff by default (4 s here),
+        # which every start with nothing configured would wait for.
+        retry=Retry(NoBackoff(), 0),
     )
     try:
         client.ping()

@@ -26,7 +26,9 @@ from typing import TypeVar
 from urllib.parse import quote
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError, ResponseError
+from redis.retry import Retry
 
 from ..log import logger
 from .binaries import EmbeddedServerError, find_server_binary
@@ -238,6 +240,7 @@ class EmbeddedRedis:
             password=self._password,
             socket_timeout=_PROBE_TIMEOUT_S,
             socket_connect_timeout=_PROBE_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),  # one probe is one try: the caller polls
         )
         try:
             server_pid = client.info("server").get("process_id")
