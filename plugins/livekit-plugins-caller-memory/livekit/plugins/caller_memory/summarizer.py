@@ -1,7 +1,8 @@
 """End-of-call summaries: the agent's own LLM turns a transcript into a :class:`CallSummary`.
 
 Any ``livekit.agents.llm.LLM`` works: the summarizer asks for a JSON object in plain words and
-validates what comes back. When there is no LLM, or it fails, times out or answers with
+validates what comes back, keeping no name and no preference number that the call did not
+contain (small models invent them). When there is no LLM, or it fails, times out or answers with
 something unusable, a deterministic summary of the transcript is returned instead, marked
 ``source="fallback"``: a call is never dropped for want of a summary.
 """
@@ -28,6 +29,8 @@ __all__ = ["Summarizer", "fallback_summary"]
 MAX_ANSWER_CHARS = 20_000
 """An answer longer than this is not a summary of the requested shape."""
 _NAME = re.compile(r"\b(?i:my name is|my name's|this is)\s+([A-Z][\w'-]{1,30})")
+_WORD = re.compile(r"[^\W\d_]+")
+_DIGITS = re.compile(r"\d+")
 
 
 def fallback_summary(turns: Sequence[Turn]) -> CallSummary:
@@ -58,6 +61,28 @@ def _parse(text: str) -> CallSummary:
         raise ValueError("the LLM answer is not a JSON object")
     data.pop("source", None)
     return CallSummary.model_validate({**data, "source": "llm"})
+
+
+def _grounded(
+    summary: CallSummary, turns: Sequence[Turn], profile: CallerProfile | None
+) -> CallSummary:
+    # Small models invent what a form asks for: a name nobody gave, a phone number, a date of
+    # birth. A name none of whose words the caller said (nor already known) is dropped, and so
+    # is a preference holding a number nobody said.
+    known = profile.name if profile is not None else None
+    name = summary.caller_name
+    if name and name.casefold() != (known or "").casefold():
+        said = " ".join(t.text for t in turns if t.role == "user")
+        words = {w.casefold() for w in _WORD.findall(said)}
+        if not any(w.casefold() in words for w in _WORD.findall(name)):
+            name = None
+    heard = set(_DIGITS.findall(" ".join(t.text for t in turns)))
+    if profile is not None:
+        heard.update(_DIGITS.findall(" ".join(profile.preferences.values())))
+    preferences = {k: v for k, v in summary.preferences.items() if set(_DIGITS.findall(v)) <= heard}
+    if name == summary.caller_name and preferences == summary.preferences:
+        return summary
+    return summary.model_copy(update={"caller_name": name, "preferences": preferences})
 
 
 class Summarizer:
@@ -98,10 +123,11 @@ class Summarizer:
         r = self._redact
         if r is None or not r.enabled:
             return summary
+        # Personal data is never a preference: one that held some is dropped, not kept as a tag.
         return summary.model_copy(
             update={
                 "summary": r(summary.summary),
-                "preferences": {k: r(v) for k, v in summary.preferences.items()},
+                "preferences": {k: v for k, v in summary.preferences.items() if r(v) == v},
                 "follow_ups": [r(item) for item in summary.follow_ups],
             }
         )
@@ -143,4 +169,4 @@ class Summarizer:
         # No retries: a second attempt would not fit in the shutdown window anyway.
         options = APIConnectOptions(max_retry=0, timeout=self._timeout)
         response = await self._llm.chat(chat_ctx=chat_ctx, conn_options=options).collect()
-        return _parse(response.text)
+        return _grounded(_parse(response.text), turns, profile)
