@@ -247,7 +247,8 @@ def test_stop_a_paused_server() -> None:
 
 
 def test_server_started_from_a_thread_outlives_the_thread() -> None:
-    # PR_SET_PDEATHSIG fires when the forking *thread* exits, so it must not be used there.
+    # PR_SET_PDEATHSIG fires when the forking *thread* exits: the fork happens on a thread
+    # that lives as long as the process (tests/test_server_lifetime.py kills the process).
     srv = TestServer(appendonly=False)
     worker = threading.Thread(target=srv.start)
     worker.start()

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from dotenv import dotenv_values
 from platformdirs import user_data_path
@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .exceptions import ConfigError
 from .redaction import KINDS as REDACTION_KINDS
-from .secret import secret_bytes, weakness
+from .secret import MIN_LENGTH, secret_bytes, weakness
 
 __all__ = ["RedisConfig"]
 
@@ -358,7 +358,7 @@ class RedisConfig(BaseSettings):
         if self.require_secret and self.phone_hash_secret is None:
             raise ConfigError(
                 "MEMORY_PHONE_HASH_SECRET is required (MEMORY_REQUIRE_SECRET=true): set it to "
-                "32+ random characters, the same on every worker"
+                f"{MIN_LENGTH}+ random characters, the same on every worker"
             )
 
     @property
@@ -401,6 +401,30 @@ class RedisConfig(BaseSettings):
         scheme = "rediss" if self.ssl else "redis"
         return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
 
+    def __repr_args__(self) -> Any:
+        """The fields as pydantic shows them, except that with ``REDIS_URL`` the connection
+        fields are the URL's (``host='localhost' port=6379`` would be the defaults that are
+        not used), and the URL itself is shown without its password."""
+        if self.url is None:
+            yield from super().__repr_args__()
+            return
+        parts = urlsplit(self.url.get_secret_value())
+        shown: dict[str, Any] = {"url": _without_password(parts)}
+        if parts.scheme == "unix":
+            shown.update(host=None, port=None)
+        else:
+            db = parts.path.strip("/")
+            shown.update(
+                host=parts.hostname or "localhost",
+                port=parts.port or 6379,
+                username=parts.username or self.username,
+                password=SecretStr(parts.password) if parts.password else self.password,
+                db=int(db) if db.isdigit() else 0,
+                ssl=parts.scheme == "rediss",
+            )
+        for name, value in super().__repr_args__():
+            yield name, shown[name] if name is not None and name in shown else value
+
     def describe_server(self) -> str:
         """Where the server is, for messages: host and port, no credentials."""
         if self.url is not None:
@@ -409,6 +433,20 @@ class RedisConfig(BaseSettings):
                 return f"unix:{parts.path}"
             return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
         return f"{self.host}:{self.port}"
+
+
+def _without_password(parts: SplitResult) -> str:
+    """The URL with ``***`` for its password, in the user part or the query."""
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = f"{parts.username}:" if parts.username else ":"
+        netloc = f"{user}***@{netloc.rsplit('@', 1)[1]}"
+    query = "&".join(
+        "password=***" if item.lower().startswith("password=") else item
+        for item in parts.query.split("&")
+    )
+    rest = f"{parts.path}{'?' + query if query else ''}"
+    return f"{parts.scheme}://{netloc}{rest}"
 
 
 def _describe(error: ValidationError) -> str:

@@ -10,10 +10,39 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 
-__all__ = ["hide_numbers_in_livekit_logs", "logger"]
+__all__ = ["announce_store", "hide_numbers_in_livekit_logs", "label_store", "logger", "once"]
 
 logger = logging.getLogger("livekit.plugins.caller_memory")
+
+_said: set[str] = set()
+_said_lock = threading.Lock()
+_store_labels: dict[str, str] = {}
+
+
+def once(key: str) -> bool:
+    """True the first time ``key`` is asked about in this process, False after: for the lines
+    a process says once (which store it uses, the development-secret warning), however many
+    stores, managers or reconnects it makes."""
+    with _said_lock:
+        if key in _said:
+            return False
+        _said.add(key)
+        return True
+
+
+def label_store(server: str, label: str) -> None:
+    """Name what answers at ``server`` (``host:port``) in :func:`announce_store`'s line."""
+    _store_labels[server] = label
+
+
+def announce_store(server: str) -> None:
+    """Log at INFO, once per process, which store caller memory uses; at DEBUG after that."""
+    label = _store_labels.get(server, f"Redis at {server}")
+    level = logging.INFO if once(f"store:{server}") else logging.DEBUG
+    logger.log(level, "caller memory uses %s", label)
+
 
 _SIP_IDENTITY = re.compile(r"sip_\+?\d{3,}")
 

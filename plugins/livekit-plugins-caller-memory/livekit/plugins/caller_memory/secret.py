@@ -23,9 +23,10 @@ from platformdirs import user_config_path
 from zxcvbn import zxcvbn
 
 from .exceptions import ConfigError
-from .log import logger
+from .log import logger, once
 
 __all__ = [
+    "DEV_SECRET_WARNING",
     "MIN_GUESSES_LOG10",
     "MIN_LENGTH",
     "dev_secret_path",
@@ -35,7 +36,14 @@ __all__ = [
 ]
 
 MIN_LENGTH = 32
+"""The shortest secret accepted; the README, the warning and the errors all say this number."""
 MIN_GUESSES_LOG10 = 30.0
+DEV_SECRET_WARNING = (
+    "MEMORY_PHONE_HASH_SECRET is not set: using this machine's development secret (%s). "
+    f"Set MEMORY_PHONE_HASH_SECRET ({MIN_LENGTH}+ random characters) in production, the same "
+    "on every worker, or callers will not be recognized across machines."
+)
+"""Logged once per process when no secret is set (``%s``: the development secret's file)."""
 _KNOWN_WORDS = [
     "memory_phone_hash_secret",
     "memory",
@@ -64,7 +72,8 @@ def weakness(secret: str) -> str | None:
     if float(estimate["guesses_log10"]) < MIN_GUESSES_LOG10:
         return (
             "is too easy to guess (repeated or common characters, words, sequences): use "
-            '32+ random characters, e.g. python -c "import secrets; print(secrets.token_hex(32))"'
+            f"{MIN_LENGTH}+ random characters, e.g. "
+            'python -c "import secrets; print(secrets.token_hex(32))"'
         )
     return None
 
@@ -82,12 +91,8 @@ def load_dev_secret() -> bytes:
         ConfigError: The secret file can be read by other users.
     """
     path = dev_secret_path()
-    logger.warning(
-        "MEMORY_PHONE_HASH_SECRET is not set: using this machine's development secret (%s). "
-        "Set MEMORY_PHONE_HASH_SECRET (32+ random characters) in production, the same on "
-        "every worker, or callers will not be recognized across machines.",
-        path,
-    )
+    if once("dev-secret"):  # every store and manager of the process loads it: say it once
+        logger.warning(DEV_SECRET_WARNING, path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     if os.name == "posix":

@@ -13,9 +13,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import signal
+import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -25,7 +29,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
 from ..config import RedisConfig
-from ..log import logger
+from ..log import announce_store, label_store, logger
 from ..store import InMemoryStore, MemoryStore, RedisMemoryStore
 from .binaries import EmbeddedServerError
 from .embedded import EmbeddedRedis
@@ -34,6 +38,9 @@ __all__ = ["ensure_local_redis", "open_store", "resolve_default_redis", "server_
 
 _PORT_FILE = "port"
 _PASSWORD_FILE = "password"
+_OWNER_FILE = "owner"
+"""Who started the server: ``{"pid", "started", "server"}`` (JSON)."""
+_STOP_TIMEOUT_S = 10.0
 
 
 async def open_store(
@@ -50,10 +57,10 @@ async def open_store(
     """
     config = config or RedisConfig.from_env()
     if not config.persistence:
-        logger.info("MEMORY_PERSISTENCE=false: caller memory lasts as long as this process")
+        label_store("memory", "in-process memory (MEMORY_PERSISTENCE=false): lost at exit")
+        announce_store("memory")
         return InMemoryStore(config)
-    # On this thread, not a worker one: a private server is tied to the thread that starts it
-    # (PR_SET_PDEATHSIG), and the few milliseconds this takes at start-up are fine.
+    # Blocking, on the loop's thread: a few milliseconds, once, at start-up.
     config, embedded = resolve_default_redis(config)
     store = RedisMemoryStore(config, on_close=embedded.stop if embedded else None)
     if connect_later:
@@ -116,17 +123,178 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
         with contextlib.suppress(FileNotFoundError, ValueError):
             port = int(port_file.read_text())
             if server_answers("127.0.0.1", port, password=password):
-                return f"{auth}:{port}", None
+                if _reuse_or_stop(folder, port, password):
+                    label_store(
+                        f"127.0.0.1:{port}", f"this machine's private Redis server ({folder})"
+                    )
+                    return f"{auth}:{port}", None
         server = EmbeddedRedis(data_dir=folder, appendonly=True, password=password)
         server.start()
-        fd = os.open(port_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(str(server.port))
-    logger.info(
-        "started a private Redis server for caller memory",
-        extra={"data_dir": str(folder), "port": server.port},
+        _write_private(port_file, str(server.port))
+        _write_private(
+            folder / _OWNER_FILE,
+            json.dumps(
+                {"pid": os.getpid(), "started": _started(os.getpid()), "server": server.pid}
+            ),
+        )
+    label_store(
+        f"127.0.0.1:{server.port}",
+        f"a private Redis server started by this process (pid {server.pid}, data in {folder}; "
+        "it stops when this process exits)",
     )
     return server.url, server
+
+
+def _reuse_or_stop(folder: Path, port: int, password: str) -> bool:
+    """Whether the private server answering on ``port`` belongs to a live process (reuse it),
+    or was left by one that is gone (stopped here; the caller starts one of its own).
+
+    A server whose starter was SIGKILLed should have got SIGTERM with it (see
+    :func:`~.embedded._popen`); one that did not (another OS, a version without that) would
+    live on with no one to stop it, and every later run would lean on it. It is stopped with
+    ``SHUTDOWN``, which writes its append-only file first: no memory is lost.
+    """
+    server_pid = _server_pid(port, password)
+    owner = _read_owner(folder / _OWNER_FILE)
+    alive = _owner_alive(owner, server_pid)
+    owner_pid = owner.get("pid") if owner else None
+    if alive:
+        logger.debug(
+            "using this machine's private Redis server on 127.0.0.1:%d (pid %s, started by "
+            "process %s, which stops it)",
+            port,
+            server_pid,
+            owner_pid if owner_pid is not None else "unknown",
+        )
+        return True
+    logger.warning(
+        "found a private Redis server on 127.0.0.1:%d (pid %s) left running by a process that "
+        "is gone (%s): stopping it and starting one this process owns",
+        port,
+        server_pid,
+        f"pid {owner_pid}" if owner_pid is not None else "no owner recorded",
+    )
+    _shut_down(port, password, server_pid)
+    return False
+
+
+def _server_pid(port: int, password: str) -> int | None:
+    client = _probe_client(port, password)
+    try:
+        pid = client.info("server").get("process_id")
+    except (RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return int(pid) if pid is not None else None
+
+
+def _read_owner(path: Path) -> dict[str, Any] | None:
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _owner_alive(owner: dict[str, Any] | None, server_pid: int | None) -> bool:
+    """Whether the process that started the server is still running.
+
+    The owner file names it by pid and start time (a pid alone may have been reused). Without
+    a record that matches the server (one started by an older version), the server's parent
+    decides: an orphan has been handed to init (pid 1). Where neither can be known
+    (no ``/proc``), the server is reused: stopping a server in use would be worse.
+    """
+    if owner is not None and owner.get("server") == server_pid and server_pid is not None:
+        pid = owner.get("pid")
+        if not isinstance(pid, int):
+            return False
+        started = _started(pid)
+        if started is not None or owner.get("started") is not None:
+            return started is not None and started == owner.get("started")
+        return _pid_exists(pid)
+    if server_pid is None:
+        return True
+    parent = _parent(server_pid)
+    if parent is None:
+        return not Path("/proc/self").exists()
+    return parent > 1
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses; the fields after it do not.
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time since boot (``/proc``), or None where that is unknown."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def _parent(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[1]) if fields is not None else None
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _shut_down(port: int, password: str, server_pid: int | None) -> None:
+    client = _probe_client(port, password, timeout=_STOP_TIMEOUT_S)
+    try:
+        client.shutdown()  # writes the append-only file, then exits
+    except (RedisError, OSError) as e:
+        if server_pid is None:
+            raise EmbeddedServerError(f"cannot stop the stale private server: {e}") from None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server_pid, signal.SIGTERM)
+    finally:
+        client.close()
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    while server_answers("127.0.0.1", port, password=password) or _running(server_pid):
+        if time.monotonic() > deadline:
+            raise EmbeddedServerError(
+                f"the stale private server on 127.0.0.1:{port} did not stop in "
+                f"{_STOP_TIMEOUT_S:g} s; stop it (pid {server_pid}) and try again"
+            )
+        time.sleep(0.05)
+
+
+def _running(pid: int | None) -> bool:
+    # Not our child: once it has exited, init reaps it; a zombie meanwhile counts as gone.
+    if pid is None or not _pid_exists(pid):
+        return False
+    fields = _proc_stat(pid)
+    return fields is None or fields[0] != "Z"
+
+
+def _probe_client(port: int, password: str, timeout: float = 0.25) -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _password(path: Path) -> str:

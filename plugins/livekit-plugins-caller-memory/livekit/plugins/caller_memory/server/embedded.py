@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -20,9 +21,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import redis
@@ -59,9 +61,9 @@ class EmbeddedRedis:
     server's standard input rather than its command line, so ``ps`` does not show it.
 
     A started server does not outlive the Python process: an atexit hook stops it, and on Linux
-    it also gets SIGTERM if its parent dies without running atexit. It runs in its own session
-    so that a Ctrl-C meant for the app does not stop it before the app has saved its last
-    writes.
+    it also gets SIGTERM if the process dies without running atexit (SIGKILL, a crash), whichever
+    thread started it (see :func:`_popen`). It runs in its own session so that a Ctrl-C meant
+    for the app does not stop it before the app has saved its last writes.
 
     Args:
         data_dir: Folder for the append-only file and the log; created if missing. None uses
@@ -282,14 +284,13 @@ class EmbeddedRedis:
             log_offset = log_file.tell()
             started = time.monotonic()
             try:
-                proc = subprocess.Popen(
+                proc = _popen(
                     self._command(binary),
                     stdin=subprocess.PIPE,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     cwd=self._data_dir,
                     start_new_session=True,
-                    preexec_fn=_pdeathsig_preexec(),
                     umask=0o077,  # the append-only files: readable by the owner only
                 )
             except OSError as exc:
@@ -308,7 +309,8 @@ class EmbeddedRedis:
         except BaseException:
             self.terminate(timeout=2.0)
             raise
-        logger.info(
+        # DEBUG: the store that uses the server says which it is, once (log.announce_store).
+        logger.debug(
             "embedded %s started on %s:%d (pid %d) in %.0f ms, data in %s",
             os.path.basename(binary),
             self.host,
@@ -398,19 +400,75 @@ def _track(server: EmbeddedRedis, live: bool) -> None:
             _live_servers.discard(server)
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A preexec_fn that makes the child get SIGTERM when its parent dies, or None.
+def _popen(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` for a server that must die with this process, from any thread.
 
-    Everything is resolved before fork: the child of a multi-threaded parent should run as
-    little Python as possible between fork and exec. PR_SET_PDEATHSIG fires when the *thread*
-    that forked the child exits, not the process: a server spawned from a worker thread would
-    die with that thread, so this is only used from the main thread; the atexit hook still
-    covers normal exits from other threads.
+    On Linux the child asks for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``). The kernel
+    sends it when the *thread* that forked the child exits, not the process: a server started
+    from a worker thread (``asyncio.to_thread``, an executor, a thread of LiveKit's) would die
+    with that thread, or, without the signal, outlive a SIGKILLed process. So the fork happens
+    on the main thread when that is where we are, and otherwise on :class:`_Spawner`'s thread,
+    which lives exactly as long as the process.
     """
     if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
+        return subprocess.Popen(args, **options)
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(args, preexec_fn=_pdeathsig_preexec(), **options)
+
+    if threading.current_thread() is threading.main_thread():
+        return spawn()
+    return _Spawner.get().run(spawn)
+
+
+class _Spawner:
+    """A daemon thread that forks the servers started off the main thread.
+
+    It never returns, so it exits only with the process: the parent-death signal of the servers
+    it forks then means what it should. One per process; a forked child (LiveKit's job
+    processes) makes its own, the parent's thread not being there.
+    """
+
+    _instance: _Spawner | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="caller-memory-spawner", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> _Spawner:
+        """This process's spawner, started on first use."""
+        with cls._lock:
+            if cls._instance is None or cls._instance._pid != os.getpid():
+                cls._instance = _Spawner()
+            return cls._instance
+
+    def run(self, spawn: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        """Run ``spawn`` on the spawner's thread and return (or raise) what it does."""
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((spawn, future))
+        return future.result()
+
+    def _serve(self) -> None:
+        while True:
+            spawn, future = self._jobs.get()
+            try:
+                future.set_result(spawn())
+            except BaseException as exc:  # handed to the thread that asked
+                future.set_exception(exc)
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when the forking thread dies, or None.
+
+    Everything is resolved before fork: the child of a multi-threaded parent should run as
+    little Python as possible between fork and exec. Only call it on a thread that lives as
+    long as the process (:func:`_popen` sees to that).
+    """
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):

@@ -36,7 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import RedisConfig
 from ..identity import PhoneHasher
-from ..log import logger
+from ..log import announce_store, logger
 from ..timeouts import deadline
 from ..troubleshooting import Diagnosis, diagnose
 from . import codec
@@ -106,6 +106,8 @@ class RedisMemoryStore(MemoryStore):
         self._client = client
         self._owns_client = client is None
         self._on_close = on_close
+        # Nothing to resolve with a client given: it is connected to whatever it is.
+        self._resolved = client is not None
         self._connecting: asyncio.Task[bool] | None = None
         self._cluster = bool(self._config.cluster) or isinstance(client, aioredis.RedisCluster)
         self._slots = asyncio.Semaphore(self._config.max_connections)
@@ -164,7 +166,15 @@ class RedisMemoryStore(MemoryStore):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self) -> bool:
-        """Connect and PING. On failure, log the guide's troubleshooting text and return False."""
+        """Connect and PING. On failure, log the guide's troubleshooting text and return False.
+
+        With no Redis named (neither ``REDIS_URL`` nor ``REDIS_HOST``), the store goes where
+        :func:`~livekit.plugins.caller_memory.server.open_store` and ``caller-memory check``
+        go: ``localhost:6379`` when a server answers there, else this machine's private
+        server, found or started (``MEMORY_EMBEDDED_REDIS=false`` turns that off). A server
+        this store started is stopped by :meth:`disconnect`.
+        """
+        await self._resolve_default_server()
         try:
             async with self._op():
                 await self._first_ping()
@@ -179,8 +189,21 @@ class RedisMemoryStore(MemoryStore):
             await self._drop_client()
             return False
         self.last_error = None
-        logger.info("connected to Redis", extra={"server": self.server})
+        announce_store(self.server)
         return True
+
+    async def _resolve_default_server(self) -> None:
+        if self._resolved or self._client is not None:
+            return
+        self._resolved = True
+        # Imported here: the server package builds stores, and so imports this module.
+        from ..server.connect import resolve_default_redis
+
+        # A worker thread may start the server: it still dies with this process (embedded.py).
+        config, embedded = await asyncio.to_thread(resolve_default_redis, self._config)
+        self._config = config
+        if embedded is not None:
+            self._on_close = _chain(embedded.stop, self._on_close)
 
     def connect_soon(self) -> None:
         """Connect in the background (the troubleshooting text is logged if it fails)."""
@@ -797,3 +820,16 @@ class _Operation:
             await self._deadline.__aexit__(exc_type, exc, tb)
         except TimeoutError:
             raise RedisTimeoutError("Redis did not answer in time") from None
+
+
+def _chain(first: Any, then: Any) -> Any:
+    """``first``, then ``then`` if there is one: both ``on_close`` callbacks run."""
+
+    def both() -> None:
+        try:
+            first()
+        finally:
+            if then is not None:
+                then()
+
+    return both
