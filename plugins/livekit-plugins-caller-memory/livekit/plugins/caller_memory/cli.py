@@ -27,8 +27,10 @@ import json
 import logging
 import secrets
 import sys
+import traceback
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from .calls import SessionManager
 from .config import RedisConfig
@@ -182,31 +184,54 @@ async def _unused_test_number(store: MemoryStore) -> str:
     raise CallerMemoryError("every test number is taken; is another check running?")
 
 
+def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="log what happens (INFO; -vv: DEBUG) and show tracebacks",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="caller-memory",
         description="Check and look after the caller-memory store (settings from the "
         "environment and .env: REDIS_URL, REDIS_HOST, ..., MEMORY_*).",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    _add_verbose(parser, 0)
+    # -v is accepted after the command too (`caller-memory check -v`); SUPPRESS keeps a
+    # command's parser from resetting a -v given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_verbose(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("check", help="connect, print the latency, create a test identity")
+    commands.add_parser(
+        "check", parents=[common], help="connect, print the latency, create a test identity"
+    )
     forget = commands.add_parser(
-        "forget", help="erase everything held about a caller (every key, and the outbox)"
+        "forget",
+        parents=[common],
+        help="erase everything held about a caller (every key, and the outbox)",
     )
     who = forget.add_mutually_exclusive_group(required=True)
     who.add_argument("number", nargs="?", help="the caller's number, any spelling; - reads stdin")
     who.add_argument("--user-id", help="the caller's user id (from `caller-memory requests`)")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     commands.add_parser(
-        "requests", help="list the erasures callers asked for on a call, unverified"
+        "requests",
+        parents=[common],
+        help="list the erasures callers asked for on a call, unverified",
     )
     export = commands.add_parser(
-        "export", help="print everything held about a caller as JSON (subject access)"
+        "export",
+        parents=[common],
+        help="print everything held about a caller as JSON (subject access)",
     )
     export.add_argument("number", help="the caller's number, any spelling; - reads stdin")
     commands.add_parser(
         "stats",
+        parents=[common],
         help="callers, sessions, memory, outbox depth, keys by kind and keys without a TTL",
     )
     commands.add_parser(
@@ -217,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "flush",
+        parents=[common],
         help="write the calls kept in the local outbox to Redis, and recover the calls of "
         "workers that died mid-call",
     )
@@ -224,34 +250,60 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``caller-memory`` command."""
+    """Run the ``caller-memory`` command: exit 0 when done, 1 with one line saying what to fix
+    (or the guide's troubleshooting text), 2 for a command line that cannot be understood."""
     given = list(sys.argv[1:] if argv is None else argv)
     if given[:1] == ["serve"]:  # the console parses its own options
         return console_main(given[1:])
     args = _parser().parse_args(given)
+    verbose = int(args.verbose)
+    # A command prints its results; the library's log stays at WARNING unless -v asks.
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
-    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     try:
-        config = RedisConfig.from_env()
-        if args.command == "check":
-            return asyncio.run(_check(config))
-        if args.command == "flush":
-            return asyncio.run(_flush(config))
-        if args.command == "stats":
-            return asyncio.run(_stats(config))
-        if args.command == "forget":
-            number = None if args.number is None else _number(args.number)
-            return asyncio.run(_forget(config, number, args.user_id, args.yes))
-        if args.command == "requests":
-            return asyncio.run(_requests(config))
-        if args.command == "export":
-            return asyncio.run(_export(config, _number(args.number)))
+        return _run(args)
     except StoreUnavailableError:
         return 1  # the guide's troubleshooting text is logged already
-    except CallerMemoryError as e:
-        print(f"❌ {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (CallerMemoryError, OSError) as e:
+        if verbose:
+            traceback.print_exc()
+        print(f"❌ {_one_line(e)}", file=sys.stderr)
         return 1
+    except Exception as e:
+        if verbose:
+            raise
+        print(
+            f"❌ unexpected {type(e).__name__}: {_one_line(e)} (run with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = RedisConfig.from_env()
+    if args.command == "check":
+        return asyncio.run(_check(config))
+    if args.command == "flush":
+        return asyncio.run(_flush(config))
+    if args.command == "stats":
+        return asyncio.run(_stats(config))
+    if args.command == "forget":
+        number = None if args.number is None else _number(args.number)
+        return asyncio.run(_forget(config, number, args.user_id, args.yes))
+    if args.command == "requests":
+        return asyncio.run(_requests(config))
+    if args.command == "export":
+        return asyncio.run(_export(config, _number(args.number)))
     return 2
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or type(error).__name__}"
+    return " ".join(str(error).split())[:600] or type(error).__name__
 
 
 if __name__ == "__main__":

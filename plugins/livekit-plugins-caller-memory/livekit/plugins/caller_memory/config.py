@@ -455,5 +455,8 @@ def _describe(error: ValidationError) -> str:
         field = str(item["loc"][0]) if item["loc"] else ""
         var = _variable(field) if field in RedisConfig.model_fields else field
         # item["msg"] describes the rule; item["input"] is left out on purpose (secrets).
-        lines.append(f"{var}: {item['msg']}")
-    return "Invalid caller-memory configuration: " + "; ".join(lines)
+        lines.append(f"{var}: {str(item['msg']).removeprefix('Value error, ')}")
+    return (
+        f"Invalid caller-memory configuration: {'; '.join(lines)} "
+        "(fix it in the environment or in .env)"
+    )
