@@ -13,6 +13,7 @@ is abandoned when the caller's time is up, retries and reconnects included.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Awaitable
 from contextvars import ContextVar, Token
@@ -65,7 +66,13 @@ class deadline:  # noqa: N801 - used like asyncio.timeout
             return None
         assert self._token is not None
         _bounded.reset(self._token)
-        result: bool | None = await self._timeout.__aexit__(exc_type, exc, tb)
+        try:
+            result: bool | None = await self._timeout.__aexit__(exc_type, exc, tb)
+        except asyncio.TimeoutError as e:
+            if sys.version_info >= (3, 11):  # the same class as TimeoutError
+                raise
+            # Python 3.10: asyncio's own class; every caller catches the builtin one.
+            raise TimeoutError() from e
         return result
 
 

@@ -120,6 +120,7 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
     with FileLock(folder / ".lock", mode=0o600):
         password = _password(folder / _PASSWORD_FILE)
         auth = f"redis://:{quote(password, safe='')}@127.0.0.1"
+        port = 0
         with contextlib.suppress(FileNotFoundError, ValueError):
             port = int(port_file.read_text())
             if server_answers("127.0.0.1", port, password=password):
@@ -128,8 +129,7 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
                         f"127.0.0.1:{port}", f"this machine's private Redis server ({folder})"
                     )
                     return f"{auth}:{port}", None
-        server = EmbeddedRedis(data_dir=folder, appendonly=True, password=password)
-        server.start()
+        server = _start(folder, password, port)
         _write_private(port_file, str(server.port))
         _write_private(
             folder / _OWNER_FILE,
@@ -143,6 +143,22 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
         "it stops when this process exits)",
     )
     return server.url, server
+
+
+def _start(folder: Path, password: str, port: int) -> EmbeddedRedis:
+    # The port of the last run first: the server keeps its address from run to run (a
+    # `redis-cli -p` in another terminal still reaches it); any free one if it is taken.
+    for candidate in dict.fromkeys((port, 0)):
+        server = EmbeddedRedis(data_dir=folder, appendonly=True, password=password, port=candidate)
+        try:
+            server.start()
+        except EmbeddedServerError:
+            if candidate == 0:
+                raise
+            logger.debug("port %d of the last private server is taken; picking another", port)
+            continue
+        return server
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _reuse_or_stop(folder: Path, port: int, password: str) -> bool:

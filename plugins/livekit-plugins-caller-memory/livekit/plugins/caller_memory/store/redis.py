@@ -721,7 +721,7 @@ _PROBE_S = 0.5
 async def _answers_plain(host: str, port: int) -> bool:
     """True when the server answers a plain ``PING`` in RESP (``+PONG`` or ``-NOAUTH``)."""
     try:
-        async with asyncio.timeout(_PROBE_S):
+        async with deadline(_PROBE_S):  # asyncio.timeout is Python 3.11+
             reader, writer = await asyncio.open_connection(host, port)
             try:
                 writer.write(b"PING\r\n")
@@ -740,7 +740,7 @@ async def _answers_tls(host: str, port: int) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        async with asyncio.timeout(_PROBE_S):
+        async with deadline(_PROBE_S):  # asyncio.timeout is Python 3.11+
             _, writer = await asyncio.open_connection(host, port, ssl=context)
             writer.close()
     except (OSError, TimeoutError, ssl.SSLError):

@@ -1,0 +1,255 @@
+"""The README's promises, run: its code blocks, its sample outputs, its install and version lines.
+
+Markers, an HTML comment on the line right before a fence (invisible on GitHub):
+
+- ``<!-- runnable -->`` before a ``python`` block: a whole script, run in a subprocess against a
+  private Redis (``REDIS_URL``) with a data folder of its own; it must exit 0 with no
+  traceback. ``runs=2`` runs it twice (memory carries over); ``nothing-configured`` runs it
+  with no Redis named and nothing on the port it would try (the private server starts).
+- ``<!-- output -->`` before the next block: what the runs print, copied from a real run; a
+  fresh run must print the same lines, numbers and ids aside.
+- ``<!-- file: PATH -->`` before a ``python`` block: the block is that file of the repository
+  whole. A worker entrypoint needs a LiveKit server to run, so the file is imported in a
+  subprocess, its ``AgentServer`` checked (agent name, entrypoint, ``on_session_end``), and its
+  command line run with ``--help`` (which goes through ``cli.run_app(server)``); no job runs.
+
+Every other ``python`` block is a fragment, and must at least compile.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from livekit.plugins.caller_memory import RedisConfig
+from livekit.plugins.caller_memory.exceptions import ConfigError
+from livekit.plugins.caller_memory.secret import DEV_SECRET_WARNING, MIN_LENGTH, weakness
+
+from .conftest import process_gone
+from .support.servers import TestServer
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PLUGIN_README = ROOT / "plugins" / "livekit-plugins-caller-memory" / "README.md"
+
+
+@dataclass
+class Block:
+    """A fenced block of the README and the marker before it."""
+
+    language: str
+    code: str
+    marker: str
+    line: int
+
+    @property
+    def name(self) -> str:
+        return f"README.md:{self.line}"
+
+
+def _blocks(text: str) -> list[Block]:
+    blocks: list[Block] = []
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        fence = re.match(r"^(\s*)```(\w*)\s*$", lines[i])
+        if fence is None:
+            i += 1
+            continue
+        indent, language = fence.groups()
+        marker = ""
+        if i > 0:
+            found = re.match(r"^\s*<!--\s*(.*?)\s*-->\s*$", lines[i - 1])
+            marker = found.group(1) if found else ""
+        body: list[str] = []
+        j = i + 1
+        while j < len(lines) and lines[j].strip() != "```":
+            body.append(lines[j][len(indent) :] if lines[j].startswith(indent) else lines[j])
+            j += 1
+        blocks.append(Block(language, "".join(body), marker, i + 1))
+        i = j + 1
+    return blocks
+
+
+BLOCKS = _blocks(README.read_text())
+PYTHON = [b for b in BLOCKS if b.language == "python"]
+RUNNABLE = [b for b in PYTHON if b.marker.startswith("runnable")]
+FILES = [b for b in PYTHON if b.marker.startswith("file:")]
+
+
+def _options(block: Block) -> dict[str, str]:
+    _, _, rest = block.marker.partition(":")
+    options: dict[str, str] = {}
+    for word in rest.split():
+        key, _, value = word.partition("=")
+        options[key] = value
+    return options
+
+
+def _output_after(block: Block) -> list[str] | None:
+    """The lines of the ``<!-- output -->`` block that comes next, if the next block is one."""
+    following = [b for b in BLOCKS if b.line > block.line]
+    if following and following[0].marker == "output":
+        return following[0].code.splitlines()
+    return None
+
+
+def _shape(line: str) -> str:
+    """A line with its run-to-run parts (ids, latencies, ports) made the same."""
+    line = re.sub(r"(?<![\w-])[A-Za-z0-9_-]{22}(?![\w-])", "<id>", line)
+    return re.sub(r"\d+", "9", line)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This environment without a developer's own Redis or memory settings, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_", "MEMORY_", "OPENAI_", "LIVEKIT_"))
+    }
+    env.update(extra)
+    return env
+
+
+def _closed_port() -> int:
+    server = TestServer(appendonly=False)
+    server.start()
+    port = server.port
+    server.stop()
+    return port
+
+
+def _run(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_readme_has_what_this_file_checks() -> None:
+    # A marker lost in an edit would silently turn a check off.
+    assert len(RUNNABLE) >= 2 and FILES
+    assert any(_output_after(b) for b in RUNNABLE)
+
+
+@pytest.mark.parametrize("block", PYTHON, ids=lambda b: b.name)
+def test_every_python_block_compiles(block: Block) -> None:
+    # Fragments may use top-level await, as in `python -m asyncio`.
+    compile(block.code, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.name)
+def test_runnable_blocks_run_against_a_private_redis(
+    block: Block, redis_server: TestServer, tmp_path: Path
+) -> None:
+    options = _options(block)
+    script = tmp_path / "snippet.py"
+    script.write_text(block.code)
+    if "nothing-configured" in options:
+        # Nothing named, and the port the guide's default would try is closed: never the
+        # shared Redis on 6379.
+        env = _clean_env(REDIS_PORT=str(_closed_port()), MEMORY_DATA_DIR=str(tmp_path / "data"))
+    else:
+        env = _clean_env(
+            REDIS_URL=redis_server.url,
+            MEMORY_KEY_PREFIX=f"readme{block.line}",
+            MEMORY_DATA_DIR=str(tmp_path / "data"),
+        )
+    stdout = []
+    for _ in range(int(options.get("runs") or 1)):
+        out = _run([sys.executable, str(script)], env, tmp_path)
+        assert out.returncode == 0, f"{block.name} failed:\n{out.stderr}"
+        assert "Traceback" not in out.stderr, out.stderr
+        stdout += out.stdout.splitlines()
+    expected = _output_after(block)
+    if expected is not None:
+        assert [_shape(x) for x in stdout] == [_shape(x) for x in expected]
+    if "nothing-configured" in options:
+        owner = json.loads((tmp_path / "data" / "redis" / "owner").read_text())
+        assert f"127.0.0.1:{_port_of(tmp_path)}" in out.stdout
+        assert process_gone(owner["server"], within=30), "the private server stops at exit"
+
+
+def _port_of(tmp_path: Path) -> int:
+    return int((tmp_path / "data" / "redis" / "port").read_text())
+
+
+@pytest.mark.parametrize("block", FILES, ids=lambda b: b.name)
+def test_file_blocks_are_the_files_and_build_their_agent_server(
+    block: Block, tmp_path: Path
+) -> None:
+    path = ROOT / block.marker.partition(":")[2].strip()
+    assert block.code == path.read_text(), f"{block.name} differs from {path}"
+    probe = textwrap.dedent(
+        f"""
+        import runpy
+        from livekit.agents import AgentServer
+        from livekit.plugins import caller_memory
+        names = runpy.run_path({str(path)!r})  # not as __main__: the worker does not start
+        server = names["server"]
+        assert isinstance(server, AgentServer)
+        assert server._entrypoint_fnc is names["entrypoint"]
+        assert server._session_end_fnc is caller_memory.on_session_end
+        print(server._agent_name)
+        """
+    )
+    env = _clean_env(REDIS_PORT=str(_closed_port()), MEMORY_DATA_DIR=str(tmp_path / "data"))
+    out = _run([sys.executable, "-c", probe], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "my-agent"
+    # `python examples/minimal_agent.py --help`: cli.run_app(server) parses its commands. The
+    # private server starts first (the worker's main process) and stops at exit.
+    out = _run([sys.executable, str(path), "--help"], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "dev" in out.stdout and "start" in out.stdout
+    owner = json.loads((tmp_path / "data" / "redis" / "owner").read_text())
+    assert process_gone(owner["server"], within=30)
+
+
+def test_the_check_sample_is_what_check_prints(redis_server: TestServer, tmp_path: Path) -> None:
+    text = README.read_text()
+    sample = re.search(r"```bash\ncaller-memory check\n((?:# .*\n)+)```", text)
+    assert sample is not None, "the README shows `caller-memory check` and its output"
+    expected = [line[2:] for line in sample.group(1).splitlines()]
+    env = _clean_env(REDIS_URL=redis_server.url, MEMORY_DATA_DIR=str(tmp_path))
+    out = _run([sys.executable, "-m", "livekit.plugins.caller_memory.cli", "check"], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [_shape(x) for x in out.stdout.splitlines()] == [_shape(x) for x in expected]
+
+
+def test_the_secret_length_is_said_the_same_everywhere() -> None:
+    said = f"{MIN_LENGTH}+ random characters"
+    assert said in DEV_SECRET_WARNING
+    assert weakness("x" * (MIN_LENGTH - 1)) == f"must be at least {MIN_LENGTH} characters long"
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        RedisConfig(require_secret=True, phone_hash_secret=None).check_secret()
+    for readme in (README, PLUGIN_README):
+        text = readme.read_text()
+        assert said in text, readme
+        # No other length for the phone-hash secret anywhere in it.
+        for line in text.splitlines():
+            if "MEMORY_PHONE_HASH_SECRET" in line:
+                for length in re.findall(r"(\d+)\+ (?:random )?char", line):
+                    assert int(length) == MIN_LENGTH, line
+    assert f"at least {MIN_LENGTH} characters" in README.read_text()
+
+
+def test_the_python_version_said_is_the_one_required() -> None:
+    for pyproject in (ROOT / "pyproject.toml", PLUGIN_README.parent / "pyproject.toml"):
+        assert 'requires-python = ">=3.10"' in pyproject.read_text()
+    assert "Python 3.10 or newer" in README.read_text()
+
+
+def test_the_unpublished_package_is_never_offered_to_pip_by_name() -> None:
+    for readme in (README, PLUGIN_README):
+        for line in readme.read_text().splitlines():
+            if re.search(r"pip install ['\"]?livekit-plugins-caller-memory\b", line):
+                assert "fails" in line or "not on PyPI" in line, f"{readme.name}: {line}"
