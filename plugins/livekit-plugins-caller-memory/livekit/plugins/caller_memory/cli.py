@@ -28,8 +28,8 @@ import logging
 import secrets
 import sys
 import traceback
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timezone  # datetime.UTC is Python 3.11+
 from typing import Any
 
 from .calls import SessionManager
@@ -38,10 +38,14 @@ from .console import main as console_main
 from .exceptions import CallerMemoryError, StoreUnavailableError
 from .log import logger
 from .outbox import Outbox
+from .progress import on_terminal, progress
 from .server import open_store
-from .store import MemoryStore
+from .store import MemoryStore, RedisMemoryStore
 
 __all__ = ["main"]
+
+_PROGRESS_POLL_S = 0.2
+"""How often the outbox is counted while a flush shows its progress."""
 
 
 @contextlib.asynccontextmanager
@@ -80,7 +84,15 @@ async def _flush(config: RedisConfig) -> int:
     async with _store(config) as store:
         manager = SessionManager(store)
         waiting = len(manager.outbox)
-        saved, left = await manager.flush_outbox()
+        print(f"Outbox: {waiting} call(s) to write.", flush=True)
+        with progress(waiting, "outbox calls written") as advance:
+            shown = [0]
+            watch = asyncio.ensure_future(_watch_outbox(manager.outbox, waiting, advance, shown))
+            try:
+                saved, left = await manager.flush_outbox()
+            finally:
+                watch.cancel()
+            advance(max(0, waiting - len(manager.outbox) - shown[0]))
         recovered = await manager.recover_orphans()
         orphans = await store.orphans_waiting(config.orphan_after_s)
     unreadable = manager.outbox.unreadable
@@ -93,6 +105,18 @@ async def _flush(config: RedisConfig) -> int:
             file=sys.stderr,
         )
     return 0 if left == 0 and orphans == 0 and unreadable == 0 else 1
+
+
+async def _watch_outbox(
+    outbox: Outbox, waiting: int, advance: Callable[[int], None], shown: list[int]
+) -> None:
+    # The flush works file by file: the files gone are the calls written (or set aside).
+    while True:
+        await asyncio.sleep(_PROGRESS_POLL_S)
+        done = waiting - len(outbox)
+        if done > shown[0]:
+            advance(done - shown[0])
+            shown[0] = done
 
 
 async def _forget(config: RedisConfig, number: str | None, user_id: str | None, yes: bool) -> int:
@@ -139,7 +163,7 @@ async def _requests(config: RedisConfig) -> int:
     print("Erasures callers asked for without being verified (oldest first). Once staff have")
     print("confirmed who asked, run: caller-memory forget --user-id ID")
     for user_id, when in requests:
-        print(f"  {datetime.fromtimestamp(when, UTC):%Y-%m-%d %H:%M} UTC  {user_id}")
+        print(f"  {datetime.fromtimestamp(when, timezone.utc):%Y-%m-%d %H:%M} UTC  {user_id}")
     return 0
 
 
@@ -148,7 +172,11 @@ async def _stats(config: RedisConfig) -> int:
         print("MEMORY_PERSISTENCE=false: nothing is stored outside the process.")
         return 0
     async with _store(config) as store:
-        stats = await store.stats()
+        # The bar's end is the database's key count; plain lines count without one (the
+        # prefix's keys may be a small part of the database).
+        total = await _key_count(store) if on_terminal() else None
+        with progress(total, "keys read (of the database's DBSIZE)") as advance:
+            stats = await store.stats(progress=advance)
         stats["orphans_waiting"] = await store.orphans_waiting(config.orphan_after_s)
     outbox = Outbox(config.data_dir / "outbox")
     stats["outbox_waiting"] = len(outbox)
@@ -168,6 +196,16 @@ async def _stats(config: RedisConfig) -> int:
         if count:
             print(f"❌ {count} {what}", file=sys.stderr)
     return 1 if any(trouble.values()) else 0
+
+
+async def _key_count(store: MemoryStore) -> int | None:
+    """The database's key count (the prefix's keys are some of them), for a progress bar."""
+    if not isinstance(store, RedisMemoryStore):
+        return None
+    try:
+        return int(await store.client.dbsize())
+    except Exception:
+        return None
 
 
 def _number(value: str) -> str:
@@ -284,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config = RedisConfig.from_env()
+    # The workers' rule here too: with the secret required, a command under another one
+    # would look for callers where they are not.
+    config.check_secret()
     if args.command == "check":
         return asyncio.run(_check(config))
     if args.command == "flush":

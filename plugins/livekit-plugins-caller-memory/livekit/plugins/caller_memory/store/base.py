@@ -16,7 +16,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -212,9 +212,13 @@ class MemoryStore(abc.ABC):
         "server": str}``, and ``error`` when unhealthy."""
 
     @abc.abstractmethod
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Counts for operators (callers, sessions, calls in progress, keys without a TTL,
-        memory). Reads the whole prefix: for a terminal, not for a call."""
+        memory). Reads the whole prefix: for a terminal, not for a call.
+
+        Args:
+            progress: Told how many more keys were read, as the scan goes (a progress bar).
+        """
 
     # -- the guide's API -------------------------------------------------------------------
 

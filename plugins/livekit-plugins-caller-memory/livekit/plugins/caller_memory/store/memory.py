@@ -98,11 +98,13 @@ class InMemoryStore(MemoryStore):
         """Always healthy, with no latency to speak of."""
         return {"healthy": True, "latency_ms": 0.0, "server": self.server}
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """The same counts as Redis gives, over this process's keys."""
         kinds: dict[str, int] = {}
         journals = 0
         for key, value in self._space.live().items():
+            if progress is not None:
+                progress(1)
             kind = self._keys.kind(key)
             kinds[kind] = kinds.get(kind, 0) + 1
             journals += kind == "session" and isinstance(value, bytes) and codec.is_journal(value)

@@ -14,7 +14,7 @@ import hashlib
 import os
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from types import TracebackType
 from typing import Any, cast
@@ -294,9 +294,10 @@ class RedisMemoryStore(MemoryStore):
             "used_memory_human": info.get("used_memory_human"),
         }
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Counts for operators: callers, sessions, keys by kind, keys without a TTL (which
-        must be zero), and the server's memory. Scans the prefix: for a terminal, not a call.
+        must be zero), and the server's memory. Scans the prefix: for a terminal, not a call;
+        ``progress`` is told of each key read.
         """
         kinds: dict[str, int] = {}
         no_ttl: list[str] = []
@@ -309,6 +310,8 @@ class RedisMemoryStore(MemoryStore):
                     key = codec.text(await keys.__anext__()) or ""
                 except StopAsyncIteration:
                     break
+                if progress is not None:
+                    progress(1)
                 kind = self._keys.kind(key)
                 kinds[kind] = kinds.get(kind, 0) + 1
                 if await client.ttl(key) == -1:

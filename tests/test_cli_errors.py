@@ -1,0 +1,481 @@
+"""Every command as a newcomer meets it: run as a subprocess, each bad setting and each bad
+calls file gets one line naming what to fix, a non-zero exit and no traceback; ``sarah
+replay`` always shows something (the recording when OpenAI does not answer, the outbox when
+Redis does not), uses the demo's private server unless a Redis is named, and long work shows
+a progress bar on a terminal.
+
+Every process gets a data folder of its own and a Redis that is a private server or a refused
+port: never the shared one on 6379.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from livekit.plugins.caller_memory import RedisConfig
+from livekit.plugins.caller_memory.models import SessionRecord
+from livekit.plugins.caller_memory.outbox import Outbox
+from sarah_agent.replay import CallsFile, calls_schema, load_calls
+
+from .support.servers import TestServer
+
+SARAH = [sys.executable, "-m", "sarah_agent"]
+CALLER_MEMORY = [sys.executable, "-m", "livekit.plugins.caller_memory.cli"]
+STRONG_SECRET = "cli-errors-secret-3c8e1a7f5b9d2046e8a1c3f5"
+
+
+def _refused_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+REFUSED = f"redis://127.0.0.1:{_refused_port()}"
+
+
+def _env(tmp: Path, **changes: str | None) -> dict[str, str]:
+    """The environment of a newcomer's shell: no REDIS_*, MEMORY_*, OPENAI_* or LIVEKIT_*
+    settings but those given (None removes one), a data folder of this test's own."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_", "MEMORY_", "OPENAI_", "LIVEKIT_", "SARAH_"))
+    }
+    env["MEMORY_DATA_DIR"] = str(tmp / "data")
+    env["MEMORY_PHONE_HASH_SECRET"] = STRONG_SECRET
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def _run(command: list[str], tmp: Path, **env: str | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        env=_env(tmp, **env),
+        cwd=tmp,  # no .env of the repository's
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang is a failure
+    )
+
+
+def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+# -- bad settings, every command --------------------------------------------------------------
+
+BAD_SETTINGS = [
+    ({"REDIS_URL": "garbage"}, "REDIS_URL"),
+    ({"REDIS_PORT": "abc"}, "REDIS_PORT"),
+    ({"MEMORY_SESSION_TTL_HOURS": "-1"}, "MEMORY_SESSION_TTL_HOURS"),
+    ({"MEMORY_PHONE_HASH_SECRET": "short"}, "MEMORY_PHONE_HASH_SECRET"),
+    (
+        {"MEMORY_REQUIRE_SECRET": "true", "MEMORY_PHONE_HASH_SECRET": None},
+        "MEMORY_PHONE_HASH_SECRET",
+    ),
+    ({"MEMORY_DEFAULT_REGION": "USA"}, "MEMORY_DEFAULT_REGION"),
+    ({"MEMORY_REDACT": "cards"}, "MEMORY_REDACT"),
+    ({"MEMORY_LOOKUP_TIMEOUT_MS": "soon"}, "MEMORY_LOOKUP_TIMEOUT_MS"),
+]
+
+COMMANDS = {
+    "sarah replay": [*SARAH, "replay"],
+    "sarah start": [*SARAH, "start"],
+    "caller-memory check": [*CALLER_MEMORY, "check"],
+    "caller-memory stats": [*CALLER_MEMORY, "stats"],
+    "caller-memory flush": [*CALLER_MEMORY, "flush"],
+    "caller-memory export": [*CALLER_MEMORY, "export", "+14155550134"],
+}
+_LIVEKIT_READY = {
+    "OPENAI_API_KEY": "sk-test",
+    "LIVEKIT_URL": "ws://127.0.0.1:1",
+    "LIVEKIT_API_KEY": "k",
+    "LIVEKIT_API_SECRET": "s",
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize(("setting", "named"), BAD_SETTINGS, ids=[n for _, n in BAD_SETTINGS])
+def test_a_bad_setting_is_one_line_naming_it(
+    command: str, setting: dict[str, str | None], named: str, tmp_path: Path
+) -> None:
+    env: dict[str, str | None] = {"REDIS_URL": REFUSED, **setting}
+    if command == "sarah start":
+        env.update(_LIVEKIT_READY)
+    done = _run(COMMANDS[command], tmp_path, **env)
+
+    _no_traceback(done)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("❌"), done.stderr
+    assert named in lines[0]
+    assert "Value error," not in lines[0]  # pydantic's wording, not ours
+
+
+def test_the_python_api_says_the_same_line() -> None:
+    from livekit.plugins.caller_memory import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        RedisConfig(port="abc")
+    text = str(raised.value)
+    assert "REDIS_PORT" in text and "\n" not in text and "fix it in the environment" in text
+
+
+# -- bad calls files -----------------------------------------------------------------------
+
+BAD_FILES: list[tuple[str, bytes | None, list[str]]] = [
+    ("missing.json", None, ["missing.json", "no such file"]),
+    ("broken.json", b'{"calls": [', ["broken.json", "not JSON", "line 1"]),
+    ("latin1.json", '{"about": "caf\xe9"}'.encode("latin-1"), ["latin1.json", "not UTF-8"]),
+    ("list.json", b"[1, 2]", ["list.json", 'JSON object with a "calls" list']),
+    ("empty.json", b'{"calls": []}', ["empty.json", "calls: no calls"]),
+    (
+        "speaker.json",
+        json.dumps(
+            {"calls": [{"caller": "+14155550134", "turns": [["caller", "hi"], ["bot", "x"]]}]}
+        ).encode(),
+        ["speaker.json", "call 1, turn 2, speaker", "caller or user"],
+    ),
+    (
+        "silent.json",
+        json.dumps(
+            {"calls": [{"caller": None, "turns": [["caller", "a"]]}, {"turns": [["sarah", "hi"]]}]}
+        ).encode(),  # fmt: skip
+        ["silent.json", "call 2", "no turn of the caller's"],
+    ),
+    (
+        "number.json",
+        json.dumps({"calls": [{"caller": 14155550134, "turns": [["caller", "hi"]]}]}).encode(),
+        ["number.json", "call 1, caller", "must be a string, or null"],
+    ),
+    (
+        "pair.json",
+        json.dumps({"calls": [{"turns": [["caller", "hi", "extra"]]}]}).encode(),
+        ["pair.json", "call 1, turn 1", "a turn is a pair"],
+    ),
+    (
+        "typo.json",
+        json.dumps({"calls": [{"callr": "+14155550134", "turns": [["caller", "hi"]]}]}).encode(),
+        ["typo.json", "call 1, callr", "not a field of the format"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "says"), BAD_FILES, ids=[n for n, _, _ in BAD_FILES])
+def test_a_bad_calls_file_is_one_line_naming_the_call_and_field(
+    name: str, content: bytes | None, says: list[str], tmp_path: Path
+) -> None:
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    done = _run([*SARAH, "replay", "--calls", name], tmp_path, REDIS_URL=REFUSED)
+
+    _no_traceback(done)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("❌ sarah replay: --calls "), done.stderr
+    for text in says:
+        assert text in lines[0]
+    assert done.stdout == ""  # nothing started
+    # A turn's text never shows in the message.
+    assert "extra" not in lines[0] and "caf" not in lines[0]
+
+
+def test_a_folder_as_calls_file_is_named(tmp_path: Path) -> None:
+    done = _run([*SARAH, "replay", "--calls", str(tmp_path)], tmp_path, REDIS_URL=REFUSED)
+    _no_traceback(done)
+    assert done.returncode == 1 and "a folder, not a file" in done.stderr
+
+
+def test_user_and_agent_turns_are_the_caller_and_sarah(tmp_path: Path) -> None:
+    path = tmp_path / "calls.json"
+    path.write_text(
+        json.dumps(
+            {
+                "calls": [
+                    {
+                        "caller": "+14155550134",
+                        "turns": [["user", "Hi, I'm Ana."], ["agent", "Hello Ana."]],
+                    },
+                    {"turns": [["caller", "Hello?"], ["assistant", "Hi."]]},
+                ]
+            }
+        )
+    )
+    calls = load_calls(path)
+    assert calls[0].caller_lines == ["Hi, I'm Ana."] and calls[0].sarah_lines == ["Hello Ana."]
+    assert calls[1].caller is None and calls[1].sarah_lines == ["Hi."]
+
+
+def test_the_shipped_schema_is_the_model_and_the_recordings_follow_it() -> None:
+    root = Path(__file__).parent.parent / "sarah_agent"
+    assert json.loads((root / "calls.schema.json").read_text()) == calls_schema()
+    shipped = json.loads((root / "recorded_calls.json").read_text())
+    assert shipped["$schema"] == "./calls.schema.json"
+    assert len(CallsFile.model_validate(shipped).calls) == len(load_calls()) == 4
+
+
+# -- usage, -v, help ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [*SARAH],
+        [*SARAH, "serve"],
+        [*SARAH, "replay", "--llm", "someone"],
+        [*SARAH, "replay", "--file", "x.json"],
+        [*CALLER_MEMORY],
+        [*CALLER_MEMORY, "bogus"],
+    ],
+    ids=["sarah", "sarah-serve", "replay-llm", "replay-typo", "caller-memory", "cm-bogus"],
+)
+def test_a_command_line_not_understood_exits_2(command: list[str], tmp_path: Path) -> None:
+    done = _run(command, tmp_path, REDIS_URL=REFUSED)
+    _no_traceback(done)
+    assert done.returncode == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [*CALLER_MEMORY, "check", "-v"],
+        [*CALLER_MEMORY, "-v", "check"],
+        [*SARAH, "replay", "-v"],
+        [*SARAH, "-v", "replay"],
+    ],
+    ids=["cm-check-v", "cm-v-check", "replay-v", "v-replay"],
+)
+def test_v_before_or_after_the_command_shows_the_traceback(
+    command: list[str], tmp_path: Path
+) -> None:
+    done = _run(command, tmp_path, REDIS_URL="garbage")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "REDIS_URL" in done.stderr.splitlines()[-1]
+
+
+def test_replay_help_is_plain_text(tmp_path: Path) -> None:
+    done = _run([*SARAH, "replay", "--help"], tmp_path)
+    assert done.returncode == 0
+    assert "``" not in done.stdout and ":class:" not in done.stdout
+    for text in ("--calls FILE", "REDIS_URL", "calls.schema.json", "exit codes"):
+        assert text in done.stdout
+    top = _run([*SARAH, "--help"], tmp_path)
+    assert top.returncode == 0 and "``" not in top.stdout and "sarah replay" in top.stdout
+
+
+def test_a_command_that_works_keeps_the_library_log_quiet(
+    redis_server: TestServer, tmp_path: Path
+) -> None:
+    quiet = _run([*CALLER_MEMORY, "check"], tmp_path, REDIS_URL=redis_server.url)
+    assert quiet.returncode == 0 and quiet.stdout.startswith("✅ Connected!")
+    assert quiet.stderr == ""
+    loud = _run([*CALLER_MEMORY, "check", "-vv"], tmp_path, REDIS_URL=redis_server.url)
+    assert loud.returncode == 0 and loud.stderr != ""
+
+
+# -- sarah replay always shows something -------------------------------------------------------
+
+
+def _calls(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("── Call ")]
+
+
+def test_replay_without_redis_settings_uses_the_demos_private_server(tmp_path: Path) -> None:
+    first = _run([*SARAH, "replay"], tmp_path)
+    _no_traceback(first)
+    assert first.returncode == 0, first.stderr
+    header = first.stdout.splitlines()[1]
+    data = tmp_path / "data" / "redis"
+    assert header.startswith("Memory: the demo's private server on 127.0.0.1:")
+    assert str(data) in header and "localhost:6379" not in first.stdout
+    # Its data is under the data folder this run was given, and nowhere else.
+    assert (data / "port").is_file() and any(data.glob("appendonly*"))
+    assert "Calls: 3 saved to Redis, 1 with no usable number (nothing to save)." in first.stdout
+
+    second = _run([*SARAH, "replay"], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert [c.endswith("returning caller") for c in _calls(second.stdout)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    # The replay stopped the server it started: the port it used answers no more.
+    port = int((data / "port").read_text())
+    with socket.socket() as s, pytest.raises(OSError):
+        s.connect(("127.0.0.1", port))
+
+
+def test_replay_against_a_redis_that_wants_a_password_says_so_and_fails(
+    tmp_path: Path,
+) -> None:
+    server = TestServer(data_dir=tmp_path / "locked", appendonly=False, password="pw-9f3e1c7a")
+    server.start()
+    try:
+        unlocked = server.url
+        locked = unlocked.replace(":pw-9f3e1c7a@", "@").replace("redis://@", "redis://")
+        assert "pw-9f3e1c7a" not in locked
+        done = _run([*SARAH, "replay"], tmp_path, REDIS_URL=locked)
+        _no_traceback(done)
+        assert done.returncode == 1
+        assert "NOAUTH Authentication required" in done.stdout.splitlines()[1]
+        assert "Set REDIS_PASSWORD" in done.stderr
+        assert done.stdout.count("saved: to the local outbox, not Redis (unavailable)") == 3
+        assert "0 saved to Redis, 3 kept in the local outbox" in done.stdout
+        assert done.stderr.strip().splitlines()[-1].startswith("❌ sarah replay: the memory store")
+        assert len(Outbox(tmp_path / "data" / "outbox")) == 3
+
+        # With the password, the next replay writes the outbox first and says so.
+        again = _run([*SARAH, "replay"], tmp_path, REDIS_URL=unlocked)
+        assert again.returncode == 0, again.stderr
+        assert "Outbox: 3 call(s) kept by earlier runs, written to Redis now" in again.stdout
+        assert [c.endswith("returning caller") for c in _calls(again.stdout)][:3] == [True] * 3
+        assert len(Outbox(tmp_path / "data" / "outbox")) == 0
+    finally:
+        server.stop()
+
+
+def test_replay_falls_back_to_the_recording_when_openai_does_not_answer(
+    config: RedisConfig, tmp_path: Path
+) -> None:
+    env = {
+        "REDIS_URL": config.redis_url(),
+        "MEMORY_KEY_PREFIX": config.key_prefix,
+        "OPENAI_API_KEY": "sk-test-not-a-key",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{_refused_port()}/v1",
+    }
+    done = _run([*SARAH, "replay"], tmp_path, **env)
+    _no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "OpenAI" in line]
+    assert len(warnings) == 1 and "cannot connect to 127.0.0.1" in warnings[0]
+    assert done.stdout.startswith("LLM: offline (Sarah's recorded lines")
+    assert len(_calls(done.stdout)) == 4 and "Welcome back, Ana!" in done.stdout
+
+    asked = _run([*SARAH, "replay", "--llm", "openai"], tmp_path, **env)
+    _no_traceback(asked)
+    assert asked.returncode == 1 and asked.stdout == ""
+    assert asked.stderr.startswith("❌ sarah replay: --llm openai: OpenAI cannot be used")
+
+
+def test_replay_says_where_each_call_went_with_redis_down(tmp_path: Path) -> None:
+    done = _run([*SARAH, "replay"], tmp_path, REDIS_URL=REFUSED)
+    _no_traceback(done)
+    assert done.returncode == 1
+    assert "Connection refused" in done.stdout.splitlines()[1]
+    assert "no caller number to remember" not in done.stdout
+    assert done.stdout.count("saved: to the local outbox") == 3
+    assert "saved: nothing (the number is withheld: nobody to remember)" in done.stdout
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def _on_a_terminal(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run ``command`` with a pseudo-terminal as its standard output; its exit code and all
+    it wrote there."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        command,
+        env={**env, "TERM": "xterm", "COLUMNS": "100"},
+        cwd=cwd,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    out = bytearray()
+    while True:
+        ready, _, _ = select.select([leader], [], [], 120)
+        if not ready:
+            proc.kill()
+            raise AssertionError("no output for 120 s")
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other side closed: the process is done
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    proc.wait(timeout=60)
+    return proc.returncode, out.decode(errors="replace") + err
+
+
+@pytest.fixture
+def full_outbox(tmp_path: Path) -> Iterator[int]:
+    outbox = Outbox(tmp_path / "data" / "outbox")
+    now = datetime.now(UTC)
+    for i in range(60):
+        record = SessionRecord(session_id=f"progress-{i}", started_at=now, ended_at=now)
+        outbox.put(record, phone_hash=f"{i:064x}")
+    yield 60
+
+
+def test_flush_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(
+    config: RedisConfig, tmp_path: Path, full_outbox: int
+) -> None:
+    env = _env(tmp_path, REDIS_URL=config.redis_url(), MEMORY_KEY_PREFIX=config.key_prefix)
+    code, screen = _on_a_terminal([*CALLER_MEMORY, "flush"], env, tmp_path)
+    assert code == 0, screen
+    assert "outbox calls written" in screen and "━" in screen  # rich's bar
+    assert f"Outbox: {full_outbox} of {full_outbox} call(s) saved, 0 waiting." in screen
+
+    for i in range(20):
+        now = datetime.now(UTC)
+        record = SessionRecord(session_id=f"plain-{i}", started_at=now, ended_at=now)
+        Outbox(tmp_path / "data" / "outbox").put(record, phone_hash=f"{i + 100:064x}")
+    piped = _run([*CALLER_MEMORY, "flush"], tmp_path, REDIS_URL=config.redis_url(),
+                 MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip
+    assert piped.returncode == 0
+    assert "━" not in piped.stdout + piped.stderr
+    assert "Outbox: 20 of 20 call(s) saved, 0 waiting." in piped.stdout
+    # Plain lines instead, on standard error, up to the end.
+    assert "outbox calls written: 20/20" in piped.stderr.splitlines()
+
+
+def test_stats_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(
+    config: RedisConfig, tmp_path: Path, full_outbox: int
+) -> None:
+    env = _env(tmp_path, REDIS_URL=config.redis_url(), MEMORY_KEY_PREFIX=config.key_prefix)
+    assert _run([*CALLER_MEMORY, "flush"], tmp_path, REDIS_URL=config.redis_url(),
+                MEMORY_KEY_PREFIX=config.key_prefix).returncode == 0  # fmt: skip
+    code, screen = _on_a_terminal([*CALLER_MEMORY, "stats"], env, tmp_path)
+    assert code == 0, screen
+    assert "keys read" in screen and "━" in screen
+    assert "callers" in screen
+
+    piped = _run([*CALLER_MEMORY, "stats"], tmp_path, REDIS_URL=config.redis_url(),
+                 MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip
+    assert piped.returncode == 0
+    assert "━" not in piped.stdout + piped.stderr
+    assert piped.stdout.startswith("server ") and "\ncallers " in piped.stdout
+
+
+def test_replay_shows_a_bar_on_a_terminal(config: RedisConfig, tmp_path: Path) -> None:
+    env = _env(tmp_path, REDIS_URL=config.redis_url(), MEMORY_KEY_PREFIX=config.key_prefix)
+    code, screen = _on_a_terminal([*SARAH, "replay"], env, tmp_path)
+    assert code == 0, screen
+    assert "━" in screen and "── Call 4/4" in screen
+    piped = _run([*SARAH, "replay"], tmp_path, REDIS_URL=config.redis_url(),
+                 MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip
+    assert piped.returncode == 0 and "━" not in piped.stdout + piped.stderr
