@@ -89,13 +89,13 @@ async def test_a_caller_rings_twice_and_is_remembered(
         first_llm,
         job_id="AJ_call1",
         caller=sip_caller("+14155550134"),
-        says=["Hi, this is Ana. When do you open?"],
+        says=["Hi, this is Ana. When do you open? Mornings suit me best."],
     )
     assert call1.context.status == "new" and not call1.is_returning
 
     # The summary request saw the whole transcript, and Redis holds the profile.
     transcript = texts(first_llm.summary_requests[0])[-1][1]
-    assert "Caller: Hi, this is Ana. When do you open?" in transcript
+    assert "Caller: Hi, this is Ana. When do you open? Mornings suit me best." in transcript
     assert "Agent: Happy to help! We open at 8." in transcript
     store = RedisMemoryStore(config)
     assert call1.context.user_id is not None

@@ -417,7 +417,8 @@ async def test_a_spoofer_hears_a_first_name_at_most_and_overwrites_nothing(
     victim = {"summary": "Refilled her insulin prescription.", "caller_name": "Ana Lopez",
               "preferences": {"medication": "insulin", "pharmacy": "Main St"},
               "follow_ups": ["Call back about the refill"]}  # fmt: skip
-    await _call(memory, ScriptedLLM("Hi!", summary=victim), "AJ_t1", ["I'm Ana"], attested=True)
+    said = ["I'm Ana Lopez, I need my insulin refilled at Main St"]
+    await _call(memory, ScriptedLLM("Hi!", summary=victim), "AJ_t1", said, attested=True)
 
     def curious(chat_ctx: ChatContext) -> Any:
         return "Sure."
@@ -426,7 +427,8 @@ async def test_a_spoofer_hears_a_first_name_at_most_and_overwrites_nothing(
         "summary": "Changed pharmacy.", "caller_name": "Mallory",
         "preferences": {"pharmacy": "Elm St", "medication": ""}, "follow_ups": []})  # fmt: skip
     spoofer = await _call(memory, spoofer_llm, "AJ_t2",
-                          ["What did we talk about last time?"])  # fmt: skip
+                          ["What did we talk about last time?",
+                           "Change my pharmacy to Elm St, and drop my medication"])  # fmt: skip
     # What the agent's LLM was given: the first name, nothing else of the memory.
     seen = "\n".join(t for _, t in texts(spoofer_llm.conversation_requests[-1]))
     assert "Ana" in seen

@@ -57,3 +57,27 @@ async def test_a_huge_transcript_is_cut_in_the_middle() -> None:
     assert "characters left out" in text
     summary = await Summarizer(None, timeout=1).summarize(turns)
     assert summary.source == "fallback" and len(summary.summary) <= 600
+
+
+async def test_only_what_the_call_contained_becomes_a_fact() -> None:
+    turns = [
+        Turn(role="user", text="Hi, this is Ana. Can you call me back at 5?"),
+        Turn(role="assistant", text="Sure. Would mornings suit you for the cleaning?"),
+        Turn(role="user", text="Yes."),
+    ]
+    invented = {
+        "summary": "Ana asked for a call back.",
+        "caller_name": "Jonathan Whitaker",  # nobody said it
+        "preferences": {
+            "contact_time": "morning",  # Sarah offered mornings, the caller said yes
+            "callback": "at 5",  # said
+            "language": "Spanish",  # the prompt's own example, never said
+            "date_of_birth": "1984-03-02",  # numbers nobody said
+            "pharmacy": "",  # a withdrawal is kept
+        },
+        "follow_ups": [],
+    }
+    summary = await Summarizer(ScriptedLLM(summary=invented), timeout=5).summarize(turns)
+    assert summary.source == "llm"
+    assert summary.caller_name is None
+    assert summary.preferences == {"contact_time": "morning", "callback": "at 5", "pharmacy": ""}

@@ -1,8 +1,8 @@
 """End-of-call summaries: the agent's own LLM turns a transcript into a :class:`CallSummary`.
 
 Any ``livekit.agents.llm.LLM`` works: the summarizer asks for a JSON object in plain words and
-validates what comes back, keeping no name and no preference number that the call did not
-contain (small models invent them). When there is no LLM, or it fails, times out or answers with
+validates what comes back, keeping no name and no preference that the call did not contain
+(small models invent them). When there is no LLM, or it fails, times out or answers with
 something unusable, a deterministic summary of the transcript is returned instead, marked
 ``source="fallback"``: a call is never dropped for want of a summary.
 """
@@ -31,6 +31,7 @@ MAX_ANSWER_CHARS = 20_000
 _NAME = re.compile(r"\b(?i:my name is|my name's|this is)\s+([A-Z][\w'-]{1,30})")
 _WORD = re.compile(r"[^\W\d_]+")
 _DIGITS = re.compile(r"\d+")
+_STEM = 5
 
 
 def fallback_summary(turns: Sequence[Turn]) -> CallSummary:
@@ -63,12 +64,20 @@ def _parse(text: str) -> CallSummary:
     return CallSummary.model_validate({**data, "source": "llm"})
 
 
+def _stems(text: str) -> set[str]:
+    # A word's first letters: "mornings" and "morning" are one word here, "Spanish" and
+    # "español" are not (the price: a preference worded in another language than the call).
+    return {w.casefold()[:_STEM] for w in _WORD.findall(text) if len(w) >= 3}
+
+
 def _grounded(
     summary: CallSummary, turns: Sequence[Turn], profile: CallerProfile | None
 ) -> CallSummary:
     # Small models invent what a form asks for: a name nobody gave, a phone number, a date of
-    # birth. A name none of whose words the caller said (nor already known) is dropped, and so
-    # is a preference holding a number nobody said.
+    # birth, the prompt's own example preference. A name none of whose words the caller said
+    # (nor already known) is dropped, and so is a preference with a number nobody said or
+    # with words of which none was said in the call (by either side: "Would mornings suit
+    # you?" "Yes." is a preference). An empty value, a withdrawal, is always kept.
     known = profile.name if profile is not None else None
     name = summary.caller_name
     if name and name.casefold() != (known or "").casefold():
@@ -76,10 +85,18 @@ def _grounded(
         words = {w.casefold() for w in _WORD.findall(said)}
         if not any(w.casefold() in words for w in _WORD.findall(name)):
             name = None
-    heard = set(_DIGITS.findall(" ".join(t.text for t in turns)))
+    heard = " ".join(t.text for t in turns)
     if profile is not None:
-        heard.update(_DIGITS.findall(" ".join(profile.preferences.values())))
-    preferences = {k: v for k, v in summary.preferences.items() if set(_DIGITS.findall(v)) <= heard}
+        heard += " " + " ".join(profile.preferences.values())
+    digits, stems = set(_DIGITS.findall(heard)), _stems(heard)
+
+    def grounded(value: str) -> bool:
+        if not value.strip():
+            return True
+        words = _stems(value)
+        return set(_DIGITS.findall(value)) <= digits and (not words or bool(words & stems))
+
+    preferences = {k: v for k, v in summary.preferences.items() if grounded(v)}
     if name == summary.caller_name and preferences == summary.preferences:
         return summary
     return summary.model_copy(update={"caller_name": name, "preferences": preferences})
