@@ -7,7 +7,8 @@
 - Nothing set: the guide's default ``localhost:6379`` when something answers there, else a
   private server (:class:`~.embedded.EmbeddedRedis`) with append-only persistence under
   ``MEMORY_DATA_DIR``, shared by the processes of this machine and stopped when the process
-  that started it exits.
+  that started it exits (or is killed, on Linux). A server found running is reused while its
+  starter runs; one left by a process that is gone is stopped and replaced, with a warning.
 """
 
 from __future__ import annotations

@@ -447,6 +447,13 @@ class _Spawner:
                 cls._instance = _Spawner()
             return cls._instance
 
+    @classmethod
+    def _forget(cls) -> None:
+        # In a forked child: the parent's thread is not there, and the lock may have been held
+        # by another of the parent's threads at the fork.
+        cls._instance = None
+        cls._lock = threading.Lock()
+
     def run(self, spawn: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
         """Run ``spawn`` on the spawner's thread and return (or raise) what it does."""
         future: Future[subprocess.Popen[bytes]] = Future()
@@ -460,6 +467,10 @@ class _Spawner:
                 future.set_result(spawn())
             except BaseException as exc:  # handed to the thread that asked
                 future.set_exception(exc)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Spawner._forget)
 
 
 def _pdeathsig_preexec() -> Callable[[], None] | None:

@@ -196,6 +196,8 @@ class RedisMemoryStore(MemoryStore):
         if self._resolved or self._client is not None:
             return
         self._resolved = True
+        if self._config.is_explicit or not self._config.persistence:
+            return  # a named Redis is that one, and only that one: nothing to look for
         # Imported here: the server package builds stores, and so imports this module.
         from ..server.connect import resolve_default_redis
 
