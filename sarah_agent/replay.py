@@ -430,10 +430,18 @@ def demo_store(config: RedisConfig) -> DemoStore:
     return DemoStore(
         chosen,
         f"the demo's private server on {chosen.describe_server()}, data in "
-        f"{config.data_dir / 'redis'} (no REDIS_URL, REDIS_HOST or REDIS_PORT set: the demo "
-        "writes into no other Redis)",
+        f"{_home_relative(config.data_dir / 'redis')} (no REDIS_URL, REDIS_HOST or REDIS_PORT "
+        "set: the demo writes into no other Redis)",
         started,
     )
+
+
+def _home_relative(path: Path) -> str:
+    """``~/...`` for a path under the home folder, as a shell user writes it."""
+    try:
+        return f"~/{path.resolve().relative_to(Path.home().resolve())}"
+    except ValueError:
+        return str(path)
 
 
 async def _openai_problem() -> str | None:
