@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from livekit.plugins.caller_memory import (
     SessionManager,
 )
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
+from livekit.plugins.caller_memory.store import codec
 
 from .conftest import dump_keys, replace
 from .support.servers import TestServer
@@ -147,6 +149,49 @@ async def test_corrupt_profile_is_set_aside_without_personal_data_in_the_log(
         await _one_call(store, "room-5")
         profile = await store.get_profile(user_id)
         assert profile is not None and profile.call_count == 1
+
+
+async def test_profiles_compressed_without_the_dictionary_still_read(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    # Earlier versions compressed profiles with plain zlib: those stay readable, and the next
+    # save writes the caller's profile with the preset dictionary, smaller.
+    async with RedisMemoryStore(config) as store:
+        user_id = await _one_call(store, "room-z1")
+        profile_key = store.keys.profile(user_id)
+        current = await redis_client.get(profile_key)
+        assert current is not None and current[:1] == b"x" and current[1] & 0x20  # FDICT set
+        plain = zlib.compress(codec.inflate(current), 6)
+        assert plain[1] & 0x20 == 0
+        await redis_client.set(profile_key, plain, ex=60)
+        found = await store.lookup(store.hasher.hash(PHONE))
+        assert found.profile is not None and found.profile.name == "Ana"
+        await _one_call(store, "room-z2")
+        rewritten = await redis_client.get(profile_key)
+        assert rewritten is not None and rewritten[1] & 0x20
+        profile = await store.get_profile(user_id)
+        assert profile is not None and profile.call_count == 2
+        assert len(rewritten) < len(zlib.compress(codec.inflate(rewritten), 6))
+
+
+async def test_a_profile_compressed_with_an_unknown_dictionary_is_set_aside(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    # A later version's dictionary (or another program's): not guessed at, kept aside.
+    async with RedisMemoryStore(config) as store:
+        user_id = await _one_call(store, "room-z3")
+        profile_key = store.keys.profile(user_id)
+        current = await redis_client.get(profile_key)
+        assert current is not None
+        deflater = zlib.compressobj(6, zdict=b'{"v":1,"another dictionary":')
+        foreign = deflater.compress(codec.inflate(current)) + deflater.flush()
+        await redis_client.set(profile_key, foreign, ex=60)
+        with pytest.raises(codec.UnreadableValue):
+            codec.inflate(foreign)
+        found = await store.lookup(store.hasher.hash(PHONE))
+        assert found.user_id == user_id and found.profile is None
+        await _one_call(store, "room-z4")
+        assert await redis_client.get(f"{profile_key}:unreadable") == foreign
 
 
 async def test_profile_of_the_wrong_type_does_not_break_the_call(

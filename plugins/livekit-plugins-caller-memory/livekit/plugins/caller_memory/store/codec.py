@@ -1,9 +1,14 @@
 """How stored values are written as bytes, and read back without trusting them.
 
 A profile is JSON, zlib-compressed when that makes it smaller (JSON starts with ``{``, zlib with
-``x``: the two never mix up). A call's session key holds its :class:`~..models.SessionRecord` as
-JSON once saved, and while the call goes on its journal: JSON lines, a
-:class:`~..models.JournalHeader` then one :class:`~..models.Turn` per line.
+``x``: the two never mix up). The compression starts from a preset dictionary of the profile's
+own JSON (:data:`PROFILE_ZDICT`): the field names a short profile would otherwise spend most of
+its bytes on. zlib's header names the dictionary a stream needs (its Adler-32), so profiles
+compressed without one, as earlier versions wrote them, still read.
+
+A call's session key holds its :class:`~..models.SessionRecord` as JSON once saved, and while
+the call goes on its journal: JSON lines, a :class:`~..models.JournalHeader` then one
+:class:`~..models.Turn` per line.
 
 What comes back from Redis may be anything (another program's key, a corrupted value, a
 decompression bomb): reading is bounded, and a value that cannot be read raises
@@ -47,6 +52,20 @@ __all__ = [
 COMPRESS_OVER = 200
 """Profiles longer than this (bytes of JSON) are compressed: about half the memory for the
 summaries' prose."""
+PROFILE_ZDICT = (
+    b'"preferences":{},"follow_ups":[],"source":"fallback","verified":false},'
+    b'{"v":1,"user_id":"","name":"","preferences":{"","follow_ups":["","calls":[{"session_id":'
+    b'"AJ_","at":"2026-01-01T00:00:00Z","summary":"","source":"llm","verified":true},'
+    b'{"session_id":"AJ_","at":"2026-","summary":"'
+    b'"call_count":5,"first_call_at":"2026-","last_call_at":"2026-","consented_at":"2026-'
+)
+"""The preset dictionary profiles are compressed with: their JSON's fixed parts, the most
+frequent last (deflate codes a near match in fewer bits). About 90 bytes fewer per profile of
+five calls. Never edit it: stored profiles name it by its checksum. A better one is added
+next to it under its own checksum (:data:`_ZDICTS`), and both stay readable."""
+_ZDICTS = {zlib.adler32(PROFILE_ZDICT): PROFILE_ZDICT}
+_FDICT = 0x20
+"""The bit of a zlib header's second byte that says a preset dictionary is needed."""
 MAX_PROFILE_BYTES = 1 << 20
 """A profile is a few kilobytes; anything larger once inflated is not one of ours."""
 MAX_JOURNAL_BYTES = 2 << 20
@@ -73,7 +92,8 @@ def encode_profile(profile: CallerProfile) -> bytes:
     data = to_json(profile, exclude_none=True).encode()
     if len(data) <= COMPRESS_OVER:
         return data
-    packed = zlib.compress(data, 6)
+    deflater = zlib.compressobj(6, zdict=PROFILE_ZDICT)
+    packed = deflater.compress(data) + deflater.flush()
     return packed if len(packed) < len(data) else data
 
 
@@ -85,7 +105,13 @@ def inflate(raw: bytes | str) -> bytes:
     """
     data = raw.encode() if isinstance(raw, str) else raw
     if data[:1] == b"x":
-        inflater = zlib.decompressobj()
+        if len(data) > 6 and data[1] & _FDICT:
+            zdict = _ZDICTS.get(int.from_bytes(data[2:6], "big"))
+            if zdict is None:
+                raise UnreadableValue("compressed with a dictionary this version does not know")
+            inflater = zlib.decompressobj(zdict=zdict)
+        else:
+            inflater = zlib.decompressobj()
         try:
             data = inflater.decompress(data, MAX_PROFILE_BYTES)
         except zlib.error:
