@@ -3,12 +3,17 @@
 One command measures what caller memory costs a voice agent, prints a markdown report and
 writes it into ``docs/PERFORMANCE.md``:
 
+0. the whole call start (``SessionManager.start_session``) of callers picked at random from
+   ``--callers`` callers with five calls kept (and a fifth as many with one), next to a bare
+   ``GET``, with its steps timed one by one;
 1. the call-start lookup (``store.lookup``) of a returning and of a new caller, back-to-back and
    sporadic (one every ~5 ms), next to a bare ``GET`` on the store's own client, with the round
    trips and commands each one costs;
 2. the end-of-call save (``store.save_call``) of a 10-turn call, without the LLM;
 3. 200 call starts at once (``asyncio.gather`` of 200 lookups), repeated;
-4. the Redis memory held per caller at ``--callers`` callers;
+4. the Redis memory held per caller at ``--callers`` callers (90-day data, five calls and one
+   call kept) and per finished call (24-hour data), with the profiles' size distribution
+   (run first: it writes the callers section 0 looks up);
 5. the commands of one ordinary call end to end (``SessionManager`` start, 10 turns, end);
 6. the time the plugin adds to the first reply of a text-mode ``AgentSession``.
 
@@ -42,7 +47,7 @@ How things are counted:
 Modules:
     * :mod:`.__main__`: the command line, and the run: server, clients, sections in order;
     * :mod:`.env`: the plan of a run, its environment, the findings, the constants;
-    * :mod:`.sections`: one module per measured section (1-6 above);
+    * :mod:`.sections`: one module per measured section (0-6 above);
     * :mod:`.data`: the synthetic callers, summaries, transcripts, and seeding;
     * :mod:`.stats`: latency distributions, percentiles, table cells;
     * :mod:`.wire`: round trips and commands, client and server side;

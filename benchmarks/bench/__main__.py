@@ -72,14 +72,16 @@ async def run(plan: Plan, seed: int) -> tuple[Report, list[str], tuple[float, fl
             server_info: dict[str, Any] = await admin.info("server")
             load_start = os.getloadavg()[0]
             cpu_start = cpu_sample(server.pid)
-            await bench_call_start(env, plan, report)
+            # First: the memory section empties the server and writes the keyspace of
+            # callers that the call start then looks up at random.
+            population = await bench_memory(env, plan, report)
+            await bench_call_start(env, plan, report, population)
             await bench_lookup(env, plan, report)
             await bench_save(env, plan, report)
             await bench_concurrency(env, plan, report)
             await bench_call_commands(env, plan, report)
             await bench_first_reply(env, plan, report)
             await bench_faults(env, plan, report)
-            await bench_memory(env, plan, report)  # last: it empties the server first
             others = others_cpu(cpu_start, cpu_sample(server.pid))
             rows = machine(server_info, (load_start, os.getloadavg()[0]), others, config)
             await store.disconnect()

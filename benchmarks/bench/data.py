@@ -31,20 +31,70 @@ FOLLOW_UPS = [
     "Book a follow-up appointment with Dr. Patel in three weeks",
     "Send a reminder about the payment plan for the orthodontic work",
 ]
+# Summaries are built from templates with slots, so that the five calls of one profile are
+# five different texts (as an LLM's would be): repeated sentences would compress to nothing
+# and flatter the memory figures.
 TOPICS = [
-    "asked about the opening hours on Saturday and wanted a cleaning appointment",
-    "called to move next Tuesday's appointment because of a work trip abroad",
-    "asked whether the practice takes their dental insurance and what is covered",
-    "reported a sensitive tooth after the last filling and asked for an earlier slot",
-    "wanted to know the price of teeth whitening and whether it can be paid in parts",
-    "asked for a copy of the last invoice and the x-rays to send to a specialist",
+    "asked about the opening hours on {day} and wanted a {treatment} appointment",
+    "called to move the {day} appointment because of {reason}",
+    "asked whether the practice takes {insurer} and what it covers for a {treatment}",
+    "reported a sensitive {tooth} after the last {treatment} and asked for an earlier slot",
+    "wanted to know the price of a {treatment} and whether it can be paid in {parts} parts",
+    "asked for a copy of the last invoice and the x-rays to send to {doctor}",
+    "said the {tooth} still hurts with cold drinks and asked if {doctor} could see them",
+    "wanted to book a {treatment} for their {relative} and asked about a slot on {day}",
+    "called about a letter from {insurer} rejecting the claim for the {treatment}",
+    "asked whether {doctor} does a {treatment} under sedation, being nervous about it",
+    "cancelled the {treatment} on {day} because of {reason} and asked to rebook",
+    "asked how long to wait before eating after a {treatment} on the {tooth}",
 ]
 OUTCOMES = [
-    "An appointment was booked for a weekday morning and a confirmation text was promised.",
-    "The receptionist explained the options and said the dentist would call them back.",
-    "They agreed to call again after checking with their employer about the coverage.",
-    "The booking was moved and the new time was read back to them to confirm it.",
+    "An appointment was booked for {day} at {time} and a confirmation text was promised.",
+    "The receptionist explained the options and said {doctor} would call them back.",
+    "They agreed to call again after checking with {insurer} about the coverage.",
+    "The booking was moved to {day} at {time} and the new time was read back to them.",
+    "A quote of {price} dollars was given and they will think about the payment plan.",
+    "They were put on the waiting list for {day} and will be called if a slot opens.",
+    "The forms were sent by email and they will bring the {insurer} card on {day}.",
+    "{doctor} will review the x-rays first; a nurse will call them by {day}.",
 ]
+SLOTS = {
+    "day": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "next week"],
+    "time": ["8:00", "8:30", "9:15", "10:40", "noon", "2:20", "4:45", "5:30"],
+    "treatment": [
+        "cleaning",
+        "filling",
+        "crown",
+        "root canal",
+        "whitening",
+        "check-up",
+        "extraction",
+        "implant consultation",
+        "night guard fitting",
+        "deep cleaning",
+    ],
+    "reason": [
+        "a work trip abroad",
+        "a sick child",
+        "a job interview",
+        "a flight delay",
+        "a family wedding",
+        "car trouble",
+    ],
+    "insurer": ["Delta Dental", "Cigna", "MetLife", "Aetna", "Guardian", "their employer's plan"],
+    "tooth": [
+        "lower left molar",
+        "upper right molar",
+        "front tooth",
+        "wisdom tooth",
+        "lower right premolar",
+        "upper left canine",
+    ],
+    "doctor": ["Dr. Patel", "Dr. Nguyen", "Dr. Okafor", "Dr. Lindqvist", "the hygienist"],
+    "relative": ["daughter", "son", "husband", "wife", "mother", "father"],
+    "parts": ["two", "three", "four", "six"],
+    "price": ["180", "240", "450", "780", "1,150", "1,400"],
+}
 USER_LINES = [
     "Hi, this is {name}, I'd like to book a cleaning if you have anything next week.",
     "Mornings are best for me, ideally before nine because of work.",
@@ -66,12 +116,13 @@ def job_id(rng: random.Random) -> str:
     return "AJ_" + "".join(rng.choices(string.ascii_letters + string.digits, k=12))
 
 
+def _fill(rng: random.Random, template: str) -> str:
+    return template.format(**{slot: rng.choice(values) for slot, values in SLOTS.items()})
+
+
 def summary_text(rng: random.Random, name: str) -> str:
-    """A call summary of about 150 characters, cut at a word."""
-    text = f"{name} {rng.choice(TOPICS)}. {rng.choice(OUTCOMES)}"
-    if len(text) > 155:
-        text = text[:155].rsplit(" ", 1)[0] + "."
-    return text
+    """A call summary of two sentences, 130 to 220 characters (about 170 on average)."""
+    return f"{name} {_fill(rng, rng.choice(TOPICS))}. {_fill(rng, rng.choice(OUTCOMES))}"
 
 
 def make_summary(rng: random.Random, name: str) -> CallSummary:
@@ -99,12 +150,15 @@ def make_turns(name: str) -> list[Turn]:
 def make_record(
     session_id: str, user_id: str | None, name: str, ended_at: dt.datetime
 ) -> SessionRecord:
+    """A finished 10-turn call of a verified caller (the network's attestation, or the app's
+    check): its summary updates the profile, as :meth:`CallerProfile.merged` does by default."""
     return SessionRecord(
         session_id=session_id,
         user_id=user_id,
         started_at=ended_at - dt.timedelta(minutes=4),
         ended_at=ended_at,
         turns=make_turns(name),
+        verified=True,
     )
 
 
@@ -142,17 +196,36 @@ class SummaryPool:
         return self._rng.sample(self._by_name[name], k)
 
 
-def make_caller(rng: random.Random, phone_hash: str, now: dt.datetime, pool: SummaryPool) -> Caller:
+def make_caller(
+    rng: random.Random, phone_hash: str, now: dt.datetime, pool: SummaryPool, calls: int = 5
+) -> Caller:
+    """A caller with ``calls`` past calls over the last 85 days."""
     name = rng.choice(FIRST_NAMES)
-    days = sorted(rng.sample(range(1, 85), 5), reverse=True)
+    days = sorted(rng.sample(range(1, 85), calls), reverse=True)
     return Caller(
         phone_hash=phone_hash,
         user_id=new_user_id(phone_hash),
         name=name,
-        session_ids=[job_id(rng) for _ in range(5)],
-        summaries=pool.pick(name, 5),
+        session_ids=[job_id(rng) for _ in range(calls)],
+        summaries=pool.pick(name, calls),
         ended=[now - dt.timedelta(days=d, minutes=rng.randrange(600)) for d in days],
     )
+
+
+def keyspace_number(i: int, *, small: bool = False) -> str:
+    """The E.164 number of caller ``i`` of the benchmark's keyspace (valid US numbers, as a
+    SIP trunk sends them): 415-2xx for callers with five calls kept, 628-2xx for one."""
+    return f"+1{628 if small else 415}{2_000_000 + i:07d}"
+
+
+@dataclass
+class Population:
+    """The callers written by the memory section, which the call-start section looks up."""
+
+    numbers: list[str]
+    """Callers with five calls kept."""
+    small_numbers: list[str]
+    """Callers with one call kept."""
 
 
 def now_utc() -> dt.datetime:

@@ -106,6 +106,10 @@ class Report:
     concurrency_notes: list[str] = field(default_factory=list)
     memory: list[str] = field(default_factory=list)
     memory_keys: list[str] = field(default_factory=list)
+    memory_sizes: list[str] = field(default_factory=list)
+    """Rows of the profile size distribution."""
+    profile_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Median profile size (stored, JSON) by calls kept ("5", "1")."""
     memory_notes: list[str] = field(default_factory=list)
     first_reply: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)

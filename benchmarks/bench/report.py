@@ -105,6 +105,14 @@ def render(
         "|---|---:|",
         *report.memory,
         "",
+        "Profile sizes, in bytes (p50 / p99): the JSON, zlib without a dictionary (as earlier "
+        "versions stored profiles), and as stored now (zlib with the preset dictionary of the "
+        "profile's field names):",
+        "",
+        "| Profiles | N | JSON | zlib, no dictionary | As stored |",
+        "|---|---:|---:|---:|---:|",
+        *report.memory_sizes,
+        "",
         "| Key | Sampled | Mean `MEMORY USAGE` | Mean size |",
         "|---|---:|---:|---:|",
         *report.memory_keys,
@@ -158,14 +166,25 @@ METHOD = [
     "latency measured from the start of the burst (what a caller ringing at that instant "
     "waits); one warm-up burst is not counted. Errors are counted, not retried; lookups/s "
     "counts successful lookups over the bursts' wall time.",
-    "- Memory: N callers written with pipelines from the store's own models (phone key, "
-    "profile = `CallerProfile.merged` of 5 LLM-shaped summaries with a name, 3 preferences "
-    "and 2 follow-ups, `model_dump_json(exclude_none=True)`; the session list of 5 job "
-    "ids; the 90-day TTL), then one 10-turn `session:{id}` record per caller with the "
-    "24-hour TTL. `used_memory` (`INFO memory`) is read after the server settles; the "
-    "difference over N is the cost per caller, shown with and without the client buffers. "
-    "A sample of callers saved through the real `save_call` path checks that the values "
-    "are the same.",
+    "- Memory (run first): for comparison, the callers below without their session lists, "
+    "measured and flushed; then, on the emptied server, N callers with five calls kept "
+    "written with "
+    "pipelines from the store's own models and codec (phone key; profile = "
+    "`CallerProfile.merged` of 5 LLM-shaped summaries, each two sentences of 130-220 "
+    "characters filled from templates with slots so that no two are alike, with a name, 3 "
+    "preferences and 2 follow-ups, `model_dump_json(exclude_none=True)` compressed as the "
+    "store does; the session list of 5 job ids; the 90-day TTL), then N/5 callers with one "
+    "call kept, then one 10-turn `session:{id}` record per caller with the 24-hour TTL and "
+    "its entry in `user:{id}:calls`. `used_memory` (`INFO memory`) is read after the server "
+    "settles; each difference over its count is the cost per caller or per call, shown with "
+    "and without the client buffers. A sample of callers saved through the real "
+    "`save_call` path checks that the values are the same.",
+    "- Whole call start: `SessionManager(store).start_session` of a random caller of the "
+    "memory section's keyspace, number in E.164; its steps timed on their own, each on a "
+    "random caller or on one of 500 profiles read back; all interleaved in a rotating "
+    "order, back-to-back, then the whole call start and a bare `GET` paced one every 5 ms "
+    "(sporadic). Each call opened is dropped without a save (`dont_remember`), off the "
+    "clock.",
     "- End to end: `SessionManager(store, llm=None)`: `start_session`, 10 `add_turn`, "
     "`end_session` (fallback summary, no LLM), averaged over the calls of the block.",
     "- Hostile turns: `add_turn` (redaction included, journal off) on 4,000-character turns, "
