@@ -18,14 +18,18 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from livekit.agents import APIConnectionError
+from livekit.agents.llm import ChatContext
 
 from livekit.plugins.caller_memory import RedisConfig
 from livekit.plugins.caller_memory.models import SessionRecord
 from livekit.plugins.caller_memory.outbox import Outbox
+from livekit.plugins.caller_memory.testing import Reply, ScriptedLLM
+from sarah_agent import replay as replay_module
 from sarah_agent.replay import CallsFile, calls_schema, load_calls
 
 from .support.servers import TestServer
@@ -374,6 +378,47 @@ def test_replay_falls_back_to_the_recording_when_openai_does_not_answer(
     assert asked.stderr.startswith("❌ sarah replay: --llm openai: OpenAI cannot be used")
 
 
+async def test_an_llm_failing_mid_replay_leaves_the_rest_to_the_recording(
+    config: RedisConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    answered: list[str] = []
+
+    def answer(chat_ctx: ChatContext) -> Reply:
+        # The greeting, then an outage: what OpenAI's client raises when the network goes.
+        answered.append("x")
+        if len(answered) == 1:
+            return "Hello, Sarah speaking."
+        return APIConnectionError("Connection error.")
+
+    async def flaky(*, asked: bool) -> ScriptedLLM:
+        return ScriptedLLM(answer)
+
+    monkeypatch.setattr(replay_module, "_openai_llm", flaky)
+    for name, value in {
+        "OPENAI_API_KEY": "sk-test",
+        "REDIS_URL": config.redis_url(),
+        "MEMORY_KEY_PREFIX": config.key_prefix,
+        "MEMORY_PHONE_HASH_SECRET": STRONG_SECRET,
+        "MEMORY_DATA_DIR": str(config.data_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    assert await replay_module.replay() == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.startswith("⚠️")]
+    assert warnings == [
+        "⚠️  the LLM failed on call 1 (Connection error.): the other calls play Sarah's "
+        "recorded lines"
+    ]
+    # The failed call is saved as far as it went; the others ran on the recording.
+    assert "saved to Redis: name=Ana · calls=1" in out.split("── Call 2/4")[0]
+    assert "Welcome back" not in out.split("── Call 3/4")[0]
+    assert "Welcome back, Ana!" in out.split("── Call 3/4")[1]  # the recording's greeting
+    assert "── Call 4/4" in out and "Calls: 3 saved to Redis" in out
+
+
 def test_replay_says_where_each_call_went_with_redis_down(tmp_path: Path) -> None:
     done = _run([*SARAH, "replay"], tmp_path, REDIS_URL=REFUSED)
     _no_traceback(done)
@@ -424,7 +469,7 @@ def _on_a_terminal(command: list[str], env: dict[str, str], cwd: Path) -> tuple[
 @pytest.fixture
 def full_outbox(tmp_path: Path) -> Iterator[int]:
     outbox = Outbox(tmp_path / "data" / "outbox")
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     for i in range(60):
         record = SessionRecord(session_id=f"progress-{i}", started_at=now, ended_at=now)
         outbox.put(record, phone_hash=f"{i:064x}")
@@ -441,7 +486,7 @@ def test_flush_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(
     assert f"Outbox: {full_outbox} of {full_outbox} call(s) saved, 0 waiting." in screen
 
     for i in range(20):
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         record = SessionRecord(session_id=f"plain-{i}", started_at=now, ended_at=now)
         Outbox(tmp_path / "data" / "outbox").put(record, phone_hash=f"{i + 100:064x}")
     piped = _run([*CALLER_MEMORY, "flush"], tmp_path, REDIS_URL=config.redis_url(),
