@@ -7,6 +7,7 @@ child with SIGKILL (no atexit, no cleanup) and polls, with a deadline, for the s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -22,7 +23,7 @@ import pytest
 import redis
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
-from livekit.plugins.caller_memory.server.connect import ensure_local_redis
+from livekit.plugins.caller_memory.server.connect import ensure_local_redis, open_store
 
 from .conftest import TEST_SECRET, process_gone
 from .support.servers import TestServer
@@ -164,7 +165,7 @@ _START_PRIVATE = """
     import sys
     from pathlib import Path
     from livekit.plugins.caller_memory.server import embedded
-    from livekit.plugins.caller_memory.server.connect import ensure_local_redis
+    from livekit.plugins.caller_memory.server.connect import ensure_local_redis, open_store
     if {no_parent_death_signal}:
         # What a run on another OS (or of an older version) leaves when it is killed: a
         # server that nothing stops.
@@ -226,12 +227,26 @@ def test_a_server_whose_starter_runs_is_reused_and_stays_its_starters(
     with redis.Redis.from_url(url) as client:
         assert client.ping()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    reused = [
-        r.getMessage() for r in caplog.records if "using this machine's private" in r.getMessage()
-    ]
-    assert reused and f"started by process {child.proc.pid}" in reused[0]
+    reused = [r.getMessage() for r in caplog.records if "private Redis" in r.getMessage()]
+    assert reused and f"started by process {child.proc.pid}, which stops it" in reused[0]
+
+    # A store of this process says, at INFO, whose server it uses.
+    caplog.clear()
+    config = RedisConfig(port=_closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
+    with caplog.at_level(logging.INFO, logger="livekit.plugins.caller_memory"):
+        asyncio.run(_open_and_close(config))
+    said = [r for r in caplog.records if "caller memory uses" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO]
+    assert f"pid {child.server_pid}" in said[0].getMessage()
+    assert f"started by process {child.proc.pid}" in said[0].getMessage()
     assert child.finish() == 0
     assert process_gone(child.server_pid, within=30), "its starter stopped it at exit"
+
+
+async def _open_and_close(config: RedisConfig) -> None:
+    store = await open_store(config)
+    assert store.last_error is None
+    await store.disconnect()
 
 
 def test_a_server_with_no_owner_record_and_init_for_a_parent_is_stale(

@@ -126,9 +126,6 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
             port = int(port_file.read_text())
             if server_answers("127.0.0.1", port, password=password):
                 if _reuse_or_stop(folder, port, password):
-                    label_store(
-                        f"127.0.0.1:{port}", f"this machine's private Redis server ({folder})"
-                    )
                     return f"{auth}:{port}", None
         server = _start(folder, password, port)
         _write_private(port_file, str(server.port))
@@ -176,13 +173,12 @@ def _reuse_or_stop(folder: Path, port: int, password: str) -> bool:
     alive = _owner_alive(owner, server_pid)
     owner_pid = owner.get("pid") if owner else None
     if alive:
-        logger.debug(
-            "using this machine's private Redis server on 127.0.0.1:%d (pid %s, started by "
-            "process %s, which stops it)",
-            port,
-            server_pid,
-            owner_pid if owner_pid is not None else "unknown",
+        said = (
+            f"this machine's private Redis server (pid {server_pid}, data in {folder}), started "
+            f"by process {owner_pid if owner_pid is not None else '(unknown)'}, which stops it"
         )
+        logger.debug("using %s", said)
+        label_store(f"127.0.0.1:{port}", said)  # and announce_store says it at INFO, once
         return True
     logger.warning(
         "found a private Redis server on 127.0.0.1:%d (pid %s) left running by a process that "
