@@ -81,6 +81,8 @@ LOCAL_SUMMARY_TIMEOUT_S = 60.0
 is an API's budget, and a small model on a busy 2-core machine can take longer."""
 LOCAL_LLM_TIMEOUT_S = 120.0
 """What each of Sarah's replies may take on the local model (LiveKit's default is 10 s)."""
+PROGRESS_BAR_CALLS = 10
+"""From this many calls, a replay on a terminal shows a progress bar."""
 OPENAI_PROBE_TIMEOUT_S = 5.0
 """How long the replay waits for OpenAI to answer before playing the recording instead."""
 CALLER_SPEAKERS = ("caller", "user")
@@ -592,7 +594,8 @@ async def _replay_on(
         manager = await memory.manager()
         print(_flushed(waiting, (await manager.flush_outbox())[1], outbox.folder))
         run = os.urandom(3).hex()
-        with progress(len(calls), "calls", plain=False) as advance:
+        bar = len(calls) >= PROGRESS_BAR_CALLS  # a handful of calls needs no bar
+        with progress(len(calls) if bar else 0, "calls", plain=False) as advance:
             for number, recorded in enumerate(calls, start=1):
                 timings = _Timings()
                 call, profile, said, failure = await _play(

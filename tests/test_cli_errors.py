@@ -30,7 +30,7 @@ from livekit.plugins.caller_memory.models import SessionRecord
 from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.testing import Reply, ScriptedLLM
 from sarah_agent import replay as replay_module
-from sarah_agent.replay import CallsFile, calls_schema, load_calls
+from sarah_agent.replay import PROGRESS_BAR_CALLS, CallsFile, calls_schema, load_calls
 
 from .support.servers import TestServer
 
@@ -516,11 +516,19 @@ def test_stats_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(
     assert piped.stdout.startswith("server ") and "\ncallers " in piped.stdout
 
 
-def test_replay_shows_a_bar_on_a_terminal(config: RedisConfig, tmp_path: Path) -> None:
+def test_replay_shows_a_bar_on_a_terminal_for_many_calls(
+    config: RedisConfig, tmp_path: Path
+) -> None:
+    many = tmp_path / "many.json"
+    call = {"caller": "+14155550134", "turns": [["caller", "Hi, it's Ana."], ["sarah", "Hi!"]]}
+    many.write_text(json.dumps({"calls": [call] * PROGRESS_BAR_CALLS}))
     env = _env(tmp_path, REDIS_URL=config.redis_url(), MEMORY_KEY_PREFIX=config.key_prefix)
-    code, screen = _on_a_terminal([*SARAH, "replay"], env, tmp_path)
+    code, screen = _on_a_terminal([*SARAH, "replay", "--calls", str(many)], env, tmp_path)
     assert code == 0, screen
-    assert "━" in screen and "── Call 4/4" in screen
-    piped = _run([*SARAH, "replay"], tmp_path, REDIS_URL=config.redis_url(),
+    assert "━" in screen and f"── Call {PROGRESS_BAR_CALLS}/{PROGRESS_BAR_CALLS}" in screen
+    # A handful of calls gets no bar; piped output never does.
+    code, few = _on_a_terminal([*SARAH, "replay"], env, tmp_path)
+    assert code == 0 and "━" not in few and "── Call 4/4" in few
+    piped = _run([*SARAH, "replay", "--calls", str(many)], tmp_path, REDIS_URL=config.redis_url(),
                  MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip
     assert piped.returncode == 0 and "━" not in piped.stdout + piped.stderr

@@ -33,7 +33,8 @@ def progress(
     """Show the progress of ``total`` units of ``what`` ("calls", "keys").
 
     Args:
-        total: How many units; None when unknown (the bar then counts without an end).
+        total: How many units; None when unknown (the bar then counts without an end); 0
+            for no bar.
         what: What is counted, shown next to the bar and in the plain lines.
         plain: Off a terminal, print ``what: done/total`` lines to standard error; False when
             the command's own output already shows its progress.
@@ -41,7 +42,8 @@ def progress(
     Yields:
         ``advance(n)``: ``n`` more units are done.
     """
-    if on_terminal():
+    if on_terminal() and total != 0:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -56,7 +58,10 @@ def progress(
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, transient=True) as bar:
+        # soft_wrap: what the command prints meanwhile goes above the bar as printed, with
+        # no line breaks of rich's; highlight off: no colours rich would guess for it.
+        console = Console(soft_wrap=True, highlight=False)
+        with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task(what, total=total)
 
             def step_bar(n: int = 1) -> None:
