@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import redis
 from livekit.agents import APIConnectionError
 from livekit.agents.llm import ChatContext
 
@@ -504,6 +505,13 @@ def test_stats_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(
     env = _env(tmp_path, REDIS_URL=config.redis_url(), MEMORY_KEY_PREFIX=config.key_prefix)
     assert _run([*CALLER_MEMORY, "flush"], tmp_path, REDIS_URL=config.redis_url(),
                 MEMORY_KEY_PREFIX=config.key_prefix).returncode == 0  # fmt: skip
+    # A keyspace past one plain line's worth (10,000 keys), all with a TTL.
+    client = redis.Redis.from_url(config.redis_url())
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(10_000):
+            pipe.set(f"{config.key_prefix}:filler:{i}", "x", ex=600)
+        pipe.execute()
+    client.close()
     code, screen = _on_a_terminal([*CALLER_MEMORY, "stats"], env, tmp_path)
     assert code == 0, screen
     assert "keys read" in screen and "━" in screen
@@ -514,6 +522,7 @@ def test_stats_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(
     assert piped.returncode == 0
     assert "━" not in piped.stdout + piped.stderr
     assert piped.stdout.startswith("server ") and "\ncallers " in piped.stdout
+    assert "keys read: 10000" in piped.stderr.splitlines()
 
 
 def test_replay_shows_a_bar_on_a_terminal_for_many_calls(

@@ -175,7 +175,7 @@ async def _stats(config: RedisConfig) -> int:
         # The bar's end is the database's key count; plain lines count without one (the
         # prefix's keys may be a small part of the database).
         total = await _key_count(store) if on_terminal() else None
-        with progress(total, "keys read (of the database's DBSIZE)") as advance:
+        with progress(total, "keys read") as advance:
             stats = await store.stats(progress=advance)
         stats["orphans_waiting"] = await store.orphans_waiting(config.orphan_after_s)
     outbox = Outbox(config.data_dir / "outbox")
