@@ -66,19 +66,38 @@ class Child:
         return self.proc.returncode
 
 
+class Reaper:
+    """Servers a failing test might leave behind, each known by pid and start time."""
+
+    def __init__(self) -> None:
+        self._servers: list[tuple[int, str]] = []
+
+    def add(self, pid: int | None) -> None:
+        started = _started(pid) if pid else None
+        if pid and started is not None:
+            self._servers.append((pid, started))
+
+    def kill_leftovers(self) -> None:
+        # Only the very process registered: a pid that is gone may name another one by now.
+        for pid, started in self._servers:
+            if _started(pid) == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _started(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 @pytest.fixture
-def servers_to_reap() -> Iterator[list[int]]:
-    """Pids of servers a failing test might leave behind: killed at the end, whatever."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        try:  # only a server: the pid of one that is gone may name another process by now
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"redis-server" in command or b"valkey-server" in command:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def servers_to_reap() -> Iterator[Reaper]:
+    """Servers a failing test might leave behind: killed at the end, whatever."""
+    reaper = Reaper()
+    yield reaper
+    reaper.kill_leftovers()
 
 
 _FROM_A_THREAD = """
@@ -124,10 +143,10 @@ def _closed_port() -> int:
 
 @linux_only
 def test_a_server_started_from_a_thread_dies_with_its_sigkilled_process(
-    tmp_path: Path, servers_to_reap: list[int]
+    tmp_path: Path, servers_to_reap: Reaper
 ) -> None:
     child = Child(_FROM_A_THREAD.format(data_dir=str(tmp_path / "redis")), tmp_path)
-    servers_to_reap.append(child.server_pid)
+    servers_to_reap.add(child.server_pid)
     # The forking thread has exited, and the server is still there: it lives as the process.
     with redis.Redis(port=child.port, socket_timeout=5) as client:
         assert client.ping()
@@ -139,22 +158,22 @@ def test_a_server_started_from_a_thread_dies_with_its_sigkilled_process(
 
 @linux_only
 def test_the_private_server_a_store_starts_in_a_worker_thread_dies_with_its_process(
-    tmp_path: Path, servers_to_reap: list[int]
+    tmp_path: Path, servers_to_reap: Reaper
 ) -> None:
     script = _STORE_IN_A_THREAD.format(
         closed_port=_closed_port(), data_dir=str(tmp_path), secret=TEST_SECRET
     )
     child = Child(script, tmp_path)
-    servers_to_reap.append(child.server_pid)
+    servers_to_reap.add(child.server_pid)
     child.kill()
     assert process_gone(child.server_pid, within=30), "the server outlived its killed parent"
 
 
 def test_a_server_started_from_a_thread_stops_when_its_process_exits(
-    tmp_path: Path, servers_to_reap: list[int]
+    tmp_path: Path, servers_to_reap: Reaper
 ) -> None:
     child = Child(_FROM_A_THREAD.format(data_dir=str(tmp_path / "redis")), tmp_path)
-    servers_to_reap.append(child.server_pid)
+    servers_to_reap.add(child.server_pid)
     assert child.finish() == 0
     assert process_gone(child.server_pid, within=30)
 
@@ -181,11 +200,11 @@ def _password(data_dir: Path) -> str:
 
 
 def test_a_server_left_by_a_killed_run_is_stopped_and_replaced_at_the_next_start(
-    tmp_path: Path, servers_to_reap: list[int], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, servers_to_reap: Reaper, caplog: pytest.LogCaptureFixture
 ) -> None:
     script = _START_PRIVATE.format(no_parent_death_signal=True, data_dir=str(tmp_path))
     child = Child(script, tmp_path)
-    servers_to_reap.append(child.server_pid)
+    servers_to_reap.add(child.server_pid)
     stale = redis.Redis(port=child.port, password=_password(tmp_path), socket_timeout=5)
     stale.set("remembered", "yes")
     child.kill()
@@ -196,7 +215,7 @@ def test_a_server_left_by_a_killed_run_is_stopped_and_replaced_at_the_next_start
         url, server = ensure_local_redis(tmp_path)
     try:
         assert server is not None, "this process starts (and owns) a server of its own"
-        servers_to_reap.append(server.pid or 0)
+        servers_to_reap.add(server.pid)
         assert process_gone(child.server_pid, within=30), "the stale server was stopped"
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1
@@ -215,11 +234,11 @@ def test_a_server_left_by_a_killed_run_is_stopped_and_replaced_at_the_next_start
 
 
 def test_a_server_whose_starter_runs_is_reused_and_stays_its_starters(
-    tmp_path: Path, servers_to_reap: list[int], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, servers_to_reap: Reaper, caplog: pytest.LogCaptureFixture
 ) -> None:
     script = _START_PRIVATE.format(no_parent_death_signal=False, data_dir=str(tmp_path))
     child = Child(script, tmp_path)
-    servers_to_reap.append(child.server_pid)
+    servers_to_reap.add(child.server_pid)
     with caplog.at_level(logging.DEBUG, logger="livekit.plugins.caller_memory"):
         url, server = ensure_local_redis(tmp_path)
     assert server is None, "reused, not started: the process that started it stops it"
@@ -250,19 +269,19 @@ async def _open_and_close(config: RedisConfig) -> None:
 
 
 def test_a_server_with_no_owner_record_and_init_for_a_parent_is_stale(
-    tmp_path: Path, servers_to_reap: list[int], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, servers_to_reap: Reaper, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A server started by a version that kept no owner file, whose starter was killed.
     script = _START_PRIVATE.format(no_parent_death_signal=True, data_dir=str(tmp_path))
     child = Child(script, tmp_path)
-    servers_to_reap.append(child.server_pid)
+    servers_to_reap.add(child.server_pid)
     (tmp_path / "redis" / "owner").unlink()
     child.kill()
     with caplog.at_level(logging.WARNING, logger="livekit.plugins.caller_memory"):
         url, server = ensure_local_redis(tmp_path)
     try:
         assert server is not None
-        servers_to_reap.append(server.pid or 0)
+        servers_to_reap.add(server.pid)
         parent_is_init = "no owner recorded" in caplog.text
         if parent_is_init:
             assert process_gone(child.server_pid, within=30)
