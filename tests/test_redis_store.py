@@ -233,6 +233,22 @@ async def test_closed_port_says_connection_refused(
     assert "redis-cli ping" in caplog.text
 
 
+def test_an_error_of_the_plugin_itself_is_not_blamed_on_redis(tmp_path: Path) -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from livekit.plugins.caller_memory.troubleshooting import diagnose
+
+    class Limited(BaseModel):
+        text: str
+
+    try:
+        Limited.model_validate({"text": 1})
+    except ValidationError as e:
+        found = diagnose(e, RedisConfig(data_dir=tmp_path))
+    assert "not from Redis" in found.reason and "ValidationError" in found.reason
+    assert not any("redis-cli" in hint for hint in found.hints)
+
+
 @pytest.mark.parametrize(
     ("password", "expected"),
     [

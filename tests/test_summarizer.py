@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from livekit.agents import APIConnectionError
 
-from livekit.plugins.caller_memory.models import Turn
+from livekit.plugins.caller_memory.models import MAX_SUMMARY, Turn
 from livekit.plugins.caller_memory.prompts import render_transcript
+from livekit.plugins.caller_memory.redaction import Redactor
 from livekit.plugins.caller_memory.summarizer import Summarizer
 
 from .support.livekit import ScriptedLLM, texts
@@ -81,3 +82,13 @@ async def test_only_what_the_call_contained_becomes_a_fact() -> None:
     assert summary.source == "llm"
     assert summary.caller_name is None
     assert summary.preferences == {"contact_time": "morning", "callback": "at 5", "pharmacy": ""}
+
+
+async def test_a_summary_stays_within_its_limit_after_redaction() -> None:
+    # "[number]" is longer than the "100" it replaces: a summary clipped to its limit and then
+    # redacted grew past it, failed validation at the save and sat in the outbox for good.
+    turns = [Turn(role="user", text=f"#{i}: ") for i in range(100, 500)]
+    for llm in (None, ScriptedLLM(summary={"summary": " ".join(f"#{i}" for i in range(100, 300))})):
+        summary = await Summarizer(llm, timeout=5, redact=Redactor()).summarize(turns)
+        assert "[number]" in summary.summary
+        assert len(summary.summary) <= MAX_SUMMARY

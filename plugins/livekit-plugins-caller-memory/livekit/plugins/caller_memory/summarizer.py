@@ -141,8 +141,11 @@ class Summarizer:
         if r is None or not r.enabled:
             return summary
         # Personal data is never a preference: one that held some is dropped, not kept as a tag.
-        return summary.model_copy(
-            update={
+        # Validated again, not copied: a tag can be longer than what it replaced ("[number]"
+        # for "100"), and the limits must hold after redaction too.
+        return CallSummary.model_validate(
+            {
+                **summary.model_dump(),
                 "summary": r(summary.summary),
                 "preferences": {k: v for k, v in summary.preferences.items() if r(v) == v},
                 "follow_ups": [r(item) for item in summary.follow_ups],

@@ -122,6 +122,12 @@ def diagnose(error: BaseException, config: RedisConfig) -> Diagnosis:
             "NOPERM the user lacks a permission",
             ("Grant the ACL user the string, list and scripting commands on the key prefix",),
         )
+    if not isinstance(error, (redis_errors.RedisError, OSError)):
+        # Not the server's doing: sending the operator to redis-cli would waste their time.
+        return Diagnosis(
+            f"{type(error).__name__} in caller memory itself, not from Redis",
+            ("This is a bug: please report it with this line (it holds no caller data)",),
+        )
     return Diagnosis(
         type(error).__name__,
         ("Check Redis is running: redis-cli ping", "Verify the settings in .env"),
