@@ -274,6 +274,11 @@ def test_v_before_or_after_the_command_shows_the_traceback(
     assert "Traceback" in done.stderr and "REDIS_URL" in done.stderr.splitlines()[-1]
 
 
+def test_serve_after_v_is_still_the_console(tmp_path: Path) -> None:
+    done = _run([*CALLER_MEMORY, "-v", "serve", "--help"], tmp_path, REDIS_URL=REFUSED)
+    assert done.returncode == 0 and done.stdout.startswith("usage: caller-memory serve")
+
+
 def test_replay_help_is_plain_text(tmp_path: Path) -> None:
     done = _run([*SARAH, "replay", "--help"], tmp_path)
     assert done.returncode == 0

@@ -291,8 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``caller-memory`` command: exit 0 when done, 1 with one line saying what to fix
     (or the guide's troubleshooting text), 2 for a command line that cannot be understood."""
     given = list(sys.argv[1:] if argv is None else argv)
-    if given[:1] == ["serve"]:  # the console parses its own options
-        return console_main(given[1:])
+    first = next((i for i, arg in enumerate(given) if arg not in ("-v", "-vv", "--verbose")), 0)
+    if given[first : first + 1] == ["serve"]:  # the console parses its own options
+        return console_main(given[first + 1 :])
     args = _parser().parse_args(given)
     verbose = int(args.verbose)
     # A command prints its results; the library's log stays at WARNING unless -v asks.
