@@ -10,6 +10,7 @@ port: never the shared one on 6379.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pty
@@ -17,6 +18,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -423,6 +425,54 @@ async def test_an_llm_failing_mid_replay_leaves_the_rest_to_the_recording(
     assert "Welcome back" not in out.split("── Call 3/4")[0]
     assert "Welcome back, Ana!" in out.split("── Call 3/4")[1]  # the recording's greeting
     assert "── Call 4/4" in out and "Calls: 3 saved to Redis" in out
+
+
+class _RefusesEveryKey(http.server.BaseHTTPRequestHandler):
+    """What OpenAI answers a wrong key: 401 with its error body."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.dumps(
+            {
+                "error": {
+                    "message": "Incorrect API key provided",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            }  # fmt: skip
+        ).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_replay_falls_back_to_the_recording_when_the_key_is_refused(
+    config: RedisConfig, tmp_path: Path
+) -> None:
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusesEveryKey)
+    serving = threading.Thread(target=api.serve_forever, daemon=True)
+    serving.start()
+    try:
+        done = _run(
+            [*SARAH, "replay"],
+            tmp_path,
+            REDIS_URL=config.redis_url(),
+            MEMORY_KEY_PREFIX=config.key_prefix,
+            OPENAI_API_KEY="sk-wrong",
+            OPENAI_BASE_URL=f"http://127.0.0.1:{api.server_address[1]}/v1",
+        )
+    finally:
+        api.shutdown()
+        api.server_close()
+    _no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "OpenAI" in line]
+    assert len(warnings) == 1 and "refused the key (401): check OPENAI_API_KEY" in warnings[0]
+    assert len(_calls(done.stdout)) == 4
 
 
 def test_replay_says_where_each_call_went_with_redis_down(tmp_path: Path) -> None:
