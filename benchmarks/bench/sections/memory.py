@@ -244,6 +244,24 @@ async def bench_memory(env: Env, plan: Plan, report: Report) -> Population:
             f"| {sum(lengths) / len(lengths):,.0f} {unit} |"
         )
 
+    # The same profiles as earlier versions stored them (zlib without the dictionary): what
+    # their key would take, for a sample, put back afterwards.
+    plain_usage: list[int] = []
+    for c in sample:
+        key = keys.profile(c.user_id)
+        stored = codec.encode_profile(c.profile(config.max_summaries))
+        plain = zlib.compress(codec.inflate(stored), 6)
+        async with admin.pipeline(transaction=False) as pipe:
+            pipe.set(key, plain, keepttl=True)
+            pipe.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0")
+            pipe.set(key, stored, keepttl=True)
+            plain_usage.append(int((await pipe.execute())[1]))
+    report.memory_keys.insert(
+        2,
+        f"| … the same profiles zlib-compressed without the dictionary (as earlier versions "
+        f"stored them) | {len(sample)} | {sum(plain_usage) / len(plain_usage):,.0f} B | |",
+    )
+
     # The values above were written with pipelines; check that the store's real save path
     # writes the same profile for the same calls, byte for byte.
     await validate_real_path(env, plan, report, now, summaries, mean_usage[kinds[1][0]])
