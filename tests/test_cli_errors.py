@@ -135,6 +135,15 @@ def test_a_bad_setting_is_one_line_naming_it(
     assert "Value error," not in lines[0]  # pydantic's wording, not ours
 
 
+def test_a_data_folder_that_cannot_be_one_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    done = _run([*SARAH, "replay"], tmp_path, MEMORY_DATA_DIR=str(tmp_path / "a-file" / "data"))
+    _no_traceback(done)
+    assert done.returncode == 1
+    assert done.stderr.startswith("❌ sarah replay: MEMORY_DATA_DIR: ")
+    assert "Not a directory" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 def test_the_python_api_says_the_same_line() -> None:
     from livekit.plugins.caller_memory import ConfigError
 
