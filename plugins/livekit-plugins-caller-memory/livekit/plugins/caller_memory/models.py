@@ -99,7 +99,9 @@ def utcnow() -> datetime:
 
 
 def _clipped(text: str, limit: int) -> str:
-    return " ".join(text.split())[:limit]
+    # rstrip after the cut: a text cut at a space would lose it when read back (and clipped
+    # again), and the session's copy of a summary would differ from the profile's.
+    return " ".join(text.split())[:limit].rstrip()
 
 
 def _clip(limit: int) -> BeforeValidator:
