@@ -374,8 +374,9 @@ async def run(opts: Options, command: str) -> Any:
         took_s=time.perf_counter() - started,
         callers=n,
         memories_per_caller=(
-            f"each with {kept} calls kept; in mem0 {counts[0]}-{counts[-1]} memories per "
-            f"caller ({sum(counts):,} in all per store)"
+            f"each with {kept} calls kept; in mem0 "
+            + (f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}")
+            + f" memories per caller ({sum(counts):,} in all per store)"
         ),
         machine=rows,
         loads=[start_timed, *loads_list],
@@ -383,6 +384,7 @@ async def run(opts: Options, command: str) -> Any:
         writes=list(writes.values()),
         footprints=footprints,
         notes=notes(opts, in_process_rss),
+        others=others,
     )
     return results
 
@@ -448,8 +450,10 @@ def notes(opts: Options, in_process_rss: int) -> list[str]:
         "that gives it its base is off the clock), mem0's `add` of the summary (one "
         "embedding, one insert, one history row).",
         "- Bytes per caller: Redis `used_memory` after the seeding minus before, over the "
-        "callers, with and without the calls' 24-hour session records; the RDB file after a "
-        "`SAVE`. mem0: the bytes of its store folder and of its history database after the "
+        "callers, with and without the calls' 24-hour session records (at this many callers "
+        "it carries the server's own start-up growth too: the main benchmark's figure at "
+        "100,000 callers is the per-caller cost); the RDB file after a `SAVE`. mem0: the "
+        "bytes of its store folder and of its history database after the "
         "seeding, over the callers (mem0 expires nothing).",
         f"- Cold start: {opts.cold_runs} fresh processes per setup, median; from the parent's "
         "spawn to the first caller loaded (interpreter start, imports, opening the store "

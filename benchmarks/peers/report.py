@@ -67,6 +67,8 @@ class Results:
     writes: list[Timed] = field(default_factory=list)
     footprints: list[Footprint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    others: tuple[float, float] | None = None
+    """Cores used by other processes and stolen by the host, over the timed loop."""
 
 
 def times(slower: float, faster: float) -> float:
@@ -74,6 +76,19 @@ def times(slower: float, faster: float) -> float:
     if faster != faster or slower != slower or faster <= 0:
         return float("nan")
     return slower / faster
+
+
+def load_warning(others: tuple[float, float] | None) -> list[str]:
+    """A warning above the tables when other work shared the CPU during the timed loop."""
+    if others is None or others[0] + others[1] < 0.2:
+        return []
+    return [
+        f"> **Other processes shared the CPU during the timed loop** ({others[0]:.2f} cores on "
+        f"average, {others[1]:.2f} stolen): every time here, medians included, is longer than "
+        "on an idle machine, on both sides; the ratios, measured in the same loop, are the "
+        "comparable part.",
+        "",
+    ]
 
 
 def yes(met: bool) -> str:
@@ -144,6 +159,7 @@ def render(results: Results) -> str:
         "",
         "### Machine",
         "",
+        *load_warning(results.others),
         "| | |",
         "|---|---|",
         *results.machine,
