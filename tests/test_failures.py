@@ -107,6 +107,29 @@ async def test_slow_redis_at_call_start_greets_on_time_without_splitting_the_cal
     await store.disconnect()
 
 
+async def test_an_invalid_number_in_e164_is_refused_whether_redis_answers_or_not(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # The number as given is looked up while it is checked: the check still decides, when
+    # Redis answers and when it is silent past the budget.
+    store = RedisMemoryStore(_config(server, tmp_path, lookup_timeout_ms=200))
+    manager = SessionManager(store)
+    ctx = await manager.start_session(session_id="bad-1", phone_number="+10000000000")
+    assert ctx.status == "invalid_number" and ctx.user_id is None
+    await manager.end_session("bad-1")
+    server.pause()
+    try:
+        ctx = await manager.start_session(session_id="bad-2", phone_number="+10000000000")
+        assert ctx.status == "invalid_number" and ctx.user_id is None
+        ctx = await manager.start_session(session_id="bad-3", phone_number=PHONE)
+        assert ctx.status == "timeout"
+    finally:
+        server.resume()
+    await manager.end_session("bad-2")
+    await manager.end_session("bad-3")
+    await store.disconnect()
+
+
 async def test_redis_down_at_hang_up_keeps_the_call_in_the_outbox_until_it_is_back(
     server: TestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
