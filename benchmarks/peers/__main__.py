@@ -173,30 +173,35 @@ async def run(opts: Options, command: str) -> Any:
             def pick() -> Any:
                 return by_number[rng.choice(numbers)]
 
-            async def bare_get() -> None:
-                key = store.keys.phone(pick().phone_hash)
-                t0 = time.perf_counter_ns()
-                value = await store.client.get(key)
-                loads["get"].dist.samples.append(time.perf_counter_ns() - t0)
-                loads["get"].checked += 1
-                loads["get"].wrong += value is None
+            def bare_get(timed: Timed) -> Callable[[], Awaitable[None]]:
+                async def op() -> None:
+                    key = store.keys.phone(pick().phone_hash)
+                    t0 = time.perf_counter_ns()
+                    value = await store.client.get(key)
+                    timed.dist.samples.append(time.perf_counter_ns() - t0)
+                    timed.checked += 1
+                    timed.wrong += value is None
 
-            async def start_session() -> None:
-                session_id = f"peers-{next(sessions)}"
-                number = rng.choice(numbers)
-                t0 = time.perf_counter_ns()
-                context = await manager.start_session(session_id=session_id, phone_number=number)
-                elapsed = time.perf_counter_ns() - t0
-                loads["start"].dist.samples.append(elapsed)
-                profile = context.profile
-                loads["start"].checked += 1
-                loads["start"].wrong += profile is None or len(profile.calls) != kept
-                manager.dont_remember(session_id)
-                await manager.end_session(session_id)
+                return op
 
-            def get_all(setup: str) -> Callable[[], Awaitable[None]]:
-                timed = loads[f"all-{setup}"]
+            def start_session(timed: Timed) -> Callable[[], Awaitable[None]]:
+                async def op() -> None:
+                    session_id = f"peers-{next(sessions)}"
+                    number = rng.choice(numbers)
+                    t0 = time.perf_counter_ns()
+                    context = await manager.start_session(
+                        session_id=session_id, phone_number=number
+                    )
+                    timed.dist.samples.append(time.perf_counter_ns() - t0)
+                    profile = context.profile
+                    timed.checked += 1
+                    timed.wrong += profile is None or len(profile.calls) != kept
+                    manager.dont_remember(session_id)  # the call is dropped off the clock
+                    await manager.end_session(session_id)
 
+                return op
+
+            def get_all(setup: str, timed: Timed) -> Callable[[], Awaitable[None]]:
                 async def op() -> None:
                     uid = pick().user_id
                     t0 = time.perf_counter_ns()
@@ -223,8 +228,8 @@ async def run(opts: Options, command: str) -> Any:
 
                 return op
 
-            ops: list[Callable[[], Awaitable[None]]] = [bare_get, start_session]
-            ops += [get_all(s) for s in mem0_side.SETUPS]
+            ops = [bare_get(loads["get"]), start_session(loads["start"])]
+            ops += [get_all(s, loads[f"all-{s}"]) for s in mem0_side.SETUPS]
             ops += [search(s) for s in mem0_side.SETUPS]
 
             log(f"call-start loads and searches: {opts.rounds} rounds, interleaved")
@@ -239,6 +244,28 @@ async def run(opts: Options, command: str) -> Any:
                         for timed in [*loads.values(), *searches.values()]:
                             timed.dist.samples.clear()
                             timed.checked = timed.wrong = 0
+            # Back to back: each operation on its own, one call after another (the pace of a
+            # busy worker, and the way the issue first measured them); fewer of the slow ones.
+            b2b: list[Timed] = []
+            series = [
+                ("plugin", "bare `GET` of the phone key (reference)", bare_get, None, 10),
+                ("plugin", "`start_session`, whole call start", start_session, None, 10),
+                *(("mem0 + " + s, "`get_all`", None, s, 1) for s in mem0_side.SETUPS),
+            ]
+            for setup_name, operation, plugin_op, mem0_setup, scale in series:
+                timed = Timed(setup_name, operation, Dist())
+                op = plugin_op(timed) if plugin_op is not None else get_all(str(mem0_setup), timed)
+                count = opts.rounds * scale
+                if mem0_setup == mem0_side.DEFAULT:
+                    count = max(1, opts.rounds // 3)  # ~0.1 s a call
+                log(f"  back to back: {setup_name} {operation}, {count}")
+                with quiet_gc():
+                    for i in range(opts.warmup + count):
+                        await op()
+                        if i + 1 == opts.warmup:
+                            timed.dist.samples.clear()
+                            timed.checked = timed.wrong = 0
+                b2b.append(timed)
             others = others_cpu(cpu_start, cpu_sample(server.pid))
             load_end = os.getloadavg()[0]
 
@@ -380,6 +407,7 @@ async def run(opts: Options, command: str) -> Any:
         ),
         machine=rows,
         loads=[start_timed, *loads_list],
+        back_to_back=[b2b[1], b2b[0], *b2b[2:]],
         searches=list(searches.values()),
         writes=list(writes.values()),
         footprints=footprints,
@@ -444,7 +472,10 @@ def notes(opts: Options, in_process_rss: int) -> list[str]:
         "sends it: normalize, keyed hash, lookup, decode, context); the call is then dropped "
         "off the clock. mem0's is `get_all(filters={'user_id': ...}, top_k=100)`, which "
         "returns the caller's memories; an answer counts as complete when it holds all of "
-        "them (the plugin's: a profile with every kept call).",
+        "them (the plugin's: a profile with every kept call). Back to back: each operation "
+        f"alone, one call after another: {opts.rounds * 10} calls for the plugin's, "
+        f"{opts.rounds} for chroma, {max(1, opts.rounds // 3)} for qdrant (about 0.1 s "
+        "each), after the same warm-up.",
         f"- End-of-call write: {opts.writes} calls after the warm-up, a random returning "
         "caller each; the plugin's `save_call` of a 10-turn record and a summary (the lookup "
         "that gives it its base is off the clock), mem0's `add` of the summary (one "

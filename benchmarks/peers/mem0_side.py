@@ -17,6 +17,8 @@ from ..bench.data import Caller
 
 SETUPS = ("qdrant", "chroma")
 """The vector stores measured; qdrant first, as mem0's default."""
+DEFAULT = "qdrant"
+"""mem0's default vector store."""
 COLLECTION = "callers"
 DIMS = 384  # all-MiniLM-L6-v2
 TOP_K = 100
