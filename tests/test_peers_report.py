@@ -22,8 +22,8 @@ from benchmarks.peers.report import (
 MS = 1_000_000
 
 
-def timed(setup: str, p50_ms: float, *, wrong: int = 0) -> Timed:
-    return Timed(setup, "load", Dist([int(p50_ms * MS)] * 9), checked=9, wrong=wrong)
+def timed(setup: str, p50_ms: float, *, wrong: int = 0, operation: str = "load") -> Timed:
+    return Timed(setup, operation, Dist([int(p50_ms * MS)] * 9), checked=9, wrong=wrong)
 
 
 def results(plugin_ms: float, qdrant_ms: float, chroma_ms: float) -> Results:
@@ -60,6 +60,22 @@ def test_render_has_the_tables_between_the_markers() -> None:
     assert section.startswith(BEGIN) and section.rstrip().endswith(END)
     assert "| mem0 + chroma | load | 9 | 1.500 |" in section
     assert "❌ missed" in section and "✅ met" in section  # 5× chroma, 200× qdrant
+
+
+def test_render_judges_both_pacings_and_explains_the_gap() -> None:
+    run = results(0.6, 60.0, 3.0)
+    run.loads[0] = timed("plugin", 0.6, operation="`start_session`")
+    run.loads.insert(1, timed("plugin", 0.4, operation="bare `GET`"))
+    run.back_to_back = [
+        timed("plugin", 0.2, operation="`start_session`"),
+        timed("plugin", 0.1, operation="bare `GET`"),
+        timed("mem0 + qdrant", 55.0),
+        timed("mem0 + chroma", 2.5),
+    ]
+    section = render(run)
+    assert "p50, interleaved | 5.0× against mem0 + chroma" in section
+    assert "p50, back to back | 12.5× against mem0 + chroma" in section
+    assert "A bare `GET` takes 0.400 ms at p50 interleaved and 0.100 ms back to back" in section
 
 
 def test_write_section_appends_once_then_rewrites_only_its_own_part(tmp_path: Path) -> None:
