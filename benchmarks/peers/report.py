@@ -148,7 +148,6 @@ def pacing_note(interleaved: list[Timed], back_to_back: list[Timed]) -> list[str
         "scheduled again (probably with colder CPU caches too). mem0's local stores run inside the "
         "calling process and pay no such wake-up, so the interleaved ratios are the "
         "smaller ones; a worker whose calls arrive now and then sees the interleaved numbers.",
-        "",
     ]
 
 
