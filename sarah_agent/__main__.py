@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from livekit.plugins.caller_memory import CallerMemoryError
+from livekit.plugins.caller_memory.exceptions import error_line
 from livekit.plugins.caller_memory.log import logger
 from livekit.plugins.caller_memory.server import resolve_default_redis
 
@@ -233,24 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         # A setting or a file to fix: say which, in one line; -v adds the traceback.
         if verbose:
             traceback.print_exc()
-        print(f"❌ sarah {command}: {_one_line(e)}", file=sys.stderr)
+        print(f"❌ sarah {command}: {error_line(e)}", file=sys.stderr)
         return 1
     except Exception as e:
         if verbose:
             raise
         print(
-            f"❌ sarah {command}: unexpected {type(e).__name__}: {_one_line(e)} "
+            f"❌ sarah {command}: unexpected {type(e).__name__}: {error_line(e)} "
             "(run with -v for the traceback)",
             file=sys.stderr,
         )
         return 1
-
-
-def _one_line(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.filename is not None:
-        return f"{error.filename}: {error.strerror or type(error).__name__}"
-    text = " ".join(str(error).split())
-    return text[:600] or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from typing import Any
 from .calls import SessionManager
 from .config import RedisConfig
 from .console import main as console_main
-from .exceptions import CallerMemoryError, StoreUnavailableError
+from .exceptions import CallerMemoryError, StoreUnavailableError, error_line
 from .log import logger
 from .outbox import Outbox
 from .progress import on_terminal, progress
@@ -309,13 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CallerMemoryError, OSError) as e:
         if verbose:
             traceback.print_exc()
-        print(f"❌ {_one_line(e)}", file=sys.stderr)
+        print(f"❌ {error_line(e)}", file=sys.stderr)
         return 1
     except Exception as e:
         if verbose:
             raise
         print(
-            f"❌ unexpected {type(e).__name__}: {_one_line(e)} (run with -v for the traceback)",
+            f"❌ unexpected {type(e).__name__}: {error_line(e)} (run with -v for the traceback)",
             file=sys.stderr,
         )
         return 1
@@ -340,12 +340,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "export":
         return asyncio.run(_export(config, _number(args.number)))
     return 2
-
-
-def _one_line(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.filename is not None:
-        return f"{error.filename}: {error.strerror or type(error).__name__}"
-    return " ".join(str(error).split())[:600] or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ __all__ = [
     "InvalidPhoneNumberError",
     "StoreUnavailableError",
     "WithheldNumberError",
+    "error_line",
 ]
 
 
@@ -34,3 +35,14 @@ class CallerErasedError(CallerMemoryError):
 
 class StoreUnavailableError(CallerMemoryError):
     """The memory store cannot be reached; the message carries the troubleshooting hint."""
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line for a terminal: a file error names its file, any other gives its
+    message with the whitespace folded (at most 600 characters), or its type when it has none.
+
+    Both command-line tools (``caller-memory`` and Sarah's ``sarah``) print errors this way.
+    """
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or type(error).__name__}"
+    return " ".join(str(error).split())[:600] or type(error).__name__
