@@ -435,27 +435,25 @@ class SessionManager:
                     # Not asked yet, or unknown as given: the full lookup (it mints a new
                     # caller's id, or finds one under a previous secret).
                     lookup = await self._store.lookup(phone_hash, previous=previous, create=create)
-        except WithheldNumberError:
-            return None, [], None, "no_number"
-        except InvalidPhoneNumberError as e:
-            logger.warning("caller number unusable, call goes on without memory: %s", e)
-            return None, [], None, "invalid_number"
-        except TimeoutError:
-            try:  # over the budget while Redis answered: the number's check counts first
+        except Exception as e:
+            # The number's own problem decides first (also when it surfaced as the store's
+            # failure or the budget running out while Redis answered), then the store's.
+            try:
                 phone_hash, previous = hashes()
             except WithheldNumberError:
                 return None, [], None, "no_number"
-            except InvalidPhoneNumberError as e:
-                logger.warning("caller number unusable, call goes on without memory: %s", e)
+            except InvalidPhoneNumberError as bad:
+                logger.warning("caller number unusable, call goes on without memory: %s", bad)
                 return None, [], None, "invalid_number"
             except Exception:
-                pass
-            logger.warning(
-                "caller lookup over its budget, greeting as a new caller",
-                extra={"budget_ms": self._config.lookup_timeout_ms},
-            )
-            return phone_hash, previous, None, "timeout"
-        except Exception as e:  # the store is down, or worse: the call goes on
+                pass  # the check itself failed: reported below as the lookup's failure
+            if isinstance(e, TimeoutError):
+                logger.warning(
+                    "caller lookup over its budget, greeting as a new caller",
+                    extra={"budget_ms": self._config.lookup_timeout_ms},
+                )
+                return phone_hash, previous, None, "timeout"
+            # The store is down, or worse: the call goes on.
             logger.warning(
                 "caller lookup failed (%s), greeting as a new caller",
                 diagnose(e, self._config).reason,
