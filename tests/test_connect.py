@@ -16,22 +16,14 @@ from livekit.plugins.caller_memory import (
 from livekit.plugins.caller_memory.server import open_store
 
 from .conftest import TEST_SECRET
-from .support.servers import TestServer
-
-
-def _closed_port() -> int:
-    server = TestServer(appendonly=False)
-    server.start()
-    port = server.port
-    server.stop()
-    return port
+from .support.servers import closed_port
 
 
 async def test_nothing_configured_starts_a_private_server_that_keeps_memory(
     tmp_path: Path,
 ) -> None:
     # Nothing named, and nothing answers where the guide's default would be.
-    config = RedisConfig(port=_closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
+    config = RedisConfig(port=closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
     assert not config.is_explicit
 
     store = await open_store(config)
@@ -49,7 +41,7 @@ async def test_an_explicit_redis_that_is_down_is_never_swapped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = RedisConfig(
-        host="127.0.0.1", port=_closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET
+        host="127.0.0.1", port=closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET
     )
     with caplog.at_level(logging.ERROR, logger="livekit.plugins.caller_memory"):
         store = await open_store(config)
@@ -85,7 +77,7 @@ async def test_persistence_off_gives_the_in_process_store(tmp_path: Path) -> Non
 async def test_no_redis_anywhere_and_no_binary_still_lets_calls_go_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = RedisConfig(port=_closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
+    config = RedisConfig(port=closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
     monkeypatch.setenv("MEMORY_REDIS_SERVER_BIN", str(tmp_path / "no-such-server"))
     with caplog.at_level(logging.ERROR, logger="livekit.plugins.caller_memory"):
         store = await open_store(config)

@@ -15,7 +15,7 @@ import pytest
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
 
 from .conftest import TEST_SECRET
-from .support.servers import TestServer
+from .support.servers import TestServer, closed_port
 
 # The guide's two entry points in one process: a store of its own, then the session manager
 # (which opens another store), as the README's script does.
@@ -48,14 +48,6 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _closed_port() -> int:
-    server = TestServer(appendonly=False)
-    server.start()
-    port = server.port
-    server.stop()
-    return port
-
-
 def _lines(stderr: str, needle: str) -> list[str]:
     return [line for line in stderr.splitlines() if needle in line]
 
@@ -85,7 +77,7 @@ def test_the_private_server_is_announced_once_even_when_restarted(tmp_path: Path
     # stopped it; it comes back on the same port, and is announced once.
     out = subprocess.run(
         [sys.executable, "-c", _GUIDE],
-        env=_env(REDIS_PORT=str(_closed_port()), MEMORY_DATA_DIR=str(tmp_path)),
+        env=_env(REDIS_PORT=str(closed_port()), MEMORY_DATA_DIR=str(tmp_path)),
         cwd=tmp_path,
         capture_output=True,
         text=True,

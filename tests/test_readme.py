@@ -35,7 +35,7 @@ from livekit.plugins.caller_memory.exceptions import ConfigError
 from livekit.plugins.caller_memory.secret import DEV_SECRET_WARNING, MIN_LENGTH, weakness
 
 from .conftest import process_gone
-from .support.servers import TestServer
+from .support.servers import TestServer, closed_port
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -120,14 +120,6 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _closed_port() -> int:
-    server = TestServer(appendonly=False)
-    server.start()
-    port = server.port
-    server.stop()
-    return port
-
-
 def _run(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
@@ -156,7 +148,7 @@ def test_runnable_blocks_run_against_a_private_redis(
     if "nothing-configured" in options:
         # Nothing named, and the port the guide's default would try is closed: never the
         # shared Redis on 6379.
-        env = _clean_env(REDIS_PORT=str(_closed_port()), MEMORY_DATA_DIR=str(tmp_path / "data"))
+        env = _clean_env(REDIS_PORT=str(closed_port()), MEMORY_DATA_DIR=str(tmp_path / "data"))
     else:
         env = _clean_env(
             REDIS_URL=redis_server.url,
@@ -201,7 +193,7 @@ def test_file_blocks_are_the_files_and_build_their_agent_server(
         print(server._agent_name)
         """
     )
-    env = _clean_env(REDIS_PORT=str(_closed_port()), MEMORY_DATA_DIR=str(tmp_path / "data"))
+    env = _clean_env(REDIS_PORT=str(closed_port()), MEMORY_DATA_DIR=str(tmp_path / "data"))
     out = _run([sys.executable, "-c", probe], env, tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "my-agent"

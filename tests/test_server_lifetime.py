@@ -26,7 +26,7 @@ from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
 from livekit.plugins.caller_memory.server.connect import ensure_local_redis, open_store
 
 from .conftest import TEST_SECRET, process_gone
-from .support.servers import TestServer
+from .support.servers import closed_port
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's"
@@ -133,14 +133,6 @@ _STORE_IN_A_THREAD = """
 """
 
 
-def _closed_port() -> int:
-    server = TestServer(appendonly=False)
-    server.start()
-    port = server.port
-    server.stop()
-    return port
-
-
 @linux_only
 def test_a_server_started_from_a_thread_dies_with_its_sigkilled_process(
     tmp_path: Path, servers_to_reap: Reaper
@@ -161,7 +153,7 @@ def test_the_private_server_a_store_starts_in_a_worker_thread_dies_with_its_proc
     tmp_path: Path, servers_to_reap: Reaper
 ) -> None:
     script = _STORE_IN_A_THREAD.format(
-        closed_port=_closed_port(), data_dir=str(tmp_path), secret=TEST_SECRET
+        closed_port=closed_port(), data_dir=str(tmp_path), secret=TEST_SECRET
     )
     child = Child(script, tmp_path)
     servers_to_reap.add(child.server_pid)
@@ -251,7 +243,7 @@ def test_a_server_whose_starter_runs_is_reused_and_stays_its_starters(
 
     # A store of this process says, at INFO, whose server it uses.
     caplog.clear()
-    config = RedisConfig(port=_closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
+    config = RedisConfig(port=closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
     with caplog.at_level(logging.INFO, logger="livekit.plugins.caller_memory"):
         asyncio.run(_open_and_close(config))
     said = [r for r in caplog.records if "caller memory uses" in r.getMessage()]
@@ -298,7 +290,7 @@ def test_a_server_with_no_owner_record_and_init_for_a_parent_is_stale(
 async def test_a_store_with_nothing_configured_connects_to_the_private_server(
     tmp_path: Path,
 ) -> None:
-    config = RedisConfig(port=_closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
+    config = RedisConfig(port=closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET)
     assert not config.is_explicit
     store = RedisMemoryStore(config)
     assert await store.connect(), "the guide's store.connect() works with nothing configured"
@@ -318,7 +310,7 @@ async def test_a_store_with_the_private_server_turned_off_says_why_it_cannot_con
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = RedisConfig(
-        port=_closed_port(),
+        port=closed_port(),
         data_dir=tmp_path,
         phone_hash_secret=TEST_SECRET,
         embedded_redis=False,
@@ -332,7 +324,7 @@ async def test_a_store_with_the_private_server_turned_off_says_why_it_cannot_con
 
 async def test_a_named_redis_is_never_swapped_by_connect(tmp_path: Path) -> None:
     config = RedisConfig(
-        host="127.0.0.1", port=_closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET
+        host="127.0.0.1", port=closed_port(), data_dir=tmp_path, phone_hash_secret=TEST_SECRET
     )
     store = RedisMemoryStore(config)
     assert not await store.connect()

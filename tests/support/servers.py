@@ -24,7 +24,7 @@ from livekit.plugins.caller_memory.server import (
     find_server_binary,
 )
 
-__all__ = ["TestServer", "make_self_signed_cert", "supports_tls", "tls_args"]
+__all__ = ["TestServer", "closed_port", "make_self_signed_cert", "supports_tls", "tls_args"]
 
 
 class TestServer(EmbeddedRedis):
@@ -149,6 +149,15 @@ subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid, issuer
 """
+
+
+def closed_port() -> int:
+    """A loopback port where a server listened a moment ago and nothing listens now."""
+    server = TestServer(appendonly=False)
+    server.start()
+    port = server.port
+    server.stop()
+    return port
 
 
 def _openssl(openssl: str, args: Sequence[str], cwd: Path) -> None:
