@@ -18,16 +18,20 @@ from pydantic import (
 )
 
 __all__ = [
+    "MAX_TURNS",
+    "MAX_TURN_CHARS",
+    "NAME_LABEL",
     "SCHEMA_VERSION",
     "CallSummary",
     "CallerProfile",
+    "Fact",
+    "FactOp",
+    "FactStatus",
     "JournalHeader",
     "OutboxEntry",
     "PastCall",
     "SessionRecord",
     "Turn",
-    "MAX_TURNS",
-    "MAX_TURN_CHARS",
     "clean_text",
     "keep_ends",
     "migrate_profile",
@@ -35,19 +39,25 @@ __all__ = [
     "utcnow",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: facts with evidence (0.2); 1: name, preferences and follow-ups (0.1)."""
 
 # Caps that keep a profile small (the memory budget) and keep what reaches the LLM bounded.
 MAX_NAME = 60
 MAX_SUMMARY = 600
-MAX_PREFERENCES = 20
-MAX_PREF_KEY = 40
-MAX_PREF_VALUE = 160
-MAX_FOLLOW_UPS = 5
-MAX_FOLLOW_UP = 160
+MAX_LABEL = 40
+MAX_VALUE = 160
+MAX_EVIDENCE = 200
+MAX_OPS = 12
+"""Operations one call may bring: a call that states more is cut, not refused."""
+MAX_CURRENT_FACTS = 30
+MAX_PAST_FACTS = 10
+"""Replaced and withdrawn facts kept for the operator (never shown to the agent)."""
 MAX_TURNS = 400
 """Turns kept per call; a runaway call keeps its first and last turns."""
 MAX_TURN_CHARS = 4_000
+NAME_LABEL = "name"
+"""The label of the caller's own name: a fact like the others."""
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -90,9 +100,6 @@ def to_json(model: BaseModel, **options: Any) -> str:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-_NAME = re.compile(r"[^\W\d_]+(?:[ '’.-]{1,2}[^\W\d_]+){0,3}\.?")
-
-
 def utcnow() -> datetime:
     """The current time, timezone-aware, to the second (stored times carry no microseconds)."""
     return datetime.now(timezone.utc).replace(microsecond=0)
@@ -112,19 +119,17 @@ def _clip(limit: int) -> BeforeValidator:
 
 
 # What an LLM writes is clipped to size (a summary request is never refused for length)...
-Name = Annotated[str, _clip(MAX_NAME)]
 SummaryText = Annotated[str, _clip(MAX_SUMMARY)]
-FollowUp = Annotated[str, _clip(MAX_FOLLOW_UP)]
+Label = Annotated[str, _clip(MAX_LABEL)]
+Value = Annotated[str, _clip(MAX_VALUE)]
+Evidence = Annotated[str, _clip(MAX_EVIDENCE)]
 # ...and what is read back from Redis was clipped when it was written: there, the same limits
 # are checked natively by pydantic-core (a value past them is not ours, and is set aside),
 # which reads a profile in half the time of Python validators.
-StoredName = Annotated[str, StringConstraints(max_length=MAX_NAME)]
 StoredSummary = Annotated[str, StringConstraints(max_length=MAX_SUMMARY)]
-StoredFollowUp = Annotated[str, StringConstraints(max_length=MAX_FOLLOW_UP)]
-StoredPreferences = dict[
-    Annotated[str, StringConstraints(max_length=MAX_PREF_KEY)],
-    Annotated[str, StringConstraints(max_length=MAX_PREF_VALUE)],
-]
+StoredLabel = Annotated[str, StringConstraints(max_length=MAX_LABEL)]
+StoredValue = Annotated[str, StringConstraints(max_length=MAX_VALUE)]
+StoredEvidence = Annotated[str, StringConstraints(max_length=MAX_EVIDENCE)]
 
 
 class _Model(BaseModel):
@@ -138,23 +143,95 @@ class Turn(_Model):
     text: str
 
 
-class CallSummary(_Model):
-    """What one call taught us about the caller, as the summarizer returns it.
+FactStatus = Literal["current", "replaced", "withdrawn"]
+
+
+class Fact(_Model):
+    """One thing remembered about a caller, backed by their own words.
 
     Attributes:
-        summary: A few sentences on what the call was about.
-        caller_name: The name the caller gave, if they gave one.
-        preferences: Preferences stated or corrected in this call (``{"drink": "tea"}``); an
-            empty value removes a preference the caller withdrew.
-        follow_ups: Everything still open after this call (replaces the earlier list).
-        source: ``"llm"``, or ``"fallback"`` when no LLM summary could be had and the summary
-            was built from the transcript instead.
+        id: The fact's number in this caller's memory (never reused).
+        label: What the fact is about, in a few words chosen by the model ("vehicle",
+            "appointment", "allergy"); :data:`NAME_LABEL` for the caller's own name.
+        value: The fact itself, in a few words.
+        evidence: The caller's words that state it, verbatim from one of their turns ("" only
+            for a fact converted from a profile of version 0.1, which kept no evidence).
+        said_at: When it was first said.
+        confirmed_at: When a later call last said it again (None: never since).
+        status: ``current``; ``replaced`` by a newer value; ``withdrawn`` by the caller.
+        verified: The call that said it was verified (an unverified call may have been
+            someone else on a spoofed number).
+    """
+
+    id: int
+    label: StoredLabel
+    value: StoredValue
+    evidence: StoredEvidence = ""
+    said_at: datetime
+    confirmed_at: datetime | None = None
+    status: FactStatus = "current"
+    verified: bool = True
+
+    @property
+    def current(self) -> bool:
+        """True when the fact still holds (neither replaced nor withdrawn)."""
+        return self.status == "current"
+
+    @property
+    def last_said(self) -> datetime:
+        """When the caller last said it."""
+        return self.confirmed_at or self.said_at
+
+
+class FactOp(_Model):
+    """One change a call makes to a caller's facts, as the summarizer checked it.
+
+    Attributes:
+        op: ``add`` a fact, ``update`` one to a new value, or ``withdraw`` one.
+        id: The remembered fact updated or withdrawn (0 for an add, or when the model named
+            the fact by its label only).
+        label: What the fact is about (for an update or a withdrawal, a hint when the id is
+            missing or wrong).
+        value: The fact's value ("" for a withdrawal).
+        evidence: The caller's own words behind the change, verbatim from one of their turns.
+    """
+
+    op: Literal["add", "update", "withdraw"]
+    id: int = 0
+    label: Label = ""
+    value: Value = ""
+    evidence: Evidence = ""
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _plain_label(cls, value: object) -> object:
+        return " ".join(value.split()).lower() if isinstance(value, str) else value
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _lenient_id(cls, value: object) -> object:
+        # Models write ids as "3", "#3", "f3", null: whatever it is, a number or 0.
+        if value is None or isinstance(value, bool):
+            return 0
+        if isinstance(value, str):
+            digits = re.sub(r"\D", "", value)[:9]
+            return int(digits) if digits else 0
+        return value
+
+
+class CallSummary(_Model):
+    """What one call taught us about the caller, checked against the call's own words.
+
+    Attributes:
+        summary: One or two sentences on what the call was about.
+        ops: The changes to the caller's facts, each backed by the caller's words (checked
+            by :mod:`.memory.checks` before it gets here).
+        source: ``"llm"``, or ``"fallback"`` when no LLM summary could be had (or none of it
+            passed the checks) and the caller's own salient lines were kept instead.
     """
 
     summary: SummaryText = ""
-    caller_name: Name | None = None
-    preferences: dict[str, str] = Field(default_factory=dict)
-    follow_ups: list[FollowUp] = Field(default_factory=list)
+    ops: list[FactOp] = Field(default_factory=list)
     source: Literal["llm", "fallback"] = "llm"
 
     @model_validator(mode="before")
@@ -164,31 +241,18 @@ class CallSummary(_Model):
         # the door, so that the profile it is merged into can always be stored.
         return _clean_deep(data) if isinstance(data, dict) else data
 
-    @field_validator("caller_name")
+    @field_validator("ops", mode="before")
     @classmethod
-    def _plain_name(cls, value: str | None) -> str | None:
-        # A name is a few words of letters. Anything else (markup, digits, a sentence) is
-        # not a name: it could carry instructions into a later call's prompt.
-        if value and _NAME.fullmatch(value):
-            return value
-        return None
+    def _bounded_ops(cls, value: object) -> object:
+        return value[:MAX_OPS] if isinstance(value, list) else value
 
-    @field_validator("preferences", mode="before")
-    @classmethod
-    def _clip_preferences(cls, value: object) -> object:
-        if not isinstance(value, dict):
-            return value
-        clipped: dict[str, str] = {}
-        for k, v in list(value.items())[:MAX_PREFERENCES]:
-            key = " ".join(str(k).split())[:MAX_PREF_KEY].lower()
-            if key:
-                clipped[key] = "" if v is None else " ".join(str(v).split())[:MAX_PREF_VALUE]
-        return clipped
-
-    @field_validator("follow_ups")
-    @classmethod
-    def _clip_follow_ups(cls, value: list[str]) -> list[str]:
-        return [item for item in value if item][:MAX_FOLLOW_UPS]
+    @property
+    def caller_name(self) -> str | None:
+        """The name the caller gave in this call, if any."""
+        return next(
+            (op.value for op in self.ops if op.op != "withdraw" and op.label == NAME_LABEL),
+            None,
+        )
 
 
 class PastCall(_Model):
@@ -206,13 +270,13 @@ class CallerProfile(_Model):
     """Everything remembered about one caller (``{prefix}:user:{id}:profile``).
 
     The profile never holds the phone number: the caller is found through the keyed hash.
+    What changes it is :func:`.memory.merge_call`.
     """
 
     v: int = SCHEMA_VERSION
     user_id: str
-    name: StoredName | None = None
-    preferences: StoredPreferences = Field(default_factory=dict)
-    follow_ups: list[StoredFollowUp] = Field(default_factory=list)
+    facts: list[Fact] = Field(default_factory=list)
+    """Current facts and the last few replaced or withdrawn ones, oldest first."""
     calls: list[PastCall] = Field(default_factory=list)
     """The most recent calls, oldest first, bounded by ``MEMORY_MAX_SUMMARIES``."""
     call_count: int = 0
@@ -222,6 +286,18 @@ class CallerProfile(_Model):
     """When the caller agreed to be remembered (kept when ``MEMORY_CONSENT_REQUIRED``)."""
 
     @property
+    def current_facts(self) -> list[Fact]:
+        """The facts that still hold, newest said first."""
+        return sorted((f for f in self.facts if f.current), key=_newest_first)
+
+    @property
+    def name(self) -> str | None:
+        """The caller's name, as they last gave it (a verified one before an unverified one)."""
+        names = [f for f in self.current_facts if f.label == NAME_LABEL]
+        best = next((f for f in names if f.verified), names[0] if names else None)
+        return best.value if best else None
+
+    @property
     def last_summary(self) -> str | None:
         """The summary of the most recent call, if any."""
         return self.calls[-1].summary if self.calls else None
@@ -229,81 +305,17 @@ class CallerProfile(_Model):
     @property
     def first_name(self) -> str | None:
         """The first word of the caller's name: all an unverified caller is greeted with."""
-        return self.name.split()[0] if self.name else None
+        name = self.name
+        return name.split()[0] if name else None
 
     @property
     def is_established(self) -> bool:
         """True once the profile holds what a call taught (a spoofer must not overwrite it)."""
         return self.call_count > 0
 
-    def merged(
-        self,
-        summary: CallSummary,
-        *,
-        session_id: str,
-        ended_at: datetime,
-        max_summaries: int,
-        consented: bool = False,
-        verified: bool = True,
-    ) -> CallerProfile:
-        """Return the profile with one more call folded in.
 
-        A verified call (or any call of a caller with no memory yet): preferences accumulate,
-        a value restated replaces the old one and an empty value removes it; follow-ups are
-        replaced by the call's list; the name is the one given.
-
-        An unverified call of a caller already remembered (caller id can be spoofed) only adds:
-        a name where there was none, preferences not stated before, follow-ups not listed yet,
-        and the call itself, marked unverified. It overwrites and removes nothing.
-
-        Merging the same session twice is a no-op, which makes a replayed save harmless.
-        """
-        if any(call.session_id == session_id for call in self.calls):
-            return self
-        trusted = verified or not self.is_established
-        preferences = dict(self.preferences)
-        for key, value in summary.preferences.items():
-            if not trusted and key in preferences:
-                continue
-            if value:
-                preferences[key] = value
-            elif trusted:
-                preferences.pop(key, None)
-        if len(preferences) > MAX_PREFERENCES:
-            preferences = dict(list(preferences.items())[-MAX_PREFERENCES:])
-        follow_ups = self.follow_ups
-        if not trusted:
-            follow_ups = [
-                *self.follow_ups,
-                *(f for f in summary.follow_ups if f not in self.follow_ups),
-            ]
-        elif summary.source == "llm":  # a fallback summary cannot know what was resolved
-            follow_ups = list(summary.follow_ups)
-        calls = [
-            *self.calls,
-            PastCall(
-                session_id=session_id,
-                at=ended_at,
-                summary=summary.summary,
-                source=summary.source,
-                verified=verified,
-            ),
-        ][-max_summaries:]
-        return self.model_copy(
-            update={
-                "v": SCHEMA_VERSION,
-                "name": (summary.caller_name or self.name)
-                if trusted
-                else self.name or summary.caller_name,
-                "preferences": preferences,
-                "follow_ups": follow_ups[:MAX_FOLLOW_UPS],
-                "calls": calls,
-                "call_count": self.call_count + 1,
-                "first_call_at": self.first_call_at or ended_at,
-                "last_call_at": max(ended_at, self.last_call_at or ended_at),
-                "consented_at": self.consented_at or (ended_at if consented else None),
-            }
-        )
+def _newest_first(fact: Fact) -> tuple[float, int]:
+    return (-fact.last_said.timestamp(), -fact.id)
 
 
 class SessionRecord(_Model):
@@ -352,20 +364,12 @@ def migrate_profile(data: Any) -> Any:
 
     Version 0 is the layout of the original guide's store: no ``v``, a single ``last_summary``
     and ``last_call`` / ``created_at`` times, ``preferences`` possibly a list of notes.
+    Version 1 (0.1.x) kept a name, preferences and open follow-ups: each becomes a current
+    fact, said when the caller last called, with no evidence (0.1 kept none).
     """
     if not isinstance(data, dict) or data.get("v", 0) >= SCHEMA_VERSION:
         return data
     migrated = dict(data)
-    preferences = migrated.get("preferences")
-    if isinstance(preferences, list):
-        preferences = {f"note_{i + 1}": str(p) for i, p in enumerate(preferences)}
-    if isinstance(preferences, dict):  # the guide set no limits: clip to ours
-        migrated["preferences"] = {
-            _clipped(str(k), MAX_PREF_KEY): _clipped(str(v), MAX_PREF_VALUE)
-            for k, v in list(preferences.items())[-MAX_PREFERENCES:]
-        }
-    if isinstance(migrated.get("name"), str):
-        migrated["name"] = _clipped(migrated["name"], MAX_NAME)
     last_call = migrated.pop("last_call", None) or migrated.get("last_call_at")
     first_call = migrated.pop("created_at", None) or migrated.get("first_call_at")
     last_summary = migrated.pop("last_summary", None)
@@ -377,6 +381,29 @@ def migrate_profile(data: Any) -> Any:
                 "summary": _clipped(str(last_summary), MAX_SUMMARY),
             }
         ]
+    said_at = last_call or first_call or utcnow()
+    facts: list[tuple[str, object]] = []
+    if isinstance(migrated.get("name"), str):
+        facts.append((NAME_LABEL, migrated["name"]))
+    preferences = migrated.pop("preferences", None)
+    if isinstance(preferences, list):
+        facts += [("note", p) for p in preferences]
+    elif isinstance(preferences, dict):
+        facts += [(str(k).replace("_", " "), v) for k, v in preferences.items()]
+    follow_ups = migrated.pop("follow_ups", None)
+    if isinstance(follow_ups, list):
+        facts += [("open request", item) for item in follow_ups]
+    migrated.pop("name", None)
+    migrated["facts"] = [
+        {
+            "id": i,
+            "label": _clipped(label, MAX_LABEL).lower(),
+            "value": _clipped(str(value), MAX_VALUE),
+            "said_at": said_at,
+        }
+        for i, (label, value) in enumerate(facts[-MAX_CURRENT_FACTS:], start=1)
+        if str(value).strip()
+    ]
     migrated.setdefault("call_count", len(migrated.get("calls", [])))
     migrated["last_call_at"] = last_call
     migrated["first_call_at"] = first_call

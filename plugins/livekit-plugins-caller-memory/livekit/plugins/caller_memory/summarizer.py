@@ -1,105 +1,62 @@
-"""End-of-call summaries: the agent's own LLM turns a transcript into a :class:`CallSummary`.
+"""End-of-call memory: the agent's own LLM says what a call changed, code checks it.
 
-Any ``livekit.agents.llm.LLM`` works: the summarizer asks for a JSON object in plain words and
-validates what comes back, keeping no name and no preference that the call did not contain
-(small models invent them). When there is no LLM, or it fails, times out or answers with
-something unusable, a deterministic summary of the transcript is returned instead, marked
-``source="fallback"``: a call is never dropped for want of a summary.
+Any ``livekit.agents.llm.LLM`` works: the summarizer shows it the caller's current facts with
+their ids and the transcript, asks for operations (add, update, withdraw, each with the
+caller's own words as evidence) and a short summary, and keeps only what
+:mod:`.memory.checks` finds backed by the call. When there is no LLM, or it fails, times out,
+answers with something unusable, or nothing it said passes the checks, the caller's own
+salient lines are kept instead (:func:`.memory.fallback_summary`, ``source="fallback"``): a
+call is never dropped for want of a summary, and memory with an LLM is never worse than
+without one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from livekit.agents import APIConnectOptions, llm
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from . import prompts
 from .log import logger
-from .models import MAX_SUMMARY, CallerProfile, CallSummary, Turn
+from .memory import check_answer, fallback_summary
+from .memory.fallback import name_op
+from .models import NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from .redaction import Redactor
+from .telemetry import record_dropped
 
 __all__ = ["Summarizer", "fallback_summary"]
 
 MAX_ANSWER_CHARS = 20_000
 """An answer longer than this is not a summary of the requested shape."""
-_NAME = re.compile(r"\b(?i:my name is|my name's|this is)\s+([A-Z][\w'-]{1,30})")
-_WORD = re.compile(r"[^\W\d_]+")
-_DIGITS = re.compile(r"\d+")
-_STEM = 5
+_OPS = TypeAdapter(list[FactOp])
 
 
-def fallback_summary(turns: Sequence[Turn]) -> CallSummary:
-    """A summary built from the transcript alone, for when no LLM summary can be had.
-
-    It keeps what the caller said, and the name they gave when they said it plainly
-    ("my name is Ana", "this is Ana").
-    """
-    said = [t.text.strip() for t in turns if t.role == "user" and t.text.strip()]
-    if not said:
-        return CallSummary(summary="Call with no words from the caller.", source="fallback")
-    text = "Caller said: " + " / ".join(said)
-    if len(text) > MAX_SUMMARY:
-        text = text[: MAX_SUMMARY - 1] + "…"
-    name = next((m.group(1) for line in said if (m := _NAME.search(line))), None)
-    return CallSummary(summary=text, caller_name=name, source="fallback")
-
-
-def _parse(text: str) -> CallSummary:
+def _parse(answer: str) -> tuple[list[FactOp], str]:
     # Models wrap JSON in code fences or add a sentence around it: take the outermost object
     # (found in linear time: the answer can be anything, and this runs on the event loop).
-    text = text[:MAX_ANSWER_CHARS]
-    start, end = text.find("{"), text.rfind("}")
+    answer = answer[:MAX_ANSWER_CHARS]
+    start, end = answer.find("{"), answer.rfind("}")
     if start < 0 or end < start:
         raise ValueError("no JSON object in the LLM answer")
-    data = json.loads(text[start : end + 1])
+    data = json.loads(answer[start : end + 1])
     if not isinstance(data, dict):
         raise ValueError("the LLM answer is not a JSON object")
-    data.pop("source", None)
-    return CallSummary.model_validate({**data, "source": "llm"})
-
-
-def _stems(text: str) -> set[str]:
-    # A word's first letters: "mornings" and "morning" are one word here, "Spanish" and
-    # "español" are not (the price: a preference worded in another language than the call).
-    return {w.casefold()[:_STEM] for w in _WORD.findall(text) if len(w) >= 3}
-
-
-def _grounded(
-    summary: CallSummary, turns: Sequence[Turn], profile: CallerProfile | None
-) -> CallSummary:
-    # Small models invent what a form asks for: a name nobody gave, a phone number, a date of
-    # birth, the prompt's own example preference. A name none of whose words the caller said
-    # (nor already known) is dropped, and so is a preference with a number nobody said or
-    # with words of which none was said in the call (by either side: "Would mornings suit
-    # you?" "Yes." is a preference). An empty value, a withdrawal, is always kept.
-    known = profile.name if profile is not None else None
-    name = summary.caller_name
-    if name and name.casefold() != (known or "").casefold():
-        said = " ".join(t.text for t in turns if t.role == "user")
-        words = {w.casefold() for w in _WORD.findall(said)}
-        if not any(w.casefold() in words for w in _WORD.findall(name)):
-            name = None
-    heard = " ".join(t.text for t in turns)
-    if profile is not None:
-        heard += " " + " ".join(profile.preferences.values())
-    digits, stems = set(_DIGITS.findall(heard)), _stems(heard)
-
-    def grounded(value: str) -> bool:
-        if not value.strip():
-            return True
-        words = _stems(value)
-        return set(_DIGITS.findall(value)) <= digits and (not words or bool(words & stems))
-
-    preferences = {k: v for k, v in summary.preferences.items() if grounded(v)}
-    if name == summary.caller_name and preferences == summary.preferences:
-        return summary
-    return summary.model_copy(update={"caller_name": name, "preferences": preferences})
+    raw_ops = data.get("ops") or []
+    if not isinstance(raw_ops, list):
+        raise ValueError("the LLM answer's ops are not a list")
+    ops = []
+    for item in raw_ops:  # one malformed operation costs itself, not the others
+        try:
+            ops += _OPS.validate_python([item])
+        except ValidationError:
+            continue
+    summary = data.get("summary")
+    return ops, summary if isinstance(summary, str) else ""
 
 
 class Summarizer:
@@ -140,23 +97,24 @@ class Summarizer:
         r = self._redact
         if r is None or not r.enabled:
             return summary
-        # Personal data is never a preference: one that held some is dropped, not kept as a tag.
-        # Validated again, not copied: a tag can be longer than what it replaced ("[number]"
-        # for "100"), and the limits must hold after redaction too.
+        # Personal data is never a fact: an operation whose value held some is dropped, not
+        # kept as a tag. Validated again, not copied: a tag can be longer than what it
+        # replaced ("[number]" for "100"), and the limits must hold after redaction too.
         return CallSummary.model_validate(
             {
                 **summary.model_dump(),
                 "summary": r(summary.summary),
-                "preferences": {k: v for k, v in summary.preferences.items() if r(v) == v},
-                "follow_ups": [r(item) for item in summary.follow_ups],
+                "ops": [
+                    op.model_copy(update={"evidence": r(op.evidence)}).model_dump()
+                    for op in summary.ops
+                    if r(op.value) == op.value and r(op.label) == op.label
+                ],
             }
         )
 
     async def _summarize(self, turns: Sequence[Turn], profile: CallerProfile | None) -> CallSummary:
-        if not any(t.role == "user" for t in turns):
-            return fallback_summary(turns)
-        if self._llm is None:
-            return fallback_summary(turns)
+        if self._llm is None or not any(t.role == "user" for t in turns):
+            return fallback_summary(turns, profile)
         started = time.perf_counter()
         try:
             summary = await asyncio.wait_for(self._ask(turns, profile), self._timeout)
@@ -179,7 +137,7 @@ class Summarizer:
             duration_ms = round((time.perf_counter() - started) * 1000)
             logger.debug("call summarized", extra={"duration_ms": duration_ms})
             return summary
-        return fallback_summary(turns)
+        return fallback_summary(turns, profile)
 
     async def _ask(self, turns: Sequence[Turn], profile: CallerProfile | None) -> CallSummary:
         assert self._llm is not None
@@ -189,4 +147,30 @@ class Summarizer:
         # No retries: a second attempt would not fit in the shutdown window anyway.
         options = APIConnectOptions(max_retry=0, timeout=self._timeout)
         response = await self._llm.chat(chat_ctx=chat_ctx, conn_options=options).collect()
-        return _grounded(_parse(response.text), turns, profile)
+        ops, summary = _parse(response.text)
+        return checked_summary(ops, summary, turns, profile)
+
+
+def checked_summary(
+    ops: Sequence[FactOp], summary: str, turns: Sequence[Turn], profile: CallerProfile | None
+) -> CallSummary:
+    """A model's answer as it may be stored: what passes :func:`.memory.check_answer`, or the
+    fallback when nothing does (the LLM's summary alone, with facts proposed and none kept,
+    would remember less than the caller's own lines)."""
+    checked = check_answer(ops, summary, turns, profile)
+    if checked.dropped:
+        record_dropped(checked.dropped)
+        logger.debug(
+            "model output dropped by the evidence checks",
+            extra={"dropped": dict(checked.dropped), "kept_ops": len(checked.ops)},
+        )
+    if not checked.ops and (ops or not checked.summary):
+        fallback = fallback_summary(turns, profile)
+        if checked.summary and not ops:
+            return fallback.model_copy(update={"summary": checked.summary, "source": "llm"})
+        return fallback
+    kept = checked.ops
+    if not any(op.label == NAME_LABEL for op in kept):  # a plainly given name is never missed
+        name = name_op(turns, profile)
+        kept = [*kept, name] if name else kept
+    return CallSummary(summary=checked.summary or fallback_summary(turns).summary, ops=kept)

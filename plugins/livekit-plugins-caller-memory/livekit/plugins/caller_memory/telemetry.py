@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sized
 
 from livekit.agents.telemetry import tracer
 from opentelemetry import metrics as metrics_api
@@ -21,6 +21,7 @@ from opentelemetry.util.types import AttributeValue
 
 __all__ = [
     "observe_outbox",
+    "record_dropped",
     "record_lookup",
     "record_save",
     "record_summary",
@@ -76,6 +77,10 @@ _summaries = _meter.create_counter(
     "caller_memory.summaries",
     description="End-of-call summaries by source: llm, or fallback (no LLM, failed, timed out)",
 )
+_dropped = _meter.create_counter(
+    "caller_memory.summary.dropped",
+    description="What a model proposed at hang-up that the evidence checks dropped, by reason",
+)
 _saves = _meter.create_counter(
     "caller_memory.saves",
     description="Ends of call by outcome: saved, outbox (store unavailable), not_remembered",
@@ -92,6 +97,12 @@ def record_summary(source: str, duration_ms: float) -> None:
     """Count one end-of-call summary and its duration."""
     _summaries.add(1, {"source": source})
     _summary_latency.record(duration_ms, {"source": source})
+
+
+def record_dropped(reasons: Mapping[str, int]) -> None:
+    """Count what the evidence checks dropped from one call's summary, by reason."""
+    for reason, count in reasons.items():
+        _dropped.add(count, {"reason": reason})
 
 
 def record_save(outcome: str) -> None:

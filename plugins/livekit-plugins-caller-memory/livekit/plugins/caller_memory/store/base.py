@@ -27,6 +27,7 @@ from ..config import RedisConfig
 from ..exceptions import CallerErasedError, CallerMemoryError, StoreUnavailableError
 from ..identity import PhoneHasher, load_hasher
 from ..log import logger
+from ..memory import merge_call
 from ..models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn, to_json
 from . import codec
 from .keys import Keys
@@ -446,7 +447,8 @@ class MemoryStore(abc.ABC):
             if attempt >= 2:  # heavy contention across processes: spread the retries
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
             parsed = self._parse_profile(user_id, expected)
-            profile = (parsed or CallerProfile(user_id=user_id)).merged(
+            profile = merge_call(
+                parsed or CallerProfile(user_id=user_id),
                 summary,
                 session_id=record.session_id,
                 ended_at=record.ended_at,

@@ -52,18 +52,29 @@ __all__ = [
 COMPRESS_OVER = 200
 """Profiles longer than this (bytes of JSON) are compressed: about half the memory for the
 summaries' prose."""
-PROFILE_ZDICT = (
+PROFILE_ZDICT_V1 = (
     b'"preferences":{},"follow_ups":[],"source":"fallback","verified":false},'
     b'{"v":1,"user_id":"","name":"","preferences":{"","follow_ups":["","calls":[{"session_id":'
     b'"AJ_","at":"2026-01-01T00:00:00Z","summary":"","source":"llm","verified":true},'
     b'{"session_id":"AJ_","at":"2026-","summary":"'
     b'"call_count":5,"first_call_at":"2026-","last_call_at":"2026-","consented_at":"2026-'
 )
+"""The dictionary of 0.1's profiles (schema 1), still read."""
+PROFILE_ZDICT = (
+    b'"status":"withdrawn","status":"replaced","verified":false},"source":"fallback",'
+    b'"summary":"Caller said: ","caller said ","I\'m ","the ","my ","and ","to ",'
+    b'{"v":2,"user_id":"","facts":[{"id":1,"label":"name","value":"","evidence":"'
+    b'"said_at":"2026-01-01T00:00:00Z","confirmed_at":"2026-","status":"current",'
+    b'"verified":true},{"id":2,"label":"","value":"","evidence":"","said_at":"2026-'
+    b'"calls":[{"session_id":"AJ_","at":"2026-01-01T00:00:00Z","summary":"","source":"llm",'
+    b'"verified":true},{"session_id":"AJ_","at":"2026-","summary":"'
+    b'"call_count":5,"first_call_at":"2026-","last_call_at":"2026-","consented_at":"2026-'
+)
 """The preset dictionary profiles are compressed with: their JSON's fixed parts, the most
-frequent last (deflate codes a near match in fewer bits). About 90 bytes fewer per profile of
-five calls. Never edit it: stored profiles name it by its checksum. A better one is added
-next to it under its own checksum (:data:`_ZDICTS`), and both stay readable."""
-_ZDICTS = {zlib.adler32(PROFILE_ZDICT): PROFILE_ZDICT}
+frequent last (deflate codes a near match in fewer bits). Never edit it: stored profiles name
+it by its checksum. A better one is added next to it under its own checksum (:data:`_ZDICTS`),
+and all stay readable."""
+_ZDICTS = {zlib.adler32(d): d for d in (PROFILE_ZDICT, PROFILE_ZDICT_V1)}
 _FDICT = 0x20
 """The bit of a zlib header's second byte that says a preset dictionary is needed."""
 MAX_PROFILE_BYTES = 1 << 20

@@ -1,0 +1,167 @@
+"""One call folded into a caller's memory: checked operations applied to their facts.
+
+Pure functions over the models of :mod:`..models`; the store calls :func:`merge_call` inside its
+compare-and-set loop, so the same call may be merged into a newer profile than the one its
+summary was made against. Operations therefore find their fact by id, then by label, then by
+the words they share with it, and merging the same call twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from ..models import (
+    MAX_CURRENT_FACTS,
+    MAX_PAST_FACTS,
+    CallerProfile,
+    CallSummary,
+    Fact,
+    FactOp,
+    PastCall,
+)
+from . import text
+
+__all__ = ["apply_ops", "merge_call", "scrub"]
+
+
+def merge_call(
+    profile: CallerProfile,
+    summary: CallSummary,
+    *,
+    session_id: str,
+    ended_at: datetime,
+    max_summaries: int,
+    consented: bool = False,
+    verified: bool = True,
+) -> CallerProfile:
+    """Return the profile with one more call folded in.
+
+    A verified call (or any call of a caller with no memory yet) adds, updates and withdraws
+    facts as its operations say; a fact replaced or withdrawn leaves the summaries of earlier
+    calls too (the sentences that said it are cut), so that no old summary repeats it.
+
+    An unverified call of a caller already remembered (caller id can be spoofed) only adds:
+    its facts are marked unverified, and it updates and withdraws nothing.
+
+    Merging the same session twice is a no-op, which makes a replayed save harmless.
+    """
+    if any(call.session_id == session_id for call in profile.calls):
+        return profile
+    trusted = verified or not profile.is_established
+    facts, stale = apply_ops(
+        profile.facts, summary.ops, at=ended_at, verified=verified, trusted=trusted
+    )
+    calls = [
+        *profile.calls,
+        PastCall(
+            session_id=session_id,
+            at=ended_at,
+            summary=summary.summary,
+            source=summary.source,
+            verified=verified,
+        ),
+    ][-max_summaries:]
+    if stale:
+        calls = [c.model_copy(update={"summary": scrub(c.summary, stale)}) for c in calls]
+    return profile.model_copy(
+        update={
+            "facts": facts,
+            "calls": calls,
+            "call_count": profile.call_count + 1,
+            "first_call_at": profile.first_call_at or ended_at,
+            "last_call_at": max(ended_at, profile.last_call_at or ended_at),
+            "consented_at": profile.consented_at or (ended_at if consented else None),
+        }
+    )
+
+
+def apply_ops(
+    facts: Sequence[Fact],
+    ops: Iterable[FactOp],
+    *,
+    at: datetime,
+    verified: bool,
+    trusted: bool,
+) -> tuple[list[Fact], list[str]]:
+    """``facts`` after ``ops``, and the texts that stated what is no longer true: the values
+    and evidence of the facts replaced or withdrawn, and for a withdrawal its label and the
+    caller's words withdrawing it.
+
+    An add of a label already current is an update of that fact (one value per label);
+    an add or update to the value a fact already has confirms it. An untrusted call only
+    adds (a fact of its own, unverified).
+    """
+    by_id = {f.id: f for f in facts}
+    next_id = max(by_id, default=0) + 1
+    stale: list[str] = []
+    for op in ops:
+        target = _target(op, list(by_id.values())) if op.op != "add" or trusted else None
+        if op.op == "withdraw":
+            if target is not None and trusted:
+                by_id[target.id] = target.model_copy(update={"status": "withdrawn"})
+                stale += [target.value, target.evidence, target.label, op.evidence]
+            continue
+        if target is None and op.op == "add" and trusted:
+            target = _same_label(op.label, list(by_id.values()))
+        if target is not None and text.normalize(target.value) == text.normalize(op.value):
+            confirmed = target.verified or verified
+            by_id[target.id] = target.model_copy(update={"confirmed_at": at, "verified": confirmed})
+            continue
+        if target is not None and trusted:
+            by_id[target.id] = target.model_copy(update={"status": "replaced"})
+            stale += [target.value, target.evidence]
+        label = op.label or (target.label if target is not None else "note")
+        by_id[next_id] = Fact(
+            id=next_id, label=label, value=op.value, evidence=op.evidence, said_at=at,
+            verified=verified,
+        )  # fmt: skip
+        next_id += 1
+    return _bounded(by_id.values()), stale
+
+
+def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
+    # The fact an update or withdrawal means: by its id, else by its label, else the current
+    # fact sharing the most words with what the operation says ("forget the parking thing"
+    # withdraws the fact labelled "parking spot" whatever label the model gave).
+    current = [f for f in facts if f.current]
+    by_id = next((f for f in current if f.id == op.id), None)
+    if by_id is not None:
+        return by_id
+    if op.op == "add":
+        return None
+    same = _same_label(op.label, current)
+    if same is not None:
+        return same
+    said = text.stems(f"{op.label} {op.value} {op.evidence}")
+    scored = [(len(said & text.stems(f"{f.label} {f.value} {f.evidence}")), f) for f in current]
+    best = max(scored, key=lambda pair: (pair[0], pair[1].id), default=(0, None))
+    return best[1] if best[0] else None
+
+
+def _same_label(label: str, facts: Iterable[Fact]) -> Fact | None:
+    wanted = text.normalize(label)
+    if not wanted:
+        return None
+    matches = [f for f in facts if f.current and text.normalize(f.label) == wanted]
+    return max(matches, key=lambda f: f.id, default=None)
+
+
+def _bounded(facts: Iterable[Fact]) -> list[Fact]:
+    ordered = sorted(facts, key=lambda f: f.id)
+    current = [f for f in ordered if f.current][-MAX_CURRENT_FACTS:]
+    past = [f for f in ordered if not f.current][-MAX_PAST_FACTS:]
+    keep = {f.id for f in current} | {f.id for f in past}
+    return [f for f in ordered if f.id in keep]
+
+
+def scrub(summary: str, stale: Iterable[str]) -> str:
+    """``summary`` without the sentences that contain one of the ``stale`` texts (whole words,
+    normalized; texts under three letters are ignored)."""
+    needles = [n for n in stale if len(text.normalize(n)) >= 3]
+    if not needles:
+        return summary
+    kept = [s for s in text.sentences(summary) if not any(text.contains(s, n) for n in needles)]
+    if len(kept) == len(text.sentences(summary)):
+        return summary
+    return " / ".join(s.strip() for s in kept) if " / " in summary else " ".join(kept)

@@ -1,0 +1,362 @@
+"""Memory that is right, judged by what the next call's agent is given, on a real Redis.
+
+Each test plays whole calls through a :class:`SessionManager` whose LLM proposes operations
+(scripted here: the only fake), saves them to a private Redis server, and reads the memory block
+the next call's agent receives. The rules: evidence in the caller's own words, a withdrawal only
+on the caller's word, a name only from the caller naming themself, no number or date in a value
+that its evidence lacks, no invented name, number or date in a summary, current facts only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
+from livekit.plugins.caller_memory.memory.fallback import fallback_summary
+from livekit.plugins.caller_memory.memory.text import self_names
+from livekit.plugins.caller_memory.models import Turn
+
+from .conftest import replace
+from .support.livekit import ScriptedLLM
+
+NUMBER = "+14155550101"
+AGENT_HELLO = "Harbor Auto, this is Sarah. How can I help?"
+
+
+def op(kind: str, label: str, value: str, evidence: str, id: int = 0) -> dict[str, Any]:
+    return {"op": kind, "id": id, "label": label, "value": value, "evidence": evidence}
+
+
+class Line:
+    """A phone line to the agent: calls end with a scripted model answer, saved to Redis."""
+
+    def __init__(self, config: RedisConfig) -> None:
+        self.config = replace(config, trust_caller_id=True)
+        self.calls = 0
+
+    async def call(
+        self,
+        turns: Sequence[tuple[str, str]],
+        answer: dict[str, Any] | None,
+        *,
+        verified: bool = True,
+    ) -> str:
+        """Play one call, end it with ``answer`` from the model (None: no LLM), and return
+        the memory block the next call's agent receives."""
+        config = self.config if verified else replace(self.config, trust_caller_id=False)
+        llm = ScriptedLLM(summary=answer) if answer is not None else None
+        manager = SessionManager(RedisMemoryStore(config), llm=llm, owns_store=True)
+        self.calls += 1
+        try:
+            await manager.start_session(session_id=f"call-{self.calls}", phone_number=NUMBER)
+            for role, text in turns:
+                manager.add_turn(f"call-{self.calls}", role, text)
+            await manager.end_session(f"call-{self.calls}")
+        finally:
+            await manager.aclose()
+        return await self.next_agent_sees()
+
+    async def next_agent_sees(self) -> str:
+        manager = SessionManager(RedisMemoryStore(self.config), owns_store=True)
+        try:
+            ctx = await manager.start_session(session_id="peek", phone_number=NUMBER)
+            manager.dont_remember("peek")  # looking is not a call
+            await manager.end_session("peek")
+            return ctx.memory_prompt()
+        finally:
+            await manager.aclose()
+
+
+def block(prompt: str) -> dict[str, Any]:
+    found = re.search(r"<caller_memory>\n(.*)\n</caller_memory>", prompt, re.S)
+    assert found, prompt
+    data: dict[str, Any] = json.loads(found.group(1))
+    return data
+
+
+def facts(prompt: str) -> dict[str, str]:
+    return {f["about"]: f["value"] for f in block(prompt).get("facts", [])}
+
+
+@pytest.fixture
+def line(config: RedisConfig) -> Line:
+    return Line(config)
+
+
+async def test_a_paraphrase_backed_by_the_callers_words_is_kept(line: Line) -> None:
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Best to reach me after work, I'm on site all day.")],
+        {"ops": [op("add", "contact time", "evenings", "after work")], "summary": "Call."},
+    )
+    assert facts(seen) == {"contact time": "evenings"}
+
+
+async def test_evidence_the_caller_never_said_is_dropped(line: Line) -> None:
+    seen = await line.call(
+        [
+            ("assistant", "We can do the brake pads for 120 dollars on Tuesday."),
+            ("user", "Hmm, I'll think about it."),
+        ],
+        {
+            "ops": [
+                op("add", "appointment", "Tuesday", "brake pads on Tuesday"),  # the agent's words
+                op("add", "price", "120 dollars", "120 dollars"),
+                op("add", "refund", "a refund", "I want a refund"),  # never said
+            ],
+            "summary": "The caller will think about the brake pads.",
+        },
+    )
+    assert facts(seen) == {}
+
+
+async def test_a_negation_is_not_turned_into_a_fact(line: Line) -> None:
+    seen = await line.call(
+        [
+            ("assistant", "Any dietary needs for the booking? Would you like the set menu?"),
+            ("user", "I'm not vegetarian, but my partner avoids nuts."),
+            ("user", "No thanks, not the set menu."),
+        ],
+        {
+            "ops": [
+                op("add", "diet", "vegetarian", "I'm not vegetarian"),
+                op("add", "set menu", "set menu", "No thanks, not the set menu"),
+                op("add", "diet", "not vegetarian", "I'm not vegetarian"),
+            ],
+            "summary": "Booking with a note on diet.",
+        },
+    )
+    assert facts(seen) == {"diet": "not vegetarian"}
+
+
+async def test_a_question_is_not_a_fact(line: Line) -> None:
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Do you open on Saturdays? Is Anna in on Tuesday?")],
+        {
+            "ops": [
+                op("add", "appointment", "Saturday", "Do you open on Saturdays"),
+                op("add", "name", "Anna", "Is Anna in on Tuesday"),
+            ],
+            "summary": "Asked about opening hours.",
+        },
+    )
+    data = block(seen)
+    assert "facts" not in data and "name" not in data
+
+
+async def test_a_name_only_from_the_caller_naming_themself(line: Line) -> None:
+    turns = [
+        ("assistant", AGENT_HELLO),
+        ("user", "Hi Sarah, this is Harbor Auto, right? My wife Anna dropped the van off."),
+        ("user", "Dan Okafor here, by the way."),
+    ]
+    for wrong in ("Sarah", "Harbor Auto", "Anna"):
+        answer = {
+            "ops": [op("add", "name", wrong, "Hi Sarah, this is Harbor Auto, right")],
+            "summary": "Van dropped off.",
+        }
+        assert "name" not in block(await line.call(turns[:2], answer))
+    seen = await line.call(
+        turns, {"ops": [op("add", "name", "Dan Okafor", "Dan Okafor here")], "summary": "Van."}
+    )
+    assert block(seen)["name"] == "Dan Okafor"
+
+
+async def test_the_agents_own_name_is_refused_even_in_an_introduction(line: Line) -> None:
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Oh hi, it's Sarah too, funny. I need brakes.")],
+        {"ops": [op("add", "name", "Sarah", "it's Sarah too")], "summary": "Needs brakes."},
+    )
+    assert "name" not in block(seen)
+
+
+async def test_a_number_or_date_in_a_value_must_be_in_its_evidence(line: Line) -> None:
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Book me in on Tuesday please, it's the Transit.")],
+        {
+            "ops": [
+                op("add", "appointment", "Monday at 10 am", "Book me in on Tuesday please"),
+                op("add", "vehicle", "2014 Transit", "it's the Transit"),
+                op("add", "appointment", "Tuesday", "Book me in on Tuesday please"),
+            ],
+            "summary": "Booked for Tuesday.",
+        },
+    )
+    assert facts(seen) == {"appointment": "Tuesday"}
+
+
+async def test_an_update_replaces_the_old_value_everywhere(line: Line) -> None:
+    first = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Can you book the van in for Tuesday?")],
+        {
+            "ops": [op("add", "appointment", "Tuesday", "book the van in for Tuesday")],
+            "summary": "Booked the van in for Tuesday.",
+        },
+    )
+    assert facts(first) == {"appointment": "Tuesday"}
+    fact_id = 1
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Actually, move it to Friday.")],
+        {
+            "ops": [op("update", "appointment", "Friday", "move it to Friday", id=fact_id)],
+            "summary": "Moved the appointment to Friday.",
+        },
+    )
+    assert facts(seen) == {"appointment": "Friday"}
+    assert "tuesday" not in seen.lower()  # not in the facts, not in the earlier call's summary
+
+
+async def test_an_update_named_by_label_only_still_replaces(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "We'll be four people on Saturday.")],
+        {"ops": [op("add", "party size", "4 people", "We'll be four people")], "summary": "x x x"},
+    )
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "We're six now, not four.")],
+        {"ops": [op("add", "party size", "6", "We're six now")], "summary": "Now six."},
+    )
+    assert facts(seen) == {"party size": "6"}
+
+
+async def test_a_withdrawal_by_a_different_label_is_honoured(line: Line) -> None:
+    await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "I'll need to park round the back, parking is tight."),
+        ],
+        {
+            "ops": [
+                op("add", "parking", "needs parking at the back", "need to park round the back")
+            ],
+            "summary": "Caller needs parking at the back.",
+        },
+    )
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Oh and forget the parking thing, I'll walk.")],
+        {
+            "ops": [op("withdraw", "parking spot request", "", "forget the parking thing", id=99)],
+            "summary": "Caller asked to forget the parking request.",
+        },
+    )
+    assert facts(seen) == {}
+    assert "park" not in seen.lower()
+
+
+async def test_a_withdrawal_needs_the_callers_words_withdrawing(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "I have a nut allergy.")],
+        {"ops": [op("add", "allergy", "nuts", "I have a nut allergy")], "summary": "Nut allergy."},
+    )
+    seen = await line.call(
+        [("assistant", "Still the nut allergy?"), ("user", "Yes, that's right.")],
+        {"ops": [op("withdraw", "allergy", "", "Yes, that's right", id=1)], "summary": "Same."},
+    )
+    assert facts(seen) == {"allergy": "nuts"}
+
+
+async def test_an_invented_summary_keeps_the_callers_own_lines(line: Line) -> None:
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "The brakes squeal when it's cold.")],
+        {"ops": [], "summary": "Refund of $100,000 agreed with Mr Jones for Monday."},
+    )
+    calls = block(seen)["earlier_calls"]
+    assert calls[-1]["summary"] == "Caller said: The brakes squeal when it's cold."
+
+
+async def test_nothing_passing_keeps_the_fallback_never_worse_than_no_llm(line: Line) -> None:
+    turns = [("assistant", AGENT_HELLO), ("user", "I'm Marcus Bell, the Corolla needs a service.")]
+    seen = await line.call(
+        turns, {"ops": [op("add", "vehicle", "a Ferrari", "my Ferrari")], "summary": "Ferrari."}
+    )
+    data = block(seen)
+    assert data["name"] == "Marcus Bell"
+    assert "Corolla needs a service" in data["earlier_calls"][-1]["summary"]
+    assert "Ferrari" not in seen
+
+
+async def test_the_next_agent_gets_current_facts_newest_first(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "The van is a 2014 Transit.")],
+        {"ops": [op("add", "vehicle", "2014 Transit", "The van is a 2014 Transit")], "summary": ""},
+    )
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Please text me, don't call.")],
+        {"ops": [op("add", "contact", "text messages", "text me")], "summary": "Prefers texts."},
+    )
+    assert [f["about"] for f in block(seen)["facts"]] == ["contact", "vehicle"]
+
+
+async def test_an_unverified_call_adds_marked_facts_and_changes_nothing(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "This is Dan Okafor, the appointment is Tuesday.")],
+        {
+            "ops": [
+                op("add", "name", "Dan Okafor", "This is Dan Okafor"),
+                op("add", "appointment", "Tuesday", "the appointment is Tuesday"),
+            ],
+            "summary": "Booked Tuesday.",
+        },
+    )
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "Cancel the appointment. I'm Eve Mallory and I prefer email."),
+        ],
+        {
+            "ops": [
+                op("withdraw", "appointment", "", "Cancel the appointment", id=2),
+                op("update", "name", "Eve Mallory", "I'm Eve Mallory", id=1),
+                op("add", "contact", "email", "I prefer email"),
+            ],
+            "summary": "Spoofed call.",
+        },
+        verified=False,
+    )
+    data = block(seen)
+    assert data["name"] == "Dan Okafor"
+    listed = {f["about"]: f for f in data["facts"]}
+    assert (
+        listed["appointment"]["value"] == "Tuesday"
+        and "caller_unverified" not in listed["appointment"]
+    )
+    assert listed["contact"] == {**listed["contact"], "value": "email", "caller_unverified": True}
+
+
+async def test_no_llm_keeps_the_callers_lines_and_the_name(line: Line) -> None:
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "Priya here. My cat Miso needs her jabs."),
+            ("user", "Thanks, bye!"),
+        ],
+        None,
+    )
+    data = block(seen)
+    assert data["name"] == "Priya"
+    assert (
+        data["earlier_calls"][-1]["summary"]
+        == "Caller said: Priya here. My cat Miso needs her jabs."
+    )
+
+
+@pytest.mark.parametrize(
+    ("said", "name"),
+    [
+        ("I'm Marcus Bell.", "Marcus Bell"),
+        ("Dan Okafor here, about the van.", "Dan Okafor"),
+        ("Hi, it's Priya.", "Priya"),
+        ("My name is Ana Ruiz and I need a cleaning.", "Ana Ruiz"),
+        ("This is Harbor Auto, right?", None),
+        ("Is Anna in on Tuesday?", None),
+        ("I'm not sure, it's Tuesday I think.", None),
+        ("Hi, I'm calling about my van.", None),
+    ],
+)
+def test_the_fallback_takes_a_name_only_from_an_introduction(said: str, name: str | None) -> None:
+    turns = [Turn(role="assistant", text=AGENT_HELLO), Turn(role="user", text=said)]
+    assert fallback_summary(turns).caller_name == name
+    assert [n for n, _ in self_names(said)][:1] == ([name] if name else [])
