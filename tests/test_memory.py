@@ -18,6 +18,7 @@ import pytest
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 from livekit.plugins.caller_memory.memory.fallback import fallback_summary
+from livekit.plugins.caller_memory.memory.merge import scrub
 from livekit.plugins.caller_memory.memory.text import self_names
 from livekit.plugins.caller_memory.models import Turn
 
@@ -360,3 +361,30 @@ def test_the_fallback_takes_a_name_only_from_an_introduction(said: str, name: st
     turns = [Turn(role="assistant", text=AGENT_HELLO), Turn(role="user", text=said)]
     assert fallback_summary(turns).caller_name == name
     assert [n for n, _ in self_names(said)][:1] == ([name] if name else [])
+
+
+async def test_a_withdrawal_of_something_never_stored_withdraws_nothing_else(line: Line) -> None:
+    await line.call(
+        [("assistant", "Hello, Greenfield Vets."), ("user", "My dog Biscuit is a beagle.")],
+        {
+            "ops": [op("add", "pet", "Biscuit, a beagle", "My dog Biscuit is a beagle")],
+            "summary": "",
+        },
+    )
+    seen = await line.call(
+        [("assistant", "Hello again."), ("user", "Scratch the note about the dog walker.")],
+        {
+            "ops": [op("withdraw", "walker", "", "Scratch the note about the dog walker")],
+            "summary": "The caller has no dog walker any more.",
+        },
+    )
+    assert facts(seen) == {"pet": "Biscuit, a beagle"}
+
+
+def test_a_scrubbed_summary_keeps_its_other_sentences_and_separators() -> None:
+    said = "Caller said: Hi, this is Keisha. My van is blue. / Book Tuesday please. / Thanks."
+    assert scrub(said, ["Tuesday"]) == "Caller said: Hi, this is Keisha. My van is blue. / Thanks."
+    assert scrub(said, ["Hi, this is Keisha"]) == (
+        "Caller said: My van is blue. / Book Tuesday please. / Thanks."
+    )
+    assert scrub("Booked for Tuesday.", ["Tuesday"]) == ""

@@ -12,9 +12,10 @@ from ..models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp
 from . import text
 from .checks import check_name
 
-__all__ = ["fallback_summary", "name_op", "salient_lines"]
+__all__ = ["SAID", "fallback_summary", "name_op", "salient_lines"]
 
-_SAID = "Caller said: "
+SAID = "Caller said: "
+"""How a summary of the caller's own lines begins."""
 
 
 def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None) -> CallSummary:
@@ -23,7 +24,7 @@ def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None
     lines = salient_lines(turns)
     if not lines:
         return CallSummary(summary="Call with no words from the caller.", source="fallback")
-    summary = _SAID + " / ".join(lines)
+    summary = SAID + " / ".join(lines)
     if len(summary) > MAX_SUMMARY:
         summary = summary[: MAX_SUMMARY - 1] + "…"
     name = name_op(turns, profile)

@@ -8,6 +8,7 @@ the words they share with it, and merging the same call twice changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -21,6 +22,7 @@ from ..models import (
     PastCall,
 )
 from . import text
+from .fallback import SAID
 
 __all__ = ["apply_ops", "merge_call", "scrub"]
 
@@ -121,9 +123,10 @@ def apply_ops(
 
 
 def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
-    # The fact an update or withdrawal means: by its id, else by its label, else the current
-    # fact sharing the most words with what the operation says ("forget the parking thing"
-    # withdraws the fact labelled "parking spot" whatever label the model gave).
+    # The fact an update or withdrawal means: by its id, else by its label, else the one
+    # current fact whose label and value share the most words with the operation's label and
+    # value ("parking spot" withdraws the fact labelled "parking"). A tie means none: a
+    # withdrawal must never hit a fact the caller did not mean.
     current = [f for f in facts if f.current]
     by_id = next((f for f in current if f.id == op.id), None)
     if by_id is not None:
@@ -133,10 +136,15 @@ def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
     same = _same_label(op.label, current)
     if same is not None:
         return same
-    said = text.stems(f"{op.label} {op.value} {op.evidence}")
-    scored = [(len(said & text.stems(f"{f.label} {f.value} {f.evidence}")), f) for f in current]
-    best = max(scored, key=lambda pair: (pair[0], pair[1].id), default=(0, None))
-    return best[1] if best[0] else None
+    said = text.stems(f"{op.label} {op.value}") or text.stems(op.evidence)
+    scored = sorted(
+        ((len(said & text.stems(f"{f.label} {f.value}")), f) for f in current),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    if not scored or not scored[0][0] or (len(scored) > 1 and scored[1][0] == scored[0][0]):
+        return None
+    return scored[0][1]
 
 
 def _same_label(label: str, facts: Iterable[Fact]) -> Fact | None:
@@ -155,13 +163,18 @@ def _bounded(facts: Iterable[Fact]) -> list[Fact]:
     return [f for f in ordered if f.id in keep]
 
 
+_PIECES = re.compile(r"(\s+/\s+|(?<=[.!?…])\s+|\n+)")
+
+
 def scrub(summary: str, stale: Iterable[str]) -> str:
     """``summary`` without the sentences that contain one of the ``stale`` texts (whole words,
-    normalized; texts under three letters are ignored)."""
+    normalized; texts under three letters are ignored). A fallback summary's lead ("Caller
+    said: ") and the separators between the sentences kept stay as they were."""
     needles = [n for n in stale if len(text.normalize(n)) >= 3]
-    if not needles:
+    lead = SAID if summary.startswith(SAID) else ""
+    parts = _PIECES.split(summary[len(lead) :])
+    pieces = list(zip(parts[0::2], [*parts[1::2], ""], strict=True))
+    kept = [(s, sep) for s, sep in pieces if not any(text.contains(s, n) for n in needles)]
+    if len(kept) == len(pieces):
         return summary
-    kept = [s for s in text.sentences(summary) if not any(text.contains(s, n) for n in needles)]
-    if len(kept) == len(text.sentences(summary)):
-        return summary
-    return " / ".join(s.strip() for s in kept) if " / " in summary else " ".join(kept)
+    return (lead + "".join(s + sep for s, sep in kept)).rstrip(" /\n") if kept else ""

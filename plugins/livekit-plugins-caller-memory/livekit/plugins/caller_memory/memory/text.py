@@ -63,7 +63,7 @@ _QUESTION_START = frozenset(
     "is are am was were do does did what when where which who whom whose why how have has "
     "any anyone anybody".split()
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\s+/\s+|\n+")
+_SENTENCE_END = re.compile(r"\s+/\s+|(?<=[.!?…])\s+|\n+")
 
 
 def normalize(text: str) -> str:

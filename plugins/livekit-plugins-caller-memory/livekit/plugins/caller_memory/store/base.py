@@ -28,6 +28,7 @@ from ..exceptions import CallerErasedError, CallerMemoryError, StoreUnavailableE
 from ..identity import PhoneHasher, load_hasher
 from ..log import logger
 from ..memory import merge_call
+from ..memory.merge import scrub
 from ..models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn, to_json
 from . import codec
 from .keys import Keys
@@ -41,6 +42,7 @@ __all__ = [
     "HeldData",
     "MemoryStore",
     "MovedCaller",
+    "fact_withdrawn",
     "new_user_id",
 ]
 
@@ -57,6 +59,24 @@ def new_user_id(phone_hash: str) -> str:
     saves a round trip. A caller moved from a previous secret keeps the id they had.
     """
     return phone_hash
+
+
+def fact_withdrawn(profile: CallerProfile, fact_id: int) -> CallerProfile | None:
+    """``profile`` with its current fact ``fact_id`` withdrawn, or None when it holds no such
+    current fact.
+
+    An operator's withdrawal, as a caller's own is merged (:func:`~..memory.merge_call`): the
+    fact stays, marked ``withdrawn`` (the console shows it folded, the agent never hears it),
+    and the sentences of earlier call summaries that stated it (its value, the caller's words,
+    its label) are cut, so that no summary repeats it to the agent.
+    """
+    fact = next((f for f in profile.facts if f.id == fact_id and f.current), None)
+    if fact is None:
+        return None
+    stale = [fact.value, fact.evidence, fact.label]
+    facts = [f.model_copy(update={"status": "withdrawn"}) if f is fact else f for f in profile.facts]
+    calls = [c.model_copy(update={"summary": scrub(c.summary, stale)}) for c in profile.calls]
+    return profile.model_copy(update={"facts": facts, "calls": calls})
 
 
 @dataclass(frozen=True)
@@ -359,6 +379,33 @@ class MemoryStore(abc.ABC):
                 return True
         raise CallerMemoryError("the caller's profile kept changing; retry later")
 
+    async def withdraw_fact(self, user_id: str, fact_id: int) -> CallerProfile | None:
+        """Withdraw one of a caller's facts: an operator found it wrong (see
+        :func:`fact_withdrawn`). The caller's other facts, and everything else, stay.
+
+        A compare-and-set of the profile with its TTL kept, as :meth:`withdraw_consent`: a
+        call of the caller saved meanwhile is not lost, and the withdrawal is made again on
+        the newer profile. An erased caller has no profile left, and none is made again.
+
+        Returns:
+            The profile as stored, or None when it holds no current fact ``fact_id`` (or
+            there is no readable profile).
+        """
+        key = self._keys.profile(user_id)
+        async with self._user_lock(user_id):
+            for _ in range(_MAX_CAS_ATTEMPTS):
+                raw = await self.read(key)
+                profile = self._parse_profile(user_id, raw)
+                if raw is None or profile is None:
+                    return None
+                withdrawn = fact_withdrawn(profile, fact_id)
+                if withdrawn is None:
+                    return None
+                if await self.replace_value(key, raw, codec.encode_profile(withdrawn)):
+                    logger.info("fact withdrawn", extra={"key": key, "fact_id": fact_id})
+                    return withdrawn
+        raise CallerMemoryError("the caller's profile kept changing; retry later")
+
     async def get_profile(self, user_id: str) -> CallerProfile | None:
         """A caller's profile, or None when there is none (or it cannot be read)."""
         return self._parse_profile(user_id, await self.read(self._keys.profile(user_id)))
@@ -657,7 +704,10 @@ class MemoryStore(abc.ABC):
         """Everything held about the caller of a phone hash, as JSON-ready data.
 
         What a subject-access request returns: the user id(s), the profile, the list of
-        sessions and each call's full data (or journal), keyed by the Redis key it is in.
+        sessions and each call's full data (or journal), keyed by the Redis key it is in. The
+        profile is shown whole, as the current schema reads it: each fact with its id, label,
+        value, evidence (the caller's words), ``said_at``, ``confirmed_at``, ``status``
+        (current, replaced or withdrawn) and ``verified``.
         """
         held = await self.held_data(phone_hash, previous=previous)
         found: dict[str, Any] = {}
@@ -683,7 +733,13 @@ class MemoryStore(abc.ABC):
 
     @staticmethod
     def _exported(kind: str, raw: bytes) -> Any:
-        # Exactly what is stored, made readable: a compressed profile is inflated.
+        # What is stored, made readable: a profile is read as the agent reads it (inflated,
+        # an older layout migrated) and shown whole, each fact with its evidence, times,
+        # status and verification, absent fields included; one that cannot be read is shown
+        # as stored.
+        if kind == "profile":
+            with contextlib.suppress(codec.UnreadableValue):
+                return codec.decode_profile(raw).model_dump(mode="json")
         data = raw
         if kind in ("profile", "unreadable"):
             with contextlib.suppress(codec.UnreadableValue):
