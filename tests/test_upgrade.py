@@ -77,8 +77,9 @@ def v01(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_v01_call(v01: Path, config: RedisConfig) -> dict[str, object]:
     """One call through a 0.1 worker process; what it reports."""
+    assert config.url is not None and config.phone_hash_secret is not None
     settings = {
-        "url": config.url.get_secret_value() if config.url else None,
+        "url": config.url.get_secret_value(),
         "key_prefix": config.key_prefix,
         "phone_hash_secret": config.phone_hash_secret.get_secret_value(),
         "data_dir": str(config.data_dir),
