@@ -5,7 +5,9 @@ settings of the environment (and ``.env``), prints the latency, creates and remo
 identity, and exits 1 with the guide's troubleshooting text when something fails.
 
 ``caller-memory forget NUMBER`` erases everything held about a caller; ``caller-memory export
-NUMBER`` prints it as JSON. ``caller-memory requests`` lists the erasures callers asked for on
+NUMBER`` prints it as JSON, each fact with its id, evidence and status. ``caller-memory
+withdraw-fact NUMBER FACT_ID --reason "..."`` withdraws one wrong fact instead, and records it
+in the console's audit log. ``caller-memory requests`` lists the erasures callers asked for on
 a call without being verified; ``caller-memory forget --user-id ID`` carries one out once staff
 have confirmed who asked.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import json
 import logging
 import secrets
@@ -32,9 +35,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone  # datetime.UTC is Python 3.11+
 from typing import Any
 
+from . import privacy
 from .calls import SessionManager
 from .config import RedisConfig
 from .console import main as console_main
+from .console.audit import AuditLog, default_audit_log
+from .console.settings import AuditSettings
 from .exceptions import CallerMemoryError, StoreUnavailableError, error_line
 from .log import logger
 from .outbox import Outbox
@@ -154,6 +160,34 @@ async def _export(config: RedisConfig, number: str) -> int:
     return 0
 
 
+async def _withdraw_fact(
+    config: RedisConfig, number: str, fact_id: int, reason: str, operator: str
+) -> int:
+    async with _store(config) as store:
+        phone_hash, previous = store.hasher.hashes(number)
+        held = await privacy.find_fact(store, phone_hash, fact_id, previous)
+        try:
+            reason = privacy.check_reason(reason, held.fact, region=config.default_region)
+        except privacy.InvalidReasonError as e:
+            print(f"❌ {error_line(e)}", file=sys.stderr)
+            return 2
+        # Recorded first: a withdrawal never happens unrecorded.
+        audit = AuditLog(AuditSettings().audit_log or default_audit_log(config))
+        audit.write(operator, "withdraw_fact", via="cli", user_ids=[held.user_id],
+                    fact_id=fact_id, reason=reason)  # fmt: skip
+        stored = await store.withdraw_fact(held.user_id, fact_id)
+    if stored is None:
+        print(f"❌ fact #{fact_id} changed meanwhile: export the caller again", file=sys.stderr)
+        return 1
+    cut = privacy.summaries_cut(held.profile, stored)
+    summaries = "summary" if cut == 1 else "summaries"
+    print(
+        f"Fact #{fact_id} withdrawn: the agent no longer hears it from the next call on "
+        f"({cut} earlier call {summaries} cut). Recorded in the audit log {audit.path}."
+    )
+    return 0
+
+
 async def _requests(config: RedisConfig) -> int:
     async with _store(config) as store:
         requests = await store.erasure_requests()
@@ -206,6 +240,13 @@ async def _key_count(store: MemoryStore) -> int | None:
         return int(await store.client.dbsize())
     except Exception:
         return None
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment nor the password file
+        return ""
 
 
 def _number(value: str) -> str:
@@ -267,6 +308,24 @@ def _parser() -> argparse.ArgumentParser:
         help="print everything held about a caller as JSON (subject access)",
     )
     export.add_argument("number", help="the caller's number, any spelling; - reads stdin")
+    withdraw = commands.add_parser(
+        "withdraw-fact",
+        parents=[common],
+        help="withdraw one wrong fact of a caller (the agent no longer hears it), audited",
+    )
+    withdraw.add_argument("number", help="the caller's number, any spelling; - reads stdin")
+    withdraw.add_argument("fact_id", type=int, help="the fact's id (as `export` shows it)")
+    withdraw.add_argument(
+        "--reason",
+        required=True,
+        help=f"why it is wrong, for the audit log (up to {privacy.MAX_REASON} characters; "
+        "no caller data: not the fact itself, nor a number)",
+    )
+    withdraw.add_argument(
+        "--operator",
+        default=None,
+        help="who withdraws it, for the audit log (default: your login name)",
+    )
     commands.add_parser(
         "stats",
         parents=[common],
@@ -339,6 +398,11 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_requests(config))
     if args.command == "export":
         return asyncio.run(_export(config, _number(args.number)))
+    if args.command == "withdraw-fact":
+        operator = " ".join((args.operator or _login_name()).split())[:60] or "(unknown)"
+        return asyncio.run(
+            _withdraw_fact(config, _number(args.number), args.fact_id, args.reason, operator)
+        )
     return 2
 
 

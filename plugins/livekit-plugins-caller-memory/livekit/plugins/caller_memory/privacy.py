@@ -1,21 +1,48 @@
-"""A caller's rights over their memory: erase everything (``forget``), or see it (``export``).
+"""A caller's rights over their memory: erase everything (``forget``), see it (``export``), or
+have one wrong fact withdrawn (``withdraw_fact``).
 
-Both reach every place a caller's data can be: the store's keys (see
+Erasure and export reach every place a caller's data can be: the store's keys (see
 :meth:`~.store.MemoryStore.held_data`), the local outbox, and the calls held in memory by
 :class:`~.recovery.Recovery`. What ``export`` returns is what ``forget`` deletes.
+
+A withdrawal is an operator's (``caller-memory withdraw-fact``, or the console): one fact found,
+a reason checked (it goes into the audit log, which keeps no caller data), then
+:meth:`~.store.MemoryStore.withdraw_fact`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from .exceptions import CallerMemoryError
 from .log import logger
+from .memory import text
+from .models import CallerProfile, Fact
 from .outbox import Outbox
 from .recovery import Recovery
+from .redaction import Redactor
 from .store import MemoryStore
 
-__all__ = ["export_caller", "forget_caller", "forget_user"]
+__all__ = [
+    "MAX_REASON",
+    "FactNotFoundError",
+    "HeldFact",
+    "InvalidReasonError",
+    "check_reason",
+    "export_caller",
+    "find_fact",
+    "forget_caller",
+    "forget_user",
+    "summaries_cut",
+]
+
+MAX_REASON = 200
+"""The longest reason a withdrawal may give (characters, whitespace folded)."""
+_MIN_REASON = 4
+_MAX_REASON_DIGITS = 6
+"""More digits than this in a reason may be a phone number: refused."""
 
 
 async def forget_caller(
@@ -77,3 +104,100 @@ async def export_caller(
         for item in outbox.of_caller(hashes, users)
     }
     return data
+
+
+# -- withdrawing one fact ------------------------------------------------------------------
+
+
+class FactNotFoundError(CallerMemoryError):
+    """The caller holds no current fact of that id. The message names the id, never a fact's
+    text or the number."""
+
+
+class InvalidReasonError(CallerMemoryError, ValueError):
+    """A withdrawal's reason cannot go into the audit log. The message never repeats it."""
+
+
+@dataclass(frozen=True)
+class HeldFact:
+    """A caller's current fact, and the profile it is in."""
+
+    user_id: str
+    fact: Fact
+    profile: CallerProfile
+
+
+async def find_fact(
+    store: MemoryStore, phone_hash: str, fact_id: int, previous: Sequence[str] = ()
+) -> HeldFact:
+    """The current fact ``fact_id`` of the caller of a phone hash. Reads only: no TTL is
+    renewed, no key moved (as :func:`export_caller`).
+
+    Raises:
+        FactNotFoundError: Nothing is held about the caller, or they have no current fact of
+            that id (the message says which: none, or replaced or withdrawn already).
+    """
+    held = await store.held_data(phone_hash, previous=previous)
+    if not held.user_ids:
+        raise FactNotFoundError(
+            "nothing is held about this caller (under this phone-hash secret: the workers' "
+            "MEMORY_PHONE_HASH_SECRET must be set here too)"
+        )
+    past: Fact | None = None
+    for user_id in held.user_ids:
+        profile = await store.get_profile(user_id)
+        for fact in profile.facts if profile is not None else []:
+            if fact.id == fact_id and fact.current:
+                assert profile is not None
+                return HeldFact(user_id=user_id, fact=fact, profile=profile)
+            if fact.id == fact_id:
+                past = fact
+    if past is not None:
+        raise FactNotFoundError(f"fact #{fact_id} of this caller is {past.status} already")
+    raise FactNotFoundError(
+        f"this caller has no fact #{fact_id} (the export lists each fact with its id)"
+    )
+
+
+def check_reason(reason: str, fact: Fact, *, region: str | None = None) -> str:
+    """A withdrawal's reason as the audit log keeps it: whitespace folded, a few words, and no
+    caller data (the audit log names callers by their user id only).
+
+    Args:
+        reason: What the operator wrote.
+        fact: The fact withdrawn: a reason may not repeat its value or the caller's words.
+        region: Where national phone numbers are read from (``MEMORY_DEFAULT_REGION``).
+
+    Raises:
+        InvalidReasonError: It is missing or too short, too long, holds what looks like a
+            number, an e-mail address or a card, or repeats the fact.
+    """
+    folded = " ".join(reason.split())
+    if len(folded) < _MIN_REASON:
+        raise InvalidReasonError(
+            "a reason is required: say in a few words why the fact is wrong (it is kept in "
+            "the audit log)"
+        )
+    if len(folded) > MAX_REASON:
+        raise InvalidReasonError(f"the reason is too long: {MAX_REASON} characters at most")
+    digits = sum(c.isdigit() for c in folded)
+    if digits > _MAX_REASON_DIGITS or Redactor(region=region or "US")(folded) != folded:
+        raise InvalidReasonError(
+            "the reason holds what looks like a phone number, a card, a code or an e-mail "
+            "address: the audit log keeps no caller data; say why without it"
+        )
+    for said in (fact.value, fact.evidence):
+        if len(text.normalize(said)) >= 3 and text.contains(folded, said):
+            raise InvalidReasonError(
+                "the reason repeats the fact: the audit log keeps no caller data; say why it "
+                'is wrong instead ("the caller says they never said it")'
+            )
+    return folded
+
+
+def summaries_cut(before: CallerProfile, after: CallerProfile) -> int:
+    """How many of the earlier calls' summaries a withdrawal shortened."""
+    kept = {call.session_id: call.summary for call in after.calls}
+    return sum(
+        1 for call in before.calls if kept.get(call.session_id, call.summary) != call.summary
+    )

@@ -4,8 +4,10 @@ Every page but the login page needs an operator: logged in with the team's token
 session cookie), or named by a reverse proxy's header. Every action on a caller goes through
 the plugin's own operations, as the CLI's do: the page of a caller is
 :meth:`~..calls.SessionManager.export_caller`'s data, the download is that data as
-``caller-memory export`` prints it, and erasure is :meth:`~..calls.SessionManager.forget_caller`
-(``caller-memory forget``) or, for an erasure request, :meth:`~..calls.SessionManager.forget_user`.
+``caller-memory export`` prints it, erasure is :meth:`~..calls.SessionManager.forget_caller`
+(``caller-memory forget``) or, for an erasure request, :meth:`~..calls.SessionManager.forget_user`,
+and withdrawing one wrong fact is :meth:`~..store.MemoryStore.withdraw_fact`
+(``caller-memory withdraw-fact``), with the checks of :mod:`..privacy`.
 
 A phone number travels in POST bodies only: never in a URL, a header, a log line or the audit
 log. Mount the app in an ASGI application of your own with :func:`create_app`.
@@ -47,7 +49,8 @@ from ..config import RedisConfig
 from ..exceptions import ConfigError, InvalidPhoneNumberError, StoreUnavailableError
 from ..log import logger
 from ..server import open_store
-from .audit import AuditLog, AuditLogError
+from ..store.base import fact_withdrawn
+from .audit import AuditLog, AuditLogError, default_audit_log
 from .caller_view import REDACTION_TAG, CallerView, build_caller_view
 from .health import CHART_HOURS, HealthMonitor, store_kind
 from .security import CSRF_FIELD, SecurityHeaders, csrf_ok, csrf_token, new_csrf_token
@@ -107,7 +110,7 @@ class Console:
             )
         self.config = config
         self.settings = settings
-        self.audit = AuditLog(settings.audit_log or config.data_dir / "console" / "audit.jsonl")
+        self.audit = AuditLog(settings.audit_log or default_audit_log(config))
         self._manager = manager
         self._owns_manager = manager is None
         self._monitor: HealthMonitor | None = None
@@ -116,6 +119,7 @@ class Console:
         self.templates = Jinja2Templates(directory=_HERE / "templates")
         self.templates.env.filters["redactions"] = _mark_redactions
         self.templates.env.filters["when"] = _when
+        self.templates.env.filters["plural"] = _plural
 
     # -- the store -------------------------------------------------------------------------
 
@@ -329,7 +333,7 @@ class Console:
             return found
         number, view = found
         self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
-        return self._caller_page(request, "caller.html", number, view)
+        return self._caller_page(request, "caller.html", number, view, fact_actions=True)
 
     async def export(self, request: Request, who: str) -> Response:
         """``POST /caller/export``: the JSON of ``caller-memory export``, as a download."""
@@ -363,6 +367,81 @@ class Console:
             return self._caller_page(request, "confirm_erase.html", number, view)
         deleted = await (await self.manager()).forget_caller(number)
         return self._erased(request, who, view.user_ids, deleted, via="number")
+
+    async def withdraw_fact(self, request: Request, who: str) -> Response:
+        """``POST /caller/fact/withdraw``: one fact, what withdrawing it does, and a reason to
+        give; then (``confirm=yes`` and a reason) withdraw it, audited, and show the caller
+        again (``caller-memory withdraw-fact``)."""
+        form = await _form(request)
+        number = _text(form, "number")
+        fact_id = _text(form, "fact_id")
+        manager = await self.manager()
+        store = manager.store
+        try:
+            phone_hash, previous = store.hasher.hashes(number)
+            if not fact_id.isdigit() or len(fact_id) > 9:
+                raise privacy.FactNotFoundError("no fact of this id")
+            held = await privacy.find_fact(store, phone_hash, int(fact_id), previous)
+        except InvalidPhoneNumberError as e:
+            return await self._callers_page(request, 422, error=str(e))
+        except privacy.FactNotFoundError as e:
+            message = f"{str(e)[:1].upper()}{str(e)[1:]}. Look at the caller again."
+            return self.page(request, "error.html", 404, title="No such fact", message=message)
+        fact = held.fact
+        if _text(form, "confirm") != "yes":
+            self._audit(request, who, "view", user_ids=[held.user_id], found=True)
+            return self._confirm_withdraw(request, number, held)
+        try:
+            reason = privacy.check_reason(
+                _text(form, "reason"), fact, region=self.config.default_region
+            )
+        except privacy.InvalidReasonError as e:
+            return self._confirm_withdraw(request, number, held, 422, error=f"{e}.")
+        # Recorded first: a withdrawal never happens unrecorded.
+        self._audit(request, who, "withdraw_fact", via="console", user_ids=[held.user_id],
+                    fact_id=fact.id, reason=reason)  # fmt: skip
+        stored = await store.withdraw_fact(held.user_id, fact.id)
+        if stored is None:
+            return self.page(
+                request,
+                "error.html",
+                409,
+                title="The fact changed meanwhile",
+                message=f"Fact #{fact.id} is no longer current. Look at the caller again.",
+            )
+        cut = privacy.summaries_cut(held.profile, stored)
+        notice = (
+            f"Fact #{fact.id} withdrawn: the agent no longer hears it from the next call on "
+            f"({_plural(cut, 'earlier call summary', 'earlier call summaries')} cut). The "
+            "withdrawal and its reason are in the audit log."
+        )
+        view = build_caller_view(await manager.export_caller(number), store.keys)
+        self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
+        return self._caller_page(
+            request, "caller.html", number, view, fact_actions=True, notice=notice
+        )
+
+    def _confirm_withdraw(
+        self,
+        request: Request,
+        number: str,
+        held: privacy.HeldFact,
+        status: int = 200,
+        **context: Any,
+    ) -> Response:
+        after = fact_withdrawn(held.profile, held.fact.id)
+        cut = privacy.summaries_cut(held.profile, after) if after is not None else 0
+        return self.page(
+            request,
+            "confirm_withdraw.html",
+            status,
+            number=number,
+            last_digits=_last_digits(number),
+            fact=held.fact,
+            summaries_cut=cut,
+            max_reason=privacy.MAX_REASON,
+            **context,
+        )
 
     async def erase_request(self, request: Request, who: str) -> Response:
         """``POST /requests/erase``: an erasure a caller asked for unverified: what will go,
@@ -511,6 +590,12 @@ def create_app(
         Route("/caller", g(console.caller), methods=["POST"], name="caller"),
         Route("/caller/export", g(console.export), methods=["POST"], name="export"),
         Route("/caller/erase", g(console.erase), methods=["POST"], name="erase"),
+        Route(
+            "/caller/fact/withdraw",
+            g(console.withdraw_fact),
+            methods=["POST"],
+            name="withdraw_fact",
+        ),
         Route("/requests/erase", g(console.erase_request), methods=["POST"], name="erase_request"),
         Route("/health", g(console.health), name="health"),
         Route("/health/panel", g(console.health_panel), name="health_panel"),
@@ -574,6 +659,11 @@ def _mark_redactions(text: str) -> Markup:
         last = match.end()
     parts.append(escape(text[last:]))
     return Markup("").join(parts)
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 key``, ``2 keys``; ``plural`` when adding an s will not do (``entries``)."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
 def _when(value: datetime | None) -> str:

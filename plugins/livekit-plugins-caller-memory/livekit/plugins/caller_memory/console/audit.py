@@ -6,9 +6,10 @@ One JSON object a line, appended to a file readable by its owner only (0600, its
      "user_ids": ["Xq3..."], "keys": 6, "outbox_entries": 0}
 
 Actions: ``login``, ``login_refused``, ``logout``, ``view`` (a caller looked up, found or not),
-``export``, ``erase`` (by number, or ``"via": "request"`` for an erasure request). A caller is
-named by their user id (the keyed hash the store knows them by), which is what
-``caller-memory requests`` shows too.
+``export``, ``erase`` (by number, or ``"via": "request"`` for an erasure request), and
+``withdraw_fact`` (one fact withdrawn, from the console or ``"via": "cli"``: its ``fact_id`` and
+the operator's ``reason``, never the fact itself). A caller is named by their user id (the keyed
+hash the store knows them by), which is what ``caller-memory requests`` shows too.
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..config import RedisConfig
 from ..exceptions import CallerMemoryError
 from ..models import utcnow
 
-__all__ = ["AuditLog", "AuditLogError"]
+__all__ = ["AuditLog", "AuditLogError", "default_audit_log"]
+
+
+def default_audit_log(config: RedisConfig) -> Path:
+    """Where the audit log is when ``MEMORY_CONSOLE_AUDIT_LOG`` does not say."""
+    return config.data_dir / "console" / "audit.jsonl"
 
 
 class AuditLogError(CallerMemoryError):

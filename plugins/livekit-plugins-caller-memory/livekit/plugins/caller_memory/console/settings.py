@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..exceptions import ConfigError
 
-__all__ = ["MIN_TOKEN_LENGTH", "ConsoleSettings"]
+__all__ = ["MIN_TOKEN_LENGTH", "AuditSettings", "ConsoleSettings"]
 
 MIN_TOKEN_LENGTH = 16
 """A console token or password is at least this long: it guards every caller's memory."""
@@ -88,3 +88,19 @@ class ConsoleSettings(BaseSettings):
         """Every host name the console answers to."""
         named = [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
         return list(dict.fromkeys(["localhost", "127.0.0.1", "::1", "[::1]", *named]))
+
+
+class AuditSettings(BaseSettings):
+    """Where the audit log is, read alone (``MEMORY_CONSOLE_AUDIT_LOG``): the operator
+    commands of ``caller-memory`` write to the console's audit log too, and need none of its
+    login settings.
+
+    Attributes:
+        audit_log: The audit log file; ``MEMORY_DATA_DIR/console/audit.jsonl`` by default.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=_PREFIX, env_file=".env", extra="ignore", case_sensitive=False
+    )
+
+    audit_log: Path | None = None

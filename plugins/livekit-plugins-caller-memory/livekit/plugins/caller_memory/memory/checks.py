@@ -131,8 +131,11 @@ def check_name(
     if len(name) > MAX_NAME:
         return "not_self_named"
     wanted = text.normalize(name)
-    given = [n for n, _ in text.self_names(turn)]
-    if not any(text.normalize(n) == wanted or text.contains(n, name) for n in given):
+    given = [text.normalize(n) for n, _ in text.self_names(turn)]
+    # "Priya here, Priya Raman": the full name said in the turn that gives its first word.
+    if wanted not in given and not (
+        any(set(g.split()) & set(wanted.split()) for g in given) and text.contains(turn, name)
+    ):
         return "not_self_named"
     known = profile.name if profile is not None else None
     if known and text.normalize(known) == wanted:

@@ -15,6 +15,7 @@ from datetime import datetime
 from ..models import (
     MAX_CURRENT_FACTS,
     MAX_PAST_FACTS,
+    NAME_LABEL,
     CallerProfile,
     CallSummary,
     Fact,
@@ -103,16 +104,17 @@ def apply_ops(
             if target is not None and trusted:
                 by_id[target.id] = target.model_copy(update={"status": "withdrawn"})
                 stale += [target.value, target.evidence, target.label, op.evidence]
+                stale += _distinct(target.value, "")
             continue
         if target is None and op.op == "add" and trusted:
             target = _same_label(op.label, list(by_id.values()))
-        if target is not None and text.normalize(target.value) == text.normalize(op.value):
+        if target is not None and _same_value(target, op):
             confirmed = target.verified or verified
             by_id[target.id] = target.model_copy(update={"confirmed_at": at, "verified": confirmed})
             continue
         if target is not None and trusted:
             by_id[target.id] = target.model_copy(update={"status": "replaced"})
-            stale += [target.value, target.evidence]
+            stale += [target.value, target.evidence, *_distinct(target.value, op.value)]
         label = op.label or (target.label if target is not None else "note")
         by_id[next_id] = Fact(
             id=next_id, label=label, value=op.value, evidence=op.evidence, said_at=at,
@@ -120,6 +122,20 @@ def apply_ops(
         )  # fmt: skip
         next_id += 1
     return _bounded(by_id.values()), stale
+
+
+_COMMON = text.FILLER | frozenset(
+    "with from that this have after before about would could will them they their there what "
+    "when your into just like some more than then also only been were prefers prefer wants "
+    "needs said says booked booking".split()
+)
+
+
+def _distinct(old: str, new: str) -> list[str]:
+    # The words that made the old value what it was ("Bluecrest" in "insured with Bluecrest"
+    # replaced by "insured with Northfield"): a summary sentence holding one repeats it.
+    now = set(text.words(new))
+    return [w for w in text.words(old) if w not in now and w not in _COMMON and len(w) >= 3]
 
 
 def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
@@ -147,6 +163,12 @@ def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
     return scored[0][1]
 
 
+def _same_value(fact: Fact, op: FactOp) -> bool:
+    # A name said in part ("Dan here" to a caller remembered as Dan Okafor) confirms it.
+    said, known = text.normalize(op.value), text.normalize(fact.value)
+    return said == known or (fact.label == NAME_LABEL and set(said.split()) < set(known.split()))
+
+
 def _same_label(label: str, facts: Iterable[Fact]) -> Fact | None:
     wanted = text.normalize(label)
     if not wanted:
@@ -163,6 +185,13 @@ def _bounded(facts: Iterable[Fact]) -> list[Fact]:
     return [f for f in ordered if f.id in keep]
 
 
+def _states(sentence: str, stale: str) -> bool:
+    # The sentence holds the stale text, or is a part of it (evidence of two sentences).
+    return text.contains(sentence, stale) or (
+        len(text.normalize(sentence)) >= 3 and text.contains(stale, sentence)
+    )
+
+
 _PIECES = re.compile(r"(\s+/\s+|(?<=[.!?…])\s+|\n+)")
 
 
@@ -174,7 +203,7 @@ def scrub(summary: str, stale: Iterable[str]) -> str:
     lead = SAID if summary.startswith(SAID) else ""
     parts = _PIECES.split(summary[len(lead) :])
     pieces = list(zip(parts[0::2], [*parts[1::2], ""], strict=True))
-    kept = [(s, sep) for s, sep in pieces if not any(text.contains(s, n) for n in needles)]
+    kept = [(s, sep) for s, sep in pieces if not any(_states(s, n) for n in needles)]
     if len(kept) == len(pieces):
         return summary
     return (lead + "".join(s + sep for s, sep in kept)).rstrip(" /\n") if kept else ""

@@ -49,7 +49,7 @@ _NEGATIONS = frozenset(
     "isn't aren't wasn't weren't won't wouldn't shouldn't haven't hasn't hadn't ain't".split()
 )
 _WITHDRAWALS = re.compile(
-    r"\b(?:forget|cancel\w*|never ?mind|no longer|not any ?more|anymore|scratch|remove|"
+    r"\b(?:forget|cancel\w*|never ?mind|no longer|no more|not any ?more|anymore|scratch|remove|"
     r"delete|drop|withdraw\w*|ignore|stop|don'?t need|doesn'?t need|not needed|no need|"
     r"take (?:that|it) off|not (?:relevant|true|right|correct)|sold|gave up|moved away)\b"
 )
@@ -96,6 +96,7 @@ def numbers(text: str) -> set[str]:
     "1200")."""
     found = set()
     for w in words(re.sub(r"(?<=\d)[,.](?=\d{3}\b)", "", text)):
+        w = w.removesuffix("'s")  # "eleven's great"
         if w.isdigit():
             found.add(w.lstrip("0") or "0")
         elif w in _NUMBER_WORDS:
@@ -106,8 +107,9 @@ def numbers(text: str) -> set[str]:
 
 
 def dates(text: str) -> set[str]:
-    """The day and month names in a text (plurals folded: "Fridays" is "friday")."""
-    return {w.removesuffix("s") for w in words(text) if w.removesuffix("s") in _DATE_WORDS}
+    """The day and month names in a text ("Fridays" and "Friday's" are "friday")."""
+    found = (w.removesuffix("'s").removesuffix("s") for w in words(text))
+    return {w for w in found if w in _DATE_WORDS}
 
 
 def sentences(text: str) -> list[str]:

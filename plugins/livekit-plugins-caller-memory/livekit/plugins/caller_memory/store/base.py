@@ -74,7 +74,9 @@ def fact_withdrawn(profile: CallerProfile, fact_id: int) -> CallerProfile | None
     if fact is None:
         return None
     stale = [fact.value, fact.evidence, fact.label]
-    facts = [f.model_copy(update={"status": "withdrawn"}) if f is fact else f for f in profile.facts]
+    facts = [
+        f.model_copy(update={"status": "withdrawn"}) if f is fact else f for f in profile.facts
+    ]
     calls = [c.model_copy(update={"summary": scrub(c.summary, stale)}) for c in profile.calls]
     return profile.model_copy(update={"facts": facts, "calls": calls})
 
