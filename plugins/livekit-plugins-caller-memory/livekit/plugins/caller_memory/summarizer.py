@@ -23,8 +23,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import prompts
 from .log import logger
-from .memory import check_answer, fallback_summary
-from .memory.fallback import name_op
+from .memory import check_answer, fallback_summary, text
+from .memory.fallback import name_op, withdrawal_ops
 from .models import NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from .redaction import Redactor
 from .telemetry import record_dropped
@@ -169,8 +169,21 @@ def checked_summary(
         if checked.summary and not ops:
             return fallback.model_copy(update={"summary": checked.summary, "source": "llm"})
         return fallback
+    # What the caller said plainly is never missed: their name, and a withdrawal.
     kept = checked.ops
-    if not any(op.label == NAME_LABEL for op in kept):  # a plainly given name is never missed
+    if not any(op.label == NAME_LABEL for op in kept):
         name = name_op(turns, profile)
         kept = [*kept, name] if name else kept
+    kept += [
+        op
+        for op in withdrawal_ops(turns, profile)
+        if op.id and not _withdrawn(op, kept)  # a fact of its own the model missed
+    ]
     return CallSummary(summary=checked.summary or fallback_summary(turns).summary, ops=kept)
+
+
+def _withdrawn(found: FactOp, ops: Sequence[FactOp]) -> bool:
+    return any(
+        op.op == "withdraw" and (op.id == found.id or text.contains(found.evidence, op.evidence))
+        for op in ops
+    )

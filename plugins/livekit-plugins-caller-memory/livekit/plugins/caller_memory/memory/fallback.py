@@ -12,15 +12,16 @@ from ..models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp
 from . import text
 from .checks import check_name
 
-__all__ = ["SAID", "fallback_summary", "name_op", "salient_lines"]
+__all__ = ["CUES", "SAID", "fallback_summary", "name_op", "salient_lines", "withdrawal_ops"]
 
 SAID = "Caller said: "
 """How a summary of the caller's own lines begins."""
 
 
 def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None) -> CallSummary:
-    """A summary built from the transcript alone: the caller's salient lines, and an ``add``
-    of their name when they gave it plainly ("I'm Marcus Bell", "Dan Okafor here")."""
+    """A summary built from the transcript alone: the caller's salient lines, an ``add`` of
+    their name when they gave it plainly ("I'm Marcus Bell", "Dan Okafor here"), and a
+    ``withdraw`` of each remembered fact they plainly withdrew (:func:`withdrawal_ops`)."""
     lines = salient_lines(turns)
     if not lines:
         return CallSummary(summary="Call with no words from the caller.", source="fallback")
@@ -28,13 +29,23 @@ def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None
     if len(summary) > MAX_SUMMARY:
         summary = summary[: MAX_SUMMARY - 1] + "…"
     name = name_op(turns, profile)
-    return CallSummary(summary=summary, ops=[name] if name else [], source="fallback")
+    ops = [name] if name else []
+    return CallSummary(summary=summary, ops=ops + withdrawal_ops(turns, profile), source="fallback")
 
 
 def salient_lines(turns: Sequence[Turn]) -> list[str]:
-    """The caller's lines that say something: not a bare "Yes, thanks", "OK bye" or "Hi"."""
-    said = (" ".join(t.text.split()) for t in turns if t.role == "user")
-    return [line for line in said if set(text.words(line)) - text.FILLER]
+    """The caller's lines that say something: not a bare "Yes, thanks", "OK bye" or "Hi",
+    and without the sentences that withdraw something (memory keeps what holds)."""
+    lines = []
+    for turn in turns:
+        if turn.role != "user":
+            continue
+        line = " ".join(turn.text.split())
+        if any(text.withdrawing_part(s) for s in text.sentences(line)):
+            line = " ".join(s for s in text.sentences(line) if not text.withdrawing_part(s))
+        if set(text.words(line)) - text.FILLER:
+            lines.append(line)
+    return lines
 
 
 def name_op(turns: Sequence[Turn], profile: CallerProfile | None = None) -> FactOp | None:
@@ -47,3 +58,48 @@ def name_op(turns: Sequence[Turn], profile: CallerProfile | None = None) -> Fact
             if check_name(name, turn.text, turns, profile) is None:
                 return FactOp(op="add", label=NAME_LABEL, value=name, evidence=words)
     return None
+
+
+CUES = text.stems(
+    "forget cancel cancelled never mind longer more anymore scratch remove delete drop withdraw "
+    "ignore stop need needed note thing"
+)
+"""The stems of the words that withdraw, not of what is withdrawn."""
+
+
+def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list[FactOp]:
+    """A ``withdraw`` for each thing the caller plainly withdrew in their own words.
+
+    A caller's sentence that withdraws ("forget the parking thing", "cancel the Friday
+    booking", "I don't need the reminder texts anymore"; not "don't cancel it") withdraws
+    the one current fact whose label and value share the most words with it. When no fact
+    does (a tie, no shared word, or a caller remembered without an LLM, who has no facts), the
+    withdrawal names no fact (id 0): the merge then cuts what it names from earlier calls'
+    summaries.
+    """
+    current = [f for f in profile.current_facts if f.label != NAME_LABEL] if profile else []
+    ops: list[FactOp] = []
+    for sentence in _withdrawals(turns):
+        said = text.stems(text.withdrawing_part(sentence)) - CUES
+        scored = sorted(
+            ((len(said & text.stems(f"{f.label} {f.value}")), f) for f in current),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        best, fact = scored[0] if scored else (0, None)
+        unique = fact is not None and best and (len(scored) == 1 or scored[1][0] < best)
+        if unique and fact is not None and not any(op.id == fact.id for op in ops):
+            ops.append(FactOp(op="withdraw", id=fact.id, label=fact.label, evidence=sentence))
+        elif not unique:
+            ops.append(FactOp(op="withdraw", evidence=text.withdrawing_part(sentence)))
+    return ops
+
+
+def _withdrawals(turns: Sequence[Turn]) -> list[str]:
+    return [
+        sentence
+        for turn in turns
+        if turn.role == "user"
+        for sentence in text.sentences(turn.text)
+        if text.withdrawing_part(sentence) and not text.is_question(sentence)
+    ]

@@ -23,7 +23,7 @@ from ..models import (
     PastCall,
 )
 from . import text
-from .fallback import SAID
+from .fallback import CUES, SAID
 
 __all__ = ["apply_ops", "merge_call", "scrub"]
 
@@ -101,7 +101,9 @@ def apply_ops(
     for op in ops:
         target = _target(op, list(by_id.values())) if op.op != "add" or trusted else None
         if op.op == "withdraw":
-            if target is not None and trusted:
+            if target is None and trusted and not op.id:
+                stale += _distinct(op.evidence, "", ignore=CUES)  # no fact named: its words
+            elif target is not None and trusted:
                 by_id[target.id] = target.model_copy(update={"status": "withdrawn"})
                 stale += [target.value, target.evidence, target.label, op.evidence]
                 stale += _distinct(target.value, "")
@@ -131,11 +133,15 @@ _COMMON = text.FILLER | frozenset(
 )
 
 
-def _distinct(old: str, new: str) -> list[str]:
+def _distinct(old: str, new: str, ignore: frozenset[str] | set[str] = frozenset()) -> list[str]:
     # The words that made the old value what it was ("Bluecrest" in "insured with Bluecrest"
     # replaced by "insured with Northfield"): a summary sentence holding one repeats it.
     now = set(text.words(new))
-    return [w for w in text.words(old) if w not in now and w not in _COMMON and len(w) >= 3]
+    return [
+        w
+        for w in text.words(old)
+        if w not in now and w not in _COMMON and len(w) >= 3 and w[:5] not in ignore
+    ]
 
 
 def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
@@ -144,9 +150,9 @@ def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
     # value ("parking spot" withdraws the fact labelled "parking"). A tie means none: a
     # withdrawal must never hit a fact the caller did not mean.
     current = [f for f in facts if f.current]
-    by_id = next((f for f in current if f.id == op.id), None)
-    if by_id is not None:
-        return by_id
+    by_id = next((f for f in facts if f.id == op.id), None)
+    if by_id is not None:  # the fact meant; one already replaced or withdrawn is no target
+        return by_id if by_id.current else None
     if op.op == "add":
         return None
     same = _same_label(op.label, current)

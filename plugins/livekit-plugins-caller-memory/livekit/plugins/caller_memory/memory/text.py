@@ -24,6 +24,7 @@ __all__ = [
     "sentence_around",
     "sentences",
     "stems",
+    "withdrawing_part",
     "withdraws",
     "words",
 ]
@@ -50,8 +51,8 @@ _NEGATIONS = frozenset(
 )
 _WITHDRAWALS = re.compile(
     r"\b(?:forget|cancel\w*|never ?mind|no longer|no more|not any ?more|anymore|scratch|remove|"
-    r"delete|drop|withdraw\w*|ignore|stop|don'?t need|doesn'?t need|not needed|no need|"
-    r"take (?:that|it) off|not (?:relevant|true|right|correct)|sold|gave up|moved away)\b"
+    r"delete|withdraw\w*|ignore|stop|don'?t need|doesn'?t need|not needed|no need|"
+    r"take (?:that|it) off|not (?:relevant|true|correct))\b"
 )
 FILLER = frozenset(
     "yes yeah yep yup no nope ok okay sure fine good great thanks thank you please that's "
@@ -173,10 +174,24 @@ def _clauses(text: str) -> list[str]:
     return [c for c in (normalize(p) for p in parts) if c]
 
 
+_KEPT = re.compile(
+    r"\b(?:don't|do not|never|not|no need to)\s+(?:\w+\s+)?(?:cancel|forget|remove|delete|drop|"
+    r"scratch|stop)"
+)
+
+
+def withdrawing_part(sentence: str) -> str:
+    """The clauses of a sentence that withdraw ("forget what I said about Dev" of "I'm
+    dropping the Outback off myself, forget what I said about Dev"), "" when none does."""
+    clauses = re.split(r"[,;:—–]\s*|\s+(?:and|so|but|because)\s+", sentence)
+    return ", ".join(c.strip() for c in clauses if c.strip() and withdraws(c))
+
+
 def withdraws(text: str) -> bool:
     """True when the words withdraw something ("forget the parking thing", "cancel it",
-    "I don't need the reminders anymore")."""
-    return bool(_WITHDRAWALS.search(normalize(text)))
+    "I don't need the reminders anymore"), not when they keep it ("don't cancel it")."""
+    said = normalize(text)
+    return bool(_WITHDRAWALS.search(said)) and not _KEPT.search(said)
 
 
 # -- names -----------------------------------------------------------------------------------
