@@ -36,13 +36,15 @@ def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None
 def salient_lines(turns: Sequence[Turn]) -> list[str]:
     """The caller's lines that say something: not a bare "Yes, thanks", "OK bye" or "Hi",
     and without the sentences that withdraw something (memory keeps what holds)."""
+    withdrawn = set()  # a withdrawing sentence, and what it withdrew when it names nothing
+    for sentence, before in _withdrawals(turns):
+        withdrawn |= {sentence} if _subject(text.withdrawing_part(sentence)) else {sentence, before}
     lines = []
     for turn in turns:
         if turn.role != "user":
             continue
         line = " ".join(turn.text.split())
-        if any(text.withdrawing_part(s) for s in text.sentences(line)):
-            line = " ".join(s for s in text.sentences(line) if not text.withdrawing_part(s))
+        line = " ".join(s for s in text.sentences(line) if s not in withdrawn)
         if set(text.words(line)) - text.FILLER:
             lines.append(line)
     return lines
@@ -72,34 +74,46 @@ def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list
 
     A caller's sentence that withdraws ("forget the parking thing", "cancel the Friday
     booking", "I don't need the reminder texts anymore"; not "don't cancel it") withdraws
-    the one current fact whose label and value share the most words with it. When no fact
-    does (a tie, no shared word, or a caller remembered without an LLM, who has no facts), the
-    withdrawal names no fact (id 0): the merge then cuts what it names from earlier calls'
-    summaries.
+    the one current fact whose label and value share the most words with it. One that names
+    nothing ("Actually, no, forget that") withdraws what the caller said just before. When
+    no fact is found (a tie, no shared word, or a caller remembered without an LLM, who has
+    no facts), the withdrawal names no fact (id 0) but carries what it withdraws as its value:
+    the merge then cuts those words from the calls' summaries.
     """
     current = [f for f in profile.current_facts if f.label != NAME_LABEL] if profile else []
     ops: list[FactOp] = []
-    for sentence in _withdrawals(turns):
-        said = text.stems(text.withdrawing_part(sentence)) - CUES
+    for sentence, before in _withdrawals(turns):
+        part = text.withdrawing_part(sentence)
+        said = _subject(part) or _subject(before)
         scored = sorted(
             ((len(said & text.stems(f"{f.label} {f.value}")), f) for f in current),
             key=lambda pair: pair[0],
             reverse=True,
         )
         best, fact = scored[0] if scored else (0, None)
-        unique = fact is not None and best and (len(scored) == 1 or scored[1][0] < best)
-        if unique and fact is not None and not any(op.id == fact.id for op in ops):
-            ops.append(FactOp(op="withdraw", id=fact.id, label=fact.label, evidence=sentence))
-        elif not unique:
-            ops.append(FactOp(op="withdraw", evidence=text.withdrawing_part(sentence)))
+        if fact is not None and best and (len(scored) == 1 or scored[1][0] < best):
+            if not any(op.id == fact.id for op in ops):
+                ops.append(FactOp(op="withdraw", id=fact.id, label=fact.label, evidence=part))
+        elif said:
+            what = part if _subject(part) else before
+            ops.append(FactOp(op="withdraw", value=what, evidence=part))
     return ops
 
 
-def _withdrawals(turns: Sequence[Turn]) -> list[str]:
-    return [
-        sentence
-        for turn in turns
-        if turn.role == "user"
-        for sentence in text.sentences(turn.text)
-        if text.withdrawing_part(sentence) and not text.is_question(sentence)
-    ]
+def _subject(words: str) -> set[str]:
+    # What a withdrawal is about: its words less the withdrawing ones and the small ones.
+    return text.stems(words) - CUES - {w[:5] for w in text.STOPWORDS}
+
+
+def _withdrawals(turns: Sequence[Turn]) -> list[tuple[str, str]]:
+    # Each withdrawing sentence of the caller's, with the caller's sentence before it.
+    found = []
+    before = ""
+    for turn in turns:
+        if turn.role != "user":
+            continue
+        for sentence in text.sentences(turn.text):
+            if text.withdrawing_part(sentence) and not text.is_question(sentence):
+                found.append((sentence, before))
+            before = sentence
+    return found

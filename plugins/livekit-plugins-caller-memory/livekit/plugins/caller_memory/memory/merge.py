@@ -101,8 +101,8 @@ def apply_ops(
     for op in ops:
         target = _target(op, list(by_id.values())) if op.op != "add" or trusted else None
         if op.op == "withdraw":
-            if target is None and trusted and not op.id:
-                stale += _distinct(op.evidence, "", ignore=CUES)  # no fact named: its words
+            if target is None and trusted and not op.id:  # no fact named: what it says goes
+                stale += _distinct(op.value or op.evidence, "", ignore=CUES)
             elif target is not None and trusted:
                 by_id[target.id] = target.model_copy(update={"status": "withdrawn"})
                 stale += [target.value, target.evidence, target.label, op.evidence]
@@ -126,10 +126,8 @@ def apply_ops(
     return _bounded(by_id.values()), stale
 
 
-_COMMON = text.FILLER | frozenset(
-    "with from that this have after before about would could will them they their there what "
-    "when your into just like some more than then also only been were prefers prefer wants "
-    "needs said says booked booking".split()
+_COMMON = text.STOPWORDS | frozenset(
+    "prefers prefer wants want needs need said says booked booking thing things note".split()
 )
 
 

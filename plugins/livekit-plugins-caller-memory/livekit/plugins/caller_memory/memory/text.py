@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 __all__ = [
     "FILLER",
+    "STOPWORDS",
     "contains",
     "dates",
     "has_negation",
@@ -60,6 +61,17 @@ FILLER = frozenset(
     "cheers bye goodbye hi hello hey sorry the a it is".split()
 )
 """Words that say nothing about the caller by themselves ("Yes, that's fine, thanks")."""
+STOPWORDS = frozenset(
+    "a about above after again all also am an and any are as at be been before being below "
+    "between both but by can can't could did do does doing don't down during each few for from "
+    "further had has have having he her here hers him his how i i'd i'll i'm i've if in into is "
+    "isn't it it's its just me more most my no nor not now of off on once only or other our "
+    "ours out over own same she should so some such than that that's the their theirs them then "
+    "there these they this those through to too under until up very was we were what when where "
+    "which while who whom why will with would you your yours um uh yeah yes okay ok oh well "
+    "like really actually please thanks thank sorry hi hello hey bye gonna wanna got get".split()
+)
+"""English words that carry no subject of their own ("the", "and", "could", "um")."""
 _QUESTION_START = frozenset(
     "is are am was were do does did what when where which who whom whose why how have has "
     "any anyone anybody".split()
