@@ -388,3 +388,61 @@ def test_a_scrubbed_summary_keeps_its_other_sentences_and_separators() -> None:
         "Caller said: My van is blue. / Book Tuesday please. / Thanks."
     )
     assert scrub("Booked for Tuesday.", ["Tuesday"]) == ""
+
+
+async def test_without_an_llm_a_withdrawal_leaves_the_earlier_calls(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "I'll need parking round the back, it's tight.")],
+        None,
+    )
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "Forget the parking thing, I'll walk. The brakes squeal, though."),
+        ],
+        None,
+    )
+    assert "park" not in seen.lower()
+    assert "The brakes squeal, though." in seen
+
+
+async def test_forget_that_withdraws_what_the_caller_said_just_before(line: Line) -> None:
+    seen = await line.call(
+        [
+            ("assistant", "Any preference for the time?"),
+            ("user", "Put down that I want the first slot of the day. Actually, no, forget that."),
+            ("user", "My cat Miso needs her jabs."),
+        ],
+        None,
+    )
+    assert "first slot" not in seen and "Miso needs her jabs" in seen
+
+
+async def test_a_withdrawal_the_model_missed_is_still_honoured(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Send me reminder texts before each visit.")],
+        {
+            "ops": [op("add", "reminders", "reminder texts", "Send me reminder texts")],
+            "summary": "",
+        },
+    )
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "No more reminder texts, please.")],
+        {"ops": [], "summary": "The caller called about reminders."},
+    )
+    assert facts(seen) == {}
+
+
+async def test_dont_cancel_keeps_the_fact(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Book the van in for Friday.")],
+        {"ops": [op("add", "appointment", "Friday", "Book the van in for Friday")], "summary": ""},
+    )
+    seen = await line.call(
+        [
+            ("assistant", "Shall I cancel Friday?"),
+            ("user", "No, don't cancel Friday, I'll be there."),
+        ],
+        None,
+    )
+    assert facts(seen) == {"appointment": "Friday"}
