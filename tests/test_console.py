@@ -44,6 +44,7 @@ from .support.console import (
     connected,
     console_env,
     holds_number,
+    next_call_prompt,
     seed_ana,
     seed_call,
     served,
@@ -51,7 +52,14 @@ from .support.console import (
 
 SETTINGS = ConsoleSettings(token=TOKEN, stats_ttl_s=0)
 PAGES = ["/", "/callers", "/health", "/health/panel"]
-FORMS = ["/caller", "/caller/export", "/caller/erase", "/requests/erase", "/logout"]
+FORMS = [
+    "/caller",
+    "/caller/export",
+    "/caller/erase",
+    "/caller/fact/withdraw",
+    "/requests/erase",
+    "/logout",
+]
 
 
 @pytest.fixture
@@ -63,6 +71,25 @@ async def store(config: RedisConfig) -> AsyncIterator[MemoryStore]:
 
 def _audit(config: RedisConfig) -> list[dict[str, object]]:
     return AuditLog(config.data_dir / "console" / "audit.jsonl").read()
+
+
+def _facts_shown(html: str) -> dict[str, dict[str, object]]:
+    """The current facts a caller's page shows, by value: what they are about, the caller's
+    words, verified or not, and whether a withdraw form goes with them."""
+    table = html.split('id="current-facts"', 1)[1].split("</table>", 1)[0]
+    shown: dict[str, dict[str, object]] = {}
+    for row in re.findall(r'<tr class="fact" id="fact-\d+">(.*?)</tr>', table, re.S):
+        cells = [
+            " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        shown[cells[2]] = {
+            "about": cells[1],
+            "words": cells[3],
+            "verified": cells[5] == "verified",
+            "withdraw": "/caller/fact/withdraw" in row,
+        }
+    return shown
 
 
 # -- who may see what ----------------------------------------------------------------------
@@ -210,8 +237,17 @@ async def test_a_caller_found_by_any_spelling_shows_what_is_remembered(
             page = await browser.post("/caller", {"number": spelling})
             text = page.visible_text()
             assert "Ana Lopez" in text, spelling
-        assert "appointment time : mornings" in text
-        assert "Send a reminder text the day before" in text
+        facts = _facts_shown(page.text)
+        assert facts["mornings"] == {
+            "about": "appointment time",
+            "words": "“mornings are best for me”",
+            "verified": True,
+            "withdraw": True,
+        }
+        assert facts["cleaning on Tuesday at 10"]["verified"] is False  # the unverified call's
+        assert "said " in text and "preferences" not in text.lower()
+        assert "follow-up" not in text.lower()
+        assert 'id="past-facts"' not in page.text  # nothing replaced or withdrawn yet
         assert "Ana booked a cleaning for Tuesday at 9am" in text
         assert "agreed to be remembered" in text
         assert "not verified on the last call" in text and "1 of 2 remembered calls" in text
@@ -223,12 +259,24 @@ async def test_a_caller_found_by_any_spelling_shows_what_is_remembered(
             store,
             "+1 415 555 0156",
             "AJ_x",
-            ["Hi"],
-            {"summary": "<img src=x onerror=alert(1)> asked about prices"},
+            ["<img src=x onerror=alert(1)> asked about prices"],
+            {
+                "summary": "Asked about prices.",
+                "ops": [
+                    {
+                        "op": "add",
+                        "label": "<b>question</b>",
+                        "value": "<img src=x onerror=alert(1)> prices",
+                        "evidence": "<img src=x onerror=alert(1)> asked about prices",
+                    }
+                ],
+            },
         )
         marked = await browser.post("/caller", {"number": "+1 415 555 0156"})
         assert "&lt;img src=x onerror=alert(1)&gt; asked about prices" in marked.text
-        assert "<img" not in marked.text
+        assert "&lt;img src=x onerror=alert(1)&gt; prices</td>" in marked.text  # the fact
+        assert "&lt;b&gt;question&lt;/b&gt;" in marked.text
+        assert "<img" not in marked.text and "<b>question" not in marked.text
         missing = await browser.post("/caller", {"number": "+1 415 555 0199"})
         assert "Nothing is held about this caller" in missing.text
         wrong = await browser.post("/caller", {"number": "hello 12"})
@@ -263,6 +311,18 @@ async def test_export_is_the_json_of_the_export_command(
     assert cli.returncode == 0, cli.stderr
     assert json.loads(page.text) == json.loads(cli.stdout)
     assert page.text == cli.stdout  # to the character
+    profile = next(v for k, v in json.loads(page.text)["keys"].items() if k.endswith(":profile"))
+    mornings = next(f for f in profile["facts"] if f["value"] == "mornings")
+    assert mornings == {
+        **mornings,
+        "label": "appointment time",
+        "evidence": "mornings are best for me",
+        "status": "current",
+        "confirmed_at": None,
+        "verified": True,
+    }
+    assert mornings["said_at"].endswith("Z")
+    assert {f["verified"] for f in profile["facts"]} == {True, False}  # the unverified call's
     exports = [r for r in _audit(config) if r["action"] == "export"]
     assert exports[0]["user_ids"] == [store.hasher.hash(ANA)] and exports[0]["keys"] == 6
 
@@ -295,6 +355,107 @@ async def test_erase_shows_what_will_go_then_erases_it(
             "who": "Dana",
         }
     ]
+
+
+async def test_one_wrong_fact_is_withdrawn_with_a_reason_and_audited(
+    config: RedisConfig, store: MemoryStore
+) -> None:
+    await seed_ana(store)
+    user_id = store.hasher.hash(ANA)
+    before = await store.get_profile(user_id)
+    assert before is not None
+    mornings = next(f for f in before.facts if f.value == "mornings")
+    others = {f.value for f in before.current_facts} - {"mornings"}
+    form = {"number": "(415) 555-0134", "fact_id": str(mornings.id)}
+    async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
+        await _logged_in(browser)
+        await browser.post("/caller", {"number": ANA})
+        confirm = await browser.post("/caller/fact/withdraw", form)
+        text = confirm.visible_text()
+        assert confirm.status == 200
+        assert f"Withdraw fact #{mornings.id} of caller …0134?" in text
+        assert "“mornings are best for me”" in text and "1 summary will be shortened" in text
+        assert await store.get_profile(user_id) == before  # nothing happens before the reason
+
+        refusals = {
+            "": "a reason is required",
+            "  \n ": "a reason is required",
+            "Wrong, she is 415.555.0134": "looks like a phone number",
+            "She says mornings are best for me is wrong": "repeats the fact",
+            "x" * 201: "too long: 200 characters at most",
+        }
+        for reason, why in refusals.items():
+            refused = await browser.post(
+                "/caller/fact/withdraw", {**form, "confirm": "yes", "reason": reason}
+            )
+            assert refused.status == 422 and why in refused.visible_text(), reason
+            assert "415.555.0134" not in refused.text  # a refused reason is not repeated
+        no_reason = await browser.post("/caller/fact/withdraw", {**form, "confirm": "yes"})
+        assert no_reason.status == 422
+        assert await store.get_profile(user_id) == before
+
+        reason = "The caller says she never gave a preferred time"
+        done = await browser.post(
+            "/caller/fact/withdraw", {**form, "confirm": "yes", "reason": reason}
+        )
+        text = done.visible_text()
+        assert done.status == 200
+        assert f"Fact #{mornings.id} withdrawn" in text and "(1 earlier call summary cut)" in text
+        shown = _facts_shown(done.text)
+        assert set(shown) == others and all(f["withdraw"] for f in shown.values())
+        past = done.text.split('id="past-facts"', 1)[1].split("</details>", 1)[0]
+        assert "1 replaced or withdrawn fact " in " ".join(re.sub("<[^>]+>", " ", past).split())
+        assert f'<tr class="fact withdrawn" id="fact-{mornings.id}">' in past
+        assert "“mornings are best for me”" in past and ">withdrawn</span>" in past
+        # The summary that said it is cut (the calls held in full keep what was said, a day).
+        summaries = done.text.split('class="summaries"', 1)[1].split("</ol>", 1)[0]
+        assert "She prefers mornings" not in summaries
+        assert "Ana booked a cleaning for Tuesday at 9am" in summaries
+
+        erase = await browser.post("/caller/erase", {"number": ANA})
+        assert re.search(
+            r"\d+ current facts, 1 replaced or withdrawn fact and 2 call summaries",
+            erase.visible_text(),
+        )
+        again = await browser.post(
+            "/caller/fact/withdraw", {**form, "confirm": "yes", "reason": reason}
+        )
+        assert again.status == 404
+        assert f"Fact #{mornings.id} of this caller is withdrawn already" in again.visible_text()
+        for wrong in ("99", "abc", "-1", ""):
+            missing = await browser.post("/caller/fact/withdraw", {**form, "fact_id": wrong})
+            assert missing.status == 404 and "No such fact" in missing.text, wrong
+        unknown = await browser.post(
+            "/caller/fact/withdraw", {"number": "+1 415 555 0199", "fact_id": "1"}
+        )
+        assert unknown.status == 404 and "Nothing is held about this caller" in unknown.text
+
+    prompt = await next_call_prompt(store)
+    assert "mornings" not in prompt and "prefers" not in prompt
+    assert all(value in prompt for value in others), prompt
+    after = await store.get_profile(user_id)
+    assert after is not None and after.call_count == before.call_count
+    assert [f.status for f in after.facts if f.id != mornings.id] == [
+        f.status for f in before.facts if f.id != mornings.id
+    ]
+
+    withdrawn = [r for r in _audit(config) if r["action"] == "withdraw_fact"]
+    assert withdrawn == [
+        {
+            "at": withdrawn[0]["at"],
+            "who": "Dana",
+            "action": "withdraw_fact",
+            "client": "127.0.0.1",
+            "via": "console",
+            "user_ids": [user_id],
+            "fact_id": mornings.id,
+            "reason": reason,
+        }
+    ]
+    log = (config.data_dir / "console" / "audit.jsonl").read_text()
+    assert not holds_number(log)
+    for said in ("mornings", "Lopez", "Tuesday", "cleaning"):
+        assert said not in log
 
 
 async def test_an_erasure_request_is_reviewed_then_carried_out(

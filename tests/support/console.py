@@ -37,6 +37,7 @@ __all__ = [
     "Page",
     "console_env",
     "holds_number",
+    "next_call_prompt",
     "seed_ana",
     "seed_call",
     "client",
@@ -100,7 +101,8 @@ ANA = "+14155550134"
 
 async def seed_ana(store: MemoryStore) -> None:
     """Ana's two calls: the first verified, with her consent and a card number said (redacted),
-    the second from an unverified caller id (it only adds to her memory)."""
+    giving her name, that mornings suit her and her booking; the second from an unverified
+    caller id (it only adds to her memory: a fact of its own, unverified)."""
     await seed_call(
         store,
         ANA,
@@ -116,10 +118,13 @@ async def seed_ana(store: MemoryStore) -> None:
             ),
         ],
         {
-            "summary": "Ana booked a cleaning for Tuesday at 9am and paid the deposit by card.",
-            "caller_name": "Ana Lopez",
-            "preferences": {"appointment time": "mornings", "reminders": "by text message"},
-            "follow_ups": ["Send a reminder text the day before"],
+            "summary": "Ana booked a cleaning for Tuesday at 9am and paid the deposit by card. "
+            "She prefers mornings.",
+            "ops": [
+                _op("name", "Ana Lopez", "this is Ana Lopez"),
+                _op("appointment time", "mornings", "mornings are best for me"),
+                _op("appointment", "cleaning on Tuesday at 9", "Tuesday at 9, please"),
+            ],
         },
         consent=True,
     )
@@ -130,10 +135,25 @@ async def seed_ana(store: MemoryStore) -> None:
         [("Hi, it's Ana again. Could we move Tuesday to 10?", "Done: Tuesday at 10.")],
         {
             "summary": "Ana asked to move her cleaning to Tuesday at 10am.",
-            "follow_ups": ["Confirm the new time by text"],
+            "ops": [_op("appointment", "cleaning on Tuesday at 10", "move Tuesday to 10")],
         },
         verified=False,
     )
+
+
+def _op(label: str, value: str, evidence: str) -> dict[str, Any]:
+    # An ``add`` as a model writes it in its answer: the evidence is the caller's own words.
+    return {"op": "add", "label": label, "value": value, "evidence": evidence}
+
+
+async def next_call_prompt(store: MemoryStore, number: str = ANA) -> str:
+    """What the agent of the caller's next call is given (verified: the whole memory); the
+    call itself is not remembered."""
+    manager = SessionManager(store)
+    context = await manager.start_session(session_id="AJ_next", phone_number=number, verified=True)
+    manager.dont_remember("AJ_next")
+    await manager.end_session("AJ_next")
+    return context.memory_prompt()
 
 
 def holds_number(text: str, number: str = ANA) -> bool:

@@ -333,8 +333,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "serve",
-        help="the operator console in a browser: find, export and erase callers, see health "
-        "(needs the console extra; caller-memory serve --help)",
+        help="the operator console in a browser: find, export and erase callers, withdraw a "
+        "wrong fact, see health (needs the console extra; caller-memory serve --help)",
         add_help=False,
     )
     commands.add_parser(

@@ -1,4 +1,5 @@
-"""The operator console: see, export and erase what the agent remembers, in a browser.
+"""The operator console: see, export and erase what the agent remembers, or withdraw one wrong
+fact, in a browser.
 
 ``caller-memory serve`` (or ``python -m livekit.plugins.caller_memory.console``) runs it on
 127.0.0.1; :func:`create_app` gives the ASGI application to mount in one of your own. It needs

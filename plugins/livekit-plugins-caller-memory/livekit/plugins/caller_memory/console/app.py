@@ -48,8 +48,8 @@ from ..calls import SessionManager
 from ..config import RedisConfig
 from ..exceptions import ConfigError, InvalidPhoneNumberError, StoreUnavailableError
 from ..log import logger
+from ..memory.merge import withdraw_fact
 from ..server import open_store
-from ..store.base import fact_withdrawn
 from .audit import AuditLog, AuditLogError, default_audit_log
 from .caller_view import REDACTION_TAG, CallerView, build_caller_view
 from .health import CHART_HOURS, HealthMonitor, store_kind
@@ -429,7 +429,7 @@ class Console:
         status: int = 200,
         **context: Any,
     ) -> Response:
-        after = fact_withdrawn(held.profile, held.fact.id)
+        after = withdraw_fact(held.profile, held.fact.id)
         cut = privacy.summaries_cut(held.profile, after) if after is not None else 0
         return self.page(
             request,

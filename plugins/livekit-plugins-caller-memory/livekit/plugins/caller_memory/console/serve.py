@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="caller-memory serve",
         description="Serve the operator console: find a caller, see what is remembered, export "
-        "and erase it, and the store's health. Settings from the environment and .env "
+        "and erase it or withdraw one wrong fact, and the store's health. Settings from the "
+        "environment and .env "
         "(REDIS_*, MEMORY_*, MEMORY_CONSOLE_*).",
     )
     parser.add_argument(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 
 from ..models import (
     MAX_CURRENT_FACTS,
@@ -25,7 +25,7 @@ from ..models import (
 from . import text
 from .fallback import CUES, SAID
 
-__all__ = ["apply_ops", "merge_call", "scrub"]
+__all__ = ["apply_ops", "merge_call", "scrub", "withdraw_fact"]
 
 
 def merge_call(
@@ -65,18 +65,33 @@ def merge_call(
             verified=verified,
         ),
     ][-max_summaries:]
-    if stale:
-        calls = [c.model_copy(update={"summary": scrub(c.summary, stale)}) for c in calls]
     return profile.model_copy(
         update={
             "facts": facts,
-            "calls": calls,
+            "calls": _scrubbed(calls, stale),
             "call_count": profile.call_count + 1,
             "first_call_at": profile.first_call_at or ended_at,
             "last_call_at": max(ended_at, profile.last_call_at or ended_at),
             "consented_at": profile.consented_at or (ended_at if consented else None),
         }
     )
+
+
+def withdraw_fact(profile: CallerProfile, fact_id: int) -> CallerProfile | None:
+    """``profile`` with its current fact ``fact_id`` withdrawn (an operator's withdrawal, as a
+    caller's own is merged), or None when it holds no such current fact."""
+    if not any(f.id == fact_id and f.current for f in profile.facts):
+        return None
+    at = profile.last_call_at or datetime.now(timezone.utc)
+    withdrawal = FactOp(op="withdraw", id=fact_id)
+    facts, stale = apply_ops(profile.facts, [withdrawal], at=at, verified=True, trusted=True)
+    return profile.model_copy(update={"facts": facts, "calls": _scrubbed(profile.calls, stale)})
+
+
+def _scrubbed(calls: list[PastCall], stale: list[str]) -> list[PastCall]:
+    if not stale:
+        return calls
+    return [c.model_copy(update={"summary": scrub(c.summary, stale)}) for c in calls]
 
 
 def apply_ops(
@@ -123,6 +138,10 @@ def apply_ops(
             verified=verified,
         )  # fmt: skip
         next_id += 1
+    # A word is stale only if no fact that still holds has it ("Tuesday" of a withdrawn
+    # "cleaning on Tuesday at 9" stays in summaries while "cleaning on Tuesday at 10" holds).
+    holding = {w for f in by_id.values() if f.current for w in text.words(f.value)}
+    stale = [s for s in stale if " " in s.strip() or text.normalize(s) not in holding]
     return _bounded(by_id.values()), stale
 
 

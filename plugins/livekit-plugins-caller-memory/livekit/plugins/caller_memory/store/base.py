@@ -28,8 +28,15 @@ from ..exceptions import CallerErasedError, CallerMemoryError, StoreUnavailableE
 from ..identity import PhoneHasher, load_hasher
 from ..log import logger
 from ..memory import merge_call
-from ..memory.merge import scrub
-from ..models import CallerProfile, CallSummary, JournalHeader, SessionRecord, Turn, to_json
+from ..memory.merge import withdraw_fact as withdrawn_from
+from ..models import (
+    CallerProfile,
+    CallSummary,
+    JournalHeader,
+    SessionRecord,
+    Turn,
+    to_json,
+)
 from . import codec
 from .keys import Keys
 
@@ -42,7 +49,6 @@ __all__ = [
     "HeldData",
     "MemoryStore",
     "MovedCaller",
-    "fact_withdrawn",
     "new_user_id",
 ]
 
@@ -59,26 +65,6 @@ def new_user_id(phone_hash: str) -> str:
     saves a round trip. A caller moved from a previous secret keeps the id they had.
     """
     return phone_hash
-
-
-def fact_withdrawn(profile: CallerProfile, fact_id: int) -> CallerProfile | None:
-    """``profile`` with its current fact ``fact_id`` withdrawn, or None when it holds no such
-    current fact.
-
-    An operator's withdrawal, as a caller's own is merged (:func:`~..memory.merge_call`): the
-    fact stays, marked ``withdrawn`` (the console shows it folded, the agent never hears it),
-    and the sentences of earlier call summaries that stated it (its value, the caller's words,
-    its label) are cut, so that no summary repeats it to the agent.
-    """
-    fact = next((f for f in profile.facts if f.id == fact_id and f.current), None)
-    if fact is None:
-        return None
-    stale = [fact.value, fact.evidence, fact.label]
-    facts = [
-        f.model_copy(update={"status": "withdrawn"}) if f is fact else f for f in profile.facts
-    ]
-    calls = [c.model_copy(update={"summary": scrub(c.summary, stale)}) for c in profile.calls]
-    return profile.model_copy(update={"facts": facts, "calls": calls})
 
 
 @dataclass(frozen=True)
@@ -383,7 +369,7 @@ class MemoryStore(abc.ABC):
 
     async def withdraw_fact(self, user_id: str, fact_id: int) -> CallerProfile | None:
         """Withdraw one of a caller's facts: an operator found it wrong (see
-        :func:`fact_withdrawn`). The caller's other facts, and everything else, stay.
+        :func:`~..memory.merge.withdraw_fact`). The caller's other facts, and everything else, stay.
 
         A compare-and-set of the profile with its TTL kept, as :meth:`withdraw_consent`: a
         call of the caller saved meanwhile is not lost, and the withdrawal is made again on
@@ -400,7 +386,7 @@ class MemoryStore(abc.ABC):
                 profile = self._parse_profile(user_id, raw)
                 if raw is None or profile is None:
                     return None
-                withdrawn = fact_withdrawn(profile, fact_id)
+                withdrawn = withdrawn_from(profile, fact_id)
                 if withdrawn is None:
                     return None
                 if await self.replace_value(key, raw, codec.encode_profile(withdrawn)):
