@@ -24,6 +24,7 @@ from livekit.plugins.caller_memory.store import codec
 
 from .conftest import replace
 from .support.livekit import ScriptedLLM
+from .support.servers import closed_port
 
 V01 = "6f383d3"
 """The last commit whose plugin is 0.1 (schema 1: name, preferences, follow-ups)."""
@@ -75,11 +76,12 @@ def v01(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "plugins" / "livekit-plugins-caller-memory"
 
 
-def run_v01_call(v01: Path, config: RedisConfig) -> dict[str, object]:
-    """One call through a 0.1 worker process; what it reports."""
+def run_v01_call(v01: Path, config: RedisConfig, url: str | None = None) -> dict[str, object]:
+    """One call through a 0.1 worker process (against ``url``, the config's by default); what
+    it reports."""
     assert config.url is not None and config.phone_hash_secret is not None
     settings = {
-        "url": config.url.get_secret_value(),
+        "url": url or config.url.get_secret_value(),
         "key_prefix": config.key_prefix,
         "phone_hash_secret": config.phone_hash_secret.get_secret_value(),
         "data_dir": str(config.data_dir),
@@ -165,3 +167,21 @@ async def test_a_01_worker_sets_a_02_profile_aside_and_loses_nothing(
     finally:
         await client.aclose()
     assert kept == saved  # set aside whole, readable by 0.2, never overwritten
+
+
+async def test_a_call_a_01_worker_kept_in_its_outbox_is_saved_by_02(
+    v01: Path, config: RedisConfig
+) -> None:
+    config = replace(config, trust_caller_id=True)
+    report = run_v01_call(v01, config, url=f"redis://127.0.0.1:{closed_port()}/0")
+    assert report["returning"] is False
+    assert list((config.data_dir / "outbox").glob("*.json"))  # 0.1 kept the call on disk
+
+    manager = SessionManager(RedisMemoryStore(config), owns_store=True)
+    try:
+        saved, left = await manager.flush_outbox()
+        ctx = await manager.start_session(session_id="v02-next", phone_number=NUMBER)
+    finally:
+        await manager.aclose()
+    assert (saved, left) == (1, 0)
+    assert ctx.is_returning and "Asked for a morning slot." in ctx.memory_prompt()
