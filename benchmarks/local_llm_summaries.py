@@ -4,17 +4,18 @@ Each recorded call of ``sarah_agent/recorded_calls.json`` is summarized by SmolL
 on llama.cpp's server (``sarah_agent.local_llm``), through livekit-plugins-openai, with the
 summarizer's own prompt: once greedily (temperature 0, what Sarah runs) and ``--samples`` times
 sampled (temperature 0.8, seeds 1..N), each way unconstrained (the prompt asks for JSON in
-words) and constrained (``response_format`` with ``SUMMARY_SCHEMA``). Every answer goes through
-the real ``Summarizer``, which counts it:
+words) and constrained (``response_format`` with caller memory's ``prompts.SUMMARY_SCHEMA``).
+Every answer goes through the real ``Summarizer``, which counts it:
 
-- *usable*: the summarizer accepted it (valid JSON of the summary's shape: source ``llm``);
-  otherwise the call gets the fallback summary;
+- *usable*: the summarizer used it (valid JSON of the answer's shape, and what it proposed
+  passed the checks or it proposed nothing: source ``llm``); otherwise the call gets the
+  fallback summary, the caller's own lines;
 - *in 6 s*: usable and answered within the default ``MEMORY_SUMMARY_TIMEOUT_S`` (the runs here
   give the model 120 s, to measure what it writes rather than how fast);
-- *invented name*: the answer named the caller with a name the call did not contain (the
-  summarizer drops it);
-- *invented preference*: a preference none of whose words the call contained (these are kept:
-  the summarizer only drops preferences holding a number nobody said, or personal data).
+- *facts proposed* and *kept*: the operations (add, update, withdraw) of the answers, and those
+  the evidence checks kept (each backed by the caller's own words);
+- *names dropped*: a name op for a name the caller did not give for themself (a name the model
+  invented, or the agent's).
 
 Run: ``python -m benchmarks.local_llm_summaries [--samples 5]`` (needs
 ``pip install --no-deps -r requirements-llm.txt``; about 5 minutes on 2 idle cores).
@@ -26,7 +27,6 @@ import argparse
 import asyncio
 import json
 import logging
-import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -35,7 +35,8 @@ from typing import Any
 from livekit.agents import APIConnectOptions, llm
 
 from livekit.plugins.caller_memory import prompts
-from livekit.plugins.caller_memory.models import Turn
+from livekit.plugins.caller_memory.memory import check_answer
+from livekit.plugins.caller_memory.models import FactOp, Turn
 from livekit.plugins.caller_memory.summarizer import Summarizer
 from livekit.plugins.caller_memory.testing import ScriptedLLM
 from sarah_agent import local_llm
@@ -43,7 +44,8 @@ from sarah_agent.replay import load_calls
 
 TIMEOUT_S = 120.0
 DEFAULT_TIMEOUT_S = 6.0
-_WORD = re.compile(r"[^\W\d_]{3,}")
+NAME_DROPS = ("not_self_named", "agents_name")
+"""The reasons the checks give for a name that is not the caller's own."""
 
 
 @dataclass
@@ -53,8 +55,9 @@ class Tally:
     answers: int = 0
     usable: int = 0
     in_time: int = 0
-    invented_names: int = 0
-    invented_preferences: int = 0
+    proposed: int = 0
+    kept: int = 0
+    names_dropped: int = 0
     seconds: list[float] = field(default_factory=list)
 
     def row(self, label: str) -> str:
@@ -66,13 +69,25 @@ class Tally:
 
         median = statistics.median(self.seconds) if self.seconds else 0.0
         return (
-            f"| {label} | {pct(self.usable)} | {pct(self.in_time)} | {self.invented_names} | "
-            f"{self.invented_preferences} | {median:.1f} s |"
+            f"| {label} | {pct(self.usable)} | {pct(self.in_time)} | {self.proposed} | "
+            f"{self.kept} | {self.names_dropped} | {median:.1f} s |"
         )
 
 
-def _words(text: str) -> set[str]:
-    return {w.casefold() for w in _WORD.findall(text)}
+def _proposed(answer: str) -> list[FactOp]:
+    """The operations of an answer that are of the right shape (as the summarizer reads it)."""
+    try:
+        raw = json.loads(answer[answer.find("{") : answer.rfind("}") + 1])
+    except ValueError:
+        return []
+    items = raw.get("ops") if isinstance(raw, dict) else None
+    ops = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            ops.append(FactOp.model_validate(item))
+        except ValueError:
+            continue
+    return ops
 
 
 async def _ask(model: llm.LLM[Any], turns: list[Turn], seed: int | None) -> tuple[str, float]:
@@ -95,20 +110,15 @@ async def _judge(tally: Tally, answer: str, seconds: float, turns: list[Turn]) -
     summary = await Summarizer(ScriptedLLM(summary=answer), timeout=TIMEOUT_S).summarize(turns)
     tally.answers += 1
     tally.seconds.append(seconds)
+    ops = _proposed(answer)
+    checked = check_answer(ops, "", turns)
+    tally.proposed += len(ops)
+    tally.kept += len(checked.ops)
+    tally.names_dropped += sum(checked.dropped[reason] for reason in NAME_DROPS)
     if summary.source != "llm":
         return
     tally.usable += 1
     tally.in_time += seconds <= DEFAULT_TIMEOUT_S
-    said = _words(" ".join(t.text for t in turns))
-    raw = json.loads(answer[answer.find("{") : answer.rfind("}") + 1])
-    name = raw.get("caller_name")
-    if isinstance(name, str) and name.strip() and not _words(name) & said:
-        tally.invented_names += 1
-    preferences = raw.get("preferences")
-    if isinstance(preferences, dict):
-        tally.invented_preferences += sum(
-            1 for v in preferences.values() if str(v).strip() and not _words(str(v)) & said
-        )
 
 
 async def main(samples: int) -> None:
@@ -145,8 +155,8 @@ async def main(samples: int) -> None:
     finally:
         server.stop()
     print(
-        "\n| Summaries | usable | usable in 6 s | invented names | invented preferences "
-        "| median time |\n|---|---|---|---|---|---|"
+        "\n| Summaries | usable | usable in 6 s | facts proposed | kept | names dropped "
+        "| median time |\n|---|---|---|---|---|---|---|"
     )
     print("\n".join(rows))
 

@@ -10,7 +10,8 @@ latter a source build this module never needs).
 API key of its own, and stops it by its process id. It speaks OpenAI's API, so
 livekit-plugins-openai talks to it as to OpenAI: :func:`chat_llm` for Sarah's side of a call,
 :func:`summary_llm` for caller memory's summaries, the latter with a bounded JSON schema in
-``response_format`` (:data:`SUMMARY_SCHEMA`) that llama.cpp enforces token by token.
+``response_format`` (caller memory's own ``prompts.SUMMARY_SCHEMA``) that llama.cpp enforces
+token by token.
 
 ```python
 with LocalLLMServer() as server:
@@ -52,9 +53,7 @@ __all__ = [
     "INSTALL_COMMAND",
     "MODEL_ALIAS",
     "MODEL_NAME",
-    "PREFERENCE_NAMES",
     "REPLY_TOKENS",
-    "SUMMARY_SCHEMA",
     "SUMMARY_TOKENS",
     "LocalLLMServer",
     "LocalModelError",
@@ -81,43 +80,19 @@ STOP_TIMEOUT_S = 10.0
 REPLY_TOKENS = 40
 """A phone reply is one or two sentences; a small model left alone talks until the limit."""
 SUMMARY_TOKENS = 1024
-"""Room for the longest answer :data:`SUMMARY_SCHEMA` allows, about 1,000 characters: a
-typical answer is 150 tokens, but a run of digits and punctuation can take a token a
-character, and an answer cut short is not JSON."""
-
-PREFERENCE_NAMES = ("contact_time", "appointment_time", "language")
-"""The preferences a dental practice's receptionist keeps (the summary prompt's examples)."""
-
-
-def _text(limit: int) -> dict[str, Any]:
-    return {"type": "string", "maxLength": limit}
-
-
-SUMMARY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "summary": {"type": "string", "minLength": 10, "maxLength": 300},
-        "caller_name": {"anyOf": [_text(40), {"type": "null"}]},
-        "preferences": {
-            "type": "object",
-            "properties": {name: _text(60) for name in PREFERENCE_NAMES},
-            "additionalProperties": False,
-        },
-        "follow_ups": {"type": "array", "items": _text(100), "maxItems": 3},
-    },
-    "required": ["summary", "caller_name", "preferences", "follow_ups"],
-    "additionalProperties": False,
-}
-"""The summary the summarizer asks for, as a JSON schema with every size bounded.
-
-Bounded because a small model follows a schema token by token but never decides to stop: an
-unbounded string, array or free-form object runs on until ``max_tokens`` cuts the JSON short
-(llama.cpp ignores ``maxProperties``, hence preferences by name). The summarizer still
-validates, clips and checks everything the model writes."""
+"""Room for the longest answer caller memory's ``SUMMARY_SCHEMA`` allows, about 1,000
+characters: a typical answer is 150 tokens, but a run of digits and punctuation can take a
+token a character, and an answer cut short is not JSON."""
 
 
 def summary_response_format(schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An OpenAI ``response_format`` asking for ``schema`` (:data:`SUMMARY_SCHEMA` by default)."""
+    """An OpenAI ``response_format`` asking for ``schema``: by default, the answer the
+    summarizer asks for (``livekit.plugins.caller_memory.prompts.SUMMARY_SCHEMA``, every size
+    bounded)."""
+    # Imported here, as livekit is everywhere in this module: the server process (this module
+    # run as a script) never loads the plugin.
+    from livekit.plugins.caller_memory.prompts import SUMMARY_SCHEMA
+
     return {
         "type": "json_schema",
         "json_schema": {"name": "call_summary", "schema": schema or SUMMARY_SCHEMA},
@@ -404,8 +379,9 @@ def summary_llm(
 
     Args:
         server: The local model's server.
-        constrained: Ask for :data:`SUMMARY_SCHEMA` in ``response_format``; False lets the
-            model write what it wants (the summarizer's prompt asks for JSON in words).
+        constrained: Ask for caller memory's ``SUMMARY_SCHEMA`` in ``response_format``; False
+            lets the model write what it wants (the summarizer's prompt asks for JSON in
+            words).
         response_format: Another ``response_format`` to send instead.
         temperature: 0 answers the same transcript the same way every time.
     """

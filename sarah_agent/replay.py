@@ -46,6 +46,7 @@ from livekit.plugins.caller_memory import (
     RedisConfig,
     testing,
 )
+from livekit.plugins.caller_memory.models import NAME_LABEL
 from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.progress import progress
 from livekit.plugins.caller_memory.server import EmbeddedRedis, EmbeddedServerError, open_store
@@ -677,6 +678,21 @@ def _api_reason(error: APIError) -> str:
     return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
 
 
+_FENCED = re.compile(r"<caller_memory>\n(.*)\n</caller_memory>", re.S)
+
+
+def _memory_line(context: str) -> str:
+    """The memory a greeting is given, as one line: the JSON of its fenced block ("(none)" for
+    a caller with no memory)."""
+    found = _FENCED.search(context)
+    if found is None:
+        return context or "(none)"
+    try:
+        return json.dumps(json.loads(found.group(1)), ensure_ascii=False)
+    except ValueError:
+        return " ".join(found.group(1).split())
+
+
 def _print_call(
     number: int,
     total: int,
@@ -698,7 +714,7 @@ def _print_call(
         "error": "memory store unreachable: greeted as new",
     }[ctx.status]
     print(f"\n── Call {number}/{total} · caller {mask(recorded.caller)} · {status}")
-    print(f"   greeting context: {ctx.greeting_context or '(none)'}")
+    print(f"   greeting context: {_memory_line(ctx.greeting_context)}")
     greeting = next((item for item in said if item[0] == "assistant"), ("assistant", "(none)"))
     for role, text in said if verbose else [greeting]:
         print(f"   {'Sarah ' if role == 'assistant' else 'Caller'}: {text}")
@@ -706,11 +722,12 @@ def _print_call(
         print(f"   {where}")
         return
     print(f"   {where}: name={profile.name or '-'} · calls={profile.call_count}")
-    if profile.preferences:
-        prefs = ", ".join(f"{k}: {v}" for k, v in profile.preferences.items())
-        print(f"      preferences: {prefs}")
-    if profile.follow_ups:
-        print(f"      open follow-ups: {'; '.join(profile.follow_ups)}")
+    facts = [f for f in profile.current_facts if f.label != NAME_LABEL or f.value != profile.name]
+    if facts:  # newest first, as the agent gets them
+        listed = "; ".join(
+            f"{f.label}: {f.value}" + ("" if f.verified else " (unverified)") for f in facts
+        )
+        print(f"      facts: {listed}")
     if profile.calls:
         last = profile.calls[-1]
         print(f"      last call ({last.source} summary): {last.summary}")

@@ -30,6 +30,7 @@ from livekit.plugins.caller_memory import (
 from livekit.plugins.caller_memory.store.codec import is_journal
 
 from .conftest import TEST_SECRET
+from .support.facts import facts
 from .support.servers import TestServer, make_self_signed_cert, supports_tls
 from .support.waiting import eventually
 
@@ -345,9 +346,32 @@ async def test_unreadable_profile_is_kept_aside_and_an_old_one_is_migrated(
     again = await manager.start_session(session_id="c-3", phone_number=PHONE)
     assert again.is_returning and again.profile is not None
     assert again.profile.name == "Ana" and again.profile.call_count == 3
-    assert again.profile.preferences == {"note_1": "likes mornings"}
+    assert facts(again.profile) == {"name": "Ana", "note": "likes mornings"}
     assert again.profile.last_summary == "Asked for a cleaning."
     await manager.end_session("c-3")
+
+    version_1 = {
+        "v": 1,
+        "user_id": ctx.user_id,
+        "name": "Ana Lopez",
+        "preferences": {"contact_time": "mornings"},
+        "follow_ups": ["Send the invoice"],
+        "calls": [{"session_id": "old", "at": "2026-01-05T10:00:00Z", "summary": "Invoice."}],
+        "call_count": 1,
+        "first_call_at": "2026-01-05T10:00:00Z",
+        "last_call_at": "2026-01-05T10:00:00Z",
+    }
+    await client.set(key, json.dumps(version_1), ex=60)
+    fourth = await manager.start_session(session_id="c-4", phone_number=PHONE)
+    assert fourth.is_returning and fourth.profile is not None
+    assert fourth.profile.name == "Ana Lopez" and fourth.profile.call_count == 1
+    assert facts(fourth.profile) == {
+        "name": "Ana Lopez",
+        "contact time": "mornings",
+        "open request": "Send the invoice",
+    }
+    assert all(f.evidence == "" and f.verified for f in fourth.profile.facts)  # 0.1 kept none
+    await manager.end_session("c-4")
     await store.disconnect()
 
 

@@ -23,11 +23,16 @@ from livekit.plugins.caller_memory.testing import job_process
 
 from .conftest import TEST_SECRET
 from .support import job_agent
+from .support.facts import answer, facts, op
 from .support.servers import TestServer
 from .support.waiting import eventually
 
 NUMBER = "+14155550301"
-SUMMARY = {"summary": "Ivy asked to move her cleaning to Friday.", "caller_name": "Ivy"}
+SUMMARY = answer(
+    "Ivy asked to move her cleaning to Friday.",
+    op("add", "name", "Ivy", "this is Ivy"),
+    op("add", "cleaning", "Friday", "Friday, please"),
+)
 
 
 @pytest.fixture
@@ -83,6 +88,7 @@ async def test_a_summary_slower_than_10_s_is_saved_when_the_worker_stops_the_job
         assert exe.exitcode == 0 and not exe.killed
     found = await store.lookup(store.hasher.hash(NUMBER), create=False)
     assert found.profile is not None and found.profile.name == "Ivy"
+    assert facts(found.profile) == {"name": "Ivy", "cleaning": "Friday"}
     assert found.profile.calls[-1].source == "llm"
     assert found.profile.calls[-1].summary == SUMMARY["summary"]
     await store.disconnect()

@@ -19,6 +19,7 @@ from livekit.agents.llm import ChatContext, ChatMessage
 from livekit.plugins.caller_memory import CallerMemory, RedisConfig, RedisMemoryStore
 
 from .conftest import replace
+from .support.facts import answer, facts, op
 from .support.livekit import (
     ScriptedLLM,
     job,
@@ -33,12 +34,13 @@ from .support.livekit import (
 from .support.waiting import eventually
 
 INSTRUCTIONS = "You are Sarah, the friendly receptionist of a dental practice."
-ANA_SUMMARY = {
-    "summary": "Ana asked about opening hours and wants a cleaning appointment.",
-    "caller_name": "Ana",
-    "preferences": {"appointment_time": "mornings"},
-    "follow_ups": ["Book a cleaning for Ana"],
-}
+ANA_SAYS = "Hi, this is Ana. When do you open? Mornings suit me best, I need a cleaning."
+ANA_SUMMARY = answer(
+    "Ana asked about opening hours and wants a cleaning appointment.",
+    op("add", "name", "Ana", "this is Ana"),
+    op("add", "appointment time", "mornings", "Mornings suit me best"),
+    op("add", "open request", "book a cleaning", "I need a cleaning"),
+)
 
 
 async def _call(
@@ -89,20 +91,24 @@ async def test_a_caller_rings_twice_and_is_remembered(
         first_llm,
         job_id="AJ_call1",
         caller=sip_caller("+14155550134"),
-        says=["Hi, this is Ana. When do you open? Mornings suit me best."],
+        says=[ANA_SAYS],
     )
     assert call1.context.status == "new" and not call1.is_returning
 
     # The summary request saw the whole transcript, and Redis holds the profile.
     transcript = texts(first_llm.summary_requests[0])[-1][1]
-    assert "Caller: Hi, this is Ana. When do you open? Mornings suit me best." in transcript
+    assert f"Caller: {ANA_SAYS}" in transcript
     assert "Agent: Happy to help! We open at 8." in transcript
     store = RedisMemoryStore(config)
     assert call1.context.user_id is not None
     profile = await store.get_profile(call1.context.user_id)
     assert profile is not None
     assert profile.name == "Ana" and profile.call_count == 1
-    assert profile.preferences == {"appointment_time": "mornings"}
+    assert facts(profile) == {
+        "name": "Ana",
+        "appointment time": "mornings",
+        "open request": "book a cleaning",
+    }
     session1 = await store.get_session("AJ_call1")
     assert session1 is not None
     assert [t.role for t in session1.turns] == ["assistant", "user", "assistant"]
@@ -137,7 +143,11 @@ async def test_a_caller_rings_twice_and_is_remembered(
     assert system_texts[0] == INSTRUCTIONS
     memory_block = next(t for t in system_texts if "<caller_memory>" in t)
     assert "Ana" in memory_block and "opening hours" in memory_block
-    assert "Book a cleaning for Ana" in memory_block
+    remembered = json.loads(memory_block.split("<caller_memory>\n", 1)[1].split("\n</", 1)[0])
+    assert {f["about"]: f["value"] for f in remembered["facts"]} == {
+        "appointment time": "mornings",
+        "open request": "book a cleaning",
+    }
     # The greeting is asked for by name, and comes out with it.
     assert "by the name in <caller_memory>" in system_texts[-1]
     assert greeting2 == "Welcome back, Ana!"
@@ -176,7 +186,9 @@ async def test_dev_room_participant_with_the_attribute_is_a_caller(config: Redis
         kind=rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
         attributes={"sip.phoneNumber": "+442079460958"},
     )
-    fake = ScriptedLLM("Hi!", summary={"summary": "Tested the line.", "caller_name": "Dev"})
+    fake = ScriptedLLM(
+        "Hi!", summary=answer("Tested the line.", op("add", "name", "Dev", "this is Dev"))
+    )
     call, _ = await _call(
         memory, fake, job_id="AJ_dev1", caller=dev_user, says=["Testing, this is Dev"]
     )

@@ -20,6 +20,7 @@ from livekit.plugins.caller_memory import CallerMemory, CallMemory, RedisConfig,
 from livekit.plugins.caller_memory.testing import offline_job
 
 from .conftest import replace
+from .support.facts import answer, facts, op
 from .support.livekit import (
     ScriptedLLM,
     ToolCall,
@@ -43,7 +44,7 @@ STANDARD = rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
 async def _remember(config: RedisConfig, number: str, name: str) -> None:
     """A first call of ``number``, whose caller said their name, saved."""
     memory = CallerMemory(config=config)
-    summary = {"summary": f"{name} booked a cleaning.", "caller_name": name}
+    summary = answer(f"{name} booked a cleaning.", op("add", "name", name, f"this is {name}"))
     caller = sip_caller(number)
     with offline_job(f"AJ_first_{name}") as ctx:
         join(ctx.room, caller)
@@ -288,7 +289,10 @@ async def test_a_realtime_session_is_remembered(
 ) -> None:
     await _remember(config, "+14155550208", "Hana")
     summarizer = ScriptedLLM(
-        summary={"summary": "Hana moved her appointment.", "caller_name": "Hana"}
+        summary=answer(
+            "Hana moved her appointment.",
+            op("add", "appointment", "Friday", "move my appointment to Friday"),
+        )
     )
     memory = CallerMemory(config=config, llm=summarizer if with_llm else None)
     model = ScriptedRealtimeModel(["Welcome back!", "Done, it is moved to Friday."])
@@ -312,8 +316,10 @@ async def test_a_realtime_session_is_remembered(
         await _end(memory, ctx, session)
     assert profile is not None and profile.call_count == 2
     last = profile.calls[-1]
+    assert profile.name == "Hana"
     if with_llm:
         assert last.source == "llm" and last.summary == "Hana moved her appointment."
+        assert facts(profile) == {"name": "Hana", "appointment": "Friday"}
     else:
         assert last.source == "fallback" and "Friday" in last.summary
         assert "realtime model" in caplog.text

@@ -12,15 +12,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
+from livekit.plugins.caller_memory.memory import merge_call
 from livekit.plugins.caller_memory.memory.fallback import fallback_summary
 from livekit.plugins.caller_memory.memory.merge import scrub
 from livekit.plugins.caller_memory.memory.text import self_names
-from livekit.plugins.caller_memory.models import Turn
+from livekit.plugins.caller_memory.models import (
+    MAX_CURRENT_FACTS,
+    CallerProfile,
+    CallSummary,
+    FactOp,
+    Turn,
+)
 
 from .conftest import replace
 from .support.livekit import ScriptedLLM
@@ -446,3 +454,36 @@ async def test_dont_cancel_keeps_the_fact(line: Line) -> None:
         None,
     )
     assert facts(seen) == {"appointment": "Friday"}
+
+
+def _merged(profile: CallerProfile, ops: list[FactOp], n: int, verified: bool) -> CallerProfile:
+    return merge_call(
+        profile,
+        CallSummary(summary="", ops=ops),
+        session_id=f"s{n}",
+        ended_at=datetime(2026, 12, 1, tzinfo=timezone.utc) + timedelta(hours=n),
+        max_summaries=5,
+        verified=verified,
+    )
+
+
+def test_an_unverified_caller_saying_the_same_again_confirms_it_once() -> None:
+    said = [FactOp(op="add", label="drink", value="tea", evidence="I drink tea")]
+    profile = CallerProfile(user_id="u")
+    for n in range(3):
+        profile = _merged(profile, said, n, verified=False)
+    assert [(f.value, f.verified) for f in profile.current_facts] == [("tea", False)]
+    assert profile.current_facts[0].confirmed_at is not None
+
+
+def test_unverified_calls_never_push_out_what_a_verified_caller_said() -> None:
+    name = FactOp(op="add", label="name", value="Ana Lopez", evidence="I'm Ana Lopez")
+    profile = _merged(CallerProfile(user_id="u"), [name], 0, verified=True)
+    for n in range(1, 5):
+        many = [
+            FactOp(op="add", label=f"thing {n} {k}", value=f"value {k}", evidence="x")
+            for k in range(12)
+        ]
+        profile = _merged(profile, many, n, verified=False)
+    assert profile.name == "Ana Lopez"
+    assert len(profile.current_facts) == MAX_CURRENT_FACTS

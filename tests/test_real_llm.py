@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from livekit.agents import Agent, llm
 from livekit.agents.llm import ChatMessage
 
 from livekit.plugins.caller_memory import CallerMemory, CallMemory, RedisConfig
+from livekit.plugins.caller_memory.memory import text as words
 from livekit.plugins.caller_memory.models import CallerProfile, Turn
 from livekit.plugins.caller_memory.summarizer import Summarizer
 from sarah_agent.local_llm import (
@@ -39,6 +41,7 @@ from sarah_agent.persona import instructions
 from sarah_agent.replay import replay
 
 from .conftest import dump_keys, replace
+from .support.facts import facts
 from .support.livekit import ScriptedLLM, job, join, leave, shut_down, sip_caller
 from .support.local_llm import (
     MODEL_TIMEOUT_S,
@@ -78,6 +81,30 @@ def own_llm_server(tmp_path: Path) -> Iterator[TestLLMServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def summaries_seen(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """The plugin's log at DEBUG: it says when a model's answer was read (see
+    :func:`_answered`)."""
+    caplog.set_level(logging.DEBUG, logger="livekit.plugins.caller_memory")
+    return caplog
+
+
+def _answered(log: pytest.LogCaptureFixture) -> bool:
+    """Whether the model answered the summary requests since the log was cleared, in time and
+    with JSON of the answer's shape. What of it is kept is then the evidence checks' call: a
+    model this small rarely backs a fact with the caller's exact words, and a call whose model
+    proposed facts of which none passed keeps the caller's own lines (``fallback``)."""
+    ours = [r.getMessage() for r in log.records if r.name == "livekit.plugins.caller_memory"]
+    return "call summarized" in ours and not [m for m in ours if "fallback summary" in m]
+
+
+def _backed(profile: CallerProfile, said: list[tuple[str, str]]) -> None:
+    """Every fact the profile holds is in the caller's own words (whatever the model wrote)."""
+    caller = [text for role, text in said if role == "user"]
+    for fact in profile.facts:
+        assert any(words.contains(line, fact.evidence) for line in caller), fact
 
 
 def _memory(config: RedisConfig, summaries: llm.LLM[Any], timeout: float) -> CallerMemory:
@@ -127,7 +154,7 @@ async def _call(
 
 
 async def test_a_whole_call_is_answered_and_summarized_by_the_model_and_remembered(
-    config: RedisConfig, llm_server: TestLLMServer
+    config: RedisConfig, llm_server: TestLLMServer, summaries_seen: pytest.LogCaptureFixture
 ) -> None:
     talk, summaries = chat_llm(llm_server), summary_llm(llm_server)
     memory = _memory(config, summaries, MODEL_TIMEOUT_S)
@@ -139,8 +166,9 @@ async def test_a_whole_call_is_answered_and_summarized_by_the_model_and_remember
         assert [role for role, _ in said] == ["assistant", "user", "assistant", "user", "assistant"]
         assert all(text.strip() for _, text in said)
         assert profile is not None and profile.call_count == 1
-        assert profile.calls[-1].source == "llm"  # the model's JSON passed validation
+        assert _answered(summaries_seen)  # the model's JSON was read and checked
         assert profile.calls[-1].summary
+        _backed(profile, said)
         # Never a name the caller did not give (the model sometimes picks a phrase of Sarah's).
         caller_words = {w.casefold() for w in re.findall(r"[^\W\d_]+", " ".join(says))}
         assert profile.name is None or caller_words & {
@@ -164,7 +192,7 @@ async def test_a_whole_call_is_answered_and_summarized_by_the_model_and_remember
 
 
 async def test_the_server_killed_mid_summary_leaves_the_fallback_and_recovers(
-    config: RedisConfig, own_llm_server: TestLLMServer
+    config: RedisConfig, own_llm_server: TestLLMServer, summaries_seen: pytest.LogCaptureFixture
 ) -> None:
     server = own_llm_server
     summaries = summary_llm(server)
@@ -190,6 +218,7 @@ async def test_the_server_killed_mid_summary_leaves_the_fallback_and_recovers(
         # Back on the same port, the same client summarizes the next call: no connection to
         # the dead server is reused.
         server.start()
+        summaries_seen.clear()
         _, profile2, _ = await _call(
             memory,
             ScriptedLLM("Done."),
@@ -197,14 +226,14 @@ async def test_the_server_killed_mid_summary_leaves_the_fallback_and_recovers(
             ["Please book me a cleaning."],
         )
         assert profile2 is not None and profile2.call_count == 2
-        assert profile2.calls[-1].source == "llm"
+        assert _answered(summaries_seen)
     finally:
         await memory.aclose()
         await summaries.aclose()
 
 
 async def test_a_summary_slower_than_the_timeout_gives_the_fallback_and_the_server_goes_on(
-    config: RedisConfig, llm_server: TestLLMServer
+    config: RedisConfig, llm_server: TestLLMServer, summaries_seen: pytest.LogCaptureFixture
 ) -> None:
     summaries = summary_llm(llm_server)
     # MEMORY_SUMMARY_TIMEOUT_S=0.1: the model needs longer than that to read the request.
@@ -221,62 +250,72 @@ async def test_a_summary_slower_than_the_timeout_gives_the_fallback_and_the_serv
         assert profile.calls[-1].source == "fallback"
         assert "cleaning to Friday" in profile.calls[-1].summary
         # The request given up on does not hold the server: the next summary is the model's.
-        summary = await Summarizer(summaries, timeout=MODEL_TIMEOUT_S).summarize(turns)
-        assert summary.source == "llm"
+        summaries_seen.clear()
+        await Summarizer(summaries, timeout=MODEL_TIMEOUT_S).summarize(turns)
+        assert _answered(summaries_seen)
     finally:
         await memory.aclose()
         await summaries.aclose()
 
 
 # A model made to write what a hallucinating one writes (the issue's Gemma 3 270M: valid JSON
-# full of invented contact data): the schema forces an invented name, phone numbers, e-mail
-# addresses and a date of birth, in the fields a summary has and in fields of its own; the model
-# picks the letters and digits.
+# full of invented contact data): the schema forces operations that add an invented name, phone
+# numbers, e-mail addresses and a date of birth, each backed by words the caller never said or
+# said about something else, and one fact the caller did state; the model picks the letters
+# and digits.
 _INVENTED_PHONE = r"\(415\) 555-01[0-9]{2}"
 _INVENTED_DOB = "19[5-9][0-9]-0[1-9]-[12][0-9]"
+_SAYS = ["Hi, are you open on Saturdays?", "Good, I prefer mornings."]
+
+
+def _is(value: str) -> dict[str, Any]:
+    return {"type": "string", "enum": [value]}
+
+
+def _like(pattern: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{pattern}$"}
+
+
+def _add(label: str, value: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "op": _is("add"),
+            "id": {"type": "integer", "enum": [0]},
+            "label": _is(label),
+            "value": value,
+            "evidence": evidence,
+        },
+        "required": ["op", "id", "label", "value", "evidence"],
+        "additionalProperties": False,
+    }
+
+
+_INVENTED_OPS = [
+    _add("name", _is("Jonathan Whitaker"), _is("Hi, are you open on Saturdays")),
+    _add("phone", _like(_INVENTED_PHONE), _like(_INVENTED_PHONE)),
+    _add("phone number", _like(r"\+1 212 555 01[0-9]{2}"), _is(_SAYS[1])),
+    _add("email", _like(r"[a-z]{3,8}\.[a-z]{3,8}@example\.com"), _is(_SAYS[1])),
+    _add("date of birth", _like(_INVENTED_DOB), _is(_SAYS[1])),
+    _add("open request", _like(r"Send the invoice to [a-z]{3,8}@example\.com"), _is(_SAYS[1])),
+    _add("contact time", _is("mornings"), _is("I prefer mornings")),
+]
 _HALLUCINATING = {
     "type": "object",
     "properties": {
-        "summary": {
-            "type": "string",
-            "pattern": r"^The caller asked about Saturday hours\. Call back at "
-            + _INVENTED_PHONE
-            + r" or write to [a-z]{3,8}@example\.com\.$",
-        },
-        "caller_name": {"type": "string", "enum": ["Jonathan Whitaker"]},
-        "email": {"type": "string", "pattern": r"^[a-z]{3,8}\.[a-z]{3,8}@example\.com$"},
-        "phone_number": {"type": "string", "pattern": r"^\+1 212 555 01[0-9]{2}$"},
-        "date_of_birth": {"type": "string", "pattern": f"^{_INVENTED_DOB}$"},
-        "preferences": {
-            "type": "object",
-            "properties": {
-                "email": {"type": "string", "pattern": r"^[a-z]{3,8}@example\.com$"},
-                "phone": {"type": "string", "pattern": f"^{_INVENTED_PHONE}$"},
-                "date_of_birth": {"type": "string", "pattern": f"^{_INVENTED_DOB}$"},
-                "contact_time": {"type": "string", "enum": ["mornings"]},
-            },
-            "required": ["email", "phone", "date_of_birth", "contact_time"],
-            "additionalProperties": False,
-        },
-        "follow_ups": {
+        "ops": {
             "type": "array",
-            "items": {
-                "type": "string",
-                "pattern": r"^Send the invoice to [a-z]{3,8}@example\.com$",
-            },
-            "minItems": 1,
-            "maxItems": 1,
+            "prefixItems": _INVENTED_OPS,
+            "minItems": len(_INVENTED_OPS),
+            "maxItems": len(_INVENTED_OPS),
         },
+        "summary": _like(
+            r"The caller asked about Saturday hours\. Call back at "
+            + _INVENTED_PHONE
+            + r" or write to [a-z]{3,8}@example\.com\."
+        ),
     },
-    "required": [
-        "summary",
-        "caller_name",
-        "email",
-        "phone_number",
-        "date_of_birth",
-        "preferences",
-        "follow_ups",
-    ],
+    "required": ["ops", "summary"],
     "additionalProperties": False,
 }
 
@@ -291,20 +330,22 @@ async def test_invented_names_numbers_and_addresses_are_never_stored_as_facts(
             memory,
             ScriptedLLM("We are open from nine to one on Saturdays."),
             "AJ_invented",
-            ["Hi, are you open on Saturdays?", "Good, I prefer mornings."],
+            _SAYS,
         )
+        record = await (await memory.manager()).store.get_session("AJ_invented")
     finally:
         await memory.aclose()
         await summaries.aclose()
-    assert profile is not None
+    assert profile is not None and record is not None and record.summary is not None
     last = profile.calls[-1]
     assert last.source == "llm"  # the answer was valid JSON of the right shape...
-    # ...and nothing it invented is a fact about the caller:
+    # ...and of its seven facts, the one the caller stated is kept: nothing invented is a fact
+    # about the caller (not said, said about something else, or holding contact data).
+    assert [(op.label, op.value) for op in record.summary.ops] == [("contact time", "mornings")]
     assert profile.name is None  # the caller never gave one
-    assert profile.preferences == {"contact_time": "mornings"}  # what the caller did say
-    # Kept as text, the invented contact data is redacted.
-    assert "[phone number]" in last.summary and "[email]" in last.summary
-    assert profile.follow_ups == ["Send the invoice to [email]"]
+    assert facts(profile) == {"contact time": "mornings"}
+    # The invented summary is not kept either: its numbers are nowhere in the call.
+    assert last.summary == f"Caller said: {_SAYS[0]} / {_SAYS[1]}"
     stored = json.dumps(await dump_keys(redis_client, config.key_prefix))
     for invented in ("Whitaker", "Jonathan", "@example.com", "555-01", "555 01", "+1 212"):
         assert invented not in stored, invented
@@ -312,7 +353,7 @@ async def test_invented_names_numbers_and_addresses_are_never_stored_as_facts(
 
 
 async def test_a_connection_the_server_closed_after_five_requests_is_retried(
-    llm_server: TestLLMServer,
+    llm_server: TestLLMServer, summaries_seen: pytest.LogCaptureFixture
 ) -> None:
     # llama.cpp's HTTP server serves five requests on a kept-alive connection, then closes it
     # without saying so; the client's sixth request on it fails at once. The local LLMs retry
@@ -333,8 +374,8 @@ async def test_a_connection_the_server_closed_after_five_requests_is_retried(
         for _ in range(5):
             assert (await client.models.list()).data
         turns = [Turn(role="user", text="Do you take new patients?")]
-        summary = await Summarizer(model, timeout=MODEL_TIMEOUT_S).summarize(turns)
-        assert summary.source == "llm"
+        await Summarizer(model, timeout=MODEL_TIMEOUT_S).summarize(turns)
+        assert _answered(summaries_seen)
     finally:
         await model.aclose()
         await client.close()
@@ -345,6 +386,7 @@ async def test_sarah_replay_runs_on_the_local_model(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    summaries_seen: pytest.LogCaptureFixture,
 ) -> None:
     calls = tmp_path / "calls.json"
     line = "Hi, my name is Ana. Are you open on Saturdays?"
@@ -363,6 +405,8 @@ async def test_sarah_replay_runs_on_the_local_model(
     assert out.startswith("LLM: local, SmolLM2-135M-Instruct")
     assert re.search(r"started in \d+\.\d s on http://127\.0\.0\.1:\d+ \(pid \d+\)", out)
     assert "── Call 1/1 · caller …0134 · new caller" in out
-    assert "calls=1" in out and "last call (llm summary): " in out
+    assert "name=Ana · calls=1" in out
+    assert re.search(r"last call \((?:llm|fallback) summary\): ", out)
+    assert _answered(summaries_seen)  # the local model summarized the call in time
     assert re.search(r"time: \d+\.\d s, of which \d+\.\d s from the hang-up", out)
     assert "4155550134" not in re.sub(r"\D", "", out)  # no caller's number printed

@@ -20,6 +20,7 @@ from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 from livekit.plugins.caller_memory.store import codec
 
 from .conftest import dump_keys, replace
+from .support.facts import call_summary, fact_op
 from .support.servers import TestServer
 
 PHONE = "+1 415 555 0134"
@@ -41,10 +42,8 @@ async def _one_call(store: MemoryStore, session_id: str) -> str:
             Turn(role="assistant", text="Thanks Ana, noted."),
         ],
     )
-    await store.save_call(
-        record, CallSummary(summary="Ana asked about hours.", caller_name="Ana"),
-        phone_hash=phone_hash, base=found,
-    )  # fmt: skip
+    summary = call_summary("Ana asked about hours.", fact_op("add", "name", "Ana", "this is Ana"))
+    await store.save_call(record, summary, phone_hash=phone_hash, base=found)
     return found.user_id
 
 

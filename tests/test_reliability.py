@@ -24,16 +24,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from livekit.plugins.caller_memory import (
-    CallSummary,
     RedisConfig,
     RedisMemoryStore,
     SessionManager,
 )
+from livekit.plugins.caller_memory.memory import merge_call
 from livekit.plugins.caller_memory.models import MAX_TURNS, SessionRecord, utcnow
 from livekit.plugins.caller_memory.store import codec
 from livekit.plugins.caller_memory.testing import ScriptedLLM
 
 from .conftest import TEST_SECRET, replace
+from .support.facts import answer, call_summary, fact_op, op
 from .support.proxy import FaultProxy, Mode, fault_proxy
 from .support.servers import TestServer
 from .support.waiting import eventually
@@ -91,9 +92,15 @@ def test_any_text_in_a_call_is_saved_or_kept(
                              phone_hash_secret=TEST_SECRET, data_dir=data_dir,
                              lookup_timeout_ms=10_000)  # fmt: skip
         store = RedisMemoryStore(config)
-        llm = ScriptedLLM(summary={"summary": summary or "x", "caller_name": name})
-        manager = SessionManager(store, llm=llm)
         said = [t for t in turns if t.strip()] or ["hello"]
+        llm = ScriptedLLM(
+            summary=answer(
+                summary or "x",
+                op("add", "name", name, f"I'm {name}"),
+                op("add", "note", said[0], said[0]),
+            )
+        )
+        manager = SessionManager(store, llm=llm)
         profile = await _call(manager, "c1", *said)
         assert profile is not None  # saved, not lost to one bad character
         record = await store.get_session("c1")
@@ -453,11 +460,13 @@ async def test_a_recovered_journal_keeps_the_ends_of_a_runaway_call(
 
 def test_summaries_with_any_text_are_kept(tmp_path: Path) -> None:
     # What a model writes is checked like the transcript: a lone surrogate does not fail it.
-    summary = CallSummary(summary="Booked \ud83d", caller_name="Ana")
+    summary = call_summary("Booked \ud83d", fact_op("add", "name", "Ana\udc00", "I'm Ana\udc00"))
     from livekit.plugins.caller_memory.models import CallerProfile
 
-    profile = CallerProfile(user_id="u").merged(
-        summary, session_id="s", ended_at=utcnow(), max_summaries=5
+    profile = merge_call(
+        CallerProfile(user_id="u"), summary, session_id="s", ended_at=utcnow(), max_summaries=5
     )
     stored = codec.encode_profile(profile)
-    assert codec.decode_profile(stored).calls[-1].summary == "Booked \ufffd"
+    decoded = codec.decode_profile(stored)
+    assert decoded.calls[-1].summary == "Booked \ufffd"
+    assert decoded.name == "Ana\ufffd" and decoded.facts[0].evidence == "I'm Ana\ufffd"

@@ -39,7 +39,8 @@ async def test_replay_remembers_callers_across_calls_and_runs(
     ]
     # The returning caller (a different spelling of call 1's number) is greeted by name.
     third = first.split("── Call 3/4")[1]
-    assert "greeting context: The caller is Ana." in third
+    # Unverified (no attestation in the recording): the memory given is the first name only.
+    assert 'greeting context: {"name": "Ana"}' in third
     assert "Welcome back, Ana!" in third
     assert "name=Ana · calls=2" in third
 

@@ -13,6 +13,8 @@ from livekit.plugins.caller_memory import (
 )
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 
+from .support.facts import call_summary, fact_op, facts
+
 
 def _record(
     session_id: str, user_id: str | None, *turns: str, verified: bool = True
@@ -58,13 +60,14 @@ async def test_new_then_returning_caller(store: MemoryStore) -> None:
     first = await store.lookup(phone_hash)
     assert first.is_new and not first.is_returning and first.user_id
 
-    summary = CallSummary(
-        summary="Asked about opening hours.",
-        caller_name="Ana",
-        preferences={"language": "Spanish"},
-        follow_ups=["Send the holiday schedule"],
+    summary = call_summary(
+        "Asked about opening hours.",
+        fact_op("add", "name", "Ana", "I'm Ana"),
+        fact_op("add", "language", "Spanish", "I speak Spanish"),
+        fact_op("add", "open request", "holiday schedule", "send me the holiday schedule"),
     )
-    record = _record("s-1", first.user_id, "Hi, I'm Ana", "Hello Ana!")
+    spoken = "Hi, I'm Ana, I speak Spanish. Please send me the holiday schedule."
+    record = _record("s-1", first.user_id, spoken, "Hello Ana!")
     saved = await store.save_call(record, summary, phone_hash=phone_hash, base=first)
     assert saved.name == "Ana" and saved.call_count == 1
 
@@ -73,27 +76,37 @@ async def test_new_then_returning_caller(store: MemoryStore) -> None:
     assert second.user_id == first.user_id
     assert second.profile is not None
     assert second.profile.name == "Ana"
-    assert second.profile.preferences == {"language": "Spanish"}
-    assert second.profile.follow_ups == ["Send the holiday schedule"]
+    assert facts(second.profile) == {
+        "name": "Ana",
+        "language": "Spanish",
+        "open request": "holiday schedule",
+    }
+    assert {f.evidence for f in second.profile.facts} == {
+        "I'm Ana",
+        "I speak Spanish",
+        "send me the holiday schedule",
+    }
+    assert all(f.verified and f.said_at == record.ended_at for f in second.profile.facts)
     assert second.profile.last_summary == "Asked about opening hours."
     assert second.session_ids == ["s-1"]
 
     session = await store.get_session("s-1")
     assert session is not None
-    assert [t.text for t in session.turns] == ["Hi, I'm Ana", "Hello Ana!"]
+    assert [t.text for t in session.turns] == [spoken, "Hello Ana!"]
     assert session.summary == summary
 
 
 async def test_saving_a_session_twice_stores_it_once(store: MemoryStore) -> None:
     phone_hash = store.hasher.hash("+14155550102")
     found = await store.lookup(phone_hash)
-    record = _record("s-dup", found.user_id, "hello")
-    summary = CallSummary(summary="Said hello.")
+    record = _record("s-dup", found.user_id, "hello, I drink tea")
+    summary = call_summary("Said hello.", fact_op("add", "drink", "tea", "I drink tea"))
     await store.save_call(record, summary, phone_hash=phone_hash)
     await store.save_call(record, summary, phone_hash=phone_hash)
     assert found.user_id is not None
     profile = await store.get_profile(found.user_id)
     assert profile is not None and profile.call_count == 1
+    assert [(f.label, f.value) for f in profile.facts] == [("drink", "tea")]  # added once
     assert await store.get_session_ids(found.user_id) == ["s-dup"]
 
 
@@ -103,8 +116,10 @@ async def test_concurrent_saves_of_one_caller_all_land(store: MemoryStore) -> No
     await asyncio.gather(
         *(
             store.save_call(
-                _record(f"s-{i}", found.user_id, f"call {i}"),
-                CallSummary(summary=f"Call {i}.", preferences={f"topic{i}": "yes"}),
+                _record(f"s-{i}", found.user_id, f"I'd like topic {i}"),
+                call_summary(
+                    f"Call {i}.", fact_op("add", f"topic{i}", "yes", f"I'd like topic {i}")
+                ),
                 phone_hash=phone_hash,
                 base=found,
             )
@@ -115,28 +130,44 @@ async def test_concurrent_saves_of_one_caller_all_land(store: MemoryStore) -> No
     profile = await store.get_profile(found.user_id)
     assert profile is not None
     assert profile.call_count == 4
-    assert sorted(profile.preferences) == ["topic0", "topic1", "topic2", "topic3"]
+    assert sorted(facts(profile)) == ["topic0", "topic1", "topic2", "topic3"]
+    assert len({f.id for f in profile.facts}) == 4  # no two saves gave out the same id
     assert sorted(await store.get_session_ids(found.user_id)) == [f"s-{i}" for i in range(4)]
 
 
-async def test_history_is_bounded_and_preferences_can_be_corrected(store: MemoryStore) -> None:
+async def test_history_is_bounded_and_facts_can_be_corrected(store: MemoryStore) -> None:
     phone_hash = store.hasher.hash("+14155550104")
     user_id = (await store.lookup(phone_hash)).user_id
     calls = store.config.max_sessions + 3
     for i in range(calls):
-        prefs = {"drink": "coffee", "seat": "window"} if i == 0 else {}
-        if i == calls - 1:
-            prefs = {"drink": "tea", "seat": ""}
+        line, ops = f"call {i}", []
+        if i == 0:
+            line = "I drink coffee and I like the window seat."
+            ops = [
+                fact_op("add", "drink", "coffee", "I drink coffee"),
+                fact_op("add", "seat", "window", "I like the window seat"),
+            ]
+        elif i == calls - 1:
+            line = "Tea for me now, and forget the window seat."
+            ops = [
+                fact_op("update", "drink", "tea", "Tea for me now", id=1),
+                fact_op("withdraw", "seat", "", "forget the window seat", id=2),
+            ]
         await store.save_call(
-            _record(f"h-{i}", user_id, f"call {i}"),
-            CallSummary(summary=f"Call {i}.", preferences=prefs),
+            _record(f"h-{i}", user_id, line),
+            call_summary(f"Call {i}.", *ops),
             phone_hash=phone_hash,
         )
     assert user_id is not None
     profile = await store.get_profile(user_id)
     assert profile is not None
     assert profile.call_count == calls
-    assert profile.preferences == {"drink": "tea"}
+    assert facts(profile) == {"drink": "tea"}
+    assert {(f.value, f.status) for f in profile.facts} == {
+        ("coffee", "replaced"),
+        ("window", "withdrawn"),
+        ("tea", "current"),
+    }
     assert len(profile.calls) == store.config.max_summaries
     assert profile.last_summary == f"Call {calls - 1}."
     assert profile.first_call_at is not None and profile.last_call_at is not None
@@ -144,23 +175,27 @@ async def test_history_is_bounded_and_preferences_can_be_corrected(store: Memory
     assert sessions == [f"h-{i}" for i in range(calls - store.config.max_sessions, calls)]
 
 
-async def test_fallback_summary_keeps_open_follow_ups(store: MemoryStore) -> None:
+async def test_fallback_summary_keeps_what_earlier_calls_taught(store: MemoryStore) -> None:
+    # A fallback summary knows nothing of what was resolved: it withdraws and replaces nothing.
     phone_hash = store.hasher.hash("+14155550105")
     user_id = (await store.lookup(phone_hash)).user_id
     await store.save_call(
-        _record("f-1", user_id, "call me back"),
-        CallSummary(summary="Wants a call back.", follow_ups=["Call back on Monday"]),
+        _record("f-1", user_id, "Please call me back on Monday."),
+        call_summary(
+            "Wants a call back.",
+            fact_op("add", "open request", "call back on Monday", "call me back on Monday"),
+        ),
         phone_hash=phone_hash,
     )
     await store.save_call(
         _record("f-2", user_id, "hello again"),
-        CallSummary(summary="Caller said: hello again", source="fallback"),
+        call_summary("Caller said: hello again", source="fallback"),
         phone_hash=phone_hash,
     )
     assert user_id is not None
     profile = await store.get_profile(user_id)
     assert profile is not None
-    assert profile.follow_ups == ["Call back on Monday"]
+    assert facts(profile) == {"open request": "call back on Monday"}
     assert profile.calls[-1].source == "fallback"
 
 

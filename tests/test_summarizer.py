@@ -9,6 +9,7 @@ from livekit.plugins.caller_memory.prompts import render_transcript
 from livekit.plugins.caller_memory.redaction import Redactor
 from livekit.plugins.caller_memory.summarizer import Summarizer
 
+from .support.facts import answer, fact_op, op
 from .support.livekit import ScriptedLLM, texts
 
 TURNS = [
@@ -20,13 +21,19 @@ TURNS = [
 
 async def test_llm_answer_in_a_code_fence_is_validated() -> None:
     fake = ScriptedLLM(
-        summary='Sure!\n```json\n{"summary": "Moved the appointment to Friday.", '
-        '"caller_name": "Maria", "preferences": {"Day": "Friday"}, "follow_ups": []}\n```'
+        summary='Sure!\n```json\n{"ops": ['
+        '{"op": "add", "id": 0, "label": "name", "value": "Maria", "evidence": "my name is Maria"},'
+        ' {"op": "add", "id": "#0", "label": " Appointment  Day", "value": "Friday",'
+        ' "evidence": "move my appointment to Friday"}],'
+        ' "summary": "Moved the appointment to Friday."}\n```'
     )
     summary = await Summarizer(fake, timeout=5).summarize(TURNS)
     assert summary.source == "llm"
     assert summary.caller_name == "Maria"
-    assert summary.preferences == {"day": "Friday"}
+    assert summary.ops == [
+        fact_op("add", "name", "Maria", "my name is Maria"),
+        fact_op("add", "appointment day", "Friday", "move my appointment to Friday"),
+    ]
     request = texts(fake.summary_requests[0])
     assert "Caller: Hi, my name is Maria" in request[-1][1]
 
@@ -41,7 +48,7 @@ async def test_no_llm_gives_the_fallback_with_the_callers_words() -> None:
 async def test_unusable_failing_or_slow_llm_gives_the_fallback() -> None:
     for fake, timeout in [
         (ScriptedLLM(summary="I could not do that."), 5.0),
-        (ScriptedLLM(summary='{"summary": 42, "follow_ups": "not a list"}'), 5.0),
+        (ScriptedLLM(summary='{"summary": 42, "ops": "not a list"}'), 5.0),
         (ScriptedLLM(summary=APIConnectionError("down")), 5.0),
         (ScriptedLLM(summary=RuntimeError("bug in a plugin")), 5.0),
         (ScriptedLLM(summary={"summary": "Too late."}, summary_delay=3.0), 0.2),
@@ -60,28 +67,33 @@ async def test_a_huge_transcript_is_cut_in_the_middle() -> None:
     assert summary.source == "fallback" and len(summary.summary) <= 600
 
 
-async def test_only_what_the_call_contained_becomes_a_fact() -> None:
+async def test_only_what_the_caller_said_becomes_a_fact() -> None:
     turns = [
         Turn(role="user", text="Hi, this is Ana. Can you call me back at 5?"),
         Turn(role="assistant", text="Sure. Would mornings suit you for the cleaning?"),
-        Turn(role="user", text="Yes."),
+        Turn(role="user", text="Yes. Oh, and cancel the pharmacy delivery."),
     ]
-    invented = {
-        "summary": "Ana asked for a call back.",
-        "caller_name": "Jonathan Whitaker",  # nobody said it
-        "preferences": {
-            "contact_time": "morning",  # Sarah offered mornings, the caller said yes
-            "callback": "at 5",  # said
-            "language": "Spanish",  # the prompt's own example, never said
-            "date_of_birth": "1984-03-02",  # numbers nobody said
-            "pharmacy": "",  # a withdrawal is kept
-        },
-        "follow_ups": [],
-    }
+    invented = answer(
+        "Ana asked for a call back.",
+        op("add", "name", "Jonathan Whitaker", "this is Ana"),  # not the name she gave
+        op("add", "contact time", "morning", "Would mornings suit you"),  # Sarah's words
+        op("add", "contact time", "morning", "Yes"),  # a bare yes says nothing
+        op("add", "callback", "at 5", "call me back at 5"),  # said
+        op("add", "language", "Spanish", "I speak Spanish"),  # the prompt's kind, never said
+        op("add", "date of birth", "1984-03-02", "call me back at 5"),  # numbers nobody said
+        op("withdraw", "cleaning", "", "Yes"),  # a yes withdraws nothing
+        op("withdraw", "pharmacy", "", "cancel the pharmacy delivery"),  # the caller withdrew
+        op("add", "name", "Ana", "this is Ana"),
+    )
     summary = await Summarizer(ScriptedLLM(summary=invented), timeout=5).summarize(turns)
     assert summary.source == "llm"
-    assert summary.caller_name is None
-    assert summary.preferences == {"contact_time": "morning", "callback": "at 5", "pharmacy": ""}
+    assert summary.summary == "Ana asked for a call back."
+    assert summary.caller_name == "Ana"
+    assert summary.ops == [
+        fact_op("add", "callback", "at 5", "call me back at 5"),
+        fact_op("withdraw", "pharmacy", "", "cancel the pharmacy delivery"),
+        fact_op("add", "name", "Ana", "this is Ana"),
+    ]
 
 
 async def test_a_summary_stays_within_its_limit_after_redaction() -> None:

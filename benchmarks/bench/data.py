@@ -11,26 +11,49 @@ import string
 from dataclasses import dataclass
 
 from livekit.plugins.caller_memory import CallerProfile, CallSummary
-from livekit.plugins.caller_memory.models import SessionRecord, Turn
+from livekit.plugins.caller_memory.memory import merge_call
+from livekit.plugins.caller_memory.models import NAME_LABEL, FactOp, SessionRecord, Turn
 from livekit.plugins.caller_memory.store import CallerLookup, new_user_id
 
 from .env import Env
 
 FIRST_NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Esther", "Farid", "Grace", "Hiro", "Inés", "Jon"]
 PREFERENCES = [
-    ("appointment_time", ["mornings", "late afternoons", "Saturdays", "after 5pm"]),
+    ("appointment time", ["mornings", "late afternoons", "Saturdays", "after 5pm"]),
     ("language", ["Spanish", "English", "French", "Portuguese"]),
-    ("contact_method", ["text message", "email", "phone call"]),
+    ("contact method", ["text message", "email", "phone call"]),
     ("hygienist", ["Maria", "Tom", "no preference"]),
     ("reminders", ["two days before", "the day before"]),
 ]
-FOLLOW_UPS = [
-    "Call back with the estimate for the crown on the lower left molar",
-    "Email the new-patient forms and the parking instructions",
-    "Confirm whether the insurance covers the second cleaning this year",
-    "Book a follow-up appointment with Dr. Patel in three weeks",
-    "Send a reminder about the payment plan for the orthodontic work",
+"""Facts a caller states as a preference ("I prefer mornings"): (label, values)."""
+OPEN_REQUESTS = [
+    (
+        "crown estimate",
+        "call back with the estimate for the crown",
+        "Can you call me back with the estimate for the crown on the lower left molar",
+    ),
+    (
+        "forms",
+        "email the new-patient forms and the parking instructions",
+        "Please email me the new-patient forms and the parking instructions",
+    ),
+    (
+        "insurance question",
+        "whether the insurance covers a second cleaning this year",
+        "I need to know whether the insurance covers the second cleaning this year",
+    ),
+    (
+        "follow-up visit",
+        "a follow-up with Dr. Patel in three weeks",
+        "I'd like a follow-up appointment with Dr. Patel in three weeks",
+    ),
+    (
+        "payment plan",
+        "a reminder about the payment plan",
+        "Send me a reminder about the payment plan for the orthodontic work",
+    ),
 ]
+"""Things still open after a call, as facts: (label, value, the caller's words)."""
 # Summaries are built from templates with slots, so that the five calls of one profile are
 # five different texts (as an LLM's would be): repeated sentences would compress to nothing
 # and flatter the memory figures.
@@ -126,17 +149,19 @@ def summary_text(rng: random.Random, name: str) -> str:
 
 
 def make_summary(rng: random.Random, name: str) -> CallSummary:
-    """What an LLM would return: a summary, the name, 3 preferences, 2 open follow-ups.
+    """What the summarizer keeps of an LLM's answer: a summary, and operations that add the
+    name, 3 preferences and 2 open requests, each with the caller's words.
 
-    The preference names are the same three on every call, so that a profile that merged
-    five calls holds three preferences.
+    The preference labels are the same three on every call, so that a profile that merged
+    five calls holds three current preferences (and the values they replaced, as past facts).
     """
-    return CallSummary(
-        summary=summary_text(rng, name),
-        caller_name=name,
-        preferences={key: rng.choice(values) for key, values in PREFERENCES[:3]},
-        follow_ups=rng.sample(FOLLOW_UPS, 2),
-    )
+    ops = [FactOp(op="add", label=NAME_LABEL, value=name, evidence=f"this is {name}")]
+    for label, values in PREFERENCES[:3]:
+        value = rng.choice(values)
+        ops.append(FactOp(op="add", label=label, value=value, evidence=f"I prefer {value}"))
+    for label, value, evidence in rng.sample(OPEN_REQUESTS, 2):
+        ops.append(FactOp(op="add", label=label, value=value, evidence=evidence))
+    return CallSummary(summary=summary_text(rng, name), ops=ops)
 
 
 def make_turns(name: str) -> list[Turn]:
@@ -151,7 +176,7 @@ def make_record(
     session_id: str, user_id: str | None, name: str, ended_at: dt.datetime
 ) -> SessionRecord:
     """A finished 10-turn call of a verified caller (the network's attestation, or the app's
-    check): its summary updates the profile, as :meth:`CallerProfile.merged` does by default."""
+    check): its summary updates the profile, as :func:`merge_call` does by default."""
     return SessionRecord(
         session_id=session_id,
         user_id=user_id,
@@ -174,11 +199,12 @@ class Caller:
     ended: list[dt.datetime]
 
     def profile(self, max_summaries: int) -> CallerProfile:
-        """The profile the store's save path builds from these calls (``merged`` in turn)."""
+        """The profile the store's save path builds from these calls (``merge_call`` in
+        turn)."""
         profile = CallerProfile(user_id=self.user_id)
         for sid, summary, ended in zip(self.session_ids, self.summaries, self.ended, strict=True):
-            profile = profile.merged(
-                summary, session_id=sid, ended_at=ended, max_summaries=max_summaries
+            profile = merge_call(
+                profile, summary, session_id=sid, ended_at=ended, max_summaries=max_summaries
             )
         return profile
 

@@ -441,14 +441,15 @@ def cold_start(setup: str, job: dict[str, Any]) -> dict[str, float]:
 def notes(opts: Options, in_process_rss: int) -> list[str]:
     return [
         "**What mem0 does that the plugin does not.** mem0 embeds every memory and answers "
-        "`search(query)`: the memories of a caller ranked by meaning, which the plugin cannot "
-        "do (it loads one caller's profile by a keyed hash of the number, and the agent gets "
-        "all of it). With an LLM (`infer=True`, not measured here) mem0 also extracts, merges "
-        "and deletes facts itself; the plugin's summarizer fills a fixed profile (name, "
-        "preferences, follow-ups, recent calls). What the plugin does that mem0 does not, "
-        "beside speed: the phone number is never stored, expiry by TTL, verified/unverified "
-        "disclosure, consent and erasure, and a store shared by a fleet of workers (mem0's "
-        "local stores live in one process: qdrant's local mode locks its folder).",
+        "`search(query)`: the memories of a caller ranked by meaning, which the plugin cannot"
+        " do (it loads one caller's profile by a keyed hash of the number, and the agent gets"
+        " all of it). With an LLM (`infer=True`, not measured here) mem0 also extracts, "
+        "merges and deletes facts itself; the plugin's summarizer proposes facts with the "
+        "caller's words that code checks and merges (recent calls kept beside them). What the"
+        " plugin does that mem0 does not, beside speed: the phone number is never stored, "
+        "expiry by TTL, verified/unverified disclosure, consent and erasure, and a store "
+        "shared by a fleet of workers (mem0's local stores live in one process: qdrant's "
+        "local mode locks its folder).",
         "",
         "### Method",
         "",
@@ -460,9 +461,9 @@ def notes(opts: Options, in_process_rss: int) -> list[str]:
         "with mem0's SQLite history. mem0 is called as its docs show, synchronously, with "
         "`infer=False`: no LLM is involved on either side.",
         "- The callers are the main benchmark's (`benchmarks/bench/data.py`): five calls "
-        "each with an LLM-shaped summary, a name, three preferences and open follow-ups. The "
+        "each with an LLM-shaped summary, a name, three preferences and two open requests. The "
         "plugin gets each call through `save_call`; mem0 gets the same five summaries, one "
-        "`add` per call, then the profile's facts (name, each preference, each follow-up) in "
+        "`add` per call, then the profile's current facts (name, preferences, requests) in "
         "one `add`: the same information, as separate memories. The seeding's embeddings are "
         "computed once in a batch and served from a cache (the seeding is not measured); "
         "timed calls run the model.",

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from livekit.plugins.caller_memory.models import NAME_LABEL
+
 from ..bench.data import Caller
 
 SETUPS = ("qdrant", "chroma")
@@ -63,11 +65,14 @@ def close_memory(memory: Any) -> None:
 
 def facts(caller: Caller, max_summaries: int) -> list[str]:
     """What the plugin's profile holds beside the call summaries, as mem0 memories: the name,
-    each preference and each open follow-up (what mem0's LLM extraction would leave)."""
+    and each other current fact (what mem0's LLM extraction would leave)."""
     profile = caller.profile(max_summaries)
     out = [f"The caller's name is {profile.name}."] if profile.name else []
-    out += [f"Preferred {k.replace('_', ' ')}: {v}." for k, v in profile.preferences.items()]
-    out += [f"Open follow-up: {item}." for item in profile.follow_ups]
+    out += [
+        f"{fact.label.capitalize()}: {fact.value}."
+        for fact in profile.current_facts
+        if fact.label != NAME_LABEL
+    ]
     return out
 
 

@@ -123,8 +123,10 @@ def apply_ops(
                 stale += [target.value, target.evidence, target.label, op.evidence]
                 stale += _distinct(target.value, "")
             continue
-        if target is None and op.op == "add" and trusted:
+        if target is None and op.op == "add":
             target = _same_label(op.label, list(by_id.values()))
+            if not trusted and target is not None and not _same_value(target, op):
+                target = None  # an untrusted call adds its own; it only confirms the same
         if target is not None and _same_value(target, op):
             confirmed = target.verified or verified
             by_id[target.id] = target.model_copy(update={"confirmed_at": at, "verified": confirmed})
@@ -201,8 +203,12 @@ def _same_label(label: str, facts: Iterable[Fact]) -> Fact | None:
 
 
 def _bounded(facts: Iterable[Fact]) -> list[Fact]:
+    # The newest facts are kept, verified ones first: unverified calls (a spoofer's, say)
+    # never push out what a verified caller said.
     ordered = sorted(facts, key=lambda f: f.id)
-    current = [f for f in ordered if f.current][-MAX_CURRENT_FACTS:]
+    current = sorted(
+        (f for f in ordered if f.current), key=lambda f: (f.verified, f.id), reverse=True
+    )[:MAX_CURRENT_FACTS]
     past = [f for f in ordered if not f.current][-MAX_PAST_FACTS:]
     keep = {f.id for f in current} | {f.id for f in past}
     return [f for f in ordered if f.id in keep]
