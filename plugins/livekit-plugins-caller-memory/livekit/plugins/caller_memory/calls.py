@@ -91,9 +91,9 @@ class SessionContext:
         user_id: The caller's id, or None when there is no usable number or the lookup
             did not finish within its budget.
         is_returning: True when the caller has a remembered profile.
-        greeting_context: One or two sentences for a personalized greeting, "" for a new
-            caller (``f"Welcome back! {ctx.greeting_context}"``). Past summaries are in it
-            only when the disclosure is ``full``.
+        greeting_context: What is remembered, for the agent's instructions: the same fenced
+            block of data as :meth:`memory_prompt` ("" for a new caller), following the
+            disclosure (the first name only for an unverified caller, by default).
         profile: The caller's profile, when returning.
         recent_session_ids: The caller's recent session ids, oldest first.
         status: How the lookup went: ``returning``, ``new``, ``no_number``,
