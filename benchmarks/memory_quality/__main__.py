@@ -114,9 +114,10 @@ async def _main(args: argparse.Namespace) -> int:
             if mode == "local":
                 from sarah_agent import local_llm
 
-                with local_llm.LocalLLMServer(model=args.model) as server:
+                model = args.model_file or local_llm.model_path()
+                with local_llm.LocalLLMServer(model=model, threads=args.threads) as server:
                     score = await run(callers, mode, config, local_llm.summary_llm(server))
-                label = f"local: {server.model_name}"
+                label = f"local: {model.name if model else local_llm.MODEL_NAME}"
             else:
                 score = await run(callers, mode, config)
                 label = {"none": "no LLM (fallback)", "oracle": "scripted oracle"}[mode]
@@ -137,7 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory_quality")
     parser.add_argument("--llm", nargs="+", choices=["none", "oracle", "local"],
                         default=["oracle", "none", "local"])  # fmt: skip
-    parser.add_argument("--model", default=None, help="local model alias (default: shipped)")
+    parser.add_argument(
+        "--model-file",
+        type=Path,
+        default=None,
+        help="a GGUF file for --llm local (default: the shipped SmolLM2)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="the local model's threads")
     parser.add_argument("--callers", type=int, default=0, help="first N callers only")
     parser.add_argument("--timeout", type=float, default=6.0, help="summary timeout, seconds")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every miss")
