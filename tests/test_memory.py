@@ -487,3 +487,22 @@ def test_unverified_calls_never_push_out_what_a_verified_caller_said() -> None:
         profile = _merged(profile, many, n, verified=False)
     assert profile.name == "Ana Lopez"
     assert len(profile.current_facts) == MAX_CURRENT_FACTS
+
+
+async def test_forget_the_whole_booking_takes_the_calls_about_it(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "We're planning the December party for twenty.")],
+        None,
+    )
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "About December: one guest has a nut allergy.")],
+        None,
+    )
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "You can forget the whole December booking. A table for two on Sunday?"),
+        ],
+        None,
+    )
+    assert "twenty" not in seen and "nut" not in seen and "table for two on Sunday" in seen

@@ -55,6 +55,7 @@ def merge_call(
     facts, stale = apply_ops(
         profile.facts, summary.ops, at=ended_at, verified=verified, trusted=trusted
     )
+    swept = _swept(summary.ops, facts) if trusted else set()
     calls = [
         *profile.calls,
         PastCall(
@@ -65,6 +66,9 @@ def merge_call(
             verified=verified,
         ),
     ][-max_summaries:]
+    if swept:  # "forget the whole December booking": the earlier calls about it go whole
+        calls = [c if c.session_id == session_id or not _about(c.summary, swept)
+                 else c.model_copy(update={"summary": ""}) for c in calls]  # fmt: skip
     return profile.model_copy(
         update={
             "facts": facts,
@@ -86,6 +90,22 @@ def withdraw_fact(profile: CallerProfile, fact_id: int) -> CallerProfile | None:
     withdrawal = FactOp(op="withdraw", id=fact_id)
     facts, stale = apply_ops(profile.facts, [withdrawal], at=at, verified=True, trusted=True)
     return profile.model_copy(update={"facts": facts, "calls": _scrubbed(profile.calls, stale)})
+
+
+def _swept(ops: Iterable[FactOp], facts: Sequence[Fact]) -> set[str]:
+    # The subject words of the withdrawals that name no fact and take everything about it.
+    holding = {w for f in facts if f.current for w in text.words(f.value)}
+    return {
+        w
+        for op in ops
+        if op.op == "withdraw" and not op.id and text.sweeping(op.evidence)
+        for w in _distinct(op.value or op.evidence, "", ignore=CUES)
+        if w not in holding
+    }
+
+
+def _about(summary: str, words: set[str]) -> bool:
+    return bool(words & set(text.words(summary)))
 
 
 def _scrubbed(calls: list[PastCall], stale: list[str]) -> list[PastCall]:

@@ -25,6 +25,7 @@ __all__ = [
     "sentence_around",
     "sentences",
     "stems",
+    "sweeping",
     "withdrawing_part",
     "withdraws",
     "words",
@@ -197,6 +198,15 @@ def withdrawing_part(sentence: str) -> str:
     dropping the Outback off myself, forget what I said about Dev"), "" when none does."""
     clauses = re.split(r"[,;:—–]\s*|\s+(?:and|so|but|because)\s+", sentence)
     return ", ".join(c.strip() for c in clauses if c.strip() and withdraws(c))
+
+
+_WHOLE = re.compile(r"\b(?:whole|entire|everything|all (?:of )?(?:the|my|that|it))\b")
+
+
+def sweeping(text: str) -> bool:
+    """True when a withdrawal takes everything about its subject ("forget the whole December
+    booking", "cancel all of it")."""
+    return bool(_WHOLE.search(normalize(text)))
 
 
 def withdraws(text: str) -> bool:
