@@ -20,7 +20,7 @@ import pytest
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 from livekit.plugins.caller_memory.memory import merge_call
 from livekit.plugins.caller_memory.memory.fallback import fallback_summary
-from livekit.plugins.caller_memory.memory.merge import scrub
+from livekit.plugins.caller_memory.memory.summaries import scrub
 from livekit.plugins.caller_memory.memory.text import self_names
 from livekit.plugins.caller_memory.models import (
     MAX_CURRENT_FACTS,
@@ -140,6 +140,24 @@ async def test_a_negation_is_not_turned_into_a_fact(line: Line) -> None:
         },
     )
     assert facts(seen) == {"diet": "not vegetarian"}
+
+
+async def test_a_name_in_a_value_must_be_in_its_evidence(line: Line) -> None:
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "Hi Sarah. I was in last week, the van's a Transit."),
+        ],
+        {
+            "ops": [
+                op("add", "harbor auto", "Sarah", "I was in last week"),
+                op("add", "vehicle", "Ford Transit", "the van's a Transit"),
+                op("add", "vehicle", "Transit van", "the van's a Transit"),
+            ],
+            "summary": "Van in again.",
+        },
+    )
+    assert facts(seen) == {"vehicle": "Transit van"}
 
 
 async def test_a_question_is_not_a_fact(line: Line) -> None:

@@ -25,6 +25,7 @@ from . import prompts
 from .log import logger
 from .memory import check_answer, fallback_summary, text
 from .memory.fallback import name_op, withdrawal_ops
+from .memory.summaries import scrub, withdrawn_in
 from .models import NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from .redaction import Redactor
 from .telemetry import record_dropped
@@ -155,8 +156,7 @@ def checked_summary(
     ops: Sequence[FactOp], summary: str, turns: Sequence[Turn], profile: CallerProfile | None
 ) -> CallSummary:
     """A model's answer as it may be stored: what passes :func:`.memory.check_answer`, or the
-    fallback when nothing does (the LLM's summary alone, with facts proposed and none kept,
-    would remember less than the caller's own lines)."""
+    fallback when no operation does."""
     checked = check_answer(ops, summary, turns, profile)
     if checked.dropped:
         record_dropped(checked.dropped)
@@ -164,11 +164,10 @@ def checked_summary(
             "model output dropped by the evidence checks",
             extra={"dropped": dict(checked.dropped), "kept_ops": len(checked.ops)},
         )
-    if not checked.ops and (ops or not checked.summary):
-        fallback = fallback_summary(turns, profile)
-        if checked.summary and not ops:
-            return fallback.model_copy(update={"summary": checked.summary, "source": "llm"})
-        return fallback
+    if not checked.ops:
+        # Nothing the model said about the caller holds: its summary alone would remember
+        # less than the caller's own lines (and small models summarize what the agent said).
+        return fallback_summary(turns, profile)
     # What the caller said plainly is never missed: their name, and a withdrawal.
     kept = checked.ops
     if not any(op.label == NAME_LABEL for op in kept):
@@ -179,7 +178,9 @@ def checked_summary(
         for op in withdrawal_ops(turns, profile)
         if op.id and not _withdrawn(op, kept)  # a fact of its own the model missed
     ]
-    return CallSummary(summary=checked.summary or fallback_summary(turns).summary, ops=kept)
+    # Memory keeps what holds: the summary's sentences about what the caller withdrew go.
+    said = scrub(checked.summary, withdrawn_in(turns))
+    return CallSummary(summary=said or fallback_summary(turns).summary, ops=kept)
 
 
 def _withdrawn(found: FactOp, ops: Sequence[FactOp]) -> bool:

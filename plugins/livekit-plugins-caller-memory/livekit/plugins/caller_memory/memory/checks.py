@@ -25,6 +25,7 @@ REASONS = (
     "negated",
     "number_not_in_evidence",
     "date_not_in_evidence",
+    "name_not_in_evidence",
     "not_a_withdrawal",
     "empty_value",
     "not_self_named",
@@ -101,7 +102,34 @@ def check_op(
         return "number_not_in_evidence"
     if not text.dates(op.value) <= text.dates(evidence):
         return "date_not_in_evidence"
+    if not _names_backed(op.value, evidence, turns):
+        return "name_not_in_evidence"
     return _negation(op.value, evidence)
+
+
+def _names_backed(value: str, evidence: str, turns: Sequence[Turn]) -> bool:
+    # A name in a value ("Dr. Chen", "Ford", "Sarah") must be in its evidence too: it is what
+    # small models invent or take from elsewhere in the call (the agent's name, the business).
+    # A capital that starts the value and is nowhere in the call is not a name ("Evenings").
+    said = _bare(evidence)
+    heard: set[str] | None = None
+    for i, token in enumerate(value.split()):
+        if not token[:1].isupper() or token.rstrip(".,;:!?") in ("I", "I'm", "I'd", "I'll"):
+            continue
+        name = _bare(token) - text.dates(token)  # days: the date rule's
+        if not name or name <= said:
+            continue
+        if heard is None:
+            heard = {w for t in turns for w in _bare(t.text)}
+        if i == 0 and not name & heard:
+            continue
+        return False
+    return True
+
+
+def _bare(words: str) -> set[str]:
+    # Words without a possessive or contracted "'s": "Mochi's" is Mochi, "Tuesday's" Tuesday.
+    return {w.removesuffix("'s") for w in text.words(words)}
 
 
 def _negation(value: str, evidence: str) -> str | None:

@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from ..models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from . import text
 from .checks import check_name
+from .summaries import SAID, states, subject, withdrawals, withdrawn_in
 
-__all__ = ["CUES", "SAID", "fallback_summary", "name_op", "salient_lines", "withdrawal_ops"]
-
-SAID = "Caller said: "
-"""How a summary of the caller's own lines begins."""
+__all__ = ["fallback_summary", "name_op", "salient_lines", "withdrawal_ops"]
 
 
 def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None) -> CallSummary:
@@ -23,9 +21,7 @@ def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None
     their name when they gave it plainly ("I'm Marcus Bell", "Dan Okafor here"), and a
     ``withdraw`` of each remembered fact they plainly withdrew (:func:`withdrawal_ops`)."""
     lines = salient_lines(turns)
-    if not lines:
-        return CallSummary(summary="Call with no words from the caller.", source="fallback")
-    summary = SAID + " / ".join(lines)
+    summary = SAID + " / ".join(lines) if lines else "Call with no words from the caller."
     if len(summary) > MAX_SUMMARY:
         summary = summary[: MAX_SUMMARY - 1] + "…"
     name = name_op(turns, profile)
@@ -35,16 +31,15 @@ def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None
 
 def salient_lines(turns: Sequence[Turn]) -> list[str]:
     """The caller's lines that say something: not a bare "Yes, thanks", "OK bye" or "Hi",
-    and without the sentences that withdraw something (memory keeps what holds)."""
-    withdrawn = set()  # a withdrawing sentence, and what it withdrew when it names nothing
-    for sentence, before in _withdrawals(turns):
-        withdrawn |= {sentence} if _subject(text.withdrawing_part(sentence)) else {sentence, before}
+    and without what they withdrew in the call (:func:`.summaries.withdrawn_in`): memory
+    keeps what holds."""
+    stale = [n for n in withdrawn_in(turns) if len(text.normalize(n)) >= 3]
     lines = []
     for turn in turns:
         if turn.role != "user":
             continue
-        line = " ".join(turn.text.split())
-        line = " ".join(s for s in text.sentences(line) if s not in withdrawn)
+        kept = (s for s in text.sentences(turn.text) if not any(states(s, n) for n in stale))
+        line = " ".join(" ".join(kept).split())
         if set(text.words(line)) - text.FILLER:
             lines.append(line)
     return lines
@@ -62,13 +57,6 @@ def name_op(turns: Sequence[Turn], profile: CallerProfile | None = None) -> Fact
     return None
 
 
-CUES = text.stems(
-    "forget cancel cancelled never mind longer more anymore scratch remove delete drop withdraw "
-    "ignore stop need needed note thing"
-)
-"""The stems of the words that withdraw, not of what is withdrawn."""
-
-
 def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list[FactOp]:
     """A ``withdraw`` for each thing the caller plainly withdrew in their own words.
 
@@ -82,9 +70,9 @@ def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list
     """
     current = [f for f in profile.current_facts if f.label != NAME_LABEL] if profile else []
     ops: list[FactOp] = []
-    for sentence, before in _withdrawals(turns):
+    for sentence, before in withdrawals(turns):
         part = text.withdrawing_part(sentence)
-        said = _subject(part) or _subject(before)
+        said = subject(part) or subject(before)
         scored = sorted(
             ((len(said & text.stems(f"{f.label} {f.value}")), f) for f in current),
             key=lambda pair: pair[0],
@@ -95,25 +83,6 @@ def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list
             if not any(op.id == fact.id for op in ops):
                 ops.append(FactOp(op="withdraw", id=fact.id, label=fact.label, evidence=part))
         elif said:
-            what = part if _subject(part) else before
+            what = part if subject(part) else before
             ops.append(FactOp(op="withdraw", value=what, evidence=part))
     return ops
-
-
-def _subject(words: str) -> set[str]:
-    # What a withdrawal is about: its words less the withdrawing ones and the small ones.
-    return text.stems(words) - CUES - {w[:5] for w in text.STOPWORDS}
-
-
-def _withdrawals(turns: Sequence[Turn]) -> list[tuple[str, str]]:
-    # Each withdrawing sentence of the caller's, with the caller's sentence before it.
-    found = []
-    before = ""
-    for turn in turns:
-        if turn.role != "user":
-            continue
-        for sentence in text.sentences(turn.text):
-            if text.withdrawing_part(sentence) and not text.is_question(sentence):
-                found.append((sentence, before))
-            before = sentence
-    return found

@@ -8,7 +8,6 @@ the words they share with it, and merging the same call twice changes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
@@ -23,9 +22,9 @@ from ..models import (
     PastCall,
 )
 from . import text
-from .fallback import CUES, SAID
+from .summaries import CUES, distinct_words, scrub
 
-__all__ = ["apply_ops", "merge_call", "scrub", "withdraw_fact"]
+__all__ = ["apply_ops", "merge_call", "withdraw_fact"]
 
 
 def merge_call(
@@ -42,7 +41,8 @@ def merge_call(
 
     A verified call (or any call of a caller with no memory yet) adds, updates and withdraws
     facts as its operations say; a fact replaced or withdrawn leaves the summaries of earlier
-    calls too (the sentences that said it are cut), so that no old summary repeats it.
+    calls too (the sentences that said it are cut), so that no old summary repeats it. The
+    call's own summary is stored as it comes (its session record holds the same).
 
     An unverified call of a caller already remembered (caller id can be spoofed) only adds:
     its facts are marked unverified, and it updates and withdraws nothing.
@@ -72,7 +72,7 @@ def merge_call(
     return profile.model_copy(
         update={
             "facts": facts,
-            "calls": _scrubbed(calls, stale),
+            "calls": [*_scrubbed(calls[:-1], stale), calls[-1]],
             "call_count": profile.call_count + 1,
             "first_call_at": profile.first_call_at or ended_at,
             "last_call_at": max(ended_at, profile.last_call_at or ended_at),
@@ -99,7 +99,7 @@ def _swept(ops: Iterable[FactOp], facts: Sequence[Fact]) -> set[str]:
         w
         for op in ops
         if op.op == "withdraw" and not op.id and text.sweeping(op.evidence)
-        for w in _distinct(op.value or op.evidence, "", ignore=CUES)
+        for w in distinct_words(op.value or op.evidence, "", ignore=CUES)
         if w not in holding
     }
 
@@ -137,11 +137,11 @@ def apply_ops(
         target = _target(op, list(by_id.values())) if op.op != "add" or trusted else None
         if op.op == "withdraw":
             if target is None and trusted and not op.id:  # no fact named: what it says goes
-                stale += _distinct(op.value or op.evidence, "", ignore=CUES)
+                stale += distinct_words(op.value or op.evidence, "", ignore=CUES)
             elif target is not None and trusted:
                 by_id[target.id] = target.model_copy(update={"status": "withdrawn"})
                 stale += [target.value, target.evidence, target.label, op.evidence]
-                stale += _distinct(target.value, "")
+                stale += distinct_words(target.value, "")
             continue
         if target is None and op.op == "add":
             target = _same_label(op.label, list(by_id.values()))
@@ -153,7 +153,7 @@ def apply_ops(
             continue
         if target is not None and trusted:
             by_id[target.id] = target.model_copy(update={"status": "replaced"})
-            stale += [target.value, target.evidence, *_distinct(target.value, op.value)]
+            stale += [target.value, target.evidence, *distinct_words(target.value, op.value)]
         label = op.label or (target.label if target is not None else "note")
         by_id[next_id] = Fact(
             id=next_id, label=label, value=op.value, evidence=op.evidence, said_at=at,
@@ -165,22 +165,6 @@ def apply_ops(
     holding = {w for f in by_id.values() if f.current for w in text.words(f.value)}
     stale = [s for s in stale if " " in s.strip() or text.normalize(s) not in holding]
     return _bounded(by_id.values()), stale
-
-
-_COMMON = text.STOPWORDS | frozenset(
-    "prefers prefer wants want needs need said says booked booking thing things note".split()
-)
-
-
-def _distinct(old: str, new: str, ignore: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    # The words that made the old value what it was ("Bluecrest" in "insured with Bluecrest"
-    # replaced by "insured with Northfield"): a summary sentence holding one repeats it.
-    now = set(text.words(new))
-    return [
-        w
-        for w in text.words(old)
-        if w not in now and w not in _COMMON and len(w) >= 3 and w[:5] not in ignore
-    ]
 
 
 def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
@@ -232,27 +216,3 @@ def _bounded(facts: Iterable[Fact]) -> list[Fact]:
     past = [f for f in ordered if not f.current][-MAX_PAST_FACTS:]
     keep = {f.id for f in current} | {f.id for f in past}
     return [f for f in ordered if f.id in keep]
-
-
-def _states(sentence: str, stale: str) -> bool:
-    # The sentence holds the stale text, or is a part of it (evidence of two sentences).
-    return text.contains(sentence, stale) or (
-        len(text.normalize(sentence)) >= 3 and text.contains(stale, sentence)
-    )
-
-
-_PIECES = re.compile(r"(\s+/\s+|(?<=[.!?…])\s+|\n+)")
-
-
-def scrub(summary: str, stale: Iterable[str]) -> str:
-    """``summary`` without the sentences that contain one of the ``stale`` texts (whole words,
-    normalized; texts under three letters are ignored). A fallback summary's lead ("Caller
-    said: ") and the separators between the sentences kept stay as they were."""
-    needles = [n for n in stale if len(text.normalize(n)) >= 3]
-    lead = SAID if summary.startswith(SAID) else ""
-    parts = _PIECES.split(summary[len(lead) :])
-    pieces = list(zip(parts[0::2], [*parts[1::2], ""], strict=True))
-    kept = [(s, sep) for s, sep in pieces if not any(_states(s, n) for n in needles)]
-    if len(kept) == len(pieces):
-        return summary
-    return (lead + "".join(s + sep for s, sep in kept)).rstrip(" /\n") if kept else ""

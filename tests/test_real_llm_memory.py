@@ -1,0 +1,65 @@
+"""The memory-quality benchmark with the shipped local model: the real-model tier's share.
+
+A few callers of ``benchmarks/memory_quality/dataset.json`` (one per kind of business, whole
+call histories) are summarized by SmolLM2-135M-Instruct on llama.cpp's server and scored on
+what the next call's agent receives, beside the same callers with no LLM. The model is tiny:
+what is asserted is what the plugin makes of whatever it writes (nothing it did not back with
+the caller's words is stored, and memory is never worse than without it), not its quality.
+The full run and its numbers: ``docs/MEMORY_QUALITY.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from benchmarks.memory_quality.__main__ import run
+from benchmarks.memory_quality.dataset import Caller, load
+from livekit.plugins.caller_memory import RedisConfig
+from sarah_agent.local_llm import summary_llm
+
+from .conftest import replace
+from .support.local_llm import (
+    MODEL_TIMEOUT_S,
+    REQUIRE_VARIABLE,
+    TestLLMServer,
+    required,
+    unavailable,
+)
+
+_MISSING = unavailable()
+if _MISSING is not None:
+    if required():
+        pytest.fail(f"{REQUIRE_VARIABLE} is set, but {_MISSING}", pytrace=False)
+    pytest.skip(_MISSING, allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestLLMServer]:
+    with TestLLMServer(log_path=tmp_path_factory.mktemp("llm") / "server.log") as running:
+        yield running
+
+
+def _callers() -> list[Caller]:
+    # One caller of each of three businesses, each with an update or a withdrawal.
+    wanted = ("garage-dan", "dental-priya", "vet-clover")
+    return [c for c in load() if c.id in wanted]
+
+
+async def test_the_shipped_model_stores_nothing_unbacked_and_forgets_nothing(
+    server: TestLLMServer, config: RedisConfig
+) -> None:
+    callers = _callers()
+    assert len(callers) == 3
+    with_model = await run(
+        callers,
+        "local",
+        replace(config, summary_timeout_s=MODEL_TIMEOUT_S),
+        summary_llm(server),
+    )
+    without = await run(callers, "none", replace(config, key_prefix=f"{config.key_prefix}n"))
+    assert with_model.calls == without.calls == sum(len(c.calls) for c in callers)
+    assert with_model.unbacked == 0 and with_model.trap_hits == 0, with_model.misses
+    assert with_model.recalled >= without.recalled, (with_model.misses, without.misses)
+    assert with_model.withdrawals_honoured >= without.withdrawals_honoured, with_model.misses
