@@ -306,7 +306,7 @@ async def test_withdraw_fact_command(config: RedisConfig, tmp_path: Path) -> Non
         moved = _run(config, "withdraw-fact", ANA, str(booked), "--reason", "Booked in error",
                      MEMORY_CONSOLE_AUDIT_LOG=str(elsewhere))  # fmt: skip
         assert moved.returncode == 0, moved.stderr
-        assert "(0 earlier call summaries cut)" in moved.stdout
+        assert "(1 earlier call summary cut)" in moved.stdout  # "booked ... Tuesday at 9am"
 
     records = audit.read()
     assert records == [

@@ -52,12 +52,13 @@ async def test_the_shipped_model_stores_nothing_unbacked_and_forgets_nothing(
 ) -> None:
     callers = _callers()
     assert len(callers) == 3
-    with_model = await run(
-        callers,
-        "local",
-        replace(config, summary_timeout_s=MODEL_TIMEOUT_S),
-        summary_llm(server),
-    )
+    model = summary_llm(server)
+    try:
+        with_model = await run(
+            callers, "local", replace(config, summary_timeout_s=MODEL_TIMEOUT_S), model
+        )
+    finally:
+        await model.aclose()
     without = await run(callers, "none", replace(config, key_prefix=f"{config.key_prefix}n"))
     assert with_model.calls == without.calls == sum(len(c.calls) for c in callers)
     assert with_model.unbacked == 0 and with_model.trap_hits == 0, with_model.misses

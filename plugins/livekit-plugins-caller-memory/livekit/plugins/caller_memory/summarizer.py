@@ -24,9 +24,9 @@ from pydantic import TypeAdapter, ValidationError
 from . import prompts
 from .log import logger
 from .memory import check_answer, fallback_summary, text
-from .memory.fallback import name_op, withdrawal_ops
-from .memory.summaries import scrub, withdrawn_in
-from .models import NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
+from .memory.fallback import name_op, salient_lines, withdrawal_ops
+from .memory.summaries import SAID, scrub, withdrawn_in
+from .models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from .redaction import Redactor
 from .telemetry import record_dropped
 
@@ -178,9 +178,22 @@ def checked_summary(
         for op in withdrawal_ops(turns, profile)
         if op.id and not _withdrawn(op, kept)  # a fact of its own the model missed
     ]
-    # Memory keeps what holds: the summary's sentences about what the caller withdrew go.
+    # Memory keeps what holds: the summary's sentences about what the caller withdrew go. And
+    # what the model did not make a fact of stays in the caller's own words, first: memory
+    # with an LLM never holds less than without one.
     said = scrub(checked.summary, withdrawn_in(turns))
-    return CallSummary(summary=said or fallback_summary(turns).summary, ops=kept)
+    rest = [line for line in salient_lines(turns) if not _covered(line, kept)]
+    lines = SAID + " / ".join(rest) if rest else ""
+    summary = " ".join(part for part in (lines, said) if part)[:MAX_SUMMARY]
+    return CallSummary(summary=summary or fallback_summary(turns).summary, ops=kept)
+
+
+def _covered(line: str, ops: Sequence[FactOp]) -> bool:
+    # Every sentence of the line holds the evidence of a fact kept.
+    return all(
+        any(op.evidence and text.contains(sentence, op.evidence) for op in ops)
+        for sentence in text.sentences(line)
+    )
 
 
 def _withdrawn(found: FactOp, ops: Sequence[FactOp]) -> bool:

@@ -93,13 +93,13 @@ def withdraw_fact(profile: CallerProfile, fact_id: int) -> CallerProfile | None:
 
 
 def _swept(ops: Iterable[FactOp], facts: Sequence[Fact]) -> set[str]:
-    # The subject words of the withdrawals that name no fact and take everything about it.
+    # The subject words of the withdrawals that take everything about it ("the whole ...").
     holding = {w for f in facts if f.current for w in text.words(f.value)}
     return {
         w
         for op in ops
-        if op.op == "withdraw" and not op.id and text.sweeping(op.evidence)
-        for w in distinct_words(op.value or op.evidence, "", ignore=CUES)
+        if op.op == "withdraw" and text.sweeping(op.evidence)
+        for w in distinct_words(op.evidence, "", ignore=CUES)
         if w not in holding
     }
 
@@ -141,7 +141,7 @@ def apply_ops(
             elif target is not None and trusted:
                 by_id[target.id] = target.model_copy(update={"status": "withdrawn"})
                 stale += [target.value, target.evidence, target.label, op.evidence]
-                stale += distinct_words(target.value, "")
+                stale += distinct_words(f"{target.label} {target.value}", "")
             continue
         if target is None and op.op == "add":
             target = _same_label(op.label, list(by_id.values()))

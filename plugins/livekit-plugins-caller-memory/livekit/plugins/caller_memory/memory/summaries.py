@@ -90,6 +90,9 @@ def withdrawn_in(turns: Sequence[Turn]) -> list[str]:
 def states(sentence: str, stale: str) -> bool:
     """True when ``sentence`` holds the ``stale`` text, or is a part of it (evidence of two
     sentences); whole words, normalized."""
+    word = text.normalize(stale)
+    if word.isalpha() and len(word) >= 3:  # one word: in any form ("events" for "event")
+        return word[:5] in text.stems(sentence)
     return text.contains(sentence, stale) or (
         len(text.normalize(sentence)) >= 3 and text.contains(stale, sentence)
     )
