@@ -344,8 +344,9 @@ async def test_invented_names_numbers_and_addresses_are_never_stored_as_facts(
     assert [(op.label, op.value) for op in record.summary.ops] == [("contact time", "mornings")]
     assert profile.name is None  # the caller never gave one
     assert facts(profile) == {"contact time": "mornings"}
-    # The invented summary is not kept either: its numbers are nowhere in the call.
-    assert last.summary == f"Caller said: {_SAYS[0]} / {_SAYS[1]}"
+    # The invented summary is not kept either (its numbers are nowhere in the call): what the
+    # caller said that is no fact stays in their own words.
+    assert last.summary == f"Caller said: {_SAYS[0]}"
     stored = json.dumps(await dump_keys(redis_client, config.key_prefix))
     for invented in ("Whitaker", "Jonathan", "@example.com", "555-01", "555 01", "+1 212"):
         assert invented not in stored, invented
