@@ -69,7 +69,7 @@ def v01(tmp_path_factory: pytest.TempPathFactory) -> Path:
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"this checkout has no git history with {V01} (a shallow clone)")
+        pytest.skip(f"git, or its history with {V01} (a shallow clone), is not here")
     folder = tmp_path_factory.mktemp("v01")
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
