@@ -45,18 +45,12 @@ from .support.facts import facts
 from .support.livekit import ScriptedLLM, job, join, leave, shut_down, sip_caller
 from .support.local_llm import (
     MODEL_TIMEOUT_S,
-    REQUIRE_VARIABLE,
     TestLLMServer,
     model_session,
-    required,
-    unavailable,
+    skip_or_fail_without_model,
 )
 
-_MISSING = unavailable()
-if _MISSING is not None:
-    if required():
-        pytest.fail(f"{REQUIRE_VARIABLE} is set, but {_MISSING}", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+skip_or_fail_without_model()
 
 NUMBER = "+14155550134"
 

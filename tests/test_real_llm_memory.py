@@ -20,19 +20,9 @@ from livekit.plugins.caller_memory import RedisConfig
 from sarah_agent.local_llm import summary_llm
 
 from .conftest import replace
-from .support.local_llm import (
-    MODEL_TIMEOUT_S,
-    REQUIRE_VARIABLE,
-    TestLLMServer,
-    required,
-    unavailable,
-)
+from .support.local_llm import MODEL_TIMEOUT_S, TestLLMServer, skip_or_fail_without_model
 
-_MISSING = unavailable()
-if _MISSING is not None:
-    if required():
-        pytest.fail(f"{REQUIRE_VARIABLE} is set, but {_MISSING}", pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
+skip_or_fail_without_model()
 
 
 @pytest.fixture(scope="module")

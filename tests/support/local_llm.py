@@ -18,12 +18,19 @@ import time
 import urllib.request
 from typing import Any
 
+import pytest
 from livekit.agents import AgentSession, APIConnectOptions, llm
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from sarah_agent.local_llm import LocalLLMServer, missing
 
-__all__ = ["REQUIRE_VARIABLE", "TestLLMServer", "model_session", "unavailable"]
+__all__ = [
+    "REQUIRE_VARIABLE",
+    "TestLLMServer",
+    "model_session",
+    "skip_or_fail_without_model",
+    "unavailable",
+]
 
 REQUIRE_VARIABLE = "CALLER_MEMORY_REQUIRE_LOCAL_LLM"
 """Set (to anything but ``0``) where the local model must be installed: a missing model is
@@ -39,6 +46,17 @@ def unavailable() -> str | None:
     if reason is None:
         return None
     return f"the local model is not installed ({reason})"
+
+
+def skip_or_fail_without_model() -> None:
+    """At a test module's top: skip it when the local model is not installed, or fail where
+    :data:`REQUIRE_VARIABLE` says the model must be there."""
+    missing_model = unavailable()
+    if missing_model is None:
+        return
+    if required():
+        pytest.fail(f"{REQUIRE_VARIABLE} is set, but {missing_model}", pytrace=False)
+    pytest.skip(missing_model, allow_module_level=True)
 
 
 def required() -> bool:
