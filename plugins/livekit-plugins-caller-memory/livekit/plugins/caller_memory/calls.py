@@ -156,7 +156,7 @@ class SessionContext:
     def memory_prompt(self) -> str:
         """The profile as a fenced block of data for the LLM's context ("" when new); see
         :func:`.prompts.memory_block`."""
-        return prompts.memory_block(self.profile, self.disclosure)
+        return self.greeting_context  # the same block, made once at the lookup
 
 
 @dataclass
