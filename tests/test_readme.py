@@ -1,4 +1,9 @@
-"""The README's promises, run: its code blocks, its sample outputs, its install and version lines.
+"""The documentation's promises, run: its code blocks, its sample outputs, its install and
+version lines, the one wiring both READMEs show, and the original guide's names.
+
+The blocks are collected from ``README.md``, every ``docs/*.md``, ``CONTRIBUTING.md`` and the
+plugin's README, wherever they move; a block is named by its file and line
+(``docs/python-api.md:9``).
 
 Markers, an HTML comment on the line right before a fence (invisible on GitHub):
 
@@ -12,6 +17,10 @@ Markers, an HTML comment on the line right before a fence (invisible on GitHub):
   whole. A worker entrypoint needs a LiveKit server to run, so the file is imported in a
   subprocess, its ``AgentServer`` checked (agent name, entrypoint, ``on_session_end``), and its
   command line run with ``--help`` (which goes through ``cli.run_app(server)``); no job runs.
+- ``<!-- wiring -->`` before a ``python`` block: the few lines that add caller memory to a plain
+  LiveKit agent. ``README.md`` and the plugin's README each hold one, byte for byte the same,
+  and its lines are taken, in order, from ``examples/minimal_agent.py`` (``...`` stands for
+  lines left out), the file a ``file:`` block shows whole.
 
 Every other ``python`` block is a fragment, and must at least compile.
 """
@@ -40,23 +49,29 @@ from .support.servers import TestServer, closed_port
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PLUGIN_README = ROOT / "plugins" / "livekit-plugins-caller-memory" / "README.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+EXAMPLE = ROOT / "examples" / "minimal_agent.py"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "CONTRIBUTING.md", PLUGIN_README]
+"""Every file whose blocks are checked: the README, the docs, CONTRIBUTING, the plugin's README."""
 
 
 @dataclass
 class Block:
-    """A fenced block of the README and the marker before it."""
+    """A fenced block of a documentation file and the marker before it."""
 
     language: str
     code: str
     marker: str
     line: int
+    path: Path
 
     @property
     def name(self) -> str:
-        return f"README.md:{self.line}"
+        return f"{self.path.relative_to(ROOT).as_posix()}:{self.line}"
 
 
-def _blocks(text: str) -> list[Block]:
+def _blocks(path: Path) -> list[Block]:
+    text = path.read_text()
     blocks: list[Block] = []
     lines = text.splitlines(keepends=True)
     i = 0
@@ -75,15 +90,16 @@ def _blocks(text: str) -> list[Block]:
         while j < len(lines) and lines[j].strip() != "```":
             body.append(lines[j][len(indent) :] if lines[j].startswith(indent) else lines[j])
             j += 1
-        blocks.append(Block(language, "".join(body), marker, i + 1))
+        blocks.append(Block(language, "".join(body), marker, i + 1, path))
         i = j + 1
     return blocks
 
 
-BLOCKS = _blocks(README.read_text())
+BLOCKS = [block for path in DOCS for block in _blocks(path)]
 PYTHON = [b for b in BLOCKS if b.language == "python"]
 RUNNABLE = [b for b in PYTHON if b.marker.startswith("runnable")]
 FILES = [b for b in PYTHON if b.marker.startswith("file:")]
+WIRING = [b for b in PYTHON if b.marker == "wiring"]
 
 
 def _options(block: Block) -> dict[str, str]:
@@ -96,8 +112,9 @@ def _options(block: Block) -> dict[str, str]:
 
 
 def _output_after(block: Block) -> list[str] | None:
-    """The lines of the ``<!-- output -->`` block that comes next, if the next block is one."""
-    following = [b for b in BLOCKS if b.line > block.line]
+    """The lines of the ``<!-- output -->`` block that comes next in the same file, if the next
+    block is one."""
+    following = [b for b in BLOCKS if b.path == block.path and b.line > block.line]
     if following and following[0].marker == "output":
         return following[0].code.splitlines()
     return None
@@ -126,10 +143,13 @@ def _run(
     return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def test_the_readme_has_what_this_file_checks() -> None:
-    # A marker lost in an edit would silently turn a check off.
+def test_the_docs_have_what_this_file_checks() -> None:
+    # A marker lost in an edit (or a page left out of DOCS) would silently turn a check off.
     assert len(RUNNABLE) >= 2 and FILES
     assert any(_output_after(b) for b in RUNNABLE)
+    assert [b.path for b in WIRING] == [README, PLUGIN_README]
+    assert any(b.marker == f"file: {EXAMPLE.relative_to(ROOT).as_posix()}" for b in FILES)
+    assert {ROOT / "docs" / "README.md", ROOT / "CONTRIBUTING.md"} <= set(DOCS)
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=lambda b: b.name)
@@ -152,7 +172,7 @@ def test_runnable_blocks_run_against_a_private_redis(
     else:
         env = _clean_env(
             REDIS_URL=redis_server.url,
-            MEMORY_KEY_PREFIX=f"readme{block.line}",
+            MEMORY_KEY_PREFIX=re.sub(r"[^A-Za-z0-9_.-]", "_", block.name),
             MEMORY_DATA_DIR=str(tmp_path / "data"),
         )
     stdout = []
@@ -207,10 +227,10 @@ def test_file_blocks_are_the_files_and_build_their_agent_server(
 
 
 def test_the_check_sample_is_what_check_prints(redis_server: TestServer, tmp_path: Path) -> None:
-    text = README.read_text()
-    sample = re.search(r"```bash\ncaller-memory check\n((?:# .*\n)+)```", text)
-    assert sample is not None, "the README shows `caller-memory check` and its output"
-    expected = [line[2:] for line in sample.group(1).splitlines()]
+    pattern = r"```bash\ncaller-memory check\n((?:# .*\n)+)```"
+    samples = [m for path in DOCS for m in re.finditer(pattern, path.read_text())]
+    assert len(samples) == 1, "the docs show `caller-memory check` and its output, once"
+    expected = [line[2:] for line in samples[0].group(1).splitlines()]
     env = _clean_env(REDIS_URL=redis_server.url, MEMORY_DATA_DIR=str(tmp_path))
     out = _run([sys.executable, "-m", "livekit.plugins.caller_memory.cli", "check"], env, tmp_path)
     assert out.returncode == 0, out.stderr
@@ -223,15 +243,15 @@ def test_the_secret_length_is_said_the_same_everywhere() -> None:
     assert weakness("x" * (MIN_LENGTH - 1)) == f"must be at least {MIN_LENGTH} characters long"
     with pytest.raises(ConfigError, match=re.escape(said)):
         RedisConfig(require_secret=True, phone_hash_secret=None).check_secret()
-    for readme in (README, PLUGIN_README):
-        text = readme.read_text()
-        assert said in text, readme
-        # No other length for the phone-hash secret anywhere in it.
-        for line in text.splitlines():
+    for readme in (README, PLUGIN_README, CONFIGURATION):
+        assert said in readme.read_text(), readme
+    for doc in DOCS:
+        # No other length for the phone-hash secret anywhere in the docs.
+        for line in doc.read_text().splitlines():
             if "MEMORY_PHONE_HASH_SECRET" in line:
                 for length in re.findall(r"(\d+)\+ (?:random )?char", line):
-                    assert int(length) == MIN_LENGTH, line
-    assert f"at least {MIN_LENGTH} characters" in README.read_text()
+                    assert int(length) == MIN_LENGTH, f"{doc.name}: {line}"
+    assert f"at least {MIN_LENGTH} characters" in CONFIGURATION.read_text()
 
 
 def test_the_python_version_said_is_the_one_required() -> None:
@@ -241,7 +261,99 @@ def test_the_python_version_said_is_the_one_required() -> None:
 
 
 def test_the_unpublished_package_is_never_offered_to_pip_by_name() -> None:
-    for readme in (README, PLUGIN_README):
-        for line in readme.read_text().splitlines():
+    for doc in DOCS:
+        for line in doc.read_text().splitlines():
             if re.search(r"pip install ['\"]?livekit-plugins-caller-memory\b", line):
-                assert "fails" in line or "not on PyPI" in line, f"{readme.name}: {line}"
+                assert "fails" in line or "not on PyPI" in line, f"{doc.name}: {line}"
+
+
+def test_the_two_readmes_show_one_wiring() -> None:
+    # The plugin's README and the repository's show the same lines, so they cannot disagree.
+    readme, plugin = WIRING
+    assert readme.code == plugin.code, f"{readme.name} and {plugin.name} differ"
+
+
+def test_the_wiring_is_cut_from_the_example_file() -> None:
+    # Line for line from examples/minimal_agent.py, in order: the file the docs show whole,
+    # import and run (test_file_blocks_are_the_files_and_build_their_agent_server).
+    wiring = [line for line in WIRING[0].code.splitlines() if line.strip() not in ("", "...")]
+    example = EXAMPLE.read_text().splitlines()
+    at = 0
+    for line in wiring:
+        assert line in example[at:], f"not in {EXAMPLE.name} (or out of order): {line!r}"
+        at = example.index(line, at) + 1
+    # What makes the wiring correct, not merely short: each piece the job model needs.
+    code = WIRING[0].code
+    for piece in (
+        "caller_memory.hide_numbers_in_livekit_logs()",
+        "caller_memory.CallerMemory()",
+        "on_session_end=caller_memory.on_session_end",
+        "await memory.attach(ctx, session, agent)",
+        "call.greeting_instructions",
+        "resolve_default_redis(RedisConfig.from_env())",
+        'os.environ["REDIS_URL"] = config.redis_url()',
+        "cli.run_app(server)",
+    ):
+        assert piece in code, piece
+
+
+# The original Redis setup guide's contract: its Python API, its environment variables, its key
+# table and its troubleshooting messages, each findable in the docs by its own name.
+GUIDE_API = [
+    "RedisConfig.from_env()",
+    "RedisMemoryStore(config)",
+    "store.connect()",
+    "store.health_check()",
+    "latency_ms",
+    "get_or_create_user_id(phone_number=",
+    "store.disconnect()",
+    "init_session_manager(llm=",
+    "get_session_manager()",
+    "start_session(session_id=",
+    "add_turn(sid,",
+    "end_session(sid)",
+    "is_returning",
+    "greeting_context",
+]
+GUIDE_SETTINGS = [
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "REDIS_DB",
+    "REDIS_SSL",
+    "MEMORY_PERSISTENCE",
+    "MEMORY_SESSION_TTL_HOURS",
+    "MEMORY_PROFILE_TTL_DAYS",
+]
+GUIDE_KEYS = [
+    "sarah:phone:{hash}",
+    "sarah:user:{id}:profile",
+    "sarah:user:{id}:sessions",
+    "sarah:session:{id}",
+]
+GUIDE_MESSAGES = [
+    "❌ Redis connection failed: Connection refused",
+    "❌ Redis connection failed: NOAUTH Authentication required",
+    "❌ Redis connection failed: SSL handshake failed",
+    "OOM command not allowed",
+]
+
+
+def test_the_guides_contract_is_findable_in_the_docs() -> None:
+    docs = ROOT / "docs"
+    api = (docs / "python-api.md").read_text()
+    for name in GUIDE_API:
+        assert name in api, f"docs/python-api.md: {name}"
+    table = CONFIGURATION.read_text()
+    for variable in GUIDE_SETTINGS:
+        assert f"| `{variable}` |" in table, f"docs/configuration.md's table: {variable}"
+    for key in GUIDE_KEYS:
+        assert f"| `{key}` |" in table, f"docs/configuration.md's key table: {key}"
+    operations = (docs / "operations.md").read_text()
+    for message in GUIDE_MESSAGES:
+        assert f"| `{message}` |" in operations, f"docs/operations.md's troubleshooting: {message}"
+    # And the README points at each of those pages.
+    readme = README.read_text()
+    for page in ("python-api.md", "configuration.md", "operations.md#troubleshooting"):
+        assert f"](docs/{page}" in readme, page
