@@ -1,1 +1,3 @@
 """Sarah, the reference voice agent of caller memory."""
+
+__version__ = "0.2.0"

@@ -12,17 +12,20 @@ import traceback
 from pathlib import Path
 
 from livekit.plugins.caller_memory import CallerMemoryError
+from livekit.plugins.caller_memory import __version__ as plugin_version
 from livekit.plugins.caller_memory.exceptions import error_line
 from livekit.plugins.caller_memory.log import logger
 from livekit.plugins.caller_memory.server import resolve_default_redis
 
+from . import __version__
 from .config import memory_config
 from .replay import ReplayError, demo_store
 
-__all__ = ["USAGE", "main"]
+__all__ = ["USAGE", "main", "version_line"]
 
 USAGE = """\
 usage: sarah [-v] COMMAND [OPTIONS]
+       sarah --version
 
   replay [--calls FILE] [--llm recorded|openai|local]
                  play recorded calls through the real plugin: no LiveKit server, no key
@@ -154,22 +157,35 @@ def _check_ready(command: str, argv: list[str]) -> None:
             ) from None
 
 
+def version_line() -> str:
+    """``sarah 0.2.0 (livekit-plugins-caller-memory 0.2.0, livekit-agents 1.8.9)``: what
+    ``sarah --version`` prints and a worker says first."""
+    from livekit.agents import __version__ as agents_version
+
+    return (
+        f"sarah {__version__} (livekit-plugins-caller-memory {plugin_version}, "
+        f"livekit-agents {agents_version})"
+    )
+
+
 def _serve(command: str, argv: list[str], verbose: int) -> int:
     _check_ready(command, argv)
     if command == "start":
         # Production: refuse to start without a shared phone-hash secret, rather than key
         # callers with a per-machine development secret.
         os.environ.setdefault("MEMORY_REQUIRE_SECRET", "true")
+    if verbose and not any(arg.startswith("--log-level") for arg in argv):
+        argv = [*argv, "--log-level", "DEBUG"]
+    config = memory_config()
+    config.check_secret()
+    # The worker's first line: which versions run, so that an old worker can be told apart.
+    print(f"{version_line()}: {command}", file=sys.stderr, flush=True)
     if command == "dev":
         print(
             "note: LiveKit Agents 1.8 does not reload on changes here; "
             "`lk agent dev sarah_agent/agent.py` does.",
             file=sys.stderr,
         )
-    if verbose and not any(arg.startswith("--log-level") for arg in argv):
-        argv = [*argv, "--log-level", "DEBUG"]
-    config = memory_config()
-    config.check_secret()
     # Start the private Redis here, in the main process, before LiveKit forks its job
     # processes: they inherit REDIS_URL and share one server that lives as long as the worker.
     if command == "console":
@@ -219,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(version_line())
+        return 0
     command, rest = args[0], args[1:]
     if command not in ("replay", "console", "dev", "start"):
         print(f"❌ unknown command {command!r}: use replay, console, dev or start", file=sys.stderr)

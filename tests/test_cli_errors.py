@@ -15,6 +15,7 @@ import json
 import os
 import pty
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -28,10 +29,11 @@ import redis
 from livekit.agents import APIConnectionError
 from livekit.agents.llm import ChatContext
 
-from livekit.plugins.caller_memory import RedisConfig
+from livekit.plugins.caller_memory import RedisConfig, __version__
 from livekit.plugins.caller_memory.models import SessionRecord
 from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.testing import Reply, ScriptedLLM
+from sarah_agent import __version__ as sarah_version
 from sarah_agent import replay as replay_module
 from sarah_agent.replay import PROGRESS_BAR_CALLS, CallsFile, calls_schema, load_calls
 
@@ -283,6 +285,45 @@ def test_v_before_or_after_the_command_shows_the_traceback(
     done = _run(command, tmp_path, REDIS_URL="garbage")
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "REDIS_URL" in done.stderr.splitlines()[-1]
+
+
+# -- versions ---------------------------------------------------------------------------------
+
+
+def test_both_commands_say_their_version(tmp_path: Path) -> None:
+    assert __version__ == sarah_version == "0.2.0"  # released together
+    plugin = _run([*CALLER_MEMORY, "--version"], tmp_path)
+    assert plugin.returncode == 0 and plugin.stdout == f"caller-memory {__version__}\n"
+    sarah = _run([*SARAH, "--version"], tmp_path)
+    assert sarah.returncode == 0
+    assert sarah.stdout.startswith(
+        f"sarah {sarah_version} (livekit-plugins-caller-memory {__version__}, livekit-agents 1."
+    )
+
+
+def test_a_workers_first_line_is_its_version(tmp_path: Path) -> None:
+    worker = subprocess.Popen(
+        [*SARAH, "start"],
+        env=_env(tmp_path, REDIS_URL=REFUSED, **_LIVEKIT_READY),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the worker and its job processes, stopped together
+    )
+    hang = threading.Timer(60, os.killpg, (worker.pid, signal.SIGKILL))  # a hang is a failure
+    hang.start()
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()
+    finally:
+        hang.cancel()
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        if worker.stderr is not None:
+            worker.stderr.close()
+    assert first.startswith(f"sarah {sarah_version} (livekit-plugins-caller-memory {__version__}")
+    assert first.rstrip().endswith(": start")
 
 
 def test_serve_after_v_is_still_the_console(tmp_path: Path) -> None:

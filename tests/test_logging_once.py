@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
+from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, __version__
 
 from .conftest import TEST_SECRET
 from .support.servers import TestServer, closed_port
@@ -66,7 +66,10 @@ def test_a_process_says_its_store_and_the_secret_warning_once(
     assert out.returncode == 0, out.stderr
     store = _lines(out.stderr, "caller memory uses")
     where = f"Redis at 127.0.0.1:{redis_server.port}"
-    assert store == [f"INFO livekit.plugins.caller_memory caller memory uses {where}"]
+    assert store == [
+        f"INFO livekit.plugins.caller_memory caller memory uses {where} "
+        f"(livekit-plugins-caller-memory {__version__})"
+    ]
     warning = _lines(out.stderr, "MEMORY_PHONE_HASH_SECRET is not set")
     assert len(warning) == 1 and warning[0].startswith("WARNING")
     assert "connected to Redis" not in out.stderr
@@ -102,7 +105,10 @@ async def test_every_connect_after_the_first_is_debug(
                 await store.disconnect()
     said = [r for r in caplog.records if "caller memory uses" in r.getMessage()]
     assert [r.levelno for r in said] == [logging.INFO, logging.DEBUG, logging.DEBUG]
-    assert said[0].getMessage() == f"caller memory uses Redis at 127.0.0.1:{server.port}"
+    assert said[0].getMessage() == (
+        f"caller memory uses Redis at 127.0.0.1:{server.port} "
+        f"(livekit-plugins-caller-memory {__version__})"
+    )
 
 
 def test_a_config_prints_the_server_it_will_use_without_the_password(

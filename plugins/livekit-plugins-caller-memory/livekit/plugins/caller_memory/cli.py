@@ -47,6 +47,7 @@ from .outbox import Outbox
 from .progress import on_terminal, progress
 from .server import open_store
 from .store import MemoryStore, RedisMemoryStore
+from .version import __version__
 
 __all__ = ["main"]
 
@@ -280,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
         "environment and .env: REDIS_URL, REDIS_HOST, ..., MEMORY_*).",
     )
     _add_verbose(parser, 0)
+    parser.add_argument("--version", action="version", version=f"caller-memory {__version__}")
     # -v is accepted after the command too (`caller-memory check -v`); SUPPRESS keeps a
     # command's parser from resetting a -v given before it.
     common = argparse.ArgumentParser(add_help=False)

@@ -12,6 +12,8 @@ import logging
 import re
 import threading
 
+from .version import __version__
+
 __all__ = ["announce_store", "hide_numbers_in_livekit_logs", "label_store", "logger", "once"]
 
 logger = logging.getLogger("livekit.plugins.caller_memory")
@@ -38,10 +40,14 @@ def label_store(server: str, label: str) -> None:
 
 
 def announce_store(server: str) -> None:
-    """Log at INFO, once per process, which store caller memory uses; at DEBUG after that."""
+    """Log at INFO, once per process, which store caller memory uses, and the plugin's version
+    (a worker's first line of caller memory: an old worker in a fleet shows); at DEBUG after
+    that."""
     label = _store_labels.get(server, f"Redis at {server}")
     level = logging.INFO if once(f"store:{server}") else logging.DEBUG
-    logger.log(level, "caller memory uses %s", label)
+    logger.log(
+        level, "caller memory uses %s (livekit-plugins-caller-memory %s)", label, __version__
+    )
 
 
 _SIP_IDENTITY = re.compile(r"sip_\+?\d{3,}")
