@@ -29,9 +29,16 @@ import redis
 from livekit.agents import APIConnectionError
 from livekit.agents.llm import ChatContext
 
-from livekit.plugins.caller_memory import RedisConfig, __version__
+from livekit.plugins.caller_memory import (
+    CallSummary,
+    MemoryStore,
+    RedisConfig,
+    RedisMemoryStore,
+    __version__,
+)
 from livekit.plugins.caller_memory.models import SessionRecord
 from livekit.plugins.caller_memory.outbox import Outbox
+from livekit.plugins.caller_memory.store import redis as redis_store
 from livekit.plugins.caller_memory.testing import Reply, ScriptedLLM
 from sarah_agent import __version__ as sarah_version
 from sarah_agent import replay as replay_module
@@ -602,6 +609,43 @@ def test_flush_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(
     assert "Outbox: 20 of 20 call(s) saved, 0 waiting." in piped.stdout
     # Plain lines instead, on standard error, up to the end.
     assert "outbox calls written: 20/20" in piped.stderr.splitlines()
+
+
+async def _save_a_call(store: MemoryStore, session_id: str, number: str) -> None:
+    phone_hash = store.hasher.hash(number)
+    found = await store.lookup(phone_hash)
+    now = datetime.now(timezone.utc)
+    record = SessionRecord(session_id=session_id, user_id=found.user_id, started_at=now,
+                           ended_at=now)  # fmt: skip
+    await store.save_call(record, CallSummary(summary="Said hello."), phone_hash=phone_hash)
+
+
+async def test_stats_says_which_versions_saved_calls(
+    config: RedisConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with RedisMemoryStore(config) as store:
+        await _save_a_call(store, "v-1", "+14155550111")
+        await _save_a_call(store, "v-2", "+14155550112")
+        # A newer worker of a rolling upgrade saves last.
+        monkeypatch.setattr(redis_store, "__version__", "0.2.1")
+        await _save_a_call(store, "v-3", "+14155550113")
+    done = _run([*CALLER_MEMORY, "stats"], tmp_path, REDIS_URL=config.redis_url(),
+                MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("written by ")]
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    said = line.removeprefix("written by").strip()
+    assert said.startswith(f"0.2.1 (1 save, last {today} ")
+    assert f"UTC), {__version__} (2 saves, last {today} " in said
+
+
+def test_stats_says_when_no_version_is_recorded(config: RedisConfig, tmp_path: Path) -> None:
+    done = _run([*CALLER_MEMORY, "stats"], tmp_path, REDIS_URL=config.redis_url(),
+                MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("written by ")]
+    said = line.removeprefix("written by").strip()
+    assert said == "no save recorded (workers before 0.2.0 record none)"
 
 
 def test_stats_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(

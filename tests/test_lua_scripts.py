@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -110,6 +110,7 @@ SAVE = [
     "lua:user:{u}:erased",
     "lua:session:{c1}",
     "lua:sessions:open",
+    "lua:versions",
     "lua:phone:{h}",
 ]
 NOW = 1_800_000_000  # seconds
@@ -119,22 +120,41 @@ STARTED_MS = (NOW - 60) * 1000  # the call began a minute ago
 def _save_args(expected: str, new: str, session_id: str = "c1", kept: int = 5) -> list[Any]:
     return [
         expected, new, session_id, '{"session":1}', 90 * DAY, DAY, kept, "0", STARTED_MS, NOW,
-        LARGEST,
+        LARGEST, "0.2.0",
     ]  # fmt: skip
 
 
 async def test_save_writes_every_key_with_its_ttl(r: aioredis.Redis) -> None:
-    await r.set(SAVE[7], "u", ex=60)
+    await r.set(SAVE[8], "u", ex=60)
     await r.zadd(SAVE[6], {"c1": 1.0})
     assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [1]
     assert await r.get(SAVE[0]) == "P1" and await r.ttl(SAVE[0]) > 89 * DAY
     assert await r.lrange(SAVE[1], 0, -1) == ["c1"] and await r.ttl(SAVE[1]) > 89 * DAY
     assert await r.get(SAVE[5]) == '{"session":1}' and DAY - 5 < await r.ttl(SAVE[5]) <= DAY
     assert await r.zscore(SAVE[6], "c1") is None  # no longer in progress
-    assert await r.ttl(SAVE[7]) > 89 * DAY  # the phone mapping is renewed too
+    assert await r.ttl(SAVE[8]) > 89 * DAY  # the phone mapping is renewed too
     # The index of every call held, scored by when its data expires, lives as long as it.
     assert await r.zrange(SAVE[3], 0, -1, withscores=True) == [("c1", NOW + DAY)]
     assert DAY - 5 < await r.ttl(SAVE[3]) <= DAY
+    # The saves by version: one more save of this version, and when, kept as the profiles.
+    assert await r.zrange(SAVE[7], 0, -1, withscores=True) == [
+        ("saves:0.2.0", 1), ("last:0.2.0", NOW)
+    ]  # fmt: skip
+    assert await r.ttl(SAVE[7]) > 89 * DAY
+
+
+async def test_save_counts_the_saves_of_each_version(r: aioredis.Redis) -> None:
+    old = _save_args("", "P1", "c0")
+    old[-1] = "0.2.0"
+    assert await _run(r, "save_call", SAVE, old) == [1]
+    new = _save_args("P1", "P2", "c1")
+    new[-1], new[9] = "0.3.0", NOW + 10
+    assert await _run(r, "save_call", SAVE, new) == [1]
+    assert await _run(r, "save_call", SAVE, _save_args("P2", "P3", "c2")) == [1]
+    saves = cast("list[tuple[str, float]]", await r.zrange(SAVE[7], 0, -1, withscores=True))
+    assert dict(saves) == {
+        "saves:0.2.0": 2, "last:0.2.0": NOW, "saves:0.3.0": 1, "last:0.3.0": NOW + 10
+    }  # fmt: skip
 
 
 async def test_save_indexes_every_call_held_and_drops_expired_ones(r: aioredis.Redis) -> None:
@@ -149,7 +169,7 @@ async def test_save_of_a_call_begun_before_an_erasure_is_refused_whole(
 ) -> None:
     await r.set(SAVE[4], STARTED_MS + 1)  # erased after the call began
     assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [2]
-    assert not await r.exists(SAVE[0], SAVE[1], SAVE[3], SAVE[5], SAVE[7])
+    assert not await r.exists(SAVE[0], SAVE[1], SAVE[3], SAVE[5], SAVE[7], SAVE[8])
     await r.set(SAVE[4], STARTED_MS - 1)  # erased before: a new call of a caller come back
     assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [1]
 
@@ -199,7 +219,7 @@ async def test_save_sets_a_profile_larger_than_any_aside_without_sending_it(
 ) -> None:
     await r.set(SAVE[0], "x" * 2000)
     args = _save_args("", "P1")
-    args[-1] = 1000
+    args[10] = 1000
     assert await _run(r, "save_call", SAVE, args) == [1]  # not {0, <the huge value>}
     assert await r.get(SAVE[0]) == "P1" and await r.strlen(SAVE[2]) == 2000
 
@@ -207,7 +227,7 @@ async def test_save_sets_a_profile_larger_than_any_aside_without_sending_it(
 async def test_save_on_a_cluster_touches_the_callers_slot_only(r: aioredis.Redis) -> None:
     assert await _run(r, "save_call", SAVE[:5], _save_args("", "P1")) == [1]
     assert await r.get(SAVE[0]) == "P1"
-    assert not await r.exists(SAVE[5], SAVE[6], SAVE[7])  # written next to it by the store
+    assert not await r.exists(*SAVE[5:])  # written next to it by the store
 
 
 async def test_append_keeps_a_journals_ttl_and_never_makes_a_lost_one_again(

@@ -67,10 +67,20 @@ NAMES = (
 INSTRUCTIONS = "You are Sarah, the receptionist of a dental practice."
 
 
-async def _dump(client: aioredis.Redis, prefix: str) -> str:
-    """Every key about callers (the workers' maintenance lock holds nothing about anyone)."""
+FLEET_KEYS = (":maintenance", ":versions")
+"""Keys about the fleet that hold nothing about anyone: the workers' recovery lock and the
+saves by version."""
+
+
+async def _about_callers(client: aioredis.Redis, prefix: str) -> dict[str, str | list[str]]:
+    """Every key of the prefix about callers (:data:`FLEET_KEYS` left out), with its value."""
     keys = await dump_keys(client, prefix)
-    return "\n".join(f"{k} {v}" for k, v in keys.items() if not k.endswith(":maintenance"))
+    return {k: v for k, v in keys.items() if not k.endswith(FLEET_KEYS)}
+
+
+async def _dump(client: aioredis.Redis, prefix: str) -> str:
+    """Every key about callers, as text."""
+    return "\n".join(f"{k} {v}" for k, v in (await _about_callers(client, prefix)).items())
 
 
 async def _call(
@@ -172,7 +182,7 @@ async def test_a_rotated_caller_is_forgotten_whole_after_a_crash_mid_move(
         await redis_client.restore(key, 0, value, replace=True)
     deleted = await manager.forget_caller(number)
     assert set(kept) <= set(deleted)
-    left = await dump_keys(redis_client, config.key_prefix)
+    left = await _about_callers(redis_client, config.key_prefix)
     assert left and all(key.endswith(":erased") for key in left), left  # only the guards
     await manager.store.disconnect()
 
@@ -376,7 +386,7 @@ async def test_caller_asks_sarah_to_forget_them_and_she_confirms_first(
     assert any("confirm" in text for text in asked)  # the tool asked for a confirmation
     assert any("erased" in text for text in asked)
     # Nothing left, this call included, but the guard that keeps the caller erased: when.
-    left = await dump_keys(redis_client, config.key_prefix)
+    left = await _about_callers(redis_client, config.key_prefix)
     assert list(left) == [f"{config.key_prefix}:user:{{{call.context.user_id}}}:erased"]
     await memory.aclose()
 
@@ -417,7 +427,7 @@ async def test_an_unverified_forget_me_is_an_operators_request_and_erases_nothin
     done = subprocess.run([*cli, "forget", "--user-id", str(first.context.user_id), "--yes"],
                           env=env, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    left = await dump_keys(redis_client, config.key_prefix)
+    left = await _about_callers(redis_client, config.key_prefix)
     assert all(key.endswith(":erased") for key in left), left  # the request is answered too
     await memory.aclose()
 
@@ -914,7 +924,7 @@ async def test_forget_wins_against_a_call_in_progress_and_another_workers_outbox
             assert flushed["left"] == 0 and flushed["outbox"] == 0  # dropped, not kept
 
             # Nothing of her came back: only the guard that keeps her erased.
-            left = await dump_keys(redis_client, prefix)
+            left = await _about_callers(redis_client, prefix)
             assert all(key.endswith(":erased") for key in left), left
             for worker_dir in ("a", "b"):
                 assert not list((tmp_path / worker_dir / "outbox").glob("*.json"))

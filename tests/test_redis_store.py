@@ -61,6 +61,7 @@ async def test_every_key_of_the_table_has_its_ttl(
         f"{p}:user:{{{user_id}}}:sessions": 90 * 86400,
         f"{p}:user:{{{user_id}}}:calls": 24 * 3600,
         f"{p}:session:{{room-1}}": 24 * 3600,
+        f"{p}:versions": 90 * 86400,  # the saves by version, one key for the prefix
     }
     dump = await dump_keys(redis_client, p)
     assert set(dump) == set(expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -10,6 +11,7 @@ from livekit.plugins.caller_memory import (
     CallSummary,
     InvalidPhoneNumberError,
     MemoryStore,
+    __version__,
 )
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 
@@ -231,3 +233,18 @@ async def test_a_caller_whose_id_looks_compressed_can_be_exported_and_forgotten(
     assert exported["user_ids"] == [phone_hash]
     assert len(await store.forget(phone_hash)) == 5  # phone, profile, sessions, calls, call
     assert (await store.export(phone_hash))["keys"] == {}
+
+
+async def test_each_save_counts_for_the_version_that_wrote_it(store: MemoryStore) -> None:
+    assert await store.saves_by_version() == []  # nothing saved yet under this prefix
+    before = time.time()
+    for i, number in enumerate(["+14155550103", "+14155550104"]):
+        phone_hash = store.hasher.hash(number)
+        found = await store.lookup(phone_hash)
+        record = _record(f"s-v{i}", found.user_id, "hello")
+        await store.save_call(record, CallSummary(summary="Said hello."), phone_hash=phone_hash)
+    [written] = await store.saves_by_version()
+    assert written.version == __version__ and written.saves == 2
+    assert written.last is not None and before - 1 <= written.last <= time.time() + 1
+    # One small key for the whole prefix: a count and a time per version.
+    assert len(await store.read_scores(store.keys.versions())) == 2

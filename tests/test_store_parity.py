@@ -125,4 +125,5 @@ async def test_both_stores_leave_the_same_keys_types_and_ttls(
         "user": {("string", 90 * 24), ("list", 90 * 24), ("string", 24), ("list", 24)},
         "session": {("string", 24)},  # the journal; the saved calls are gone
         "sessions": {("zset", 24)},
+        "versions": {("zset", 24)},  # the saves by version: as the last caller saved
     }

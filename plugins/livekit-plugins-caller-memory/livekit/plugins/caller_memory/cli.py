@@ -46,7 +46,7 @@ from .log import logger
 from .outbox import Outbox
 from .progress import on_terminal, progress
 from .server import open_store
-from .store import MemoryStore, RedisMemoryStore
+from .store import MemoryStore, RedisMemoryStore, VersionSaves
 from .version import __version__
 
 __all__ = ["main"]
@@ -213,6 +213,7 @@ async def _stats(config: RedisConfig) -> int:
         with progress(total, "keys read") as advance:
             stats = await store.stats(progress=advance)
         stats["orphans_waiting"] = await store.orphans_waiting(config.orphan_after_s)
+        stats["written_by"] = _written_by(await store.saves_by_version())
     outbox = Outbox(config.data_dir / "outbox")
     stats["outbox_waiting"] = len(outbox)
     stats["outbox_unreadable"] = outbox.unreadable
@@ -231,6 +232,20 @@ async def _stats(config: RedisConfig) -> int:
         if count:
             print(f"❌ {count} {what}", file=sys.stderr)
     return 1 if any(trouble.values()) else 0
+
+
+def _written_by(saves: list[VersionSaves]) -> str:
+    """``0.2.0 (1,204 saves, last 2026-05-04 09:12 UTC), 0.2.1 (3 saves, ...)``."""
+    if not saves:
+        return "no save recorded (workers before 0.2.0 record none)"
+    said = []
+    for s in saves:
+        plural = "" if s.saves == 1 else "s"
+        last = ""
+        if s.last is not None:
+            last = f", last {datetime.fromtimestamp(s.last, timezone.utc):%Y-%m-%d %H:%M} UTC"
+        said.append(f"{s.version} ({s.saves:,} save{plural}{last})")
+    return ", ".join(said)
 
 
 async def _key_count(store: MemoryStore) -> int | None:

@@ -6,7 +6,7 @@
 - :mod:`.memory`: :class:`InMemoryStore`, for ``MEMORY_PERSISTENCE=false``.
 """
 
-from .base import CallerLookup, HeldData, MemoryStore, new_user_id
+from .base import CallerLookup, HeldData, MemoryStore, VersionSaves, new_user_id
 from .keys import Keys
 from .memory import InMemoryStore
 from .redis import RedisMemoryStore
@@ -18,5 +18,6 @@ __all__ = [
     "Keys",
     "MemoryStore",
     "RedisMemoryStore",
+    "VersionSaves",
     "new_user_id",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "HeldData",
     "MemoryStore",
     "MovedCaller",
+    "VersionSaves",
     "new_user_id",
 ]
 
@@ -136,6 +137,16 @@ class MovedCaller:
     unreadable: bytes | None
     session_ids: list[str]
     calls: list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class VersionSaves:
+    """How many calls one version of the plugin saved under a prefix, and when it last did."""
+
+    version: str
+    saves: int
+    last: float | None
+    """Unix seconds."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +239,21 @@ class MemoryStore(abc.ABC):
         Args:
             progress: Told how many more keys were read, as the scan goes (a progress bar).
         """
+
+    async def saves_by_version(self) -> list[VersionSaves]:
+        """Which versions of the plugin saved calls under this prefix, the latest saver first
+        (:meth:`Keys.versions`): a fleet running two versions shows. Workers before 0.2.0
+        record nothing."""
+        found: dict[str, dict[str, float]] = {}
+        for member, score in await self.read_scores(self._keys.versions()):
+            what, _, version = member.partition(":")
+            if what in ("saves", "last") and version:
+                found.setdefault(version, {})[what] = score
+        saves = [
+            VersionSaves(version, int(v.get("saves", 0)), v.get("last"))
+            for version, v in found.items()
+        ]
+        return sorted(saves, key=lambda s: s.last or 0.0, reverse=True)
 
     # -- the guide's API -------------------------------------------------------------------
 

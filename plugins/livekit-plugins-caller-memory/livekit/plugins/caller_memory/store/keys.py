@@ -18,6 +18,14 @@ one script can read or write all three at once.
 | ``{prefix}:sessions:open``             | calls in progress (sorted set)         | 24 hours |
 | ``{prefix}:erasure:requests``          | erasures asked by unverified callers   | 30 days  |
 | ``{prefix}:maintenance``               | the fleet's recovery lock (a pid)      | interval |
+| ``{prefix}:versions``                  | saves by worker version (sorted set)   | 90 days  |
+
+``versions`` is one key for the whole prefix, not a field of every profile (a caller's memory
+stays as small as it was): for each version of the plugin that saved a call, the member
+``saves:{version}`` scores the number of saves and ``last:{version}`` the time of the last one
+(Unix seconds). Every save adds to it, in the save's own script, and renews its TTL (the
+profiles' TTL): ``caller-memory stats`` shows which versions write, and when each last did.
+Workers before 0.2.0 write none.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ KeyKind = Literal[
     "open",
     "requests",
     "maintenance",
+    "versions",
     "other",
 ]
 
@@ -98,6 +107,11 @@ class Keys:
         """The lock that gives one worker at a time the recovery pass."""
         return f"{self.prefix}:maintenance"
 
+    def versions(self) -> str:
+        """The sorted set of saves by worker version: ``saves:{version}`` scores the number of
+        saves, ``last:{version}`` the time of the last one (Unix seconds)."""
+        return f"{self.prefix}:versions"
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix."""
         return f"{self.prefix}:*"
@@ -115,6 +129,8 @@ class Keys:
             return "open"
         if rest == "maintenance":
             return "maintenance"
+        if rest == "versions":
+            return "versions"
         if rest == "erasure:requests":
             return "requests"
         if rest.startswith("user:{"):

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import RedisConfig
 from ..identity import PhoneHasher
+from ..version import __version__
 from . import codec
 from .base import CallWrite, Fetched, MemoryStore, MovedCaller, WriteOutcome
 
@@ -236,6 +237,10 @@ class InMemoryStore(MemoryStore):
             calls = self._open_calls()
             if calls.pop(write.session_id, None) is not None:
                 self._set_open_calls(calls)
+            saves = self._scores(keys.versions())
+            saves[f"saves:{__version__}"] = saves.get(f"saves:{__version__}", 0) + 1
+            saves[f"last:{__version__}"] = int(now)
+            space.set(keys.versions(), saves, profile_ttl)
             if write.phone_hash is not None:
                 space.expire(keys.phone(write.phone_hash), profile_ttl)
             return "written", None

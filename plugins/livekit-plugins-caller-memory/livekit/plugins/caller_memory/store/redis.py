@@ -39,6 +39,7 @@ from ..identity import PhoneHasher
 from ..log import announce_store, logger
 from ..timeouts import deadline
 from ..troubleshooting import Diagnosis, diagnose
+from ..version import __version__
 from . import codec
 from .base import CallWrite, Fetched, MemoryStore, MovedCaller, WriteOutcome
 
@@ -434,7 +435,7 @@ class RedisMemoryStore(MemoryStore):
 
     async def write_call(self, write: CallWrite) -> tuple[WriteOutcome, bytes | None]:
         """One EVALSHA of ``save_call.lua`` (plus a pipeline for the other slots on a cluster)."""
-        keys, config = self._keys, self._config
+        keys, config, now = self._keys, self._config, int(time.time())
         script_keys = [
             keys.profile(write.user_id),
             keys.sessions(write.user_id),
@@ -442,7 +443,7 @@ class RedisMemoryStore(MemoryStore):
             keys.calls(write.user_id),
             keys.erased(write.user_id),
         ]
-        others = [keys.session(write.session_id), keys.open_calls()]
+        others = [keys.session(write.session_id), keys.open_calls(), keys.versions()]
         if write.phone_hash is not None:
             others.append(keys.phone(write.phone_hash))
         if not self._cluster:
@@ -457,8 +458,9 @@ class RedisMemoryStore(MemoryStore):
             config.max_sessions,
             "1" if write.set_aside else "0",
             write.started_ms,
-            int(time.time()),
+            now,
             codec.MAX_PROFILE_BYTES,
+            __version__,
         ]
         async with self._op():
             result = await self._run("save_call", script_keys, args)
@@ -471,8 +473,11 @@ class RedisMemoryStore(MemoryStore):
                 async with self.client.pipeline(transaction=False) as pipe:
                     pipe.set(others[0], write.session, ex=config.session_ttl_seconds)
                     pipe.zrem(others[1], write.session_id)
+                    pipe.zincrby(others[2], 1, f"saves:{__version__}")
+                    pipe.zadd(others[2], {f"last:{__version__}": now})
+                    pipe.expire(others[2], config.profile_ttl_seconds)
                     if write.phone_hash is not None:
-                        pipe.expire(others[2], config.profile_ttl_seconds)
+                        pipe.expire(others[3], config.profile_ttl_seconds)
                     await pipe.execute()
         return "written", None
 

@@ -1,13 +1,13 @@
 -- The end-of-call save: a compare-and-set of the profile, then every write of the call with
 -- its TTL, all or nothing. One command per save (per-command billing), and nothing is
 -- half-written if the worker dies. On a cluster a script touches one slot: it gets the
--- caller's keys only, and the session data, the calls in progress and the phone mapping are
--- written next to it (KEYS[6..8] absent).
+-- caller's keys only, and the session data, the calls in progress, the saves by version and
+-- the phone mapping are written next to it (KEYS[6..9] absent).
 --   KEYS: profile, sessions, profile:unreadable, calls, erased
---         [, session, calls in progress[, phone]]
+--         [, session, calls in progress, saves by version[, phone]]
 --   ARGV: expected profile ('' = none), new profile, session id, session json,
 --         profile ttl, session ttl, sessions kept, set aside ('1' / '0'),
---         when the call began (ms), now (s), largest profile (bytes)
+--         when the call began (ms), now (s), largest profile (bytes), this worker's version
 --   -> {1} when written, {0, current profile} when the profile changed meanwhile,
 --      {2} when the caller was erased after the call began: nothing is written
 local erased = redis.call('GET', KEYS[5])
@@ -54,8 +54,13 @@ redis.call('EXPIRE', KEYS[4], ARGV[6])
 if KEYS[6] then
   redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[6])
   redis.call('ZREM', KEYS[7], ARGV[3])
-end
-if KEYS[8] then
+  -- Which version saved (one small key for the whole prefix): `caller-memory stats` shows
+  -- a fleet running two versions.
+  redis.call('ZINCRBY', KEYS[8], 1, 'saves:' .. ARGV[12])
+  redis.call('ZADD', KEYS[8], now, 'last:' .. ARGV[12])
   redis.call('EXPIRE', KEYS[8], ARGV[5])
+end
+if KEYS[9] then
+  redis.call('EXPIRE', KEYS[9], ARGV[5])
 end
 return {1}
