@@ -108,6 +108,10 @@ BAD_SETTINGS = [
     ({"MEMORY_DEFAULT_REGION": "USA"}, "MEMORY_DEFAULT_REGION"),
     ({"MEMORY_REDACT": "cards"}, "MEMORY_REDACT"),
     ({"MEMORY_LOOKUP_TIMEOUT_MS": "soon"}, "MEMORY_LOOKUP_TIMEOUT_MS"),
+    ({"REDIS_HOST": "127.0.0.1:6390"}, "REDIS_HOST"),  # not redis-py's "Port could not be cast"
+    ({"REDIS_URL": f"{REFUSED}/abc"}, "REDIS_URL"),  # not database 0, silently
+    ({"MEMORY_PROFILE_TTL_DAYS": "99999999"}, "MEMORY_PROFILE_TTL_DAYS"),  # 274,000 years
+    ({"MEMORY_PHONE_HASH_SECRET": "'short'"}, "MEMORY_PHONE_HASH_SECRET"),
 ]
 
 COMMANDS = {
@@ -646,6 +650,22 @@ def test_stats_says_when_no_version_is_recorded(config: RedisConfig, tmp_path: P
     [line] = [line for line in done.stdout.splitlines() if line.startswith("written by ")]
     said = line.removeprefix("written by").strip()
     assert said == "no save recorded (workers before 0.2.0 record none)"
+
+
+def test_stats_counts_a_key_with_a_ttl_past_any_setting(
+    config: RedisConfig, tmp_path: Path
+) -> None:
+    # What MEMORY_PROFILE_TTL_DAYS=99999999 wrote before 0.2.0 refused it: a TTL, but no limit.
+    client = redis.Redis.from_url(config.redis_url())
+    client.set(f"{config.key_prefix}:phone:{{h}}", "h", ex=99999999 * 86400)
+    client.close()
+    done = _run([*CALLER_MEMORY, "stats"], tmp_path, REDIS_URL=config.redis_url(),
+                MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip
+    assert done.returncode == 1
+    assert "\nkeys without ttl " in done.stdout and "\nkeys past longest ttl " in done.stdout
+    [said] = [line for line in done.stderr.splitlines() if line.startswith("❌")]
+    assert said.startswith("❌ 1 keys with a TTL past 3650 days, longer than any setting allows")
+    assert "MEMORY_PROFILE_TTL_DAYS" in said
 
 
 def test_stats_shows_a_bar_on_a_terminal_and_plain_lines_otherwise(

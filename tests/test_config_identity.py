@@ -10,14 +10,20 @@ from pathlib import Path
 import pytest
 
 from livekit.plugins.caller_memory import (
+    CallSummary,
     ConfigError,
     InvalidPhoneNumberError,
     PhoneHasher,
     RedisConfig,
+    RedisMemoryStore,
     normalize_phone,
 )
 from livekit.plugins.caller_memory.exceptions import WithheldNumberError
+from livekit.plugins.caller_memory.identity import _hmac, load_hasher
+from livekit.plugins.caller_memory.models import SessionRecord, utcnow
 from livekit.plugins.caller_memory.secret import dev_secret_path, load_dev_secret
+
+from .conftest import TEST_SECRET, replace
 
 STRONG = "9f2c7e1a4b8d3f6052e9a7c1d4b8f3e6"
 
@@ -117,6 +123,16 @@ def test_a_config_built_in_code_never_echoes_a_secret(settings: dict[str, object
         ("MEMORY_PROFILE_TTL_DAYS", "-5"),
         ("MEMORY_KEY_PREFIX", "has space"),
         ("MEMORY_DEFAULT_REGION", "USA"),
+        ("REDIS_HOST", "127.0.0.1:6390"),
+        ("REDIS_HOST", "redis://127.0.0.1"),
+        ("REDIS_HOST", ""),
+        ("REDIS_URL", "redis://127.0.0.1:6379/abc"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/0/1"),
+        ("REDIS_URL", "redis://127.0.0.1:6379?db=two"),
+        ("REDIS_URL", "redis://127.0.0.1:63x9/0"),
+        ("REDIS_URL", "redis://127.0.0.1:99999"),
+        ("MEMORY_PROFILE_TTL_DAYS", "99999999"),
+        ("MEMORY_SESSION_TTL_HOURS", "8761"),
     ],
 )
 def test_invalid_values_name_the_variable(
@@ -274,6 +290,110 @@ def test_one_normalization_for_every_secret(monkeypatch: pytest.MonkeyPatch) -> 
     assert with_newline.phone_hash_secret is not None and plain.phone_hash_secret is not None
     monkeypatch.setenv("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", f" {STRONG}\n, x")
     assert RedisConfig.from_env().previous_secrets[0] == STRONG.encode()
+
+
+def test_a_host_with_a_port_says_where_the_port_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1:6390")
+    with pytest.raises(ConfigError) as info:
+        RedisConfig.from_env()
+    assert "REDIS_HOST: holds a port" in str(info.value) and "REDIS_PORT" in str(info.value)
+    assert "cast" not in str(info.value)  # not redis-py's "Port could not be cast"
+    # An IPv6 address's colons are no port: it is bracketed in the URL.
+    for host in ("::1", "[::1]"):
+        monkeypatch.setenv("REDIS_HOST", host)
+        config = RedisConfig.from_env()
+        assert config.redis_url() == "redis://[::1]:6379/0"
+        assert config.describe_server() == "[::1]:6379"
+
+
+def test_a_database_that_is_no_number_is_refused_without_echoing_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # redis-py would read it as database 0: another database than meant, silently.
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2-password@cache.internal:6379/abc")
+    with pytest.raises(ConfigError) as info:
+        RedisConfig.from_env()
+    assert "REDIS_URL: the database" in str(info.value) and "must be a number" in str(info.value)
+    assert "hunter2" not in str(info.value) and "cache.internal" not in str(info.value)
+    for fine in ("redis://h:6379", "redis://h:6379/", "redis://h:6379/12", "rediss://h/3?db=3"):
+        monkeypatch.setenv("REDIS_URL", fine)
+        assert RedisConfig.from_env().url is not None
+
+
+def test_every_ttl_has_a_stated_upper_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value, bound in [
+        ("MEMORY_PROFILE_TTL_DAYS", "3651", "at most 3650 days (10 years)"),
+        ("MEMORY_SESSION_TTL_HOURS", "8761", "at most 8760 hours (365 days)"),
+    ]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError) as info:
+            RedisConfig.from_env()
+        assert f"{name}: must be {bound}" in str(info.value)
+        monkeypatch.delenv(name)
+    # The bounds themselves are accepted, and each setting's description states its bound.
+    monkeypatch.setenv("MEMORY_PROFILE_TTL_DAYS", "3650")
+    monkeypatch.setenv("MEMORY_SESSION_TTL_HOURS", "8760")
+    config = RedisConfig.from_env()
+    assert config.profile_ttl_seconds == 3650 * 86400
+    assert config.session_ttl_seconds == 8760 * 3600
+    fields = RedisConfig.model_fields
+    assert "at most 3650" in str(fields["profile_ttl_days"].description)
+    assert "at most 8760" in str(fields["session_ttl_hours"].description)
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_quotes_around_a_secret_are_taken_off_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, quote: str
+) -> None:
+    # As `docker run --env-file` or a Kubernetes manifest pass MEMORY_PHONE_HASH_SECRET="'...'".
+    monkeypatch.setattr("livekit.plugins.caller_memory.log._said", set())
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", f"{quote}{STRONG}{quote}")
+    with caplog.at_level(logging.WARNING, logger="livekit.plugins.caller_memory"):
+        quoted = RedisConfig.from_env()
+        RedisConfig.from_env()
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1  # once per process
+    assert warned[0].startswith("MEMORY_PHONE_HASH_SECRET is written with quotes around it")
+    assert "left out" in warned[0] and STRONG not in warned[0]
+    number = "+14155550134"
+    assert load_hasher(quoted).hash(number) == PhoneHasher(STRONG).hash(number)
+    # Callers saved under the quoted form (the plugin 0.1 used it as given) are moved.
+    assert quoted.previous_secrets == [f"{quote}{STRONG}{quote}".encode()]
+    # Quotes that do not match are part of the secret.
+    assert PhoneHasher(f"{quote}{STRONG}").hash(number) != PhoneHasher(STRONG).hash(number)
+
+
+def test_quotes_around_a_previous_secret_are_taken_off_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MEMORY_PHONE_HASH_SECRET", STRONG)
+    monkeypatch.setenv("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", "'old-one', plain")
+    assert RedisConfig.from_env().previous_secrets == [b"old-one", b"'old-one'", b"plain"]
+
+
+@pytest.mark.parametrize(
+    "given", [f'"{TEST_SECRET}"', f"'{TEST_SECRET}'", f"{TEST_SECRET}\n"], ids=["dq", "sq", "nl"]
+)
+async def test_a_caller_saved_under_the_secret_as_given_is_found_and_moved(
+    config: RedisConfig, given: str
+) -> None:
+    number = "+14155550177"
+    quoted = replace(config, phone_hash_secret=given)
+    # What the plugin 0.1 wrote: the caller keyed with the secret as given (quotes, newline).
+    async with RedisMemoryStore(config) as before:
+        old_hash = _hmac(given.encode(), normalize_phone(number))
+        old_id = (await before.lookup(old_hash)).user_id
+        at = utcnow()
+        record = SessionRecord(session_id="q-1", user_id=old_id, started_at=at, ended_at=at)
+        await before.save_call(record, CallSummary(summary="Booked."), phone_hash=old_hash)
+    async with RedisMemoryStore(quoted) as now:
+        phone_hash, previous = now.hasher.hashes(number)
+        assert phone_hash == now.hasher.hash(number) == PhoneHasher(TEST_SECRET).hash(number)
+        found = await now.lookup(phone_hash, previous=previous)
+        assert found.is_returning and found.user_id == phone_hash
+        assert found.profile is not None and found.profile.call_count == 1
+        assert await now.read(now.keys.phone(old_hash)) is None  # moved off the old key
+        assert await now.read(now.keys.phone(phone_hash)) is not None
 
 
 @pytest.mark.parametrize(

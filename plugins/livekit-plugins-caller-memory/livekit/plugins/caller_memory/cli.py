@@ -11,8 +11,9 @@ in the console's audit log. ``caller-memory requests`` lists the erasures caller
 a call without being verified; ``caller-memory forget --user-id ID`` carries one out once staff
 have confirmed who asked.
 
-``caller-memory stats`` counts callers, sessions and keys, and exits 1 if any key of the prefix
-has no TTL.
+``caller-memory stats`` counts callers, sessions and keys, says which versions of the plugin
+saved calls, and exits 1 if any key of the prefix has no TTL, or one longer than any setting
+allows.
 
 ``caller-memory flush`` writes the calls kept in the local outbox while Redis was down, and
 recovers the calls of workers that died mid-call; it exits 1 while calls still wait.
@@ -37,7 +38,7 @@ from typing import Any
 
 from . import privacy
 from .calls import SessionManager
-from .config import RedisConfig
+from .config import MAX_PROFILE_TTL_DAYS, RedisConfig
 from .console import main as console_main
 from .console.audit import AuditLog, default_audit_log
 from .console.settings import AuditSettings
@@ -222,6 +223,9 @@ async def _stats(config: RedisConfig) -> int:
         print(f"{key.replace('_', ' '):<{width}}  {value}")
     trouble = {
         "keys without a TTL": stats["keys_without_ttl"],
+        f"keys with a TTL past {MAX_PROFILE_TTL_DAYS} days, longer than any setting allows "
+        "(written with an unbounded MEMORY_PROFILE_TTL_DAYS or MEMORY_SESSION_TTL_HOURS before "
+        "0.2.0; a caller's next call shortens theirs)": stats["keys_past_longest_ttl"],
         "keys set aside (wrong type or unreadable; keys ending in ':unreadable')": stats.get(
             "keys_set_aside", 0
         ),

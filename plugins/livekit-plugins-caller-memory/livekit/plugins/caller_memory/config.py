@@ -6,11 +6,12 @@ the environment (``RedisConfig.from_env()``); a keyword wins over the environmen
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import SplitResult, quote, urlsplit
+from urllib.parse import SplitResult, parse_qs, quote, urlsplit
 
 from dotenv import dotenv_values
 from platformdirs import user_data_path
@@ -19,8 +20,9 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .exceptions import ConfigError
+from .log import logger, once
 from .redaction import KINDS as REDACTION_KINDS
-from .secret import MIN_LENGTH, secret_bytes, weakness
+from .secret import MIN_LENGTH, is_quoted, secret_bytes, weakness
 
 __all__ = ["RedisConfig"]
 
@@ -29,6 +31,14 @@ DEFAULT_KEY_PREFIX = "callmem"
 default was ``sarah``, sets ``MEMORY_KEY_PREFIX=sarah`` to keep its keys."""
 DEFAULT_PROFILE_TTL_DAYS = 90.0
 DEFAULT_SESSION_TTL_HOURS = 24.0
+MAX_PROFILE_TTL_DAYS = 3650
+"""The longest a caller may be remembered without calling again: 10 years. A retention past it
+is a typo (``MEMORY_PROFILE_TTL_DAYS=99999999`` would be 274,000 years), refused at start-up."""
+MAX_SESSION_TTL_HOURS = 8760
+"""The longest a call's full data may be kept: 365 days (a year of transcripts)."""
+LONGEST_TTL_SECONDS = MAX_PROFILE_TTL_DAYS * 86400
+"""No key of caller memory can be given a longer TTL by any setting: ``caller-memory stats``
+counts a key past it as one without a TTL (written by an older version, unbounded)."""
 DEFAULT_MAX_SESSIONS = 5
 """Session ids kept in a caller's ``sessions`` list."""
 DEFAULT_MAX_SUMMARIES = 5
@@ -128,11 +138,15 @@ class RedisConfig(BaseSettings):
     session_ttl_hours: float = Field(
         DEFAULT_SESSION_TTL_HOURS,
         gt=0,
+        description=f"How long a call's full data is kept, in hours: more than 0, at most "
+        f"{MAX_SESSION_TTL_HOURS} (365 days).",
         validation_alias=_env("session_ttl_hours", "MEMORY_SESSION_TTL_HOURS"),
     )
     profile_ttl_days: float = Field(
         DEFAULT_PROFILE_TTL_DAYS,
         gt=0,
+        description="How long a caller is remembered after their last call, in days: more "
+        f"than 0, at most {MAX_PROFILE_TTL_DAYS} (10 years).",
         validation_alias=_env("profile_ttl_days", "MEMORY_PROFILE_TTL_DAYS"),
     )
     key_prefix: str = Field(
@@ -234,6 +248,48 @@ class RedisConfig(BaseSettings):
         validation_alias=_env("redact", "MEMORY_REDACT"),
     )
 
+    @field_validator("session_ttl_hours")
+    @classmethod
+    def _check_session_ttl(cls, value: float) -> float:
+        if value > MAX_SESSION_TTL_HOURS:
+            raise ValueError(
+                f"must be at most {MAX_SESSION_TTL_HOURS} hours (365 days): how long a call's "
+                "transcript is kept"
+            )
+        return value
+
+    @field_validator("profile_ttl_days")
+    @classmethod
+    def _check_profile_ttl(cls, value: float) -> float:
+        if value > MAX_PROFILE_TTL_DAYS:
+            raise ValueError(
+                f"must be at most {MAX_PROFILE_TTL_DAYS} days (10 years): how long a caller "
+                "is remembered after their last call"
+            )
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        host = value.strip()
+        if not host:
+            raise ValueError("is empty: set the server's name or address (e.g. localhost)")
+        if "://" in host:
+            raise ValueError("is a URL: set it in REDIS_URL, and only a host name in REDIS_HOST")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            return str(ipaddress.ip_address(bare))  # an IPv6 address's colons are no port
+        except ValueError:
+            pass
+        if ":" in host:
+            raise ValueError(
+                "holds a port (host:port): set the host in REDIS_HOST and the port in "
+                "REDIS_PORT, or both in REDIS_URL"
+            )
+        if any(c in host for c in "/@?# \t"):
+            raise ValueError("must be a host name or an IP address, nothing else")
+        return host
+
     @field_validator("redact")
     @classmethod
     def _check_redact(cls, value: str) -> str:
@@ -272,6 +328,7 @@ class RedisConfig(BaseSettings):
         problem = weakness(value.get_secret_value())
         if problem is not None:
             raise ValueError(problem)
+        _warn_if_quoted("MEMORY_PHONE_HASH_SECRET", [value.get_secret_value()])
         return value
 
     @field_validator("phone_hash_previous_secrets")
@@ -280,6 +337,7 @@ class RedisConfig(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         # An old secret being rotated out may be weak (that can be why it goes): any length.
+        _warn_if_quoted("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", value.get_secret_value().split(","))
         return value
 
     @field_validator("default_region", mode="before")
@@ -299,10 +357,26 @@ class RedisConfig(BaseSettings):
     def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("redis", "rediss", "unix"):
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("redis", "rediss", "unix"):
             # The URL may hold a password: name the variable, never echo the value.
             raise ValueError("must start with redis://, rediss:// or unix://")
+        # redis-py reads a database it cannot parse as 0: another database, silently.
+        databases = parse_qs(parts.query).get("db", [])
+        if parts.scheme != "unix":
+            try:
+                parts.port  # noqa: B018 (raises for a port that is no number, or out of range)
+            except ValueError:
+                raise ValueError(
+                    "the port (after the host and ':') must be a number from 1 to 65535"
+                ) from None
+            if parts.path.strip("/"):
+                databases.append(parts.path.strip("/"))
+        if not all(db.isdigit() for db in databases):
+            raise ValueError(
+                "the database (the path after the port, e.g. redis://host:6379/0, or ?db=) "
+                "must be a number"
+            )
         return value
 
     @classmethod
@@ -335,18 +409,28 @@ class RedisConfig(BaseSettings):
     def previous_secrets(self) -> list[bytes]:
         """Earlier hashing secrets, newest first: callers found under them are moved.
 
-        A current secret given with surrounding whitespace (a trailing newline) was used as
-        given by the plugin 0.1; it now counts without it, and its 0.1 form comes first here,
-        so that those callers are moved rather than lost.
+        A current secret given with surrounding whitespace (a trailing newline) or quotes was
+        used as given by the plugin 0.1; it now counts without them, and its 0.1 forms come
+        first here, so that those callers are moved rather than lost.
         """
         found: list[bytes] = []
+
+        def add(key: bytes) -> None:
+            if key not in found:
+                found.append(key)
+
         if self.phone_hash_secret is not None:
             raw = self.phone_hash_secret.get_secret_value().encode()
-            if raw != secret_bytes(raw):
-                found.append(raw)
+            # As the plugin 0.1 used it: as given, then without whitespace (quotes kept).
+            for earlier in (raw, raw.strip()):
+                if earlier != secret_bytes(raw):
+                    add(earlier)
         if self.phone_hash_previous_secrets is not None:
             raw_list = self.phone_hash_previous_secrets.get_secret_value()
-            found += [secret_bytes(s) for s in raw_list.split(",") if s.strip()]
+            for item in raw_list.split(","):
+                if item.strip():
+                    add(secret_bytes(item))
+                    add(item.strip().encode())  # its quoted form, if it had quotes
         return found
 
     def check_secret(self) -> None:
@@ -392,6 +476,7 @@ class RedisConfig(BaseSettings):
         """The connection URL, password included: hand it to a client, never to a log."""
         if self.url is not None:
             return self.url.get_secret_value()
+        host = _bracketed(self.host)
         auth = ""
         if self.password is not None:
             user = quote(self.username or "", safe="")
@@ -399,7 +484,7 @@ class RedisConfig(BaseSettings):
         elif self.username:
             auth = f"{quote(self.username, safe='')}@"
         scheme = "rediss" if self.ssl else "redis"
-        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+        return f"{scheme}://{auth}{host}:{self.port}/{self.db}"
 
     def __repr_args__(self) -> Any:
         """The fields as pydantic shows them, except that with ``REDIS_URL`` the connection
@@ -431,8 +516,23 @@ class RedisConfig(BaseSettings):
             parts = urlsplit(self.url.get_secret_value())
             if parts.scheme == "unix":
                 return f"unix:{parts.path}"
-            return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
-        return f"{self.host}:{self.port}"
+            return f"{_bracketed(parts.hostname or 'localhost')}:{parts.port or 6379}"
+        return f"{_bracketed(self.host)}:{self.port}"
+
+
+def _bracketed(host: str) -> str:
+    """``[::1]`` for an IPv6 address (its colons are not a port's), other hosts as they are."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _warn_if_quoted(variable: str, secrets: list[str]) -> None:
+    """Say once that quotes around a secret were taken off (never the secret itself)."""
+    if any(is_quoted(s) for s in secrets) and once(f"quoted:{variable}"):
+        logger.warning(
+            "%s is written with quotes around it: they are not part of the secret and are "
+            "left out (callers saved under the quoted form are moved at their next call)",
+            variable,
+        )
 
 
 def _without_password(parts: SplitResult) -> str:

@@ -169,7 +169,9 @@ class PhoneHasher:
             :func:`~.secret.weakness`). Keep it out of the database: whoever has both can test
             numbers.
         default_region: Region for numbers written without a country code (None: refused).
-        previous: Earlier secrets, newest first: a caller keyed under one is moved.
+        previous: Earlier secrets, newest first: a caller keyed under one is moved. Each is
+            tried as read (without surrounding whitespace and quotes) and, when that differs,
+            as given (as the plugin 0.1 used it).
     """
 
     def __init__(
@@ -182,7 +184,11 @@ class PhoneHasher:
         self._key = _key(secret)
         if problem := weakness(self._key.decode(errors="replace")):
             raise ValueError(f"MEMORY_PHONE_HASH_SECRET {problem}")
-        self._previous = [_key(p) for p in previous]
+        self._previous: list[bytes] = []
+        for given in previous:
+            for key in (_key(given), given.encode() if isinstance(given, str) else given):
+                if key and key != self._key and key not in self._previous:
+                    self._previous.append(key)
         self._region = default_region
 
     def __repr__(self) -> str:

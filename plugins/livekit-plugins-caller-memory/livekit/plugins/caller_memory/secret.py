@@ -5,7 +5,11 @@ every US and Canadian number in a few hours on one core. So the secret is refuse
 unless it is long (32+ characters) and hard to guess: zxcvbn, Dropbox's estimator of password
 strength, must put it at 10^30 guesses or more (about 100 bits; ``secrets.token_hex(32)`` is
 10^63). Every secret is read the same way: surrounding whitespace (a trailing newline from a
-file or a shell) is not part of it.
+file or a shell) is not part of it, and neither is one pair of matching quotes around it
+(``"..."`` or ``'...'``): a shell, ``.env`` and Docker Compose take them off, ``docker run
+--env-file`` and a Kubernetes manifest's ``value: "'...'"`` keep them, and the workers of one
+fleet must key callers alike whichever started them. Quotes are taken off with a warning; callers
+saved under the quoted form (plugin 0.1) are moved at their next call.
 
 Without ``MEMORY_PHONE_HASH_SECRET``, a random development secret is made once per user (not per
 folder: ``caller-memory forget`` run from anywhere finds the same callers), in the user's config
@@ -30,6 +34,7 @@ __all__ = [
     "MIN_GUESSES_LOG10",
     "MIN_LENGTH",
     "dev_secret_path",
+    "is_quoted",
     "load_dev_secret",
     "secret_bytes",
     "weakness",
@@ -58,14 +63,25 @@ _KNOWN_WORDS = [
 
 
 def secret_bytes(secret: bytes | str) -> bytes:
-    """A secret as the HMAC key: encoded, without surrounding whitespace."""
-    return (secret.encode() if isinstance(secret, str) else secret).strip()
+    """A secret as the HMAC key: encoded, without surrounding whitespace nor one pair of
+    matching quotes around it."""
+    value = (secret.encode() if isinstance(secret, str) else secret).strip()
+    if len(value) >= 2 and value[:1] == value[-1:] and value[:1] in (b'"', b"'"):
+        value = value[1:-1].strip()
+    return value
+
+
+def is_quoted(secret: str) -> bool:
+    """True when ``secret`` is written with a pair of matching quotes around it (which
+    :func:`secret_bytes` takes off)."""
+    value = secret.strip()
+    return len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
 
 
 def weakness(secret: str) -> str | None:
     """Why ``secret`` is too weak for a phone-hash secret, or None when it is strong enough.
     Never repeats the secret."""
-    value = secret.strip()
+    value = secret_bytes(secret).decode(errors="replace")
     if len(value) < MIN_LENGTH:
         return f"must be at least {MIN_LENGTH} characters long"
     estimate = zxcvbn(value[:100], user_inputs=_KNOWN_WORDS)

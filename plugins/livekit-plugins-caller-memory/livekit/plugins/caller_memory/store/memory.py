@@ -120,6 +120,8 @@ class InMemoryStore(MemoryStore):
             "keys_set_aside": kinds.get("unreadable", 0),
             "keys_without_ttl": 0,
             "keys_without_ttl_sample": [],
+            "keys_past_longest_ttl": 0,
+            "keys_past_longest_ttl_sample": [],
             "used_memory_bytes": 0,
         }
 

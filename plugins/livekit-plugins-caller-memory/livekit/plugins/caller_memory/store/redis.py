@@ -34,7 +34,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..config import RedisConfig
+from ..config import LONGEST_TTL_SECONDS, RedisConfig
 from ..identity import PhoneHasher
 from ..log import announce_store, logger
 from ..timeouts import deadline
@@ -298,12 +298,14 @@ class RedisMemoryStore(MemoryStore):
         }
 
     async def stats(self, *, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        """Counts for operators: callers, sessions, keys by kind, keys without a TTL (which
-        must be zero), and the server's memory. Scans the prefix: for a terminal, not a call;
-        ``progress`` is told of each key read.
+        """Counts for operators: callers, sessions, keys by kind, keys without a TTL and keys
+        whose TTL is past any setting's longest (:data:`~..config.LONGEST_TTL_SECONDS`: an
+        older version's unbounded setting; both must be zero), and the server's memory. Scans
+        the prefix: for a terminal, not a call; ``progress`` is told of each key read.
         """
         kinds: dict[str, int] = {}
         no_ttl: list[str] = []
+        too_long: list[str] = []
         journals = 0
         client = self.client
         keys = client.scan_iter(match=self._keys.pattern(), count=1000).__aiter__()
@@ -317,8 +319,11 @@ class RedisMemoryStore(MemoryStore):
                     progress(1)
                 kind = self._keys.kind(key)
                 kinds[kind] = kinds.get(kind, 0) + 1
-                if await client.ttl(key) == -1:
+                ttl = await client.ttl(key)
+                if ttl == -1:
                     no_ttl.append(key)
+                elif ttl > LONGEST_TTL_SECONDS:
+                    too_long.append(key)
                 if kind == "session":
                     journals += codec.is_journal(await client.getrange(key, 0, 11))
         async with self._op():
@@ -338,6 +343,8 @@ class RedisMemoryStore(MemoryStore):
             "keys_set_aside": kinds.get("unreadable", 0),
             "keys_without_ttl": len(no_ttl),
             "keys_without_ttl_sample": no_ttl[:5],
+            "keys_past_longest_ttl": len(too_long),
+            "keys_past_longest_ttl_sample": too_long[:5],
             "used_memory_bytes": used,
         }
 
