@@ -337,6 +337,47 @@ def test_a_workers_first_line_is_its_version(tmp_path: Path) -> None:
     assert first.rstrip().endswith(": start")
 
 
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_serve_with_a_port_out_of_range_is_one_line_and_exit_2(port: str, tmp_path: Path) -> None:
+    done = _run([*CALLER_MEMORY, "serve", "--port", port], tmp_path, REDIS_URL=REFUSED)
+    _no_traceback(done)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "❌ caller-memory serve: argument --port: must be a number from 0 to 65535 (0: any free "
+        "port) (see caller-memory serve --help)\n"
+    )
+
+
+def test_serve_on_a_busy_port_names_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run([*CALLER_MEMORY, "serve", "--port", str(port)], tmp_path, REDIS_URL=REFUSED)
+    _no_traceback(done)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"❌ --port {port}: 127.0.0.1:{port} is already in use")
+    assert len(done.stderr.strip().splitlines()) == 1 and "--port 0" in done.stderr
+
+
+def test_a_command_line_error_is_one_line(tmp_path: Path) -> None:
+    done = _run([*CALLER_MEMORY, "withdraw-fact", "+14155550134", "two", "--reason", "x"],
+                tmp_path, REDIS_URL=REFUSED)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == (
+        "❌ caller-memory withdraw-fact: argument fact_id: invalid int value: 'two' "
+        "(see caller-memory withdraw-fact --help)\n"
+    )
+
+
+def test_console_settings_have_upper_bounds(tmp_path: Path) -> None:
+    done = _run([*CALLER_MEMORY, "serve"], tmp_path, REDIS_URL=REFUSED,
+                MEMORY_CONSOLE_SESSION_HOURS="99999999")  # fmt: skip
+    _no_traceback(done)
+    assert done.returncode == 1
+    assert "MEMORY_CONSOLE_SESSION_HOURS: Input should be less than or equal to 720" in done.stderr
+
+
 def test_serve_after_v_is_still_the_console(tmp_path: Path) -> None:
     done = _run([*CALLER_MEMORY, "-v", "serve", "--help"], tmp_path, REDIS_URL=REFUSED)
     assert done.returncode == 0 and done.stdout.startswith("usage: caller-memory serve")

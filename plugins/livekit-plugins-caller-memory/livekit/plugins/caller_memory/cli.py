@@ -37,6 +37,7 @@ from datetime import datetime, timezone  # datetime.UTC is Python 3.11+
 from typing import Any
 
 from . import privacy
+from ._usage import OneLineParser
 from .calls import SessionManager
 from .config import MAX_PROFILE_TTL_DAYS, RedisConfig
 from .console import main as console_main
@@ -294,7 +295,7 @@ def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="caller-memory",
         description="Check and look after the caller-memory store (settings from the "
         "environment and .env: REDIS_URL, REDIS_HOST, ..., MEMORY_*).",
@@ -303,7 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"caller-memory {__version__}")
     # -v is accepted after the command too (`caller-memory check -v`); SUPPRESS keeps a
     # command's parser from resetting a -v given before it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     _add_verbose(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 import uvicorn
 
+from .._usage import OneLineParser
 from ..config import RedisConfig
 from ..exceptions import ConfigError
 from ..log import logger
@@ -32,8 +34,19 @@ __all__ = ["DEFAULT_PORT", "run"]
 DEFAULT_PORT = 8470
 
 
+def _port(value: str) -> int:
+    """``--port``: 0 to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be a number from 0 to 65535 (0: any free port)")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="caller-memory serve",
         description="Serve the operator console: find a caller, see what is remembered, export "
         "and erase it or withdraw one wrong fact, and the store's health. Settings from the "
@@ -47,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=DEFAULT_PORT,
         help=f"port (default {DEFAULT_PORT}; 0: any free port)",
     )
@@ -104,8 +117,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         app = create_app(config, settings=settings)
         sock = _listen(args)
-    except (ConfigError, OSError) as e:
+    except ConfigError as e:
         print(f"❌ {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"❌ {_cannot_listen(args, e)}", file=sys.stderr)
         return 1
     server = uvicorn.Server(
         uvicorn.Config(
@@ -173,6 +189,25 @@ def _listen(args: argparse.Namespace) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     return sock
+
+
+def _cannot_listen(args: argparse.Namespace, error: OSError) -> str:
+    """Why the console cannot listen, naming the argument to change."""
+    reason = error.strerror or str(error)
+    if args.uds:
+        return f"--uds {args.uds}: cannot listen on this socket ({reason})"
+    where = f"{_url(args.host, args.port).removeprefix('http://')}"
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"--port {args.port}: {where} is already in use (another console, or another "
+            "program): choose another with --port, or --port 0 for any free port"
+        )
+    if error.errno == errno.EACCES:
+        return (
+            f"--port {args.port}: not allowed to listen on {where} (ports below 1024 need "
+            "privileges): choose a port from 1024 up"
+        )
+    return f"--host {args.host} --port {args.port}: cannot listen on {where} ({reason})"
 
 
 def _url(host: str, port: int) -> str:

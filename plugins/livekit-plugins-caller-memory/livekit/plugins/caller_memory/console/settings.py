@@ -19,6 +19,10 @@ __all__ = ["MIN_TOKEN_LENGTH", "AuditSettings", "ConsoleSettings"]
 MIN_TOKEN_LENGTH = 16
 """A console token or password is at least this long: it guards every caller's memory."""
 _PREFIX = "MEMORY_CONSOLE_"
+MAX_SESSION_HOURS = 720
+"""The longest a console login lasts: 30 days."""
+MAX_STATS_TTL_S = 3600
+"""The longest the health page's counts are reused: an hour."""
 
 
 class ConsoleSettings(BaseSettings):
@@ -39,10 +43,11 @@ class ConsoleSettings(BaseSettings):
             are always allowed; set the public name when a proxy passes its own ``Host``.
         session_key: Signs the login cookie; a random key per process when unset (logins
             then end when the console restarts).
-        session_hours: How long a login lasts.
+        session_hours: How long a login lasts (at most 720 hours, 30 days).
         secure_cookies: Send the login cookie over HTTPS only (behind a TLS proxy: true).
         audit_log: The audit log file; ``MEMORY_DATA_DIR/console/audit.jsonl`` by default.
-        stats_ttl_s: How long the health page's counts (a scan of every key) are reused.
+        stats_ttl_s: How long the health page's counts (a scan of every key) are reused (at
+            most 3600 seconds).
     """
 
     model_config = SettingsConfigDict(
@@ -69,10 +74,17 @@ class ConsoleSettings(BaseSettings):
     proxy_header: str = Field("X-Forwarded-User", min_length=1)
     allowed_hosts: str = ""
     session_key: SecretStr | None = None
-    session_hours: float = Field(8.0, gt=0)
+    session_hours: float = Field(
+        8.0, gt=0, le=MAX_SESSION_HOURS, description="How long a login lasts (at most 720 hours)"
+    )
     secure_cookies: bool = False
     audit_log: Path | None = None
-    stats_ttl_s: float = Field(30.0, ge=0)
+    stats_ttl_s: float = Field(
+        30.0,
+        ge=0,
+        le=MAX_STATS_TTL_S,
+        description="How long the health page's counts are reused, in seconds (at most 3600)",
+    )
 
     @field_validator("token")
     @classmethod
