@@ -17,6 +17,7 @@ import pty
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -146,6 +147,18 @@ def test_a_bad_setting_is_one_line_naming_it(
     assert len(lines) == 1 and lines[0].startswith("❌"), done.stderr
     assert named in lines[0]
     assert "Value error," not in lines[0]  # pydantic's wording, not ours
+
+
+def test_the_data_folder_the_outbox_makes_first_is_private(tmp_path: Path) -> None:
+    data = tmp_path / "fresh" / "data"
+    umask = os.umask(0o022)  # the usual one: folders would come out 0755
+    try:
+        done = _run([*SARAH, "replay"], tmp_path, REDIS_URL=REFUSED, MEMORY_DATA_DIR=str(data))
+    finally:
+        os.umask(umask)
+    assert done.returncode == 1 and list((data / "outbox").glob("*.json"))  # calls kept
+    for folder in (data / "outbox", data, data.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
 
 
 def test_a_data_folder_that_cannot_be_one_is_named(tmp_path: Path) -> None:
@@ -410,6 +423,7 @@ def _calls(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("── Call ")]
 
 
+@pytest.mark.server_binary
 def test_replay_without_redis_settings_uses_the_demos_private_server(tmp_path: Path) -> None:
     first = _run([*SARAH, "replay"], tmp_path)
     _no_traceback(first)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,11 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     normalize_phone,
 )
+from livekit.plugins.caller_memory.console.audit import AuditLog
 from livekit.plugins.caller_memory.exceptions import WithheldNumberError
 from livekit.plugins.caller_memory.identity import _hmac, load_hasher
 from livekit.plugins.caller_memory.models import SessionRecord, utcnow
+from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.secret import dev_secret_path, load_dev_secret
 
 from .conftest import TEST_SECRET, replace
@@ -277,6 +280,45 @@ def test_a_secret_file_others_can_read_is_refused(
         load_dev_secret()
     assert "planted" not in str(info.value)
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # the folder is made private
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, whatever the test runner's: folders would come out 0755."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_the_data_folder_is_private_whoever_makes_it_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = utcnow()
+    record = SessionRecord(session_id="s", started_at=now, ended_at=now)
+    outbox = Outbox(tmp_path / "a" / "data" / "outbox").put(record, phone_hash=None).parent
+    audit = tmp_path / "b" / "data" / "console" / "audit.jsonl"
+    AuditLog(audit).write("operator", "export", user_ids=[])
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "c" / "config"))
+    load_dev_secret()
+    made = {"outbox": outbox, "audit log": audit.parent, "secret": dev_secret_path().parent}
+    for who, folder in made.items():
+        for path in (folder, folder.parent, folder.parent.parent):  # each folder it made
+            assert _mode(path) == 0o700, (who, path)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_a_private_folder_made_open_by_an_older_version_is_closed(tmp_path: Path) -> None:
+    outbox = tmp_path / "data" / "outbox"
+    outbox.mkdir(parents=True, mode=0o755)
+    now = utcnow()
+    Outbox(outbox).put(SessionRecord(session_id="s", started_at=now, ended_at=now), phone_hash=None)
+    assert _mode(outbox) == 0o700
+    assert _mode(tmp_path / "data") == 0o755  # an existing parent is the operator's to set
 
 
 def test_one_normalization_for_every_secret(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._folders import private_folder
 from .exceptions import CallerErasedError
 from .log import logger
 from .models import OutboxEntry, SessionRecord, to_json, utcnow
@@ -76,7 +77,7 @@ class Outbox:
 
     def put(self, record: SessionRecord, *, phone_hash: str | None) -> Path:
         """Keep one finished call (its summary included); replaces an entry of the same call."""
-        self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(self._folder)
         entry = OutboxEntry(record=record, phone_hash=phone_hash, kept_at=utcnow())
         path = self._folder / f"{_file_id(record.session_id)}.json"
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -192,7 +193,7 @@ class Outbox:
                 out.append((path, OutboxEntry.model_validate_json(path.read_bytes())))
             except (OSError, ValidationError, ValueError):
                 bad = self._folder / "unreadable"
-                bad.mkdir(exist_ok=True, mode=0o700)
+                private_folder(bad)
                 with contextlib.suppress(OSError):
                     path.replace(bad / path.name)
                 logger.warning("unreadable outbox entry set aside", extra={"file": path.name})

@@ -26,6 +26,7 @@ from pathlib import Path
 from platformdirs import user_config_path
 from zxcvbn import zxcvbn
 
+from ._folders import private_folder
 from .exceptions import ConfigError
 from .log import logger, once
 
@@ -109,10 +110,7 @@ def load_dev_secret() -> bytes:
     path = dev_secret_path()
     if once("dev-secret"):  # every store and manager of the process loads it: say it once
         logger.warning(DEV_SECRET_WARNING, path)
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix":
-        folder.chmod(0o700)  # mkdir's mode is cut by the umask, and an old folder kept its own
+    private_folder(path.parent)
     try:
         return _read_private(path)
     except FileNotFoundError:

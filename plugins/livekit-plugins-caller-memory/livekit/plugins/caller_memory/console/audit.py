@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .._folders import private_folder
 from ..config import RedisConfig
 from ..exceptions import CallerMemoryError
 from ..models import utcnow
@@ -69,7 +70,7 @@ class AuditLog:
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         with self._lock:
             try:
-                self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                private_folder(self._path.parent)
                 fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
                     os.write(fd, line)

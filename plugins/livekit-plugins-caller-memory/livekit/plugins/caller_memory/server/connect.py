@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
+from .._folders import private_folder
 from ..config import RedisConfig
 from ..log import announce_store, label_store, logger
 from ..store import InMemoryStore, MemoryStore, RedisMemoryStore
@@ -111,12 +112,8 @@ def ensure_local_redis(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
         The server's URL (with the password), and the server when this call started it (the
         caller stops it).
     """
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder = (data_dir / "redis").resolve()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix":
-        for path in (data_dir, folder):
-            path.chmod(0o700)
+    private_folder(data_dir)
+    folder = private_folder((data_dir / "redis").resolve())
     port_file = folder / _PORT_FILE
     with FileLock(folder / ".lock", mode=0o600):
         password = _password(folder / _PASSWORD_FILE)

@@ -32,6 +32,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError, RedisError, ResponseError
 from redis.retry import Retry
 
+from .._folders import private_folder
 from ..log import logger
 from .binaries import EmbeddedServerError, find_server_binary
 
@@ -180,9 +181,7 @@ class EmbeddedRedis:
             binary = self._binary or find_server_binary()
             if self._data_dir is None:
                 self._data_dir = Path(tempfile.mkdtemp(prefix="caller-memory-redis-"))
-            self._data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if os.name == "posix":  # transcripts live here: the owner's alone
-                self._data_dir.chmod(0o700)
+            private_folder(self._data_dir)  # transcripts live here: the owner's alone
             auto_port = self._port == 0
             attempts = _PORT_RETRIES if auto_port else 1
             for attempt in range(1, attempts + 1):
@@ -245,13 +244,18 @@ class EmbeddedRedis:
             retry=Retry(NoBackoff(), 0),  # one probe is one try: the caller polls
         )
         try:
-            server_pid = client.info("server").get("process_id")
+            # INFO is served while the server loads its data (other commands get LOADING):
+            # the persistence section's `loading` flag says when it is done.
+            info = client.info()
         except BusyLoadingError:
             return False
         except (AuthenticationError, ResponseError):
             return True  # extra_args changed the password, say: up and serving all the same
         finally:
             client.close()
+        if str(info.get("loading", 0)) != "0":
+            return False
+        server_pid = info.get("process_id")
         ours = self._proc.pid if self._proc is not None else None
         if server_pid is not None and ours is not None and not _same_or_child(server_pid, ours):
             raise _PortInUse(f"port {self._port} is answered by another process (pid {server_pid})")
