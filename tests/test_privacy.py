@@ -984,6 +984,7 @@ async def test_stray_outbox_files_are_exported_and_erased(config: RedisConfig) -
     await store.disconnect()
 
 
+@pytest.mark.server_binary
 async def test_forget_rewrites_the_embedded_servers_append_only_file(tmp_path: Path) -> None:
     from livekit.plugins.caller_memory.server import EmbeddedRedis
 
@@ -1002,6 +1003,7 @@ async def test_forget_rewrites_the_embedded_servers_append_only_file(tmp_path: P
         await manager.store.disconnect()
 
 
+@pytest.mark.server_binary
 async def test_the_private_server_needs_a_password_and_keeps_its_files_private(
     tmp_path: Path,
 ) -> None:

@@ -158,6 +158,7 @@ def test_every_python_block_compiles(block: Block) -> None:
     compile(block.code, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
+@pytest.mark.server_binary
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.name)
 def test_runnable_blocks_run_against_a_private_redis(
     block: Block, redis_server: TestServer, tmp_path: Path

