@@ -459,6 +459,67 @@ async def test_a_withdrawal_the_model_missed_is_still_honoured(line: Line) -> No
     assert facts(seen) == {}
 
 
+async def test_what_the_caller_took_back_later_in_the_call_is_no_fact_of_the_model(
+    line: Line,
+) -> None:
+    seen = await line.call(
+        [
+            ("assistant", "Any preference for the time?"),
+            ("user", "Put down that I want the first slot of the day. Actually, no, forget that."),
+            ("user", "And the van needs an oil change."),
+        ],
+        {
+            "ops": [
+                op("add", "preferred time", "first slot of the day", "I want the first slot"),
+                op("add", "service", "oil change", "the van needs an oil change"),
+            ],
+            "summary": "",
+        },
+    )
+    assert facts(seen) == {"service": "oil change"}
+    assert "first slot" not in seen
+
+
+async def test_a_change_said_in_the_withdrawing_sentence_stands(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Book the van in for Tuesday.")],
+        {
+            "ops": [op("add", "appointment", "Tuesday", "Book the van in for Tuesday")],
+            "summary": "",
+        },
+    )
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "I can't make Tuesday anymore, could you move me to Thursday?"),
+        ],
+        {
+            "ops": [op("update", "appointment", "Thursday", "could you move me to Thursday", 1)],
+            "summary": "",
+        },
+    )
+    assert facts(seen) == {"appointment": "Thursday"}
+
+
+async def test_a_withdrawal_of_words_the_model_missed_leaves_the_earlier_calls(
+    line: Line,
+) -> None:
+    # Remembered without an LLM first: no fact to name, only the earlier call's lines.
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "I'll need parking round the back, it's tight.")],
+        None,
+    )
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "Forget the parking thing, I'll walk. The brakes squeal, though."),
+        ],
+        {"ops": [op("add", "issue", "brakes squeal", "The brakes squeal")], "summary": ""},
+    )
+    assert facts(seen) == {"issue": "brakes squeal"}
+    assert "park" not in seen.lower()
+
+
 async def test_dont_cancel_keeps_the_fact(line: Line) -> None:
     await line.call(
         [("assistant", AGENT_HELLO), ("user", "Book the van in for Friday.")],

@@ -25,7 +25,7 @@ from . import prompts
 from .log import logger
 from .memory import check_answer, fallback_summary, text
 from .memory.fallback import name_op, salient_lines, withdrawal_ops
-from .memory.summaries import SAID, scrub, withdrawn_in
+from .memory.summaries import SAID, retracted, scrub, withdrawn_in
 from .models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from .redaction import Redactor
 from .telemetry import record_dropped
@@ -164,20 +164,19 @@ def checked_summary(
             "model output dropped by the evidence checks",
             extra={"dropped": dict(checked.dropped), "kept_ops": len(checked.ops)},
         )
-    if not checked.ops:
+    # What the caller took back later in the call is no fact of it, whatever the model made
+    # of it (the fallback keeps none of it either).
+    kept = [op for op in checked.ops if op.op == "withdraw" or not retracted(op.evidence, turns)]
+    if not kept:
         # Nothing the model said about the caller holds: its summary alone would remember
         # less than the caller's own lines (and small models summarize what the agent said).
         return fallback_summary(turns, profile)
-    # What the caller said plainly is never missed: their name, and a withdrawal.
-    kept = checked.ops
+    # What the caller said plainly is never missed: their name, and a withdrawal (of a fact,
+    # or of words the merge cuts from earlier summaries).
     if not any(op.label == NAME_LABEL for op in kept):
         name = name_op(turns, profile)
         kept = [*kept, name] if name else kept
-    kept += [
-        op
-        for op in withdrawal_ops(turns, profile)
-        if op.id and not _withdrawn(op, kept)  # a fact of its own the model missed
-    ]
+    kept += [op for op in withdrawal_ops(turns, profile) if not _withdrawn(op, kept)]
     # Memory keeps what holds: the summary's sentences about what the caller withdrew go. And
     # what the model did not make a fact of stays in the caller's own words, first: memory
     # with an LLM never holds less than without one.
@@ -198,6 +197,7 @@ def _covered(line: str, ops: Sequence[FactOp]) -> bool:
 
 def _withdrawn(found: FactOp, ops: Sequence[FactOp]) -> bool:
     return any(
-        op.op == "withdraw" and (op.id == found.id or text.contains(found.evidence, op.evidence))
+        op.op == "withdraw"
+        and ((found.id and op.id == found.id) or text.contains(found.evidence, op.evidence))
         for op in ops
     )

@@ -87,6 +87,28 @@ def withdrawn_in(turns: Sequence[Turn]) -> list[str]:
     return stale
 
 
+def retracted(evidence: str, turns: Sequence[Turn]) -> bool:
+    """True when the caller withdrew ``evidence`` later in the same call: a withdrawing
+    sentence after it is about its words ("the spot by the back door ... forget the parking
+    spot"), or a bare "forget that" comes right after it. What is said in or after the
+    withdrawing sentence ("can't make Tuesday, move me to Thursday") stands."""
+    said, before = False, ""
+    for turn in turns:
+        if turn.role != "user":
+            continue
+        for sentence in text.sentences(turn.text):
+            part = text.withdrawing_part(sentence)
+            if said and part and not text.is_question(sentence):
+                about = distinct_words(part, "", ignore=CUES) if subject(part) else []
+                if any(states(evidence, word) for word in about) or (
+                    not about and states(before, evidence)
+                ):
+                    return True
+            said = said or states(sentence, evidence)
+            before = sentence
+    return False
+
+
 def states(sentence: str, stale: str) -> bool:
     """True when ``sentence`` holds the ``stale`` text, or is a part of it (evidence of two
     sentences); whole words, normalized."""
