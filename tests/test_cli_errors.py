@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio
 from livekit.agents import APIConnectionError
 from livekit.agents.llm import ChatContext
 
@@ -39,6 +40,13 @@ from livekit.plugins.caller_memory import (
 )
 from livekit.plugins.caller_memory.models import SessionRecord
 from livekit.plugins.caller_memory.outbox import Outbox
+from livekit.plugins.caller_memory.prefixes import (
+    CallerPrefixes,
+    choose_prefix,
+    find_caller_prefixes,
+    where,
+)
+from livekit.plugins.caller_memory.store import Keys
 from livekit.plugins.caller_memory.store import redis as redis_store
 from livekit.plugins.caller_memory.testing import Reply, ScriptedLLM
 from sarah_agent import __version__ as sarah_version
@@ -411,9 +419,116 @@ def test_a_command_that_works_keeps_the_library_log_quiet(
 ) -> None:
     quiet = _run([*CALLER_MEMORY, "check"], tmp_path, REDIS_URL=redis_server.url)
     assert quiet.returncode == 0 and quiet.stdout.startswith("✅ Connected!")
-    assert quiet.stderr == ""
+    [said] = quiet.stderr.splitlines()  # which memory it used, and nothing else
+    assert said.startswith(f"memory: Redis 127.0.0.1:{redis_server.port}/0, prefix ")
     loud = _run([*CALLER_MEMORY, "check", "-vv"], tmp_path, REDIS_URL=redis_server.url)
     assert loud.returncode == 0 and loud.stderr != ""
+
+
+# -- after sarah replay, every command sees Sarah's callers ----------------------------------
+
+ANA = "+14155550134"
+"""A caller of Sarah's recordings (sarah_agent/recorded_calls.json)."""
+
+
+def _memory_line(done: subprocess.CompletedProcess[str]) -> str:
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("memory: ")]
+    return line
+
+
+def test_after_sarah_replay_every_command_reads_sarahs_callers(tmp_path: Path) -> None:
+    with TestServer(appendonly=False) as server:  # a Redis of this test's own: no other prefix
+        env = {"REDIS_URL": server.url}
+        assert _run([*SARAH, "replay"], tmp_path, **env).returncode == 0
+        where = f"memory: Redis 127.0.0.1:{server.port}/0, prefix sarah (the only prefix holding "
+        stats = _run([*CALLER_MEMORY, "stats"], tmp_path, **env)
+        assert stats.returncode == 0, stats.stderr
+        assert "\ncallers                       2\n" in stats.stdout  # Ana and Ben
+        assert f"written by                    {__version__} (3 saves, last " in stats.stdout
+        assert _memory_line(stats) == (
+            f"{where}callers here; MEMORY_KEY_PREFIX is not set; 2 callers); no other prefix "
+            "holds callers"
+        )
+        exported = _run([*CALLER_MEMORY, "export", ANA], tmp_path, **env)
+        assert exported.returncode == 0, exported.stderr
+        assert json.loads(exported.stdout)["user_ids"] and _memory_line(exported).startswith(where)
+        requests = _run([*CALLER_MEMORY, "requests"], tmp_path, **env)
+        assert requests.returncode == 0 and _memory_line(requests).startswith(where)
+
+        # A caller under the plugin's own prefix too: that one is read, Sarah's are named.
+        client = redis.Redis.from_url(server.url)
+        client.set("callmem:phone:{x}", "x", ex=600)
+        client.close()
+        stats = _run([*CALLER_MEMORY, "stats"], tmp_path, **env)
+        assert "\ncallers                       1\n" in stats.stdout
+        assert _memory_line(stats).endswith(
+            ", prefix callmem (the default; MEMORY_KEY_PREFIX is not set; 1 caller); other "
+            "prefixes holding callers: sarah (2) (MEMORY_KEY_PREFIX=... to read one)"
+        )
+        # MEMORY_KEY_PREFIX decides, always.
+        named = _run([*CALLER_MEMORY, "stats"], tmp_path, MEMORY_KEY_PREFIX="sarah", **env)
+        assert "\ncallers                       2\n" in named.stdout
+        assert _memory_line(named).endswith(
+            ", prefix sarah (MEMORY_KEY_PREFIX; 2 callers); other prefixes holding callers: "
+            "callmem (1) (MEMORY_KEY_PREFIX=... to read one)"
+        )
+        assert server.password is None or server.password not in stats.stderr
+
+
+def test_a_prefix_is_chosen_by_the_rules_and_read_from_phone_keys_only() -> None:
+    assert Keys.prefix_of_phone_key("sarah:phone:{abc}") == "sarah"
+    for other in ("sarah:phone:{abc}:unreadable", "a:b:phone:{x}", "sarah:user:{x}:profile"):
+        assert Keys.prefix_of_phone_key(other) is None
+    default = RedisConfig()
+    for callers, chosen in [
+        ({}, "callmem"),
+        ({"sarah": 2}, "sarah"),
+        ({"sarah": 2, "callmem": 1}, "callmem"),
+        ({"sarah": 2, "acme": 5}, "callmem"),  # several, none the default: none guessed
+    ]:
+        assert choose_prefix(default, CallerPrefixes(callers)).prefix == chosen
+    named = RedisConfig(key_prefix="acme")
+    assert choose_prefix(named, CallerPrefixes({"sarah": 2})).prefix == "acme"
+
+
+async def test_the_search_for_prefixes_is_bounded(config: RedisConfig) -> None:
+    client = redis.asyncio.Redis.from_url(config.redis_url())
+    async with client.pipeline(transaction=False) as pipe:
+        for i in range(3000):
+            pipe.set(f"{config.key_prefix}:filler:{i}", "x", ex=600)
+        await pipe.execute()
+    await client.aclose()
+    store = RedisMemoryStore(config)
+    assert await store.connect()
+    found = await find_caller_prefixes(store, max_keys=1000)
+    await store.disconnect()
+    assert not found.complete and found.examined == 1000
+    line = where(config, choose_prefix(config, found), found, "Redis x")
+    assert line.endswith("(searched the first 1,000 keys only)")
+
+
+def test_sarah_replay_then_stats_on_a_fresh_machine(tmp_path: Path) -> None:
+    # The README's path with nothing configured: the replay writes into the demo's private
+    # server; stats finds it there, whether or not a Redis answers on localhost:6379 (it only
+    # reads that one, and only to look for callers).
+    shared = redis.Redis(port=6379, socket_connect_timeout=0.25, socket_timeout=1)
+    try:
+        if any(shared.scan_iter(match="*:phone:{*}", count=1000)):
+            pytest.skip("the Redis on localhost:6379 holds callers: stats rightly reads those")
+    except redis.RedisError:
+        pass  # nothing there: stats uses the private server straight away
+    finally:
+        shared.close()
+    assert _run([*SARAH, "replay"], tmp_path).returncode == 0
+    stats = _run([*CALLER_MEMORY, "stats"], tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    assert "\ncallers                       2\n" in stats.stdout
+    line = _memory_line(stats)
+    assert line.startswith("memory: the private server 127.0.0.1:")
+    assert f"data in {tmp_path / 'data' / 'redis'}" in line
+    assert ", prefix sarah (the only prefix holding callers here;" in line
+    exported = _run([*CALLER_MEMORY, "export", ANA], tmp_path)
+    assert exported.returncode == 0 and json.loads(exported.stdout)["user_ids"]
 
 
 # -- sarah replay always shows something -------------------------------------------------------

@@ -19,6 +19,11 @@ allows.
 recovers the calls of workers that died mid-call; it exits 1 while calls still wait.
 
 ``caller-memory serve`` runs the operator console in a browser (:mod:`.console`).
+
+Each command that reads memory first says, in one line on standard error, which Redis
+(``host:port/db``, never a password) and which key prefix it reads, and names the other prefixes
+that hold callers: ``MEMORY_KEY_PREFIX`` when set, else the prefix that holds callers
+(:mod:`.prefixes`), so that ``caller-memory stats`` right after ``sarah replay`` reads Sarah's.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from .console.settings import AuditSettings
 from .exceptions import CallerMemoryError, StoreUnavailableError, error_line
 from .log import logger
 from .outbox import Outbox
+from .prefixes import open_operator_memory
 from .progress import on_terminal, progress
 from .server import open_store
 from .store import MemoryStore, RedisMemoryStore, VersionSaves
@@ -58,23 +64,40 @@ _PROGRESS_POLL_S = 0.2
 
 
 @contextlib.asynccontextmanager
-async def _store(config: RedisConfig) -> AsyncIterator[MemoryStore]:
-    """The store the settings ask for, connected, and closed at the end.
+async def _store(config: RedisConfig, *, callers: bool = True) -> AsyncIterator[MemoryStore]:
+    """The store the settings ask for, connected, under the prefix that holds callers
+    (:mod:`.prefixes`), said in one line on standard error; closed at the end.
+
+    Args:
+        callers: The command reads callers already remembered. With no Redis named and
+            ``localhost:6379`` answering but holding no callers, this machine's private server
+            is read when it holds some (``sarah replay`` writes there on such a machine).
 
     Raises:
-        StoreUnavailableError: It cannot be reached (open_store logged the guide's text).
+        StoreUnavailableError: It cannot be reached (the guide's text is logged).
     """
-    store = await open_store(config)
+    if not config.persistence:
+        store = await open_store(config)
+        print(
+            "memory: in this process only (MEMORY_PERSISTENCE=false): nothing is stored "
+            "outside the process",
+            file=sys.stderr,
+        )
+        try:
+            yield store
+        finally:
+            await store.disconnect()
+        return
+    memory = await open_operator_memory(config, callers=callers)
     try:
-        if store.last_error is not None:
-            raise StoreUnavailableError(store.last_error)
-        yield store
+        print(memory.line, file=sys.stderr)
+        yield memory.store
     finally:
-        await store.disconnect()
+        await memory.opened.aclose()
 
 
 async def _check(config: RedisConfig) -> int:
-    async with _store(config) as store:
+    async with _store(config, callers=False) as store:
         health = await store.health_check()
         if not health["healthy"]:
             print(f"❌ {health['error']} ({health['server']})", file=sys.stderr)
@@ -90,7 +113,7 @@ async def _check(config: RedisConfig) -> int:
 
 
 async def _flush(config: RedisConfig) -> int:
-    async with _store(config) as store:
+    async with _store(config, callers=False) as store:
         manager = SessionManager(store)
         waiting = len(manager.outbox)
         print(f"Outbox: {waiting} call(s) to write.", flush=True)

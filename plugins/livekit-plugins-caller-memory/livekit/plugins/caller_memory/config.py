@@ -510,6 +510,18 @@ class RedisConfig(BaseSettings):
         for name, value in super().__repr_args__():
             yield name, shown[name] if name is not None and name in shown else value
 
+    @property
+    def database(self) -> int:
+        """The database number: ``REDIS_DB``, or the one ``REDIS_URL`` names."""
+        if self.url is None:
+            return self.db
+        parts = urlsplit(self.url.get_secret_value())
+        # As redis-py reads it: ?db= first, then the path (not a unix socket's).
+        named = parse_qs(parts.query).get("db", [])
+        if parts.scheme != "unix" and parts.path.strip("/"):
+            named.append(parts.path.strip("/"))
+        return int(named[0]) if named and named[0].isdigit() else 0
+
     def describe_server(self) -> str:
         """Where the server is, for messages: host and port, no credentials."""
         if self.url is not None:

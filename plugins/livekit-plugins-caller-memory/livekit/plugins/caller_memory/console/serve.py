@@ -24,8 +24,10 @@ import uvicorn
 
 from .._usage import OneLineParser
 from ..config import RedisConfig
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, StoreUnavailableError
 from ..log import logger
+from ..prefixes import open_operator_memory
+from ..server import EmbeddedRedis
 from .app import create_app
 from .settings import ConsoleSettings
 
@@ -104,6 +106,23 @@ def run(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    try:
+        sock = _listen(args)  # first: a port in use is said before anything starts
+    except OSError as e:
+        print(f"❌ {_cannot_listen(args, e)}", file=sys.stderr)
+        return 1
+    config, servers = _memory(config)
+    try:
+        return _serve_console(args, config, settings, sock)
+    finally:
+        sock.close()
+        for started in servers:  # private servers started to find the memory
+            started.stop()
+
+
+def _serve_console(
+    args: argparse.Namespace, config: RedisConfig, settings: ConsoleSettings, sock: socket.socket
+) -> int:
     made_token = None
     if settings.auth == "token" and settings.token is None:
         made_token = secrets.token_urlsafe(18)
@@ -116,12 +135,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         app = create_app(config, settings=settings)
-        sock = _listen(args)
     except ConfigError as e:
         print(f"❌ {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"❌ {_cannot_listen(args, e)}", file=sys.stderr)
         return 1
     server = uvicorn.Server(
         uvicorn.Config(
@@ -143,6 +158,24 @@ def run(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_serve(server, sock, f"{address}/", made_token))
     except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly, then raised it again
         return 0
+
+
+def _memory(config: RedisConfig) -> tuple[RedisConfig, list[EmbeddedRedis]]:
+    """The settings of the memory the console shows (the Redis and the prefix that holds
+    callers, as every ``caller-memory`` command finds them), said in one line on standard
+    error; and the private servers started for it, to stop at the end. Redis down: the
+    settings as they are (the health page says what is wrong)."""
+
+    async def find() -> tuple[RedisConfig, list[EmbeddedRedis]]:
+        memory = await open_operator_memory(config)
+        await memory.opened.aclose(stop_servers=False)
+        print(memory.line, file=sys.stderr, flush=True)
+        return memory.store.config, memory.opened.servers
+
+    try:
+        return asyncio.run(find())
+    except StoreUnavailableError:
+        return config, []
 
 
 async def _serve(server: uvicorn.Server, sock: socket.socket, url: str, token: str | None) -> int:

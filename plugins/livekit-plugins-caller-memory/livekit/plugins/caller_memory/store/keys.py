@@ -112,6 +112,25 @@ class Keys:
         saves, ``last:{version}`` the time of the last one (Unix seconds)."""
         return f"{self.prefix}:versions"
 
+    @staticmethod
+    def caller_pattern() -> str:
+        """A SCAN pattern matching the phone key of every caller, whatever the prefix (one key
+        per caller; a phone key set aside, ``...:unreadable``, does not match)."""
+        return "*:phone:{*}"
+
+    @staticmethod
+    def prefix_of_phone_key(key: str) -> str | None:
+        """The prefix of a caller's phone key (:meth:`phone`), or None for another key.
+
+        Example:
+            >>> Keys.prefix_of_phone_key("sarah:phone:{abc}")
+            'sarah'
+        """
+        prefix, found, rest = key.partition(":phone:{")
+        if not found or ":" in prefix or not rest.endswith("}") or "}" in rest[:-1]:
+            return None
+        return prefix
+
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix."""
         return f"{self.prefix}:*"
