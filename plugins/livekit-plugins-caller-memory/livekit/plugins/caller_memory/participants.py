@@ -11,17 +11,19 @@ dev room, to pose as a caller (``lk token create --attribute sip.phoneNumber=...
 Whether the network vouches for the number (STIR/SHAKEN): LiveKit SIP passes no attestation
 of its own, but a trunk's ``headers_to_attributes`` can map the carrier's header to an
 attribute: Twilio's ``X-Twilio-VerStat`` (``TN-Validation-Passed-A``), or the
-``P-Asserted-Identity`` in which Telnyx and 3GPP carriers put a ``;verstat=`` parameter.
+``P-Asserted-Identity`` in which Telnyx and 3GPP carriers put a ``;verstat=`` parameter; that
+header is read by its grammar (see ``_asserted_identity``), never by a search for ``verstat=``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from typing import Any
 
 from livekit import rtc
 from livekit.agents.voice.room_io.types import DEFAULT_CLOSE_ON_DISCONNECT_REASONS
+
+from ._asserted_identity import asserted_verstat, looks_like_header
 
 __all__ = [
     "CALLER_KINDS",
@@ -48,9 +50,6 @@ _FINAL_REASONS = frozenset(DEFAULT_CLOSE_ON_DISCONNECT_REASONS)
 left for good (``CLIENT_INITIATED``, ``ROOM_DELETED``, ``USER_REJECTED``)."""
 
 
-_VERSTAT = re.compile(r"verstat=([^;>,\s]+)", re.IGNORECASE)
-
-
 def caller_phone_number(participant: rtc.Participant, *, trust_standard: bool = True) -> str | None:
     """The caller's number from the ``sip.phoneNumber`` attribute, or None when there is none
     or it does not count (a standard participant's, unless ``trust_standard``).
@@ -68,17 +67,21 @@ def is_attested(participant: rtc.Participant, attribute: str, values: Collection
     """True when a SIP caller's number is vouched for by the network (STIR/SHAKEN).
 
     ``attribute`` is where the trunk maps the carrier's verdict; it holds the verdict itself
-    (``TN-Validation-Passed-A``) or a header with a ``verstat=`` parameter. ``values`` are the
-    verdicts that count, in lower case. Only a SIP participant's attributes are set by LiveKit.
+    (``TN-Validation-Passed-A``) or a ``P-Asserted-Identity`` header, whose URI naming the
+    caller's number carries it as a ``verstat`` parameter (a display name is the caller's to
+    write, and never counts). ``values`` are the verdicts that count, in lower case. Only a SIP
+    participant's attributes are set by LiveKit.
     """
     if participant.kind != rtc.ParticipantKind.PARTICIPANT_KIND_SIP or not attribute:
         return False
     value = _attribute(participant, attribute)
     if value is None:
         return False
-    found = _VERSTAT.search(value)
-    verdict = found.group(1) if found else value.strip()
-    return verdict.lower() in values
+    if looks_like_header(value):
+        verdict = asserted_verstat(value, caller_phone_number(participant))
+    else:
+        verdict = value.strip()
+    return verdict is not None and verdict.lower() in values
 
 
 def _attribute(participant: rtc.Participant, name: str) -> str | None:
