@@ -475,6 +475,35 @@ def test_after_sarah_replay_every_command_reads_sarahs_callers(tmp_path: Path) -
         assert server.password is None or server.password not in stats.stderr
 
 
+def test_the_console_shows_sarahs_callers_and_says_so(tmp_path: Path) -> None:
+    with TestServer(appendonly=False) as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("sarah:phone:{x}", "x", ex=600)
+        client.close()
+        console = subprocess.Popen(
+            [*CALLER_MEMORY, "serve", "--port", "0"],
+            env=_env(tmp_path, REDIS_URL=server.url),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        hang = threading.Timer(60, console.kill)  # a hang is a failure
+        hang.start()
+        try:
+            assert console.stderr is not None
+            first = console.stderr.readline()
+        finally:
+            hang.cancel()
+            console.terminate()
+            console.wait(timeout=30)
+            if console.stderr is not None:
+                console.stderr.close()
+    assert first.startswith(
+        f"memory: Redis 127.0.0.1:{server.port}/0, prefix sarah (the only prefix holding callers"
+    )
+
+
 def test_a_prefix_is_chosen_by_the_rules_and_read_from_phone_keys_only() -> None:
     assert Keys.prefix_of_phone_key("sarah:phone:{abc}") == "sarah"
     for other in ("sarah:phone:{abc}:unreadable", "a:b:phone:{x}", "sarah:user:{x}:profile"):
