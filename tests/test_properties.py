@@ -57,7 +57,10 @@ from livekit.plugins.caller_memory.models import (
     Turn,
 )
 from livekit.plugins.caller_memory.participants import (
+    NOT_CALLER_ATTRIBUTE,
     PHONE_ATTRIBUTE,
+    RULE_ID_ATTRIBUTE,
+    CallerChoice,
     caller_phone_number,
     find_caller,
 )
@@ -374,7 +377,20 @@ def attribute_dicts(draw: st.DrawFn) -> dict[str, str]:
     attributes = draw(st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=6))
     if draw(st.booleans()):
         attributes[PHONE_ATTRIBUTE] = draw(attribute_phone)
+    if draw(st.booleans()):  # an inbound SIP leg's dispatch rule (absent: a dialled leg)
+        attributes[RULE_ID_ATTRIBUTE] = draw(st.sampled_from(["SDR_1", ""]))
+    if draw(st.integers(0, 4)) == 0:
+        attributes[NOT_CALLER_ATTRIBUTE] = draw(st.sampled_from(["true", "1", "false", ""]))
     return attributes
+
+
+def _can_be_the_caller(kind: rtc.ParticipantKind.ValueType, attributes: dict[str, str]) -> bool:
+    """The rules, written out again: someone who rang in, not marked, not a dialled SIP leg."""
+    if kind not in (SIP, CONNECTOR, STANDARD):
+        return False
+    if attributes.get(NOT_CALLER_ATTRIBUTE, "").strip().lower() not in ("", "false", "0", "no"):
+        return False
+    return kind != SIP or bool(attributes.get(RULE_ID_ATTRIBUTE))
 
 
 participant_specs = st.tuples(st.sampled_from([SIP, STANDARD, AGENT]), attribute_dicts())
@@ -413,7 +429,11 @@ def test_find_caller_never_raises_and_picks_sip_then_connector_then_standard(
             room._remote_participants[p.identity] = p
         found = find_caller(room)
         order = (SIP, CONNECTOR, STANDARD)
-        callers = [p for p in people if p.kind in order]
+        callers = [
+            p
+            for p, (kind, attrs) in zip(people, specs, strict=True)
+            if _can_be_the_caller(kind, attrs)
+        ]
         if not callers:
             assert found is None
             return
@@ -425,6 +445,34 @@ def test_find_caller_never_raises_and_picks_sip_then_connector_then_standard(
             assert caller_phone_number(found)
 
     run(scenario())
+
+
+@PURE
+@given(
+    specs=st.lists(st.tuples(st.sampled_from(ALL_KINDS), attribute_dicts()), max_size=8),
+    app_number=st.booleans(),
+)
+def test_a_calls_caller_is_chosen_once_and_never_replaced(
+    specs: list[tuple[rtc.ParticipantKind.ValueType, dict[str, str]]], app_number: bool
+) -> None:
+    # Participants join one by one (some of them twice, as a reconnect): the first who can be
+    # the caller is, and stays, whatever joins after, number or not.
+    choice = CallerChoice(trust_standard=True)
+    if app_number:
+        choice.close()  # attach(phone_number=...): the app decided the call
+    first: rtc.RemoteParticipant | None = None
+    for i, (kind, attrs) in enumerate(specs):
+        p = participant(f"p{i % 5}", kind=kind, attributes=attrs)
+        offer = choice.offer(p)
+        if first is None and not app_number and _can_be_the_caller(kind, attrs):
+            first = p
+            assert offer == "chosen"
+        elif first is not None and p.identity == first.identity and _can_be_the_caller(kind, attrs):
+            assert offer == "again"
+            first = p
+        else:
+            assert offer in ("not_a_caller", "caller_taken", "decided")
+        assert choice.participant is first
 
 
 @REDIS

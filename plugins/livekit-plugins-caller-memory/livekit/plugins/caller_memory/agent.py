@@ -44,7 +44,14 @@ from .calls import SessionContext, SessionManager
 from .config import RedisConfig
 from .log import logger
 from .models import CallerProfile
-from .participants import caller_phone_number, find_caller, hung_up, is_attested, is_caller
+from .participants import (
+    CALLER_KINDS,
+    CallerChoice,
+    caller_phone_number,
+    hung_up,
+    is_attested,
+    why_not_caller,
+)
 from .store import MemoryStore
 
 __all__ = ["CallMemory", "CallerMemory", "OnCaller", "on_session_end"]
@@ -99,7 +106,10 @@ class CallMemory:
         self._use_session_llm = use_session_llm
         self._on_caller = on_caller
         self._context = SessionContext(session_id=session_id, status="no_number")
-        self._participant: rtc.RemoteParticipant | None = None
+        self._choice = CallerChoice(trust_standard=manager.config.trust_participant_numbers)
+        """Who the caller is: decided once, by the rules of :mod:`.participants`."""
+        self._not_callers: set[str] = set()
+        """Identities of participants said not to be the caller (each said once)."""
         self._caller_arrived = asyncio.Event()
         self._started = False
         self._attached = False
@@ -130,7 +140,7 @@ class CallMemory:
     @property
     def participant(self) -> rtc.RemoteParticipant | None:
         """The caller's participant, when one was found."""
-        return self._participant
+        return self._choice.participant
 
     @property
     def greeting_instructions(self) -> str:
@@ -155,7 +165,7 @@ class CallMemory:
 
     async def _start(self, phone_number: str | None) -> None:
         self._started = True
-        participant = self._participant
+        participant = self.participant
         self._context = await self._manager.start_session(
             session_id=self._session_id,
             phone_number=phone_number,
@@ -171,21 +181,28 @@ class CallMemory:
         return is_attested(participant, config.verified_attribute, config.verified_value_set)
 
     def _consider(self, participant: rtc.RemoteParticipant) -> None:
-        """A participant joined, came back or changed attributes: is it (now) the caller?
+        """A participant joined, came back or changed attributes: is it the caller?
 
-        One call has one caller: the first caller-kind participant, or while the call has no
-        number yet, the first that carries one.
+        :class:`~.participants.CallerChoice` decides, once: a dialled leg (a supervisor, a
+        transfer target) is never the caller, and nobody replaces the caller, with a number
+        or without.
         """
-        if not is_caller(participant):
-            return
-        current = self._participant
-        if current is not None and participant.identity == current.identity:
-            self._participant = participant  # the caller, back or with new attributes
-        elif current is None or (
-            self._needs_number() and self._number(participant) and not self._number(current)
-        ):
-            self._participant = participant
-        else:
+        offer = self._choice.offer(participant)
+        if offer not in ("chosen", "again"):
+            identity = getattr(participant, "identity", None)
+            if (
+                getattr(participant, "kind", None) in CALLER_KINDS
+                and offer != "decided"
+                and isinstance(identity, str)
+                and identity not in self._not_callers
+            ):
+                self._not_callers.add(identity)
+                # Who joined, never their identity or number (LiveKit's is sip_<number>).
+                logger.info(
+                    "a participant joined who is not the caller: %s",
+                    why_not_caller(participant) or "the call's caller is chosen already",
+                    extra={"session_id": self._session_id},
+                )
             return
         self._caller_arrived.set()
         number = self._number(participant)
@@ -200,7 +217,7 @@ class CallMemory:
     async def _identify(self, number: str) -> None:
         # The number arrived after the call started: look the caller up now, and give the live
         # agent their memory before its next reply.
-        verified = self._participant is not None and self._attested(self._participant)
+        verified = self.participant is not None and self._attested(self.participant)
         self._context = await self._manager.identify_caller(
             self._session_id, number, verified=verified
         )
@@ -399,7 +416,8 @@ class CallMemory:
             self._consider(participant)
 
     def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
-        if self._participant is None or participant.identity != self._participant.identity:
+        caller = self.participant
+        if caller is None or participant.identity != caller.identity:
             return
         if hung_up(participant):
             self.finish()
@@ -503,9 +521,14 @@ class CallerMemory:
             session: The call's session.
             agent: The first agent, which receives the caller's memory (without one, the first
                 agent the session starts receives it).
-            participant: The caller, when the app already has it.
+            participant: The caller, when the app already has it: taken as it is, whatever
+                its kind or direction (an agent that phones people out passes the leg it
+                dialled). Without it, the caller is chosen by the rules of
+                :mod:`.participants`: someone who rang in, never a leg the call dialled out
+                (a supervisor, a transfer target), chosen once and never replaced.
             phone_number: The caller's number, when it comes from somewhere else than the
-                participant's attributes (a console test).
+                participant's attributes (a console test). Without ``participant``, the call
+                has no caller participant: nobody who joins becomes its caller.
             on_caller: Called when a caller's memory is loaded after ``attach`` returned (a
                 caller who joined late, or whose number arrived late): greet them there.
         """
@@ -537,14 +560,15 @@ class CallerMemory:
         ctx.add_shutdown_callback(before_exit)
 
         if participant is not None:
-            call._consider(participant)
-        elif phone_number is None:
-            found = find_caller(room, trust_standard=manager.config.trust_participant_numbers)
-            if found is not None:
-                call._consider(found)
-            elif not ctx.is_fake_job():  # a fake job's mock room never has anyone join
-                await ctx.connect()  # idempotent; session.start would do it a moment later
-                await self._wait_for_caller(call)
+            call._choice.take(participant)  # the app's word
+            call._caller_arrived.set()
+        elif phone_number is not None:
+            call._choice.close()  # the app decided the call: nobody who joins is its caller
+        elif call._choice.pick(room) is not None:  # among those in the room already
+            call._caller_arrived.set()
+        elif not ctx.is_fake_job():  # a fake job's mock room never has anyone join
+            await ctx.connect()  # idempotent; session.start would do it a moment later
+            await self._wait_for_caller(call)
         if phone_number is None and call.participant is not None:
             phone_number = call._number(call.participant)
         await call._start(phone_number)

@@ -55,7 +55,7 @@ from livekit.protocol import agent as agent_proto
 from livekit.protocol import models
 from livekit.rtc._proto import participant_pb2
 
-from .participants import PHONE_ATTRIBUTE
+from .participants import PHONE_ATTRIBUTE, RULE_ID_ATTRIBUTE
 from .prompts import SUMMARY_INSTRUCTIONS
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "set_attributes",
     "shut_down",
     "sip_caller",
+    "sip_dialled",
     "text_session",
 ]
 
@@ -150,13 +151,44 @@ def sip_caller(
     *,
     attributes: dict[str, str] | None = None,
 ) -> rtc.RemoteParticipant:
-    """A LiveKit SIP inbound caller, with the attributes LiveKit SIP sets; ``None`` for a
-    withheld number. ``attributes`` adds more: what a trunk's ``headers_to_attributes`` maps,
-    such as ``{"sip.verstat": "TN-Validation-Passed-A"}``."""
-    found = {"sip.callID": "SCL_offline", "sip.trunkPhoneNumber": "+15550001111"}
+    """A LiveKit SIP inbound caller, with the attributes LiveKit SIP sets for a call a dispatch
+    rule let in (``sip.ruleID`` among them); ``None`` for a number hidden by the rule's
+    ``hide_phone_number`` (no ``sip.phoneNumber``, ``sip.hostname`` or
+    ``sip.trunkPhoneNumber``). ``attributes`` adds more: what a trunk's
+    ``headers_to_attributes`` maps, such as ``{"sip.verstat": "TN-Validation-Passed-A"}``."""
+    found = {
+        "sip.callID": "SCL_offline",
+        "sip.trunkID": "ST_offline_inbound",
+        RULE_ID_ATTRIBUTE: "SDR_offline",
+        "sip.callStatus": "active",
+    }
     if number is not None:
         found[PHONE_ATTRIBUTE] = number
+        found["sip.hostname"] = "sip.carrier.example"
+        found["sip.trunkPhoneNumber"] = "+15550001111"
     return participant(identity, attributes={**found, **(attributes or {})})
+
+
+def sip_dialled(
+    number: str,
+    identity: str | None = None,
+    *,
+    attributes: dict[str, str] | None = None,
+) -> rtc.RemoteParticipant:
+    """A SIP leg the agent dialled out with ``CreateSIPParticipant`` (a supervisor, a transfer
+    target), answered, with the attributes LiveKit SIP sets for it: ``sip.phoneNumber`` is the
+    number dialled, and there is no ``sip.ruleID``. ``identity`` defaults to LiveKit's
+    ``sip_<number>``; ``attributes`` are the request's ``participant_attributes``."""
+    found = {
+        **(attributes or {}),
+        "sip.callID": "SCL_offline_dialled",
+        "sip.trunkID": "ST_offline_outbound",
+        PHONE_ATTRIBUTE: number,
+        "sip.hostname": "sip.carrier.example",
+        "sip.trunkPhoneNumber": "+15550001111",
+        "sip.callStatus": "active",
+    }
+    return participant(identity or f"sip_{number}", attributes=found)
 
 
 def join(room: rtc.Room, p: rtc.RemoteParticipant) -> None:
