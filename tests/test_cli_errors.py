@@ -516,6 +516,8 @@ def test_a_prefix_is_chosen_by_the_rules_and_read_from_phone_keys_only() -> None
         ({"sarah": 2, "acme": 5}, "callmem"),  # several, none the default: none guessed
     ]:
         assert choose_prefix(default, CallerPrefixes(callers)).prefix == chosen
+    # A search cut short may have missed the default's callers: no prefix is guessed.
+    assert choose_prefix(default, CallerPrefixes({"sarah": 2}, complete=False)).prefix == "callmem"
     named = RedisConfig(key_prefix="acme")
     assert choose_prefix(named, CallerPrefixes({"sarah": 2})).prefix == "acme"
 

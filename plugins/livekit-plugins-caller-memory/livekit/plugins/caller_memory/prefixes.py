@@ -9,7 +9,7 @@ bounded ``SCAN`` of the callers' phone keys (``{prefix}:phone:{hash}``, see
 
 - ``MEMORY_KEY_PREFIX`` set: that prefix, always;
 - else the default prefix when it holds callers, or when none does;
-- else the only prefix that holds callers;
+- else the only prefix that holds callers, when the search saw every key;
 - else (several, none of them the default) the default, naming the others.
 
 The Redis is the workers' (``localhost:6379`` first when none is named), except for a command
@@ -134,12 +134,13 @@ def choose_prefix(config: RedisConfig, found: CallerPrefixes) -> ChosenPrefix:
     elif found.callers.get(default):
         why = "the default; MEMORY_KEY_PREFIX is not set"
         prefix = default
-    elif len(found.callers) == 1:
+    elif len(found.callers) == 1 and found.complete:
         prefix = next(iter(found.callers))
         why = "the only prefix holding callers here; MEMORY_KEY_PREFIX is not set"
     elif found.callers:
+        # Several, or a search cut short: the default may hold callers past it. None guessed.
         prefix = default
-        why = "the default; MEMORY_KEY_PREFIX is not set, and several other prefixes hold callers"
+        why = "the default; MEMORY_KEY_PREFIX is not set, and other prefixes hold callers"
     else:
         prefix = default
         why = "the default; MEMORY_KEY_PREFIX is not set, and no prefix holds callers here"
