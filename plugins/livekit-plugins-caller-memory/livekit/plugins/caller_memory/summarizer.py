@@ -176,7 +176,10 @@ def checked_summary(
     if not any(op.label == NAME_LABEL for op in kept):
         name = name_op(turns, profile)
         kept = [*kept, name] if name else kept
-    kept += [op for op in withdrawal_ops(turns, profile) if not _withdrawn(op, kept)]
+    # A withdrawal that names no fact goes first: it is about what earlier calls hold, never
+    # about a fact this call adds (a sentence can withdraw and state at once).
+    code = [op for op in withdrawal_ops(turns, profile) if not _withdrawn(op, kept)]
+    kept = [op for op in code if not op.id] + kept + [op for op in code if op.id]
     # Memory keeps what holds: the summary's sentences about what the caller withdrew go. And
     # what the model did not make a fact of stays in the caller's own words, first: memory
     # with an LLM never holds less than without one.
