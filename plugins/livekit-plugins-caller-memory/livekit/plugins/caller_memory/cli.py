@@ -41,6 +41,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone  # datetime.UTC is Python 3.11+
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from . import privacy
 from ._usage import OneLineParser
 from .calls import SessionManager
@@ -103,6 +105,7 @@ async def _check(config: RedisConfig) -> int:
             print(f"❌ {health['error']} ({health['server']})", file=sys.stderr)
             return 1
         print(f"✅ Connected! Latency: {health['latency_ms']}ms ({health['server']})")
+        await _say_persistence(store)
         number = await _unused_test_number(store)
         user_id = await store.get_or_create_user_id(phone_number=number)
         print(f"User ID: {user_id}")
@@ -239,6 +242,7 @@ async def _stats(config: RedisConfig) -> int:
             stats = await store.stats(progress=advance)
         stats["orphans_waiting"] = await store.orphans_waiting(config.orphan_after_s)
         stats["written_by"] = _written_by(await store.saves_by_version())
+        await _say_persistence(store)
     outbox = Outbox(config.data_dir / "outbox")
     stats["outbox_waiting"] = len(outbox)
     stats["outbox_unreadable"] = outbox.unreadable
@@ -260,6 +264,28 @@ async def _stats(config: RedisConfig) -> int:
         if count:
             print(f"❌ {count} {what}", file=sys.stderr)
     return 1 if any(trouble.values()) else 0
+
+
+async def _say_persistence(store: MemoryStore) -> None:
+    """Warn on standard error, in one line, when the Redis keeps nothing across a restart: a
+    warning, not a failure (the exit code is the command's own)."""
+    if not isinstance(store, RedisMemoryStore):
+        return
+    with contextlib.suppress(CallerMemoryError, OSError, TimeoutError, RedisError):
+        warning = await store.persistence_warning()
+        if warning is not None:
+            print(f"⚠️  {warning}", file=sys.stderr)
+
+
+class _NotTwice(logging.Filter):
+    """Drops the store's own persistence warning: check and stats print it in their place,
+    and the other commands are not about the server."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not hasattr(record, "caller_memory.persistence")
+
+
+_NOT_TWICE = _NotTwice()
 
 
 def _written_by(saves: list[VersionSaves]) -> str:
@@ -403,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A command prints its results; the library's log stays at WARNING unless -v asks.
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logger.addFilter(_NOT_TWICE)
     try:
         return _run(args)
     except StoreUnavailableError:
@@ -423,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        logger.removeFilter(_NOT_TWICE)
 
 
 def _run(args: argparse.Namespace) -> int:

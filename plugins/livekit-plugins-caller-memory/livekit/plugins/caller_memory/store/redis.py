@@ -36,7 +36,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import LONGEST_TTL_SECONDS, RedisConfig
 from ..identity import PhoneHasher
-from ..log import announce_store, logger
+from ..log import announce_store, logger, once
+from ..persistence import volatile_warning
 from ..timeouts import deadline
 from ..troubleshooting import Diagnosis, diagnose
 from ..version import __version__
@@ -191,7 +192,30 @@ class RedisMemoryStore(MemoryStore):
             return False
         self.last_error = None
         announce_store(self.server)
+        if once(f"persistence:{self.server}"):
+            await self._warn_if_volatile()
         return True
+
+    async def persistence_warning(self) -> str | None:
+        """One line when the server keeps nothing across a restart (no append-only file, no
+        RDB snapshots), naming the setting to change; None when it persists, or when it will
+        not say (``CONFIG`` refused). See :mod:`..persistence`.
+
+        Raises:
+            redis.exceptions.RedisError: The server could not be asked.
+        """
+        async with self._op():
+            return await volatile_warning(self.client, self.server)
+
+    async def _warn_if_volatile(self) -> None:
+        # Once per process, like the store's announcement: a restart of this Redis loses the
+        # calls it acknowledged, and nothing else would say so.
+        try:
+            warning = await self.persistence_warning()
+        except (RedisError, OSError, TimeoutError):
+            return  # not worth a failed connect: the question only informs
+        if warning is not None:
+            logger.warning(warning, extra={"caller_memory.persistence": "none"})
 
     async def _resolve_default_server(self) -> None:
         if self._resolved or self._client is not None:
