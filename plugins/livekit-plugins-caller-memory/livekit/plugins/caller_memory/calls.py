@@ -448,8 +448,11 @@ class SessionManager:
             except Exception:
                 pass  # the check itself failed: reported below as the lookup's failure
             if isinstance(e, TimeoutError):
+                # Over its budget: say why when the cause is this worker's, not Redis's.
+                cause = diagnose(e, self._config)
                 logger.warning(
-                    "caller lookup over its budget, greeting as a new caller",
+                    "caller lookup over its budget%s, greeting as a new caller",
+                    f" ({cause.reason})" if cause.in_worker else "",
                     extra={"budget_ms": self._config.lookup_timeout_ms},
                 )
                 return phone_hash, previous, None, "timeout"

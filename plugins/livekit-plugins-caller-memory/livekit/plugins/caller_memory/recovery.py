@@ -111,7 +111,12 @@ class Recovery:
             self._keep(record.model_copy(update={"summary": summary}), phone_hash)
             diagnosis = diagnose(failure, self._store.config)
             logger.warning(
-                "memory store unavailable (%s): the call is kept in the local outbox and "
+                # The store may have been there all along (the worker's CPU, a call of the
+                # same caller): "unavailable" only when the cause is the store's or the network's.
+                "call not saved in time (%s): the call is kept in the local outbox and written "
+                "with its next retry. %s"
+                if diagnosis.in_worker
+                else "memory store unavailable (%s): the call is kept in the local outbox and "
                 "written when the store is back. %s",
                 diagnosis.reason,
                 " ".join(f"{hint}." for hint in diagnosis.hints),

@@ -3,6 +3,11 @@
 The texts are the guide's "Troubleshooting" section: "Redis connection failed: Connection
 refused", "NOAUTH Authentication required", "SSL handshake failed", "OOM command not allowed".
 They never carry a password or a URL, only the host and port.
+
+A timeout is the network's only when nothing else explains it: one that passed while this
+process's event loop was late (the worker's CPU) or while the call waited for another call of
+the same caller (contention) is named as such (:mod:`.timeouts`), with what to do about it
+instead of the firewall.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from redis import exceptions as redis_errors
 
 from .config import RedisConfig
 from .exceptions import CallerMemoryError
+from .timeouts import ContendedTimeout, LoopLateTimeout
 
 __all__ = ["Diagnosis", "diagnose"]
 
@@ -26,6 +32,9 @@ class Diagnosis:
     """The guide's short text, e.g. ``"Connection refused"``."""
     hints: tuple[str, ...]
     """What to check, one line each."""
+    in_worker: bool = False
+    """The cause is in this worker (its CPU, its calls of one caller), not Redis or the network:
+    the store was there all along."""
 
     @property
     def message(self) -> str:
@@ -47,6 +56,29 @@ def diagnose(error: BaseException, config: RedisConfig) -> Diagnosis:
     lowered = text.lower()
     if isinstance(error, CallerMemoryError):  # our own, and free of personal data
         return Diagnosis(str(error), ())
+    named = _own_timeout(error)
+    if isinstance(named, LoopLateTimeout):
+        return Diagnosis(
+            str(named),
+            (
+                "Redis was not the cause: this process ran something else for that long "
+                "(blocking code on the event loop, or more jobs than the cores can run)",
+                "Give the worker more CPU, or take fewer jobs per worker "
+                "(LiveKit's load_threshold)",
+            ),
+            in_worker=True,
+        )
+    if isinstance(named, ContendedTimeout):
+        return Diagnosis(
+            str(named),
+            (
+                "Calls of one number ended together and took turns on its record; "
+                "the network is not the cause",
+                "Nothing to fix unless it recurs: many calls of one number at once need a "
+                "longer MEMORY_SAVE_TIMEOUT_S",
+            ),
+            in_worker=True,
+        )
     for marker, found in _SERVER_REFUSALS:
         if marker in lowered:
             return found
@@ -186,6 +218,18 @@ _SERVER_REFUSALS = (
     ),
 )
 """Server refusals the guide has no text for, by a marker of their message."""
+
+
+def _own_timeout(error: BaseException) -> TimeoutError | None:
+    """The :class:`LoopLateTimeout` or :class:`ContendedTimeout` behind ``error``, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (LoopLateTimeout, ContendedTimeout)):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _chain_text(error: BaseException) -> str:

@@ -37,6 +37,7 @@ from ..models import (
     Turn,
     to_json,
 )
+from ..timeouts import CONTENTION, waiting_on
 from . import codec
 from .keys import Keys
 
@@ -504,36 +505,41 @@ class MemoryStore(abc.ABC):
             expected = base.profile_raw
         else:
             expected = await self.read(self._keys.profile(user_id))
-        for attempt in range(_MAX_CAS_ATTEMPTS):
-            if attempt >= 2:  # heavy contention across processes: spread the retries
-                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
-            parsed = self._parse_profile(user_id, expected)
-            profile = merge_call(
-                parsed or CallerProfile(user_id=user_id),
-                summary,
-                session_id=record.session_id,
-                ended_at=record.ended_at,
-                max_summaries=self._config.max_summaries,
-                consented=record.consented,
-                verified=record.verified,
-            )
-            outcome, expected = await self.write_call(
-                CallWrite(
-                    user_id=user_id,
-                    phone_hash=phone_hash,
-                    expected_profile=expected,
-                    profile=codec.encode_profile(profile),
+        with contextlib.ExitStack() as contended:
+            for attempt in range(_MAX_CAS_ATTEMPTS):
+                if attempt == 1:
+                    # Another call of this caller wrote in between: should the save's time run
+                    # out from here on, that is the cause, not the network.
+                    contended.enter_context(waiting_on(CONTENTION))
+                if attempt >= 2:  # heavy contention across processes: spread the retries
+                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+                parsed = self._parse_profile(user_id, expected)
+                profile = merge_call(
+                    parsed or CallerProfile(user_id=user_id),
+                    summary,
                     session_id=record.session_id,
-                    session=session_json,
-                    # Unreadable data is kept aside (90 days), never silently overwritten.
-                    set_aside=expected is not None and parsed is None,
-                    started_ms=int(record.started_at.timestamp() * 1000),
+                    ended_at=record.ended_at,
+                    max_summaries=self._config.max_summaries,
+                    consented=record.consented,
+                    verified=record.verified,
                 )
-            )
-            if outcome == "written":
-                return profile
-            if outcome == "erased":
-                raise CallerErasedError("the caller was erased after this call began")
+                outcome, expected = await self.write_call(
+                    CallWrite(
+                        user_id=user_id,
+                        phone_hash=phone_hash,
+                        expected_profile=expected,
+                        profile=codec.encode_profile(profile),
+                        session_id=record.session_id,
+                        session=session_json,
+                        # Unreadable data is kept aside (90 days), never silently overwritten.
+                        set_aside=expected is not None and parsed is None,
+                        started_ms=int(record.started_at.timestamp() * 1000),
+                    )
+                )
+                if outcome == "written":
+                    return profile
+                if outcome == "erased":
+                    raise CallerErasedError("the caller was erased after this call began")
         raise CallerMemoryError("the caller's profile kept changing during the save; retry later")
 
     @contextlib.asynccontextmanager
@@ -542,8 +548,17 @@ class MemoryStore(abc.ABC):
         lock, users = entry
         users[0] += 1
         try:
-            async with lock:
+            if lock.locked():
+                # Another call of this caller is saving: should the time run out while this
+                # one waits, that is the cause, not the network.
+                with waiting_on(CONTENTION):
+                    await lock.acquire()
+            else:
+                await lock.acquire()
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             users[0] -= 1
             if not users[0]:

@@ -38,7 +38,7 @@ from ..config import LONGEST_TTL_SECONDS, RedisConfig
 from ..identity import PhoneHasher
 from ..log import announce_store, logger, once
 from ..persistence import volatile_warning
-from ..timeouts import deadline
+from ..timeouts import ContendedTimeout, LoopLateTimeout, deadline
 from ..troubleshooting import Diagnosis, diagnose
 from ..version import __version__
 from . import codec
@@ -859,6 +859,9 @@ class _Operation:
     ) -> None:
         try:
             await self._deadline.__aexit__(exc_type, exc, tb)
+        except (LoopLateTimeout, ContendedTimeout) as e:
+            # Not Redis's silence: the cause goes with it (troubleshooting.diagnose reads it).
+            raise RedisTimeoutError(str(e)) from e
         except TimeoutError:
             raise RedisTimeoutError("Redis did not answer in time") from None
 
