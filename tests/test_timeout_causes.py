@@ -154,12 +154,50 @@ async def test_a_save_waiting_for_another_call_of_the_caller_names_the_contentio
         await store.disconnect()
 
 
+async def test_two_workers_saving_one_caller_name_the_contention(
+    server: TestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two workers (each its own store, no lock in common) save calls of one number at once,
+    # Redis answering in 0.4 s: one write wins, the other finds the record changed, merges
+    # again, and its 0.6 s run out during that retry.
+    with fault_proxy(server.port, delay_s=0.4) as proxy:
+        stores = [
+            RedisMemoryStore(
+                _config(proxy.url, tmp_path / name, save_timeout_s=0.6, journal_turns=False)
+            )
+            for name in ("worker-a", "worker-b")
+        ]
+        managers = [SessionManager(store) for store in stores]
+        await managers[0].start_session(session_id="earlier", phone_number=NUMBER)
+        await managers[0].end_session("earlier")  # the scripts are loaded, the caller known
+        for i, manager in enumerate(managers):
+            await manager.start_session(session_id=f"call-{i}", phone_number=NUMBER)
+            manager.add_turn(f"call-{i}", "user", f"Note {i}: I moved house")
+        proxy.set_mode("delay")
+        with caplog.at_level(logging.WARNING, logger="livekit.plugins.caller_memory"):
+            ended = await asyncio.gather(
+                *(manager.end_session(f"call-{i}") for i, manager in enumerate(managers))
+            )
+        assert sorted(profile is None for profile in ended) == [False, True], ended
+        [said] = _said(caplog, "kept in the local outbox")
+        assert said.startswith(f"call not saved in time ({CONTENTION})"), said
+        proxy.set_mode("pass")
+        assert sum([(await m.flush_outbox())[0] for m in managers]) == 1
+        user_id = (await stores[0].lookup(stores[0].hasher.hash(NUMBER))).user_id
+        assert user_id is not None
+        profile = await stores[0].get_profile(user_id)
+        assert profile is not None and profile.call_count == 3  # no call lost
+        for store in stores:
+            await store.disconnect()
+
+
 async def test_a_silent_network_still_names_the_firewall(
     server: TestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with fault_proxy(server.port) as proxy:
         store = RedisMemoryStore(
-            _config(proxy.url, tmp_path, save_timeout_s=0.3, lookup_timeout_ms=300)
+            # Windows wide enough that a loaded test machine's loop is never late by a quarter.
+            _config(proxy.url, tmp_path, save_timeout_s=1.0, lookup_timeout_ms=1000)
         )
         manager = SessionManager(store)
         await manager.start_session(session_id="quiet", phone_number=NUMBER)
