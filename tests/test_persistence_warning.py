@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import redis
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
 
 from .conftest import TEST_SECRET
+from .support.cluster import LocalCluster
 from .support.servers import TestServer
 
 SAYS = "keeps nothing across a restart"
@@ -143,3 +145,17 @@ def test_other_commands_do_not_repeat_it(volatile: TestServer, tmp_path: Path) -
     done = _cli(volatile, tmp_path, "requests")
     assert done.returncode == 0, done.stderr
     assert SAYS not in done.stderr + done.stdout
+
+
+async def test_a_cluster_is_asked_node_by_node(redis_cluster: LocalCluster, tmp_path: Path) -> None:
+    # The test cluster's nodes keep nothing (no AOF, save ""): the warning names a primary.
+    store = RedisMemoryStore(
+        RedisConfig(url=redis_cluster.url, phone_hash_secret=TEST_SECRET, data_dir=tmp_path)
+    )
+    assert await store.connect()
+    try:
+        said = await store.persistence_warning()
+    finally:
+        await store.disconnect()
+    assert said is not None and SAYS in said and ADVICE in said
+    assert re.search(r"\(node [\d.]+:\d+\) keeps nothing", said), said
