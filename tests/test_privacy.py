@@ -187,6 +187,50 @@ async def test_a_rotated_caller_is_forgotten_whole_after_a_crash_mid_move(
     await manager.store.disconnect()
 
 
+async def test_an_erasure_request_follows_the_caller_through_a_secret_rotation(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    # Asked (unverified) under the old secret; the caller rings again after the rotation, which
+    # re-keys them; the operator, in another process, lists the request and carries it out.
+    number = "+14155550188"
+    old = SessionManager(RedisMemoryStore(config))
+    await old.start_session(session_id="e-1", phone_number=number)
+    old.add_turn("e-1", "user", "my name is Ana")
+    await old.end_session("e-1")
+    old_id = old.store.hasher.hash(number)
+    await old.store.request_erasure(old_id)
+    ((_, asked_at),) = await old.store.erasure_requests()
+    await old.aclose()
+    await old.store.disconnect()
+
+    new_secret = "the-new-secret-7a2e9c4f1b8d6035a7c2e9f4"
+    rotated = replace(config, phone_hash_secret=new_secret, phone_hash_previous_secrets=TEST_SECRET)
+    manager = SessionManager(RedisMemoryStore(rotated))
+    ctx = await manager.start_session(session_id="e-2", phone_number=number)
+    await manager.end_session("e-2")
+    new_id = ctx.user_id
+    assert ctx.is_returning and new_id is not None and new_id != old_id  # re-keyed
+    assert await manager.store.erasure_requests() == [(new_id, asked_at)]  # its time kept
+    await manager.aclose()
+    await manager.store.disconnect()
+
+    env = {
+        **os.environ,
+        "REDIS_URL": config.redis_url(),
+        "MEMORY_KEY_PREFIX": config.key_prefix,
+        "MEMORY_PHONE_HASH_SECRET": new_secret,
+        "MEMORY_DATA_DIR": str(config.data_dir),
+    }
+    cli = [sys.executable, "-m", "livekit.plugins.caller_memory.cli"]
+    listed = subprocess.run([*cli, "requests"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and new_id in listed.stdout and old_id not in listed.stdout
+    done = subprocess.run([*cli, "forget", "--user-id", new_id, "--yes"],
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0 and "Erased: 0" not in done.stdout, done.stdout + done.stderr
+    left = await _about_callers(redis_client, config.key_prefix)
+    assert left and all(key.endswith(":erased") for key in left), left  # request answered too
+
+
 async def test_a_secret_is_required_in_production(config: RedisConfig) -> None:
     strict = replace(config, phone_hash_secret=None, require_secret=True)
     # At start-up, before any call: the worker does not start.

@@ -373,6 +373,13 @@ class MemoryStore(abc.ABC):
         await self.delete([
             keys.profile(old), keys.unreadable_profile(old), keys.sessions(old), keys.calls(old)
         ])  # fmt: skip
+        # An erasure the caller asked for under their old id follows them, with its time: the
+        # operator's `forget --user-id` then reaches what is held now. Added before the old
+        # entry goes, so a crash in between leaves both, never neither.
+        asked = dict(await self.read_scores(keys.erasure_requests())).get(old)
+        if asked is not None:
+            await self.add_request(keys.erasure_requests(), new, ttl=30 * 86400, at=asked)
+            await self.remove_members(keys.erasure_requests(), [old])
         logger.info("caller re-keyed under the current phone-hash secret")
         return True
 
@@ -898,8 +905,11 @@ class MemoryStore(abc.ABC):
         """Set each user's :meth:`Keys.erased` to now (Unix ms), with ``ttl``."""
 
     @abc.abstractmethod
-    async def add_request(self, key: str, member: str, *, ttl: int) -> None:
-        """Add ``member`` to a sorted set, scored now, the set's TTL renewed."""
+    async def add_request(
+        self, key: str, member: str, *, ttl: int, at: float | None = None
+    ) -> None:
+        """Add ``member`` to a sorted set, scored ``at`` (Unix seconds; default now), the set's
+        TTL renewed."""
 
     @abc.abstractmethod
     async def write_moved(self, moved: MovedCaller) -> bool:

@@ -352,9 +352,12 @@ class InMemoryStore(MemoryStore):
         for user_id in user_ids:
             self._space.set(self._keys.erased(user_id), now_ms, ttl)
 
-    async def add_request(self, key: str, member: str, *, ttl: int) -> None:
-        """As ZADD now + EXPIRE."""
-        self._space.set(key, {**self._scores(key), member: time.time()}, ttl)
+    async def add_request(
+        self, key: str, member: str, *, ttl: int, at: float | None = None
+    ) -> None:
+        """As ZADD ``at`` (default now) + EXPIRE."""
+        score = time.time() if at is None else at
+        self._space.set(key, {**self._scores(key), member: score}, ttl)
 
     async def write_moved(self, moved: MovedCaller) -> bool:
         """As ``move_caller.lua``."""

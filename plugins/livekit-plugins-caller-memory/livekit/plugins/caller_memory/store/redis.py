@@ -633,10 +633,12 @@ class RedisMemoryStore(MemoryStore):
             async with self._op():
                 await self.client.set(self._keys.erased(user_id), now_ms, ex=ttl)
 
-    async def add_request(self, key: str, member: str, *, ttl: int) -> None:
-        """ZADD now and EXPIRE, in one transaction."""
+    async def add_request(
+        self, key: str, member: str, *, ttl: int, at: float | None = None
+    ) -> None:
+        """ZADD ``at`` (default now) and EXPIRE, in one transaction."""
         async with self._op(), self.client.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {member: time.time()})
+            pipe.zadd(key, {member: time.time() if at is None else at})
             pipe.expire(key, ttl)
             await pipe.execute()
 
