@@ -42,6 +42,7 @@ from livekit.agents import Agent, AgentSession, JobContext, llm
 from . import prompts
 from .calls import SessionContext, SessionManager
 from .config import RedisConfig
+from .identity import in_trunk_region
 from .log import logger
 from .models import CallerProfile
 from .participants import (
@@ -50,6 +51,7 @@ from .participants import (
     caller_phone_number,
     hung_up,
     is_attested,
+    trunk_phone_number,
     why_not_caller,
 )
 from .store import MemoryStore
@@ -173,8 +175,12 @@ class CallMemory:
         )
 
     def _number(self, participant: rtc.Participant) -> str | None:
-        trust = self._manager.config.trust_participant_numbers
-        return caller_phone_number(participant, trust_standard=trust)
+        config = self._manager.config
+        number = caller_phone_number(participant, trust_standard=config.trust_participant_numbers)
+        if number is not None and config.default_region is None:
+            # A national number is read in the region of the trunk the caller dialled.
+            number = in_trunk_region(number, trunk_phone_number(participant))
+        return number
 
     def _attested(self, participant: rtc.Participant) -> bool:
         config = self._manager.config

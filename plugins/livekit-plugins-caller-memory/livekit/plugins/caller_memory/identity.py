@@ -28,7 +28,7 @@ from .secret import load_dev_secret, secret_bytes, weakness
 if TYPE_CHECKING:
     from .config import RedisConfig
 
-__all__ = ["PhoneHasher", "is_withheld", "load_hasher", "normalize_phone"]
+__all__ = ["PhoneHasher", "in_trunk_region", "is_withheld", "load_hasher", "normalize_phone"]
 
 _MAX_INPUT = 64
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -159,6 +159,35 @@ def _strip_uri(text: str) -> str:
     # sip:+15550100000@trunk.example;user=phone, and a ;verstat=... some carriers put in the
     # user part: both are not the number.
     return text.split("@", 1)[0].split(";", 1)[0]
+
+
+def in_trunk_region(number: str, trunk_number: str | None) -> str:
+    """``number`` in E.164 when it is written without its country code and the trunk that
+    took the call has an E.164 number: read in the trunk's region (a US trunk's
+    ``4155550134`` is ``+14155550134``). Anything else is returned as it is, for
+    :func:`normalize_phone` to judge.
+
+    Used when ``MEMORY_DEFAULT_REGION`` is unset. It goes wrong when a carrier sends a foreign
+    caller's number without its country code: read in the trunk's region, it names someone
+    else there (docs/configuration.md says so).
+    """
+    if not trunk_number or _strip_uri(number.strip()).startswith(("+", "00")):
+        return number
+    try:
+        trunk = phonenumbers.parse(_strip_uri(trunk_number.strip()), None)
+    except phonenumbers.NumberParseException:
+        return number
+    # The country code's main region when the trunk's own number is not in the plan (a test
+    # trunk's +1 555 ...): national numbers are read alike across one country code.
+    region = phonenumbers.region_code_for_number(trunk) or (
+        phonenumbers.region_code_for_country_code(trunk.country_code or 0)
+    )
+    if not region or region == "ZZ":
+        return number
+    try:
+        return normalize_phone(number, default_region=region)
+    except InvalidPhoneNumberError:  # withheld, or no number of the trunk's region either
+        return number
 
 
 class PhoneHasher:

@@ -83,6 +83,7 @@ __all__ = [
     "NOT_CALLER_ATTRIBUTE",
     "PHONE_ATTRIBUTE",
     "RULE_ID_ATTRIBUTE",
+    "TRUNK_NUMBER_ATTRIBUTE",
     "CallerChoice",
     "Offer",
     "caller_phone_number",
@@ -91,12 +92,17 @@ __all__ = [
     "is_attested",
     "is_caller",
     "is_dialled",
+    "trunk_phone_number",
     "why_not_caller",
 ]
 
 PHONE_ATTRIBUTE = "sip.phoneNumber"
 """The participant attribute LiveKit SIP sets to the number outside LiveKit: the caller's on an
 inbound leg, the number dialled on an outbound one."""
+
+TRUNK_NUMBER_ATTRIBUTE = "sip.trunkPhoneNumber"
+"""Set by LiveKit SIP to the trunk's own number (the number the caller dialled, on an inbound
+leg), unless the rule hides numbers."""
 
 RULE_ID_ATTRIBUTE = "sip.ruleID"
 """Set by LiveKit SIP on an inbound leg only: the dispatch rule that let the call in."""
@@ -129,6 +135,14 @@ def caller_phone_number(participant: rtc.Participant, *, trust_standard: bool = 
         return None
     value = _attribute(participant, PHONE_ATTRIBUTE)
     return value.split(";", 1)[0].strip() or None if value is not None else None
+
+
+def trunk_phone_number(participant: rtc.Participant) -> str | None:
+    """The number of the trunk that took a SIP call (``sip.trunkPhoneNumber``), or None."""
+    if participant.kind != rtc.ParticipantKind.PARTICIPANT_KIND_SIP:
+        return None
+    value = _attribute(participant, TRUNK_NUMBER_ATTRIBUTE)
+    return value.strip() or None if value is not None else None
 
 
 def is_attested(participant: rtc.Participant, attribute: str, values: Collection[str]) -> bool:
