@@ -119,6 +119,7 @@ BAD_SETTINGS = [
     ({"MEMORY_LOOKUP_TIMEOUT_MS": "soon"}, "MEMORY_LOOKUP_TIMEOUT_MS"),
     ({"REDIS_HOST": "127.0.0.1:6390"}, "REDIS_HOST"),  # not redis-py's "Port could not be cast"
     ({"REDIS_URL": f"{REFUSED}/abc"}, "REDIS_URL"),  # not database 0, silently
+    ({"REDIS_CLUSTER_NODES": "10.0.0.2:6379,10.0.0.3"}, "REDIS_CLUSTER_NODES"),  # no port
     ({"MEMORY_PROFILE_TTL_DAYS": "99999999"}, "MEMORY_PROFILE_TTL_DAYS"),  # 274,000 years
     ({"MEMORY_PHONE_HASH_SECRET": "'short'"}, "MEMORY_PHONE_HASH_SECRET"),
 ]

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,7 @@ import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 
-from .conftest import replace
+from .conftest import TEST_SECRET, replace
 from .support.cluster import LocalCluster
 from .support.waiting import eventually
 
@@ -165,3 +169,43 @@ async def test_calls_go_on_through_a_failover_and_a_crashed_master(
         total += found.profile.call_count if found.profile else 0
     assert total == len(done)
     await store.disconnect()
+
+
+async def test_a_worker_and_the_cli_reach_the_cluster_while_the_named_node_is_down(
+    redis_cluster: LocalCluster, config: RedisConfig, tmp_path: Path
+) -> None:
+    # REDIS_URL names one master; REDIS_CLUSTER_NODES names the others. With the named one
+    # killed, a worker's calls are saved in the cluster (not the outbox), and the operator's
+    # CLI, in its own process, finds them.
+    named = redis_cluster.masters[2]
+    others = ",".join(f"{h}:{p}" for h, p in redis_cluster.startup_nodes if (h, p) != named.address)
+    settings = replace(
+        config, url=named.url, cluster_nodes=others, data_dir=tmp_path, socket_timeout=1
+    )
+    number = _number()
+    await asyncio.to_thread(redis_cluster.kill_master, named)
+    try:
+        store = RedisMemoryStore(settings)
+        manager = SessionManager(store)
+        await _call(manager, "cn-1", number, "my name is Ana")
+        ctx = await manager.start_session(session_id="cn-2", phone_number=number)
+        assert ctx.is_returning and ctx.profile is not None and ctx.profile.call_count == 1
+        manager.dont_remember("cn-2")
+        await manager.end_session("cn-2")
+        assert len(manager.outbox) == 0  # written to the cluster, not kept aside
+        await store.disconnect()
+
+        env = {
+            **os.environ,
+            "REDIS_URL": named.url,
+            "REDIS_CLUSTER_NODES": others,
+            "MEMORY_KEY_PREFIX": config.key_prefix,
+            "MEMORY_PHONE_HASH_SECRET": TEST_SECRET,
+            "MEMORY_DATA_DIR": str(tmp_path),
+        }
+        cli = [sys.executable, "-m", "livekit.plugins.caller_memory.cli", "export", number]
+        exported = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+        assert exported.returncode == 0, exported.stderr
+        assert json.loads(exported.stdout)["keys"], exported.stdout
+    finally:
+        await asyncio.to_thread(redis_cluster.revive, named)

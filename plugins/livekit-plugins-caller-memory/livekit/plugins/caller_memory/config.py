@@ -206,6 +206,12 @@ class RedisConfig(BaseSettings):
     )
 
     cluster: bool | None = Field(None, validation_alias=_env("cluster", "REDIS_CLUSTER"))
+    cluster_nodes: str | None = Field(
+        None,
+        description="more nodes of a Redis Cluster to start from, host:port,host:port: the "
+        "workers and the CLI reach the cluster while the node REDIS_URL names is down",
+        validation_alias=_env("cluster_nodes", "REDIS_CLUSTER_NODES"),
+    )
     max_connections: int = Field(
         50, ge=1, le=10_000, validation_alias=_env("max_connections", "REDIS_MAX_CONNECTIONS")
     )
@@ -340,6 +346,15 @@ class RedisConfig(BaseSettings):
         _warn_if_quoted("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", value.get_secret_value().split(","))
         return value
 
+    @field_validator("cluster_nodes")
+    @classmethod
+    def _check_cluster_nodes(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for node in value.split(","):
+            _host_port(node)
+        return value
+
     @field_validator("default_region", mode="before")
     @classmethod
     def _upper_region(cls, value: object) -> object:
@@ -404,6 +419,13 @@ class RedisConfig(BaseSettings):
             ConfigError: A changed value cannot be used.
         """
         return RedisConfig.from_env(**{**self.model_dump(exclude_unset=True), **changes})
+
+    @property
+    def cluster_startup_nodes(self) -> list[tuple[str, int]]:
+        """The nodes of ``REDIS_CLUSTER_NODES``, as ``(host, port)``; empty when unset."""
+        if self.cluster_nodes is None:
+            return []
+        return [_host_port(node) for node in self.cluster_nodes.split(",")]
 
     @property
     def previous_secrets(self) -> list[bytes]:
@@ -572,3 +594,14 @@ def _describe(error: ValidationError) -> str:
         f"Invalid caller-memory configuration: {'; '.join(lines)} "
         "(fix it in the environment or in .env)"
     )
+
+
+def _host_port(node: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 address in brackets) of ``REDIS_CLUSTER_NODES``."""
+    host, sep, port = node.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(
+            "each node must be host:port with a port from 1 to 65535, nodes separated by commas"
+        )
+    return host, int(port)

@@ -21,6 +21,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -111,7 +112,11 @@ class RedisMemoryStore(MemoryStore):
         # Nothing to resolve with a client given: it is connected to whatever it is.
         self._resolved = client is not None
         self._connecting: asyncio.Task[bool] | None = None
-        self._cluster = bool(self._config.cluster) or isinstance(client, aioredis.RedisCluster)
+        self._cluster = (
+            bool(self._config.cluster)
+            or bool(self._config.cluster_nodes)
+            or isinstance(client, aioredis.RedisCluster)
+        )
         self._slots = asyncio.Semaphore(self._config.max_connections)
 
     @property
@@ -160,8 +165,11 @@ class RedisMemoryStore(MemoryStore):
             for option in ("retry_on_error", "health_check_interval", "client_name"):
                 options.pop(option)
             # A cluster has no databases: drop the /db of the URL.
+            # REDIS_CLUSTER_NODES: tried first, then the node the URL names (any live one
+            # gives the cluster's map).
+            nodes = [ClusterNode(host, port) for host, port in config.cluster_startup_nodes]
             return aioredis.RedisCluster.from_url(
-                urlunsplit(urlsplit(url)._replace(path="")), **options
+                urlunsplit(urlsplit(url)._replace(path="")), startup_nodes=nodes, **options
             )
         return aioredis.Redis.from_url(url, **options)
 
