@@ -134,6 +134,8 @@ def test_a_config_built_in_code_never_echoes_a_secret(settings: dict[str, object
         ("REDIS_URL", "redis://127.0.0.1:6379?db=two"),
         ("REDIS_URL", "redis://127.0.0.1:63x9/0"),
         ("REDIS_URL", "redis://127.0.0.1:99999"),
+        ("REDIS_URL", "redis://127.0.0.1:0"),
+        ("REDIS_CLUSTER_NODES", "10.0.0.2:6379,[::1]:0"),
         ("MEMORY_PROFILE_TTL_DAYS", "99999999"),
         ("MEMORY_SESSION_TTL_HOURS", "8761"),
     ],

@@ -380,11 +380,13 @@ class RedisConfig(BaseSettings):
         databases = parse_qs(parts.query).get("db", [])
         if parts.scheme != "unix":
             try:
-                parts.port  # noqa: B018 (raises for a port that is no number, or out of range)
+                port = parts.port  # raises for a port that is no number, or past 65535
             except ValueError:
+                port = 0
+            if port == 0:  # an explicit 0 too: no server listens there
                 raise ValueError(
                     "the port (after the host and ':') must be a number from 1 to 65535"
-                ) from None
+                )
             if parts.path.strip("/"):
                 databases.append(parts.path.strip("/"))
         if not all(db.isdigit() for db in databases):
