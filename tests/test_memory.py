@@ -520,6 +520,17 @@ async def test_a_withdrawal_of_words_the_model_missed_leaves_the_earlier_calls(
     assert "park" not in seen.lower()
 
 
+async def test_a_fact_that_keeps_one_word_of_a_long_line_leaves_the_line(line: Line) -> None:
+    said = "My cat Mochi's on the prescription kidney food and I need another bag."
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", said)],
+        {"ops": [op("add", "pet", "Mochi", "My cat Mochi's on the prescription kidney food")],
+         "summary": "A pet owner called."},
+    )  # fmt: skip
+    assert facts(seen) == {"pet": "Mochi"}
+    assert "prescription kidney food" in seen  # the caller's line, kept beside the fact
+
+
 async def test_dont_cancel_keeps_the_fact(line: Line) -> None:
     await line.call(
         [("assistant", AGENT_HELLO), ("user", "Book the van in for Friday.")],
