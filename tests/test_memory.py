@@ -524,11 +524,13 @@ async def test_a_fact_that_keeps_one_word_of_a_long_line_leaves_the_line(line: L
     said = "My cat Mochi's on the prescription kidney food and I need another bag."
     seen = await line.call(
         [("assistant", AGENT_HELLO), ("user", said)],
-        {"ops": [op("add", "pet", "Mochi", "My cat Mochi's on the prescription kidney food")],
-         "summary": "A pet owner called."},
+        {"ops": [op("add", "pet", "Mochi", "My cat Mochi's on the prescription kidney food"),
+                 op("add", "cat", "Mochi's", "Mochi's")],
+         "summary": "A pet owner called. " + "No white, no black, " * 12},
     )  # fmt: skip
-    assert facts(seen) == {"pet": "Mochi"}
-    assert "prescription kidney food" in seen  # the caller's line, kept beside the fact
+    assert facts(seen) == {"pet": "Mochi", "cat": "Mochi's"}
+    assert "prescription kidney food" in seen  # the caller's line, kept beside the facts
+    assert "no black" not in seen  # a summary looping on a few words says nothing
 
 
 async def test_dont_cancel_keeps_the_fact(line: Line) -> None:

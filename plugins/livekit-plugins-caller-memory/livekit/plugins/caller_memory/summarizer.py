@@ -183,7 +183,7 @@ def checked_summary(
     # Memory keeps what holds: the summary's sentences about what the caller withdrew go. And
     # what the model did not make a fact of stays in the caller's own words, first: memory
     # with an LLM never holds less than without one.
-    said = scrub(checked.summary, withdrawn_in(turns))
+    said = "" if _degenerate(checked.summary) else scrub(checked.summary, withdrawn_in(turns))
     rest = [line for line in salient_lines(turns) if not _covered(line, kept)]
     lines = SAID + " / ".join(rest) if rest else ""
     summary = " ".join(part for part in (lines, said) if part)[:MAX_SUMMARY]
@@ -192,24 +192,30 @@ def checked_summary(
 
 def _covered(line: str, ops: Sequence[FactOp]) -> bool:
     # Every sentence of the line holds the evidence of a fact kept whose label and value say
-    # what the evidence says: one word of a long sentence ("Mochi" for "my cat's on the
-    # prescription kidney food") would lose the rest, so the caller's line stays.
+    # what the sentence says: one word of a long sentence ("Mochi's" for "my cat Mochi's on
+    # the prescription kidney food") would lose the rest, so the caller's line stays.
     return all(
         any(
             op.evidence
             and text.contains(sentence, op.evidence)
-            and _says(f"{op.label} {op.value}", op.evidence)
+            and _says(f"{op.label} {op.value}", sentence)
             for op in ops
         )
         for sentence in text.sentences(line)
     )
 
 
-def _says(fact: str, evidence: str) -> bool:
-    # A third of the evidence's content words, at least, are in the fact (any form of them).
-    said = text.stems(evidence) - {w[:5] for w in text.STOPWORDS | text.FILLER}
+def _says(fact: str, sentence: str) -> bool:
+    # A third of the sentence's content words, at least, are in the fact (any form of them).
+    said = text.stems(sentence) - {w[:5] for w in text.STOPWORDS | text.FILLER}
     written = text.normalize(fact)  # "callback" holds "call" and "back"
     return not said or 3 * sum(stem in written for stem in said) >= len(said)
+
+
+def _degenerate(summary: str) -> bool:
+    # A small model's loop ("no white, no black, no white, no black, ..."): few distinct words.
+    words = text.words(summary)
+    return len(words) > 20 and 4 * len(set(words)) < len(words)
 
 
 def _withdrawn(found: FactOp, ops: Sequence[FactOp]) -> bool:
