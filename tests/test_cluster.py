@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,8 @@ import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 
-from .conftest import TEST_SECRET, replace
+from .conftest import replace
+from .support.cli import operator_cli
 from .support.cluster import LocalCluster
 from .support.waiting import eventually
 
@@ -195,16 +193,7 @@ async def test_a_worker_and_the_cli_reach_the_cluster_while_the_named_node_is_do
         assert len(manager.outbox) == 0  # written to the cluster, not kept aside
         await store.disconnect()
 
-        env = {
-            **os.environ,
-            "REDIS_URL": named.url,
-            "REDIS_CLUSTER_NODES": others,
-            "MEMORY_KEY_PREFIX": config.key_prefix,
-            "MEMORY_PHONE_HASH_SECRET": TEST_SECRET,
-            "MEMORY_DATA_DIR": str(tmp_path),
-        }
-        cli = [sys.executable, "-m", "livekit.plugins.caller_memory.cli", "export", number]
-        exported = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+        exported = operator_cli(settings, "export", number)
         assert exported.returncode == 0, exported.stderr
         assert json.loads(exported.stdout)["keys"], exported.stdout
     finally:

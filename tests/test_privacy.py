@@ -35,6 +35,7 @@ from livekit.plugins.caller_memory import (
 from livekit.plugins.caller_memory.prompts import SUMMARY_INSTRUCTIONS
 
 from .conftest import TEST_SECRET, dump_keys, replace
+from .support.cli import operator_cli
 from .support.facts import answer, op
 from .support.livekit import (
     ScriptedLLM,
@@ -187,21 +188,6 @@ async def test_a_rotated_caller_is_forgotten_whole_after_a_crash_mid_move(
     await manager.store.disconnect()
 
 
-def _operator(
-    config: RedisConfig, *args: str, secret: str = TEST_SECRET
-) -> subprocess.CompletedProcess[str]:
-    """``caller-memory ARGS`` as an operator runs it: its own process, the test's Redis."""
-    env = {
-        **os.environ,
-        "REDIS_URL": config.redis_url(),
-        "MEMORY_KEY_PREFIX": config.key_prefix,
-        "MEMORY_PHONE_HASH_SECRET": secret,
-        "MEMORY_DATA_DIR": str(config.data_dir),
-    }
-    cli = [sys.executable, "-m", "livekit.plugins.caller_memory.cli", *args]
-    return subprocess.run(cli, env=env, capture_output=True, text=True)
-
-
 async def test_an_erasure_request_follows_the_caller_through_a_secret_rotation(
     config: RedisConfig, redis_client: aioredis.Redis
 ) -> None:
@@ -229,9 +215,9 @@ async def test_an_erasure_request_follows_the_caller_through_a_secret_rotation(
     await manager.aclose()
     await manager.store.disconnect()
 
-    listed = _operator(config, "requests", secret=new_secret)
+    listed = operator_cli(rotated, "requests")
     assert listed.returncode == 0 and new_id in listed.stdout and old_id not in listed.stdout
-    done = _operator(config, "forget", "--user-id", new_id, "--yes", secret=new_secret)
+    done = operator_cli(rotated, "forget", "--user-id", new_id, "--yes")
     assert done.returncode == 0 and "Erased: 0" not in done.stdout, done.stdout + done.stderr
     left = await _about_callers(redis_client, config.key_prefix)
     assert left and all(key.endswith(":erased") for key in left), left  # request answered too
@@ -464,9 +450,9 @@ async def test_an_unverified_forget_me_is_an_operators_request_and_erases_nothin
     assert abs(requests[0][1] - time.time()) < 600
 
     # The operator checks with the real caller, then carries the request out.
-    listed = _operator(config, "requests")
+    listed = operator_cli(config, "requests")
     assert listed.returncode == 0 and str(first.context.user_id) in listed.stdout
-    done = _operator(config, "forget", "--user-id", str(first.context.user_id), "--yes")
+    done = operator_cli(config, "forget", "--user-id", str(first.context.user_id), "--yes")
     assert done.returncode == 0, done.stderr
     left = await _about_callers(redis_client, config.key_prefix)
     assert all(key.endswith(":erased") for key in left), left  # the request is answered too

@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,6 +31,7 @@ from livekit.plugins.caller_memory.store import codec
 from livekit.plugins.caller_memory.testing import ScriptedLLM
 
 from .conftest import TEST_SECRET, replace
+from .support.cli import operator_cli
 from .support.facts import answer, call_summary, fact_op, op
 from .support.proxy import FaultProxy, Mode, fault_proxy
 from .support.servers import TestServer
@@ -48,24 +46,6 @@ async def _call(manager: SessionManager, session_id: str, *said: str) -> Any:
     for text in said:
         manager.add_turn(session_id, "user", text)
     return await manager.end_session(session_id)
-
-
-def _cli(config: RedisConfig, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "REDIS_URL": config.redis_url(),
-        "MEMORY_KEY_PREFIX": config.key_prefix,
-        "MEMORY_PHONE_HASH_SECRET": TEST_SECRET,
-        "MEMORY_DATA_DIR": str(config.data_dir),
-        "MEMORY_ORPHAN_AFTER_S": str(config.orphan_after_s),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "livekit.plugins.caller_memory.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 # -- 1. any text: every call reaches Redis or the outbox ----------------------------------------
@@ -243,7 +223,7 @@ async def test_orphans_are_found_by_heartbeat_whoever_reads_their_journals(
         # call alive, and the fleet (here the live worker's maintenance) recovers it.
         recovered = False
         for _ in range(60):
-            assert _cli(replace(config, orphan_after_s=3), "stats").returncode in (0, 1)
+            assert operator_cli(replace(config, orphan_after_s=3), "stats").returncode in (0, 1)
             if await store.get_session("cut-off") is not None:
                 recovered = True
                 break
@@ -271,7 +251,7 @@ async def test_one_flush_recovers_every_orphan_or_says_how_many_remain(
     # The workers died: their calls stop beating (their heartbeat is long past).
     await redis_client.zadd(store.keys.open_calls(), {f"o-{i}": 1.0 for i in range(count)}, xx=True)
     manager._calls.clear()  # noqa: SLF001 - the dead workers' memory is gone with them
-    flushed = _cli(config, "flush")
+    flushed = operator_cli(config, "flush")
     assert f"recovered from the journals of dead workers: {count}, 0 left" in flushed.stdout
     assert flushed.returncode == 0
     await store.disconnect()
@@ -298,9 +278,9 @@ async def test_a_phone_key_of_the_wrong_type_is_set_aside_and_reported(
     assert await redis_client.lrange(f"{phone_key}:unreadable", 0, -1) == [
         b"another program's list"
     ]
-    stats = _cli(config, "stats")
+    stats = operator_cli(config, "stats")
     assert stats.returncode == 1 and "1 keys set aside" in stats.stderr
-    flushed = _cli(config, "flush")
+    flushed = operator_cli(config, "flush")
     assert flushed.returncode == 0
     await manager.store.disconnect()
 
@@ -310,9 +290,9 @@ async def test_a_truncated_outbox_file_is_reported_not_hidden(config: RedisConfi
     record = SessionRecord(session_id="cut", started_at=utcnow())
     path = manager.outbox.put(record, phone_hash="h")
     path.write_bytes(path.read_bytes()[:20])  # a crash cut it short
-    flushed = _cli(config, "flush")
+    flushed = operator_cli(config, "flush")
     assert flushed.returncode == 1 and "could not be read" in flushed.stderr
-    stats = _cli(config, "stats")
+    stats = operator_cli(config, "stats")
     assert stats.returncode == 1 and "outbox unreadable" in stats.stdout
     await manager.store.disconnect()
 
