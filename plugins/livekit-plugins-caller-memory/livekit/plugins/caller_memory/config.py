@@ -15,7 +15,14 @@ from urllib.parse import SplitResult, parse_qs, quote, urlsplit
 
 from dotenv import dotenv_values
 from platformdirs import user_data_path
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -37,6 +44,16 @@ is a typo (``MEMORY_PROFILE_TTL_DAYS=99999999`` would be 274,000 years), refused
 MAX_SESSION_TTL_HOURS = 8760
 """The longest a call's full data may be kept: 365 days (a year of transcripts)."""
 LONGEST_TTL_SECONDS = MAX_PROFILE_TTL_DAYS * 86400
+_TTL_BOUNDS = {
+    "profile_ttl_days": (
+        MAX_PROFILE_TTL_DAYS,
+        "days (10 years): how long a caller is remembered after their last call",
+    ),
+    "session_ttl_hours": (
+        MAX_SESSION_TTL_HOURS,
+        "hours (365 days): how long a call's transcript is kept",
+    ),
+}
 """No key of caller memory can be given a longer TTL by any setting: ``caller-memory stats``
 counts a key past it as one without a TTL (written by an older version, unbounded)."""
 DEFAULT_MAX_SESSIONS = 5
@@ -254,24 +271,12 @@ class RedisConfig(BaseSettings):
         validation_alias=_env("redact", "MEMORY_REDACT"),
     )
 
-    @field_validator("session_ttl_hours")
+    @field_validator("session_ttl_hours", "profile_ttl_days")
     @classmethod
-    def _check_session_ttl(cls, value: float) -> float:
-        if value > MAX_SESSION_TTL_HOURS:
-            raise ValueError(
-                f"must be at most {MAX_SESSION_TTL_HOURS} hours (365 days): how long a call's "
-                "transcript is kept"
-            )
-        return value
-
-    @field_validator("profile_ttl_days")
-    @classmethod
-    def _check_profile_ttl(cls, value: float) -> float:
-        if value > MAX_PROFILE_TTL_DAYS:
-            raise ValueError(
-                f"must be at most {MAX_PROFILE_TTL_DAYS} days (10 years): how long a caller "
-                "is remembered after their last call"
-            )
+    def _check_ttl(cls, value: float, info: ValidationInfo) -> float:
+        most, what = _TTL_BOUNDS[str(info.field_name)]
+        if value > most:
+            raise ValueError(f"must be at most {most} {what}")
         return value
 
     @field_validator("host")
