@@ -28,7 +28,15 @@ from .secret import load_dev_secret, secret_bytes, weakness
 if TYPE_CHECKING:
     from .config import RedisConfig
 
-__all__ = ["PhoneHasher", "in_trunk_region", "is_withheld", "load_hasher", "normalize_phone"]
+__all__ = [
+    "PhoneHasher",
+    "has_country_code",
+    "in_region",
+    "in_trunk_region",
+    "is_withheld",
+    "load_hasher",
+    "normalize_phone",
+]
 
 _MAX_INPUT = 64
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -171,7 +179,7 @@ def in_trunk_region(number: str, trunk_number: str | None) -> str:
     caller's number without its country code: read in the trunk's region, it names someone
     else there (docs/configuration.md says so).
     """
-    if not trunk_number or _strip_uri(number.strip()).startswith(("+", "00")):
+    if not trunk_number or has_country_code(number):
         return number
     try:
         trunk = phonenumbers.parse(_strip_uri(trunk_number.strip()), None)
@@ -182,12 +190,25 @@ def in_trunk_region(number: str, trunk_number: str | None) -> str:
     region = phonenumbers.region_code_for_number(trunk) or (
         phonenumbers.region_code_for_country_code(trunk.country_code or 0)
     )
-    if not region or region == "ZZ":
+    return in_region(number, region)
+
+
+def in_region(number: str, region: str | None) -> str:
+    """``number`` in E.164 when it is written without its country code and is a number of
+    ``region`` (ISO 3166: ``US``); anything else is returned as it is, for
+    :func:`normalize_phone` to judge. The rule of :func:`in_trunk_region`, for a region known
+    otherwise (the operator console asks its operator for theirs)."""
+    if not region or region == "ZZ" or has_country_code(number):
         return number
     try:
         return normalize_phone(number, default_region=region)
-    except InvalidPhoneNumberError:  # withheld, or no number of the trunk's region either
+    except InvalidPhoneNumberError:  # withheld, or no number of that region either
         return number
+
+
+def has_country_code(number: str) -> bool:
+    """True when ``number`` is written with its country code (``+1 ...``, ``0044 ...``)."""
+    return _strip_uri(number.strip()).startswith(("+", "00"))
 
 
 class PhoneHasher:
