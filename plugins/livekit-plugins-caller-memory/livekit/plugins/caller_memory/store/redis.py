@@ -250,7 +250,16 @@ class RedisMemoryStore(MemoryStore):
         client = self.client
         if isinstance(client, aioredis.RedisCluster):
             return
-        info = await client.info("cluster")
+        try:
+            info = await client.info("cluster")
+        except ResponseError as e:  # NOPERM: an ACL user without INFO (docs: Redis ACL users)
+            if once(f"info-refused:{self.server}"):
+                logger.info(
+                    "Redis refused INFO (%s): not asked whether it is a Redis Cluster; on a "
+                    "cluster set REDIS_CLUSTER=true",
+                    _code(e),
+                )
+            return
         if str(info.get("cluster_enabled", "0")) == "1":
             await self._drop_client()
             self._cluster = True
@@ -317,7 +326,10 @@ class RedisMemoryStore(MemoryStore):
                 start = time.perf_counter()
                 await self.client.ping()
                 latency_ms = (time.perf_counter() - start) * 1000
-                info = await self.client.info()
+                try:
+                    info = await self.client.info()
+                except ResponseError:  # INFO refused (an ACL user): it answers all the same
+                    info = {}
         except (RedisError, OSError) as e:
             error = diagnose(e, self._config).message
             return {"healthy": False, "error": error, "server": self.server}
@@ -693,21 +705,28 @@ class RedisMemoryStore(MemoryStore):
         """Rewrite the append-only file (``BGREWRITEAOF``) and wait for it, up to
         :data:`_PURGE_WAIT_S`: until then the file still holds what was deleted.
 
-        Only on a single server that keeps an append-only file and lets clients run
-        ``CONFIG GET`` (the embedded server does; managed services often do not, and keep
-        their own backups: their retention is the operator's to set). Never raises: the
-        deletes have happened either way.
+        Only on a single server that keeps an append-only file (``INFO persistence``) and
+        lets this user run ``BGREWRITEAOF`` (the embedded server does; managed services often
+        do not, and keep their own backups: their retention is the operator's to set); a
+        refusal is one warning naming the ACL rule to add. Never raises: the deletes have
+        happened either way.
         """
         if self.is_cluster:
             return False
         client = cast("aioredis.Redis", self.client)
         try:
+            # INFO, not CONFIG GET: CONFIG can read the server's passwords, and the ACL recipe
+            # (docs/operations.md) does not grant it.
             async with self._op():
-                if (await client.config_get("appendonly")).get("appendonly") != "yes":
+                if str((await client.info("persistence")).get("aof_enabled")) != "1":
                     return False
             async with self._op():
-                with contextlib.suppress(ResponseError):  # "already in progress": it redoes
+                try:
                     await client.bgrewriteaof()
+                except ResponseError as e:
+                    if _code(e) == "NOPERM":
+                        raise
+                    # "already in progress": it redoes the rewrite once done
             loop = asyncio.get_running_loop()
             give_up = loop.time() + _PURGE_WAIT_S
             while loop.time() < give_up:
@@ -719,9 +738,14 @@ class RedisMemoryStore(MemoryStore):
                     return True
                 await asyncio.sleep(0.05)
         except (RedisError, OSError, TimeoutError) as exc:
+            refused = isinstance(exc, ResponseError) and _code(exc) == "NOPERM"
             logger.warning(
                 "could not rewrite the append-only file after an erasure; the deleted data "
-                "stays in it until Redis rewrites it (BGREWRITEAOF)",
+                "stays in it until Redis rewrites it (BGREWRITEAOF)%s",
+                ": this Redis user may not run it (NOPERM); add +info +bgrewriteaof to its "
+                "ACL rule (docs/operations.md, Redis ACL users)"
+                if refused
+                else "",
                 extra={"error": type(exc).__name__},
             )
             return False
@@ -822,6 +846,13 @@ def _write_refusal(error: ResponseError) -> str | None:
         if text.startswith(code) or f" {code} " in text:
             return reason
     return None
+
+
+def _code(error: ResponseError) -> str:
+    """The error's code (``NOPERM``, ``ERR``...): redis-py drops it from some classes' text."""
+    if isinstance(error, NoPermissionError):
+        return "NOPERM"
+    return str(error).split(" ", 1)[0] or "refused"
 
 
 def _warn_once(reason: str) -> None:
