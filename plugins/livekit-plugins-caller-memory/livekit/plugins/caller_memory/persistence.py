@@ -8,7 +8,10 @@ are gone. :func:`volatile_warning` says so, in one line naming the setting to ch
 The answer comes from ``CONFIG GET``. Where CONFIG is refused (managed services, an ACL user
 without it) ``INFO persistence`` is no substitute: it tells ``aof_enabled``, but nothing in it
 shows an empty ``save`` schedule (``rdb_last_save_time`` is set at start-up either way, and
-``rdb_saves`` counts manual saves too). Nothing is said then, rather than a guess.
+``rdb_saves`` counts manual saves too). No warning is given then, rather than a guess: when
+INFO shows an append-only file the server persists, and otherwise one INFO-level line says the
+question went unanswered (the ACL recipe of docs/operations.md gives workers no CONFIG: it can
+read the server's passwords).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+
+from .log import logger, once
 
 __all__ = ["VOLATILE_ADVICE", "volatile_warning"]
 
@@ -48,9 +53,30 @@ async def volatile_warning(
                 return f"Redis at {server} (node {node.host}:{node.port}) {VOLATILE_ADVICE}"
         return None
     settings = await _settings(client, None)
-    if settings is None or not _keeps_nothing(settings):
+    if settings is None:
+        await _say_not_checked(client, server)
+        return None
+    if not _keeps_nothing(settings):
         return None
     return f"Redis at {server} {VOLATILE_ADVICE}"
+
+
+async def _say_not_checked(client: aioredis.Redis, server: str) -> None:
+    """CONFIG refused: an append-only file shown by INFO settles it; else say, once, that the
+    question went unanswered."""
+    try:
+        if str((await client.info("persistence")).get("aof_enabled")) == "1":
+            return
+    except ResponseError:
+        pass  # INFO refused too: nothing more to learn
+    if once(f"persistence-unknown:{server}"):
+        logger.info(
+            "Redis at %s: not checked whether it keeps data across a restart (this user may "
+            "not run CONFIG GET, and INFO shows no append-only file); if it keeps neither, a "
+            "restart loses the calls it acknowledged",
+            server,
+            extra={"caller_memory.persistence": "unknown"},
+        )
 
 
 async def _settings(client: Any, node: Any) -> dict[str, str] | None:
