@@ -49,7 +49,7 @@ from .models import (
 )
 from .outbox import Outbox
 from .prompts import Disclosure
-from .recovery import Recovery
+from .recovery import CLOSE_WAIT_S, Recovery
 from .redaction import Redactor
 from .server import open_store
 from .store import CallerLookup, MemoryStore
@@ -827,11 +827,18 @@ class SessionManager:
         """Stop the background maintenance (a job that ends must not leave it pending)."""
         await self._recovery.stop()
 
-    async def aclose(self) -> None:
-        """End the calls still open, stop the maintenance, and close the store if owned."""
+    async def aclose(self, *, held_wait_s: float = CLOSE_WAIT_S) -> None:
+        """End the calls still open, stop the maintenance, and close the store if owned.
+
+        Calls held in memory (the store and the outbox's disk both refused them) are tried
+        again, for up to ``held_wait_s`` (by default what is left of LiveKit's shutdown window
+        after the plugin's shutdown callback); those still held then are lost, and an ERROR
+        line says how many and why.
+        """
         for session_id in list(self._calls):
             await self.end_session(session_id)
         await self.stop_maintenance()
+        await self._recovery.close(held_wait_s)
         if self._owns_store:
             await self._store.disconnect()
 

@@ -5,16 +5,32 @@ fsync, rename, fsync of the folder), readable by the owner only (0600). A file h
 would have held for the call (its turns, its summary, the caller's keyed phone hash), never the
 raw phone number. Flushing saves each entry with the store's idempotent save and deletes it:
 replaying an entry twice stores the call once.
+
+The file work never runs on the event loop (issue 20: two fsyncs per write stalled a loaded
+worker's loop for seconds, and a flush parsed every file on it): it runs on one thread of the
+process's own (:func:`file_thread`), so that the writes of one call stay in order. The ``async``
+methods hand their work to it; the plain ones (:meth:`Outbox.put`, :meth:`Outbox.entries`,
+``len()``) are for the command line, tests and shutdown code, and block their caller.
+
+A worker killed between a write's temporary file and its rename leaves that file behind:
+:meth:`Outbox.clean_strays` (at a worker's start, and before each flush) puts a whole one back
+in the outbox and deletes the rest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import hashlib
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
@@ -28,7 +44,47 @@ from .models import OutboxEntry, SessionRecord, to_json, utcnow
 from .store import MemoryStore
 from .summarizer import fallback_summary
 
-__all__ = ["Held", "Outbox"]
+__all__ = ["STRAY_AFTER_S", "Held", "Outbox", "Strays", "file_thread"]
+
+_T = TypeVar("_T")
+
+STRAY_AFTER_S = 60.0
+"""A temporary file of another process this old is a crash's leftover: a write takes
+milliseconds (several workers may share one outbox folder; a young file may be a write in
+progress). This process's own temporary files are strays at any age: its writes run one at a
+time on the thread that also cleans."""
+
+_TMP = ".tmp"
+
+_thread_lock = threading.Lock()
+_thread: ThreadPoolExecutor | None = None
+_thread_pid = 0
+
+
+def file_thread() -> ThreadPoolExecutor:
+    """The thread that does every outbox file operation of this process, one at a time.
+
+    One thread, not a pool: two writes of one call (the copy kept at shutdown, then the save's
+    own) land in the order they were asked for. A process forked from this one (LiveKit's job
+    processes) makes its own: a thread does not survive a fork.
+    """
+    global _thread, _thread_pid
+    with _thread_lock:
+        if _thread is None or _thread_pid != os.getpid():
+            _thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caller_memory.outbox")
+            _thread_pid = os.getpid()
+        return _thread
+
+
+async def _off_loop(work: Callable[..., _T], *args: object) -> _T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(file_thread(), functools.partial(work, *args))
+
+
+def _on_thread(work: Callable[..., _T], *args: object) -> _T:
+    # A blocking call from outside the loop (or from shutdown code), still in the file thread's
+    # order: a write asked for before it lands first.
+    return file_thread().submit(work, *args).result()
 
 
 @dataclass(frozen=True)
@@ -50,6 +106,21 @@ class Held:
         )
 
 
+@dataclass(frozen=True)
+class Strays:
+    """What :meth:`Outbox.clean_strays` found: temporary files a crash left behind."""
+
+    removed: int = 0
+    """Deleted: cut short by the crash, or older than the entry of the same call beside them."""
+    restored: int = 0
+    """Whole calls, written but not yet renamed when the process died: put back in the outbox."""
+
+    @property
+    def found(self) -> int:
+        """Every stray temporary file found."""
+        return self.removed + self.restored
+
+
 class Outbox:
     """Durable local storage of unsaved calls.
 
@@ -66,7 +137,11 @@ class Outbox:
         return self._folder
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._entries())
+        return self._count()
+
+    async def count(self) -> int:
+        """The calls waiting in the outbox, counted off the event loop."""
+        return await _off_loop(self._count)
 
     @property
     def unreadable(self) -> int:
@@ -75,25 +150,48 @@ class Outbox:
         folder = self._folder / "unreadable"
         return sum(1 for path in folder.glob("*") if path.is_file()) if folder.is_dir() else 0
 
+    @property
+    def strays(self) -> int:
+        """Temporary files in the folder (a crash's leftovers, or writes in progress); counted,
+        not cleaned (:meth:`clean_strays` cleans)."""
+        return sum(1 for _ in self._folder.glob(f"*{_TMP}")) if self._folder.is_dir() else 0
+
     def put(self, record: SessionRecord, *, phone_hash: str | None) -> Path:
-        """Keep one finished call (its summary included); replaces an entry of the same call."""
-        private_folder(self._folder)
-        entry = OutboxEntry(record=record, phone_hash=phone_hash, kept_at=utcnow())
-        path = self._folder / f"{_file_id(record.session_id)}.json"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, to_json(entry).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(self._folder)
-        return path
+        """Keep one finished call (its summary included); replaces an entry of the same call.
+
+        Blocks until the file is on disk (for shutdown code and the command line; the event
+        loop uses :meth:`aput`).
+
+        Raises:
+            OSError: The disk refused (full, read-only, a file where the folder should be).
+        """
+        return _on_thread(self._write, record, phone_hash)
+
+    async def aput(self, record: SessionRecord, *, phone_hash: str | None) -> Path:
+        """:meth:`put`, with the write and its fsyncs on the outbox's thread."""
+        return await _off_loop(self._write, record, phone_hash)
 
     def entries(self) -> list[OutboxEntry]:
         """The calls waiting, oldest first (unreadable files are set aside)."""
-        return [entry for _, entry in self._read_all()]
+        return [entry for _, entry in _on_thread(self._read_all)]
+
+    async def clean_strays(self) -> Strays:
+        """Deal with the temporary files a crash left (see :data:`STRAY_AFTER_S`): a whole
+        call is put back in the outbox, anything else is deleted. Says what it did in one line.
+        """
+        if not self._folder.is_dir():
+            return Strays()
+        strays = await _off_loop(self._clean_strays)
+        if strays.found:
+            logger.warning(
+                "%d stray temporary outbox file(s) left by a crash: %d whole call(s) put back "
+                "in the outbox, %d removed (cut short, or older than the call's entry)",
+                strays.found,
+                strays.restored,
+                strays.removed,
+                extra={"restored": strays.restored, "removed": strays.removed},
+            )
+        return strays
 
     def of_caller(self, hashes: set[str], user_ids: set[str]) -> list[Held]:
         """Every file that holds something of a caller: entries, and the strays too (a
@@ -103,7 +201,7 @@ class Outbox:
             return []
         paths = [
             *self._folder.glob("*.json"),
-            *self._folder.glob("*.tmp"),
+            *self._folder.glob(f"*{_TMP}"),
             *(self._folder / "unreadable").glob("*"),
         ]
         found = []
@@ -112,10 +210,7 @@ class Outbox:
                 raw = path.read_bytes()
             except OSError:
                 continue
-            try:
-                entry: OutboxEntry | None = OutboxEntry.model_validate_json(raw)
-            except (ValidationError, ValueError):
-                entry = None
+            entry = _parse(raw)
             if entry is not None:
                 mine = entry.phone_hash in hashes or entry.record.user_id in user_ids
             else:
@@ -138,48 +233,85 @@ class Outbox:
     async def flush(self, store: MemoryStore) -> tuple[int, int]:
         """Save every waiting call into ``store``.
 
-        Only one process flushes at a time; the others return at once.
+        Only one process flushes at a time; the others return at once. The files are listed,
+        read and deleted on the outbox's thread; only the saves run on the event loop.
 
         Returns:
             ``(saved, left)``: calls written to the store, and calls still waiting.
         """
         if not self._folder.is_dir():
             return 0, 0
-        with self._exclusive() as acquired:
-            if not acquired:
-                return 0, len(self)
-            saved = 0
-            for path, entry in self._read_all():
-                try:
-                    summary = entry.record.summary or fallback_summary(entry.record.turns)
-                    await store.save_call(
-                        entry.record, summary, phone_hash=entry.phone_hash, replay=True
-                    )
-                except CallerErasedError:
-                    # The caller was erased after this call began: it is not kept either.
-                    logger.info("an outbox entry of an erased caller was dropped",
-                                extra={"file": path.name})  # fmt: skip
-                    path.unlink(missing_ok=True)
-                    continue
-                except (RedisConnectionError, RedisTimeoutError, OSError) as e:
-                    logger.warning(
-                        "outbox flush stopped: the store is still unreachable",
-                        extra={"error": type(e).__name__, "waiting": len(self)},
-                    )
-                    break
-                except Exception as e:
-                    # This entry fails on its own: the others are not held up behind it.
-                    logger.error(
-                        "an outbox entry could not be saved; it stays in the outbox",
-                        extra={"error": type(e).__name__, "file": path.name},
-                    )
-                    continue
-                path.unlink(missing_ok=True)
-                saved += 1
+        await self.clean_strays()
+        lock = FileLock(self._folder / ".lock", timeout=0)
+        if not await _off_loop(_try_lock, lock):
+            return 0, await self.count()
+        try:
+            saved = await self._save_all(store)
             if saved:
-                _fsync_dir(self._folder)
+                await _off_loop(_fsync_dir, self._folder)
                 logger.info("calls from the outbox saved", extra={"saved": saved})
-            return saved, len(self)
+            return saved, await self.count()
+        finally:
+            # On the thread that took it (a lock of filelock belongs to its thread), even when
+            # this flush is cancelled: the release is queued, not awaited.
+            file_thread().submit(lock.release)
+
+    async def _save_all(self, store: MemoryStore) -> int:
+        saved = 0
+        for path, entry in await _off_loop(self._read_all):
+            try:
+                summary = entry.record.summary or fallback_summary(entry.record.turns)
+                await store.save_call(
+                    entry.record, summary, phone_hash=entry.phone_hash, replay=True
+                )
+            except CallerErasedError:
+                # The caller was erased after this call began: it is not kept either.
+                logger.info("an outbox entry of an erased caller was dropped",
+                            extra={"file": path.name})  # fmt: skip
+                await _off_loop(_unlink, path)
+                continue
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+                logger.warning(
+                    "outbox flush stopped: the store is still unreachable",
+                    extra={"error": type(e).__name__, "waiting": await self.count()},
+                )
+                break
+            except Exception as e:
+                # This entry fails on its own: the others are not held up behind it.
+                logger.error(
+                    "an outbox entry could not be saved; it stays in the outbox",
+                    extra={"error": type(e).__name__, "file": path.name},
+                )
+                continue
+            await _off_loop(_unlink, path)
+            saved += 1
+        return saved
+
+    # -- on the outbox's thread ------------------------------------------------------------
+
+    def _count(self) -> int:
+        return sum(1 for _ in self._folder.glob("*.json")) if self._folder.is_dir() else 0
+
+    def _write(self, record: SessionRecord, phone_hash: str | None) -> Path:
+        private_folder(self._folder)
+        entry = OutboxEntry(record=record, phone_hash=phone_hash, kept_at=utcnow())
+        path = self._folder / f"{_file_id(record.session_id)}.json"
+        tmp = path.with_suffix(f".{os.getpid()}{_TMP}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, to_json(entry).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            # A full disk: the part written is no call, and must not wait for a cleaner.
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self._folder)
+        return path
 
     def _entries(self) -> Iterator[Path]:
         if not self._folder.is_dir():
@@ -190,27 +322,79 @@ class Outbox:
         out = []
         for path in self._entries():
             try:
-                out.append((path, OutboxEntry.model_validate_json(path.read_bytes())))
-            except (OSError, ValidationError, ValueError):
-                bad = self._folder / "unreadable"
+                entry = _parse(path.read_bytes())
+            except OSError:
+                entry = None
+            if entry is not None:
+                out.append((path, entry))
+                continue
+            bad = self._folder / "unreadable"
+            with contextlib.suppress(OSError):
                 private_folder(bad)
-                with contextlib.suppress(OSError):
-                    path.replace(bad / path.name)
-                logger.warning("unreadable outbox entry set aside", extra={"file": path.name})
+                path.replace(bad / path.name)
+            logger.warning("unreadable outbox entry set aside", extra={"file": path.name})
         return out
 
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[bool]:
-        lock = FileLock(self._folder / ".lock", timeout=0)
+    def _clean_strays(self) -> Strays:
+        removed = restored = 0
+        mine = f".{os.getpid()}{_TMP}"
+        now = time.time()
+        for tmp in self._folder.glob(f"*{_TMP}"):
+            if not tmp.name.endswith(mine) and now - _mtime(tmp) < STRAY_AFTER_S:
+                continue  # perhaps another worker's write, in progress
+            try:
+                if self._restore(tmp):
+                    restored += 1
+                    continue
+                tmp.unlink(missing_ok=True)
+                removed += 1
+            except OSError:
+                continue  # a disk that refuses: the next pass tries again
+        if removed or restored:
+            _fsync_dir(self._folder)
+        return Strays(removed=removed, restored=restored)
+
+    def _restore(self, tmp: Path) -> bool:
+        # A stray that parses is a whole call whose rename the crash prevented: it goes back
+        # unless the call's entry beside it is newer (written by a later try).
+        entry = _parse(tmp.read_bytes())
+        if entry is None:
+            return False
+        path = self._folder / f"{tmp.name.split('.', 1)[0]}.json"
         try:
-            lock.acquire()
-        except Timeout:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock.release()
+            current = _parse(path.read_bytes())
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.kept_at >= entry.kept_at:
+            return False
+        os.replace(tmp, path)
+        return True
+
+
+def _parse(raw: bytes) -> OutboxEntry | None:
+    try:
+        return OutboxEntry.model_validate_json(raw)
+    except (ValidationError, ValueError):
+        return None
+
+
+def _try_lock(lock: FileLock) -> bool:
+    try:
+        lock.acquire()
+    except Timeout:
+        return False
+    return True
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # os.write may write less than asked (a disk filling up): the rest, or the OSError.
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _file_id(session_id: str) -> str:

@@ -34,6 +34,20 @@ __all__ = ["Recovery"]
 _FIRST_PASS_S = 5.0
 """The first maintenance pass waits this long: not during the first call's greeting."""
 
+_LIVEKIT_SHUTDOWN_S = 10.0
+"""LiveKit kills a job's process about this long after its shutdown starts
+(``shutdown_process_timeout``)."""
+_SHUTDOWN_CALLBACK_S = 7.0
+"""What the plugin's shutdown callback may spend of it waiting for a save still running
+(``agent.SHUTDOWN_WAIT_S``)."""
+_EXIT_MARGIN_S = 1.0
+"""Left for the process to exit."""
+CLOSE_WAIT_S = _LIVEKIT_SHUTDOWN_S - _SHUTDOWN_CALLBACK_S - _EXIT_MARGIN_S
+"""How long closing tries again to write the calls held in memory (the store and the disk both
+refused them): what is left of LiveKit's shutdown window."""
+_CLOSE_RETRY_S = 0.1
+"""Between two tries at close."""
+
 
 class Recovery:
     """Saves calls durably, and recovers those that could not be saved.
@@ -62,6 +76,10 @@ class Recovery:
         self._live_calls = live_calls
         self._held: list[tuple[SessionRecord, str]] = []
         """Calls neither the store nor the outbox's disk could take."""
+        self._store_error: Exception | None = None
+        """Why the store last refused a call held in memory."""
+        self._disk_error: Exception | None = None
+        """Why the outbox's disk last refused a call."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -108,20 +126,9 @@ class Recovery:
                 current.set_attribute("caller_memory.outcome", outcome)
         record_save(outcome)
         if failure is not None:
-            self._keep(record.model_copy(update={"summary": summary}), phone_hash)
-            diagnosis = diagnose(failure, self._store.config)
-            logger.warning(
-                # The store may have been there all along (the worker's CPU, a call of the
-                # same caller): "unavailable" only when the cause is the store's or the network's.
-                "call not saved in time (%s): the call is kept in the local outbox and written "
-                "with its next retry. %s"
-                if diagnosis.in_worker
-                else "memory store unavailable (%s): the call is kept in the local outbox and "
-                "written when the store is back. %s",
-                diagnosis.reason,
-                " ".join(f"{hint}." for hint in diagnosis.hints),
-                extra={"session_id": record.session_id, "error": type(failure).__name__},
-            )
+            self._store_error = failure
+            on_disk = await self._stash(record.model_copy(update={"summary": summary}), phone_hash)
+            self._say_not_saved(record.session_id, failure, on_disk=on_disk)
             return None
         logger.info(
             "call saved into memory",
@@ -165,21 +172,162 @@ class Recovery:
         self._held = kept
         return dropped
 
+    def _say_not_saved(self, session_id: str, failure: Exception, *, on_disk: bool) -> None:
+        diagnosis = diagnose(failure, self._store.config)
+        # The store may have been there all along (the worker's CPU, a call of the same
+        # caller): "unavailable" only when the cause is the store's or the network's.
+        what = "call not saved in time" if diagnosis.in_worker else "memory store unavailable"
+        hints = " ".join(f"{hint}." for hint in diagnosis.hints)
+        extra = {"session_id": session_id, "error": type(failure).__name__}
+        if on_disk:
+            logger.warning(
+                "%s (%s): the call is kept in the local outbox and written %s. %s",
+                what,
+                diagnosis.reason,
+                "with its next retry" if diagnosis.in_worker else "when the store is back",
+                hints,
+                extra=extra,
+            )
+            return
+        logger.error(
+            "%s (%s), and the local outbox could not be written (%s): the call is held in "
+            "memory only, retried with the outbox, and lost if this process ends first. %s",
+            what,
+            diagnosis.reason,
+            _disk_reason(self._disk_error),
+            hints,
+            extra=extra,
+        )
+
+    async def _stash(self, record: SessionRecord, phone_hash: str) -> bool:
+        """The outbox, off the event loop; held in memory when the disk refuses. True: on disk."""
+        try:
+            await self._outbox.aput(record, phone_hash=phone_hash)
+        except Exception as e:  # a full or read-only disk, or worse: the call is not dropped
+            self._disk_error = e
+            self._hold(record, phone_hash)
+            return False
+        return True
+
+    def _hold(self, record: SessionRecord, phone_hash: str) -> None:
+        # One entry per call: a newer copy (the save's, after the one kept at shutdown) wins.
+        self._held = [(r, h) for r, h in self._held if r.session_id != record.session_id]
+        self._held.append((record, phone_hash))
+
+    def _release(self, record: SessionRecord) -> None:
+        self._held = [(r, h) for r, h in self._held if r is not record]
+
     async def flush(self) -> tuple[int, int]:
         """Write the calls waiting in memory and in the outbox. Returns ``(saved, left)``."""
-        held, self._held = self._held, []
-        saved_held = 0
-        for record, phone_hash in held:
-            summary = record.summary or fallback_summary(record.turns)
-            try:
-                await self._store.save_call(record, summary, phone_hash=phone_hash, replay=True)
-                saved_held += 1
-            except CallerErasedError:
-                await self._drop_erased(record.session_id)
-            except Exception:
-                self._keep(record, phone_hash)
+        saved_held, _ = await self._retry_held(until=None, outbox_first=False)
         saved, left = await self._outbox.flush(self._store)
         return saved + saved_held, left + len(self._held)
+
+    async def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Before the process lets go of them: write the calls held in memory, trying the
+        outbox and the store again for up to ``wait_s`` (the disk may have room again, the
+        store may be back). Those still held then are lost: said at ERROR, with how many and
+        why."""
+        if not self._held:
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(0.0, wait_s)
+        saved = kept = 0
+        while True:
+            now_saved, now_kept = await self._retry_held(until=until, outbox_first=True)
+            saved, kept = saved + now_saved, kept + now_kept
+            left_s = until - loop.time()
+            if not self._held or left_s <= 0:
+                break
+            await asyncio.sleep(min(_CLOSE_RETRY_S, left_s))
+        if saved or kept:
+            logger.warning(
+                "calls held in memory written at close: %d saved into memory, %d kept in the "
+                "local outbox",
+                saved,
+                kept,
+                extra={"saved": saved, "kept": kept},
+            )
+        if self._held:
+            lost = len(self._held)
+            self._held = []
+            store = (
+                diagnose(self._store_error, self._store.config).reason
+                if self._store_error is not None
+                else "not tried"
+            )
+            logger.error(
+                "%d call(s) lost at close: neither the memory store (%s) nor the local outbox "
+                "(%s) could take them within %.1f s; they were held in memory only",
+                lost,
+                store,
+                _disk_reason(self._disk_error),
+                wait_s,
+                extra={"lost": lost},
+            )
+
+    async def _retry_held(self, *, until: float | None, outbox_first: bool) -> tuple[int, int]:
+        """One pass over the calls held in memory. Returns ``(saved, kept)``: into the store,
+        into the outbox. A way that refuses one call is not tried for the rest of the pass."""
+        saved = kept = 0
+        store_down = disk_down = not self._held
+        for record, phone_hash in list(self._held):
+            if outbox_first and not disk_down:
+                if await self._to_outbox(record, phone_hash, until):
+                    kept += 1
+                    continue
+                disk_down = True
+            if not store_down:
+                outcome = await self._to_store(record, phone_hash, until)
+                if outcome is not None:
+                    saved += outcome
+                    continue
+                store_down = True
+            if not outbox_first and not disk_down:
+                if await self._to_outbox(record, phone_hash, until):
+                    kept += 1
+                    continue
+                disk_down = True
+        return saved, kept
+
+    async def _to_store(
+        self, record: SessionRecord, phone_hash: str, until: float | None
+    ) -> int | None:
+        """1: saved; 0: dropped (the caller was erased); None: the store refused."""
+        budget = _budget(self._store.config.save_timeout_s, until)
+        if budget <= 0:
+            return None
+        summary = record.summary or fallback_summary(record.turns)
+        try:
+            async with deadline(budget):
+                await self._store.save_call(record, summary, phone_hash=phone_hash, replay=True)
+        except CallerErasedError:
+            self._release(record)
+            await self._drop_erased(record.session_id)
+            return 0
+        except Exception as e:
+            self._store_error = e
+            return None
+        self._release(record)
+        logger.info(
+            "call held in memory saved into memory", extra={"session_id": record.session_id}
+        )
+        return 1
+
+    async def _to_outbox(self, record: SessionRecord, phone_hash: str, until: float | None) -> bool:
+        try:
+            write = self._outbox.aput(record, phone_hash=phone_hash)
+            if until is None:
+                await write
+            else:
+                await asyncio.wait_for(write, max(0.0, until - asyncio.get_running_loop().time()))
+        except Exception as e:
+            self._disk_error = e
+            return False
+        self._release(record)
+        logger.info("call held in memory kept in the local outbox",
+                    extra={"session_id": record.session_id})  # fmt: skip
+        return True
 
     async def recover_orphans(self, idle_s: float, *, batches: int | None = None) -> int:
         """Save the calls whose worker died mid-call, from their journals: batch after batch
@@ -235,13 +383,15 @@ class Recovery:
 
     async def _maintain(self) -> None:
         config = self._store.config
+        with contextlib.suppress(OSError):
+            await self._outbox.clean_strays()  # what a crash of the last run left
         # Beat three times per orphan delay at least: one lost beat never makes an orphan.
         interval = min(config.outbox_flush_s, config.orphan_after_s / 3)
         await asyncio.sleep(min(_FIRST_PASS_S, interval))
         while True:
             try:
                 await self._store.heartbeat(self._live_calls())
-                if self.waiting:
+                if self._held or await self._outbox.count():
                     await self.flush()
                 # One worker per interval looks for orphans, not every job process.
                 if await self._store.acquire_maintenance(interval):
@@ -257,3 +407,18 @@ class Recovery:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _budget(limit: float, until: float | None) -> float:
+    if until is None:
+        return limit
+    return min(limit, until - asyncio.get_running_loop().time())
+
+
+def _disk_reason(error: Exception | None) -> str:
+    # An OSError's text names the file: its reason alone ("No space left on device").
+    if error is None:
+        return "not tried"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__
