@@ -3,23 +3,45 @@ and what erasure deletes, nothing more and nothing less.
 
 The export (:meth:`~..calls.SessionManager.export_caller`) only reads: looking a caller up here
 renews no TTL and moves no key, unlike a call's lookup.
+
+A number is typed as the caller gives it, often without its country code: it is read by the rule
+of the calls (:func:`~..identity.in_region`), in the configured region or, when none is
+configured, in the country the operator chose (:func:`countries`); a number that cannot be used
+is explained in plain words (:func:`why_refused`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import phonenumbers
+from markupsafe import Markup
+from phonenumbers.geocoder import country_name_for_number
 from pydantic import ValidationError
 
+from ..exceptions import InvalidPhoneNumberError, WithheldNumberError
+from ..identity import has_country_code
 from ..models import CallerProfile, JournalHeader, SessionRecord, migrate_profile
 from ..redaction import TAGS
 from ..store.codec import UnreadableValue, parse_journal
 from ..store.keys import Keys
 
-__all__ = ["REDACTION_TAG", "REDACTION_TAGS", "CallerView", "HeldCall", "build_caller_view"]
+__all__ = [
+    "REDACTION_TAG",
+    "REDACTION_TAGS",
+    "CallerView",
+    "Country",
+    "HeldCall",
+    "build_caller_view",
+    "countries",
+    "country_name",
+    "time_element",
+    "why_refused",
+]
 
 REDACTION_TAGS = TAGS
 """What :class:`~..redaction.Redactor` leaves in place of what it removed."""
@@ -136,3 +158,90 @@ def _held_call(key: str, value: Any) -> HeldCall:
     except ValidationError:
         return HeldCall(session_id=session_id, started_at=None, record=None)
     return HeldCall(session_id, record.started_at, record)
+
+
+# -- numbers as people type them -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Country:
+    """A country an operator can pick for the numbers they type without a country code."""
+
+    code: str
+    """ISO 3166 region, as ``MEMORY_DEFAULT_REGION`` takes it (``US``)."""
+    name: str
+    """What the operator reads: ``United States (+1)``."""
+
+
+_UNNAMED = {
+    "AC": "Ascension Island",
+    "BL": "Saint Barthélemy",
+    "EH": "Western Sahara",
+    "MF": "Saint Martin",
+    "TA": "Tristan da Cunha",
+    "XK": "Kosovo",
+}
+"""Regions whose name the numbering plans' data does not give."""
+
+
+@functools.cache
+def countries() -> tuple[Country, ...]:
+    """Every region the numbering plans know, by name (the console's country list)."""
+    found = []
+    for code in phonenumbers.SUPPORTED_REGIONS:
+        example = phonenumbers.example_number(code)
+        name = (country_name_for_number(example, "en") if example else "") or _UNNAMED.get(
+            code, code
+        )
+        prefix = phonenumbers.country_code_for_region(code)
+        found.append(Country(code, f"{name} (+{prefix})"))
+    return tuple(sorted(found, key=lambda country: country.name))
+
+
+def country_name(code: str | None) -> str | None:
+    """The name of a region code (``US``: ``United States (+1)``), or None when unknown."""
+    return next((c.name for c in countries() if c.code == (code or "").upper()), None)
+
+
+def why_refused(error: InvalidPhoneNumberError, typed: str, region: str | None) -> str:
+    """Why a typed number cannot be looked up, in words for a front desk (never the number).
+
+    Args:
+        error: What the number check raised.
+        typed: What was typed.
+        region: The country a number without its country code is read in, if any.
+    """
+    said = str(error)
+    if isinstance(error, WithheldNumberError):
+        return "That is not a phone number: type the digits the caller gives you."
+    if "too long" in said:
+        return "That is too long for a phone number: type only the caller's number."
+    if "no letters" in said:
+        return (
+            "A phone number has no letters: type only its digits (spaces, dashes, dots and "
+            "brackets are fine)."
+        )
+    if not has_country_code(typed):
+        name = country_name(region)
+        if name is None:
+            return (
+                "This number has no country code. Choose the country your callers' numbers "
+                "are from (asked once), or type the number with its country code (+44 ...)."
+            )
+        return (
+            f"That is not a number of {name}: check the digits. A number from another "
+            "country needs its country code (+44 ...)."
+        )
+    return "That is not a valid phone number: check the digits, and the country code after the +."
+
+
+def time_element(value: datetime | None) -> Markup | str:
+    """A moment for a page: a ``<time>`` in UTC, which the console's script shows in the
+    browser's own time zone (UTC stays in its title, on hover)."""
+    if value is None:
+        return "-"
+    utc = value.astimezone(timezone.utc)
+    text = utc.strftime("%Y-%m-%d %H:%M UTC")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        utc.strftime("%Y-%m-%dT%H:%M:%SZ"), text, text
+    )
