@@ -174,16 +174,19 @@ async def test_security_headers_and_unknown_hosts(config: RedisConfig) -> None:
 
 async def test_a_reverse_proxy_names_the_operator(config: RedisConfig, store: MemoryStore) -> None:
     await seed_ana(store)
-    settings = ConsoleSettings(auth="proxy", proxy_header="X-Auth-Request-User")
+    secret = "the-proxy-secret-for-this-test"
+    settings = ConsoleSettings(
+        auth="proxy", proxy_header="X-Auth-Request-User", proxy_secret=secret
+    )
+    proxy = {"X-Auth-Request-User": "dpo@example.org", "X-Caller-Memory-Proxy-Secret": secret}
     async with served(create_app(config, settings=settings)) as url, client(url) as browser:
         assert (await browser.get("/callers")).status == 401  # the proxy named nobody
-        page = await browser.get("/callers", headers={"X-Auth-Request-User": "dpo@example.org"})
+        # A header naming an operator, without the proxy's secret: anyone could send it.
+        named = await browser.get("/callers", headers={"X-Auth-Request-User": "mallory"})
+        assert named.status == 401 and "mallory" not in named.text
+        page = await browser.get("/callers", headers=proxy)
         assert page.status == 200 and "dpo@example.org" in page.text
-        found = await browser.post(
-            "/caller",
-            {"number": "415-555-0134"},
-            headers={"X-Auth-Request-User": "dpo@example.org"},
-        )
+        found = await browser.post("/caller", {"number": "415-555-0134"}, headers=proxy)
         assert "Ana Lopez" in found.text
         assert "Log out" not in found.text  # the proxy logs people out
     assert [r["who"] for r in _audit(config)] == ["dpo@example.org"]

@@ -21,10 +21,7 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
-import time
 import traceback
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
@@ -47,21 +44,20 @@ from .. import privacy
 from ..calls import SessionManager
 from ..config import RedisConfig
 from ..exceptions import ConfigError, InvalidPhoneNumberError, StoreUnavailableError
-from ..identity import has_country_code, in_region
 from ..log import logger
 from ..memory.merge import withdraw_fact
 from ..server import open_store
 from .audit import AuditLog, AuditLogError, default_audit_log
-from .caller_view import (
-    REDACTION_TAG,
-    CallerView,
-    build_caller_view,
-    countries,
-    country_name,
-    time_element,
-    why_refused,
-)
+from .caller_view import REDACTION_TAG, CallerView, build_caller_view
 from .health import CHART_HOURS, HealthMonitor, store_kind
+from .logins import (
+    ForwardedHeaders,
+    LoginRecords,
+    LoginThrottle,
+    TrustedProxies,
+    proxy_vouches,
+    session_signing_key,
+)
 from .security import CSRF_FIELD, SecurityHeaders, csrf_ok, csrf_token, new_csrf_token
 from .settings import ConsoleSettings
 
@@ -72,28 +68,11 @@ _SESSION_COOKIE = "caller_memory_console"
 _MAX_NAME = 60
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STORE_ERRORS = (StoreUnavailableError, RedisError, OSError, asyncio.TimeoutError)
-_LOGIN_FAILURES = 10
-_LOGIN_WINDOW_S = 60.0
+_LOGIN_KEY = "login"
+"""The session entry holding the login's id (its record is on the server)."""
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
 """A page for operators: the request, and who is asking."""
-
-
-class _Throttle:
-    """Refuses logins for a while after too many failures (a token is not to be guessed)."""
-
-    def __init__(self, failures: int = _LOGIN_FAILURES, window_s: float = _LOGIN_WINDOW_S) -> None:
-        self._failures: deque[float] = deque()
-        self._limit, self._window = failures, window_s
-
-    def blocked(self) -> bool:
-        now = time.monotonic()
-        while self._failures and self._failures[0] < now - self._window:
-            self._failures.popleft()
-        return len(self._failures) >= self._limit
-
-    def failed(self) -> None:
-        self._failures.append(time.monotonic())
 
 
 class Console:
@@ -124,7 +103,15 @@ class Console:
         self._owns_manager = manager is None
         self._monitor: HealthMonitor | None = None
         self._opening = asyncio.Lock()
-        self._throttle = _Throttle()
+        self._throttle = LoginThrottle()
+        self.proxies = TrustedProxies(settings.proxies)
+        self.signing_key = session_signing_key(settings)
+        self.logins = LoginRecords(
+            config.data_dir / "console" / "logins",
+            self.signing_key,
+            settings.token.get_secret_value() if settings.token else "",
+            settings.session_hours * 3600,
+        )
         self.templates = Jinja2Templates(directory=_HERE / "templates")
         self.templates.env.filters["redactions"] = _mark_redactions
         self.templates.env.filters["when"] = _when
@@ -160,13 +147,20 @@ class Console:
     # -- who is asking ---------------------------------------------------------------------
 
     def operator(self, request: Request) -> str | None:
-        """The operator behind a request, or None when nobody is logged in."""
+        """The operator behind a request, or None when nobody is logged in: the proxy's
+        header when the proxy vouches for the request, else the login the session cookie
+        names, when its record on the server is still in force."""
+        cached = request.scope.get("caller_memory.console.operator")
+        if isinstance(cached, tuple) and isinstance(cached[0], (str, type(None))):
+            return cached[0]
         if self.settings.auth == "proxy":
-            who = request.headers.get(self.settings.proxy_header, "").strip()
+            vouched = proxy_vouches(request, self.settings, self.proxies)
+            who = request.headers.get(self.settings.proxy_header, "").strip() if vouched else ""
         else:
-            found = request.session.get("who")
-            who = found if isinstance(found, str) else ""
-        return who[:_MAX_NAME] or None
+            who = self.logins.who(request.session.get(_LOGIN_KEY)) or ""
+        found = who[:_MAX_NAME] or None
+        request.scope["caller_memory.console.operator"] = (found,)
+        return found
 
     def _token_ok(self, sent: str) -> bool:
         assert self.settings.token is not None
@@ -194,7 +188,9 @@ class Console:
                         401,
                         title="Not signed in",
                         message="The proxy in front of the console did not name "
-                        f"you (header {self.settings.proxy_header}).",
+                        f"you (header {self.settings.proxy_header}), or the request did not "
+                        "come through it (MEMORY_CONSOLE_PROXY_SECRET, "
+                        "MEMORY_CONSOLE_TRUSTED_PROXIES).",
                     )
                 login = f"{_base(request)}/login"
                 if request.headers.get("hx-request"):
@@ -279,7 +275,8 @@ class Console:
         """``GET /login``."""
         if self.settings.auth == "proxy" or self.operator(request):
             return RedirectResponse(f"{_base(request)}/callers", status_code=303)
-        return self.page(request, "login.html")
+        ended = request.session.pop(_LOGIN_KEY, None) is not None
+        return self.page(request, "login.html", ended=ended)
 
     async def login(self, request: Request) -> Response:
         """``POST /login``: the operator's name (for the audit log) and the team's token."""
@@ -289,40 +286,49 @@ class Console:
         if not csrf_ok(request, form.get(CSRF_FIELD)):
             return self.refused(request)
         name = " ".join(_text(form, "name").split())[:_MAX_NAME]
-        if self._throttle.blocked():
+        client = request.client.host if request.client else None
+        if self._throttle.blocked(client, name):
             return self.page(
                 request,
                 "login.html",
                 429,
                 name=name,
-                error="Too many failed logins: wait a minute.",
+                error="Too many failed logins from here or under this name: wait a minute.",
             )
         try:
             if not name or not self._token_ok(_text(form, "token")):
-                self._throttle.failed()
+                self._throttle.failed(client, name)
                 self._audit(request, name or "(no name)", "login_refused")
                 logger.warning("console: a login was refused")
                 return self.page(
                     request, "login.html", 401, name=name, error="Wrong token, or no name given."
                 )
             self._audit(request, name, "login")
+            login_id = self.logins.open(name)
         except AuditLogError as e:
             logger.error("console: %s", e)
             return self.page(request, "login.html", 500, name=name, error=f"{e}.")
+        except OSError as e:
+            logger.error("console: a login cannot be recorded in %s: %s", self.logins.folder,
+                         e.strerror or type(e).__name__)  # fmt: skip
+            error = f"The login cannot be recorded in {self.logins.folder}."
+            return self.page(request, "login.html", 500, name=name, error=error)
         request.session.clear()  # a session from before the login is not carried over
-        request.session["who"] = name
+        request.session[_LOGIN_KEY] = login_id
         new_csrf_token(request)
         return RedirectResponse(f"{_base(request)}/callers", status_code=303)
 
     async def logout(self, request: Request, who: str) -> Response:
-        """``POST /logout``."""
+        """``POST /logout``: the login's record goes, so its cookie is refused from now on
+        (a copy of it too)."""
         self._audit(request, who, "logout")
+        self.logins.close(request.session.get(_LOGIN_KEY))
         request.session.clear()
         return RedirectResponse(f"{_base(request)}/login", status_code=303)
 
     async def callers(self, request: Request, who: str) -> Response:
         """``GET /callers``: find a caller; the erasure requests waiting for an operator."""
-        return await self._callers_page(request, **self._find_form(request))
+        return await self._callers_page(request)
 
     async def _callers_page(self, request: Request, status: int = 200, **context: Any) -> Response:
         manager = await self.manager()
@@ -342,12 +348,7 @@ class Console:
             return found
         number, view = found
         self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
-        typed = _text(await _form(request), "number")
-        region = self._region(request) or self.config.default_region
-        read_as = None if has_country_code(typed) else country_name(region)
-        return self._caller_page(
-            request, "caller.html", number, view, fact_actions=True, read_as=read_as
-        )
+        return self._caller_page(request, "caller.html", number, view, fact_actions=True)
 
     async def export(self, request: Request, who: str) -> Response:
         """``POST /caller/export``: the JSON of ``caller-memory export``, as a download."""
@@ -387,8 +388,7 @@ class Console:
         give; then (``confirm=yes`` and a reason) withdraw it, audited, and show the caller
         again (``caller-memory withdraw-fact``)."""
         form = await _form(request)
-        typed = _text(form, "number")
-        number = in_region(typed, self._region(request, form))
+        number = _text(form, "number")
         fact_id = _text(form, "fact_id")
         manager = await self.manager()
         store = manager.store
@@ -398,18 +398,10 @@ class Console:
                 raise privacy.FactNotFoundError("no fact of this id")
             held = await privacy.find_fact(store, phone_hash, int(fact_id), previous)
         except InvalidPhoneNumberError as e:
-            return await self._refuse_number(request, e, typed)
+            return await self._callers_page(request, 422, error=str(e))
         except privacy.FactNotFoundError as e:
-            # The why (a setting to check, where to find the ids) goes in the details fold.
-            said, _, why = str(e).partition(" (")
-            return self.page(
-                request,
-                "error.html",
-                404,
-                title="No such fact",
-                message=f"{said[:1].upper()}{said[1:]}. Look at the caller again.",
-                details=why.removesuffix(")"),
-            )
+            message = f"{str(e)[:1].upper()}{str(e)[1:]}. Look at the caller again."
+            return self.page(request, "error.html", 404, title="No such fact", message=message)
         fact = held.fact
         if _text(form, "confirm") != "yes":
             self._audit(request, who, "view", user_ids=[held.user_id], found=True)
@@ -518,51 +510,12 @@ class Console:
     async def _export(self, request: Request) -> tuple[str, dict[str, Any]] | Response:
         """The number of the form, and what ``caller-memory export`` gives for it (or the
         callers page, saying the number cannot be used)."""
-        form = await _form(request)
-        typed = _text(form, "number")
-        number = in_region(typed, self._region(request, form))
+        number = _text(await _form(request), "number")
         try:
             return number, await (await self.manager()).export_caller(number)
         except InvalidPhoneNumberError as e:
-            return await self._refuse_number(request, e, typed)
-
-    def _region(self, request: Request, form: FormData | None = None) -> str | None:
-        """The country the operator reads numbers without a country code in, when
-        ``MEMORY_DEFAULT_REGION`` is unset (set, the store's own check reads them so): the one
-        ``form`` names (kept in the operator's session from then on), else the one kept."""
-        if self.config.default_region is not None:
-            return None
-        chosen = _text(form, "region") if form is not None else ""
-        if country_name(chosen) is not None:
-            request.session["region"] = chosen.upper()
-        kept = request.session.get("region")
-        return kept if isinstance(kept, str) and country_name(kept) is not None else None
-
-    def _find_form(self, request: Request, typed: str = "", ask: bool = False) -> dict[str, Any]:
-        """What the find form shows: the number typed (kept when it is refused), and, when no
-        region is configured, the operator's country and the list to choose it from."""
-        region = self._region(request)
-        return {
-            "typed": typed,
-            "ask_region": ask,
-            "region": region,
-            "region_name": country_name(region),
-            "countries": countries() if self.config.default_region is None else (),
-        }
-
-    async def _refuse_number(
-        self, request: Request, error: InvalidPhoneNumberError, typed: str
-    ) -> Response:
-        """The callers page, the number still in the box and why it cannot be used, in words
-        for a front desk (never the number: the message is made without it)."""
-        region = self._region(request) or self.config.default_region
-        ask = region is None and not has_country_code(typed)
-        return await self._callers_page(
-            request,
-            422,
-            error=why_refused(error, typed, region),
-            **self._find_form(request, typed=typed, ask=ask),
-        )
+            # The message never repeats the number.
+            return await self._callers_page(request, 422, error=str(e))
 
     async def _look_up(self, request: Request) -> tuple[str, CallerView] | Response:
         found = await self._export(request)
@@ -589,7 +542,6 @@ class Console:
             consent_required=config.consent_required,
             disclosure=config.unverified_disclosure,
             session_ttl_hours=config.session_ttl_hours,
-            **self._find_form(request),
             **context,
         )
 
@@ -642,7 +594,6 @@ def create_app(
     config = config or (manager.config if manager is not None else RedisConfig.from_env())
     settings = settings or ConsoleSettings()
     console = Console(config, settings, manager)
-    session_key = settings.session_key or None
     g = console.guarded
     routes = [
         Route("/", g(console.home), name="home"),
@@ -665,10 +616,11 @@ def create_app(
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
     middleware = [
+        Middleware(ForwardedHeaders, proxies=console.proxies),
         Middleware(SecurityHeaders, hosts=settings.hosts),
         Middleware(
             SessionMiddleware,
-            secret_key=session_key.get_secret_value() if session_key else secrets.token_urlsafe(32),
+            secret_key=console.signing_key,
             session_cookie=_SESSION_COOKIE,
             max_age=round(settings.session_hours * 3600),
             same_site="strict",
@@ -729,5 +681,7 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
     return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
-def _when(value: datetime | None) -> Markup | str:
-    return time_element(value)
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -3,6 +3,12 @@
 It prints the address once the console answers, and, when ``MEMORY_CONSOLE_TOKEN`` is not set,
 a token made for this run. Uvicorn's access log names the paths asked for, and the console's
 URLs never hold a phone number (numbers travel in POST bodies).
+
+Forwarded headers are the console's to judge (``MEMORY_CONSOLE_TRUSTED_PROXIES``): uvicorn's
+own handling, which believes ``X-Forwarded-For`` from any local process, is off. ``--auth
+proxy`` is refused (exit 2) where a process other than the proxy could name an operator: on a
+TCP address without ``MEMORY_CONSOLE_PROXY_SECRET``, unless the address is a private one and
+``MEMORY_CONSOLE_TRUSTED_PROXIES`` names the proxy.
 """
 
 from __future__ import annotations
@@ -99,6 +105,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"❌ {e}", file=sys.stderr)
         return 1
+    refusal = _unguarded_proxy(args, settings)
+    if refusal is not None:
+        print(f"❌ {refusal}", file=sys.stderr)
+        return 2
     if not config.persistence:
         print(
             "❌ MEMORY_PERSISTENCE=false: memory lives in each agent process; there is nothing "
@@ -144,6 +154,7 @@ def _serve_console(
             log_config=None,
             access_log=True,
             server_header=False,
+            proxy_headers=False,  # the console believes only MEMORY_CONSOLE_TRUSTED_PROXIES
             root_path=args.root_path,
             timeout_graceful_shutdown=5,
         )
@@ -206,6 +217,49 @@ def _settings(args: argparse.Namespace) -> ConsoleSettings:
     settings = ConsoleSettings(**overrides)
     named = [h for h in settings.allowed_hosts.split(",") if h.strip()]
     return settings.model_copy(update={"allowed_hosts": ",".join([*named, *hosts])})
+
+
+def _unguarded_proxy(args: argparse.Namespace, settings: ConsoleSettings) -> str | None:
+    """Why ``--auth proxy`` cannot be served where asked, in one line; None when it can.
+
+    Any process of this machine reaches a loopback address, and anyone a public one: each
+    could send the operator header itself. Only the proxy's secret tells the proxy apart
+    there; on a Unix socket the file's group does, and on a private address the proxy's own
+    address may (``MEMORY_CONSOLE_TRUSTED_PROXIES``, naming no loopback address).
+    """
+    if settings.auth != "proxy" or args.uds or settings.proxy_secret is not None:
+        return None
+    if _private(args.host) and settings.proxies and not _names_loopback(settings.proxies):
+        return None
+    return (
+        f"--auth proxy on {args.host}: any process that reaches it could name itself an "
+        f"operator in {settings.proxy_header}; set MEMORY_CONSOLE_PROXY_SECRET (16+ "
+        "characters, which the proxy sends in X-Caller-Memory-Proxy-Secret), or serve on "
+        "--uds PATH"
+    )
+
+
+def _private(host: str) -> bool:
+    """A private address that is neither loopback nor every address (0.0.0.0, ::)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: where it points can change
+    return address.is_private and not address.is_loopback and not address.is_unspecified
+
+
+def _names_loopback(proxies: list[str]) -> bool:
+    """True when a trusted proxy entry holds a loopback address (every local process)."""
+    for entry in proxies:
+        if entry == "unix":
+            continue
+        network = ipaddress.ip_network(entry, strict=False)
+        if isinstance(network, ipaddress.IPv4Network):
+            if network.overlaps(ipaddress.IPv4Network("127.0.0.0/8")):
+                return True
+        elif ipaddress.IPv6Address("::1") in network:
+            return True
+    return False
 
 
 def _listen(args: argparse.Namespace) -> socket.socket:

@@ -6,6 +6,7 @@ who may use the console and how.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,16 +34,27 @@ class ConsoleSettings(BaseSettings):
     Attributes:
         auth: ``token``: a login page asks for ``token`` (and a name, for the audit log).
             ``proxy``: a reverse proxy in front has authenticated the operator and names them
-            in ``proxy_header``; whoever can reach the console directly is trusted as well, so
-            only the proxy must reach it (a Unix socket, ``--uds``).
+            in ``proxy_header``, believed only from the proxy: with ``proxy_secret``, from
+            ``trusted_proxies``, or through the Unix socket (``--uds``).
         token: The login token or password, shared by the team (16+ characters).
             ``caller-memory serve`` makes one for the run when it is not set.
         proxy_header: The header that names the operator in ``proxy`` mode.
+        proxy_secret: A secret the proxy sends in ``X-Caller-Memory-Proxy-Secret`` with every
+            request (16+ characters): in ``proxy`` mode the operator header is believed only
+            with it (or, without it, from ``trusted_proxies`` or through the Unix socket).
+            ``caller-memory serve`` refuses ``proxy`` mode on a TCP address without it, except
+            on a private address with ``trusted_proxies`` set.
+        trusted_proxies: The proxies whose ``X-Forwarded-For``, ``X-Forwarded-Proto`` (and,
+            in ``proxy`` mode, operator header) are believed: addresses and networks,
+            comma-separated (``10.0.0.5,10.1.0.0/24``; ``unix``: whoever connects through the
+            Unix socket). Empty (the default): none, and the client is the address the
+            connection came from.
         allowed_hosts: Host names the console answers to, comma-separated (a request for
             another host is refused: DNS rebinding). ``localhost``, ``127.0.0.1`` and ``::1``
             are always allowed; set the public name when a proxy passes its own ``Host``.
-        session_key: Signs the login cookie; a random key per process when unset (logins
-            then end when the console restarts).
+        session_key: Signs the login cookie, mixed with ``token``; a random key per process
+            when unset (logins then end when the console restarts). Changing it, or the
+            token, ends every login made before.
         session_hours: How long a login lasts (at most 720 hours, 30 days).
         secure_cookies: Send the login cookie over HTTPS only (behind a TLS proxy: true).
         audit_log: The audit log file; ``MEMORY_DATA_DIR/console/audit.jsonl`` by default.
@@ -72,6 +84,8 @@ class ConsoleSettings(BaseSettings):
     auth: Literal["token", "proxy"] = "token"
     token: SecretStr | None = None
     proxy_header: str = Field("X-Forwarded-User", min_length=1)
+    proxy_secret: SecretStr | None = None
+    trusted_proxies: str = ""
     allowed_hosts: str = ""
     session_key: SecretStr | None = None
     session_hours: float = Field(
@@ -86,7 +100,7 @@ class ConsoleSettings(BaseSettings):
         description="How long the health page's counts are reused, in seconds (at most 3600)",
     )
 
-    @field_validator("token")
+    @field_validator("token", "proxy_secret")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
@@ -94,6 +108,26 @@ class ConsoleSettings(BaseSettings):
             if len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
                 raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters long")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry != "unix":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not an address or a network (10.0.0.5, 10.0.0.0/24, "
+                        "::1, or unix)"
+                    ) from None
+        return ",".join(entries)
+
+    @property
+    def proxies(self) -> list[str]:
+        """The trusted proxies, one entry each."""
+        return [entry for entry in self.trusted_proxies.split(",") if entry]
 
     @property
     def hosts(self) -> list[str]:
