@@ -44,11 +44,20 @@ from .. import privacy
 from ..calls import SessionManager
 from ..config import RedisConfig
 from ..exceptions import ConfigError, InvalidPhoneNumberError, StoreUnavailableError
+from ..identity import has_country_code, in_region
 from ..log import logger
 from ..memory.merge import withdraw_fact
 from ..server import open_store
 from .audit import AuditLog, AuditLogError, default_audit_log
-from .caller_view import REDACTION_TAG, CallerView, build_caller_view
+from .caller_view import (
+    REDACTION_TAG,
+    CallerView,
+    build_caller_view,
+    countries,
+    country_name,
+    time_element,
+    why_refused,
+)
 from .health import CHART_HOURS, HealthMonitor, store_kind
 from .logins import (
     ForwardedHeaders,
@@ -328,7 +337,7 @@ class Console:
 
     async def callers(self, request: Request, who: str) -> Response:
         """``GET /callers``: find a caller; the erasure requests waiting for an operator."""
-        return await self._callers_page(request)
+        return await self._callers_page(request, **self._find_form(request))
 
     async def _callers_page(self, request: Request, status: int = 200, **context: Any) -> Response:
         manager = await self.manager()
@@ -348,7 +357,12 @@ class Console:
             return found
         number, view = found
         self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
-        return self._caller_page(request, "caller.html", number, view, fact_actions=True)
+        typed = _text(await _form(request), "number")
+        region = self._region(request) or self.config.default_region
+        read_as = None if has_country_code(typed) else country_name(region)
+        return self._caller_page(
+            request, "caller.html", number, view, fact_actions=True, read_as=read_as
+        )
 
     async def export(self, request: Request, who: str) -> Response:
         """``POST /caller/export``: the JSON of ``caller-memory export``, as a download."""
@@ -388,7 +402,8 @@ class Console:
         give; then (``confirm=yes`` and a reason) withdraw it, audited, and show the caller
         again (``caller-memory withdraw-fact``)."""
         form = await _form(request)
-        number = _text(form, "number")
+        typed = _text(form, "number")
+        number = in_region(typed, self._region(request, form))
         fact_id = _text(form, "fact_id")
         manager = await self.manager()
         store = manager.store
@@ -398,10 +413,18 @@ class Console:
                 raise privacy.FactNotFoundError("no fact of this id")
             held = await privacy.find_fact(store, phone_hash, int(fact_id), previous)
         except InvalidPhoneNumberError as e:
-            return await self._callers_page(request, 422, error=str(e))
+            return await self._refuse_number(request, e, typed)
         except privacy.FactNotFoundError as e:
-            message = f"{str(e)[:1].upper()}{str(e)[1:]}. Look at the caller again."
-            return self.page(request, "error.html", 404, title="No such fact", message=message)
+            # The why (a setting to check, where to find the ids) goes in the details fold.
+            said, _, why = str(e).partition(" (")
+            return self.page(
+                request,
+                "error.html",
+                404,
+                title="No such fact",
+                message=f"{said[:1].upper()}{said[1:]}. Look at the caller again.",
+                details=why.removesuffix(")"),
+            )
         fact = held.fact
         if _text(form, "confirm") != "yes":
             self._audit(request, who, "view", user_ids=[held.user_id], found=True)
@@ -510,12 +533,51 @@ class Console:
     async def _export(self, request: Request) -> tuple[str, dict[str, Any]] | Response:
         """The number of the form, and what ``caller-memory export`` gives for it (or the
         callers page, saying the number cannot be used)."""
-        number = _text(await _form(request), "number")
+        form = await _form(request)
+        typed = _text(form, "number")
+        number = in_region(typed, self._region(request, form))
         try:
             return number, await (await self.manager()).export_caller(number)
         except InvalidPhoneNumberError as e:
-            # The message never repeats the number.
-            return await self._callers_page(request, 422, error=str(e))
+            return await self._refuse_number(request, e, typed)
+
+    def _region(self, request: Request, form: FormData | None = None) -> str | None:
+        """The country the operator reads numbers without a country code in, when
+        ``MEMORY_DEFAULT_REGION`` is unset (set, the store's own check reads them so): the one
+        ``form`` names (kept in the operator's session from then on), else the one kept."""
+        if self.config.default_region is not None:
+            return None
+        chosen = _text(form, "region") if form is not None else ""
+        if country_name(chosen) is not None:
+            request.session["region"] = chosen.upper()
+        kept = request.session.get("region")
+        return kept if isinstance(kept, str) and country_name(kept) is not None else None
+
+    def _find_form(self, request: Request, typed: str = "", ask: bool = False) -> dict[str, Any]:
+        """What the find form shows: the number typed (kept when it is refused), and, when no
+        region is configured, the operator's country and the list to choose it from."""
+        region = self._region(request)
+        return {
+            "typed": typed,
+            "ask_region": ask,
+            "region": region,
+            "region_name": country_name(region),
+            "countries": countries() if self.config.default_region is None else (),
+        }
+
+    async def _refuse_number(
+        self, request: Request, error: InvalidPhoneNumberError, typed: str
+    ) -> Response:
+        """The callers page, the number still in the box and why it cannot be used, in words
+        for a front desk (never the number: the message is made without it)."""
+        region = self._region(request) or self.config.default_region
+        ask = region is None and not has_country_code(typed)
+        return await self._callers_page(
+            request,
+            422,
+            error=why_refused(error, typed, region),
+            **self._find_form(request, typed=typed, ask=ask),
+        )
 
     async def _look_up(self, request: Request) -> tuple[str, CallerView] | Response:
         found = await self._export(request)
@@ -542,6 +604,7 @@ class Console:
             consent_required=config.consent_required,
             disclosure=config.unverified_disclosure,
             session_ttl_hours=config.session_ttl_hours,
+            **self._find_form(request),
             **context,
         )
 
@@ -681,7 +744,5 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
     return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
-def _when(value: datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def _when(value: datetime | None) -> Markup | str:
+    return time_element(value)
