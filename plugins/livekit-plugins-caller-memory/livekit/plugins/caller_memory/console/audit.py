@@ -10,6 +10,11 @@ Actions: ``login``, ``login_refused``, ``logout``, ``view`` (a caller looked up,
 ``withdraw_fact`` (one fact withdrawn, from the console or ``"via": "cli"``: its ``fact_id`` and
 the operator's ``reason``, never the fact itself). A caller is named by their user id (the keyed
 hash the store knows them by), which is what ``caller-memory requests`` shows too.
+
+``client`` is the address the request's connection came from, or, when that is a proxy named in
+``MEMORY_CONSOLE_TRUSTED_PROXIES``, the client it forwarded (``X-Forwarded-For``); a forwarded
+header from anyone else is ignored, so a local process cannot write another address here.
+``null``: the Unix socket, or an operator command.
 """
 
 from __future__ import annotations
@@ -55,6 +60,13 @@ class AuditLog:
 
     def write(self, who: str, action: str, *, client: str | None = None, **what: Any) -> None:
         """Append one record, durably (fsynced): it is the proof of what was done.
+
+        Args:
+            who: The operator.
+            action: What was done.
+            client: The client's address, as the console decided it (never a header read
+                here: see the module's notes).
+            **what: The rest of the record.
 
         Raises:
             AuditLogError: The file cannot be written; what it would record must not happen

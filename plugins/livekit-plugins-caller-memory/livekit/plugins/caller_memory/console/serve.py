@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "--auth",
         choices=["token", "proxy"],
         help="token: a login page (MEMORY_CONSOLE_TOKEN); proxy: a reverse proxy "
-        "names the operator in --proxy-header (MEMORY_CONSOLE_AUTH)",
+        "names the operator in --proxy-header and sends MEMORY_CONSOLE_PROXY_SECRET "
+        "(needed on a TCP address; not on --uds) (MEMORY_CONSOLE_AUTH)",
     )
     parser.add_argument("--proxy-header", help="header naming the operator, with --auth proxy")
     parser.add_argument(
