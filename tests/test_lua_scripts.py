@@ -45,6 +45,19 @@ async def _run(r: aioredis.Redis, name: str, keys: list[str], args: list[Any]) -
     return await r.register_script(_source(name))(keys=keys, args=args)
 
 
+async def _server_ms(r: aioredis.Redis) -> int:
+    seconds, micros = await r.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def _lookup(r: aioredis.Redis, keys: list[str], args: list[Any]) -> Any:
+    """lookup.lua's answer without its last item, the server's time, checked on the way."""
+    before = await _server_ms(r)
+    *found, at_ms = await _run(r, "lookup", keys, args)
+    assert before <= at_ms <= await _server_ms(r)  # the call's beginning: the server's clock
+    return found
+
+
 CALLER = ["lua:phone:{h}", "lua:user:{h}:profile", "lua:user:{h}:sessions"]
 LOOKUP = [*CALLER, "lua:phone:{h}:unreadable"]
 LARGEST = 1 << 20
@@ -55,17 +68,17 @@ def _lookup_args(mint: str) -> list[Any]:
 
 
 async def test_lookup_mints_an_unknown_caller_once(r: aioredis.Redis) -> None:
-    assert await _run(r, "lookup", LOOKUP, _lookup_args("h")) == [None, None, [], 0]
+    assert await _lookup(r, LOOKUP, _lookup_args("h")) == [None, None, [], 0]
     assert await r.get(CALLER[0]) == "h" and await r.ttl(CALLER[0]) > 89 * DAY
     assert not await r.exists(CALLER[1], CALLER[2])  # only the mapping is written
     # The second first call of the same number finds the id the first one minted.
-    assert await _run(r, "lookup", LOOKUP, _lookup_args("h")) == ["h", None, [], 0]
+    assert await _lookup(r, LOOKUP, _lookup_args("h")) == ["h", None, [], 0]
 
 
 async def test_lookup_without_minting_writes_nothing_for_an_unknown_caller(
     r: aioredis.Redis,
 ) -> None:
-    assert await _run(r, "lookup", LOOKUP, _lookup_args("")) == [None, None, [], 0]
+    assert await _lookup(r, LOOKUP, _lookup_args("")) == [None, None, [], 0]
     assert not await r.exists(*LOOKUP)
 
 
@@ -75,7 +88,7 @@ async def test_lookup_of_a_returning_caller_renews_all_three_ttls(r: aioredis.Re
     await r.rpush(CALLER[2], "s1", "s2")
     await r.expire(CALLER[2], 60)
     for mint in ("h", ""):
-        found = await _run(r, "lookup", LOOKUP, _lookup_args(mint))
+        found = await _lookup(r, LOOKUP, _lookup_args(mint))
         assert found == ["h", '{"v":1}', ["s1", "s2"], 0]
         for key in CALLER:
             assert await r.ttl(key) > 89 * DAY, (mint, key)
@@ -86,12 +99,12 @@ async def test_lookup_reports_keys_of_the_wrong_type_without_failing(r: aioredis
     await r.set(CALLER[0], "h")
     await r.sadd(CALLER[1], "not a profile")
     await r.hset(CALLER[2], "not", "a list")
-    assert await _run(r, "lookup", LOOKUP, _lookup_args("h")) == ["h", ["err"], [], 0]
+    assert await _lookup(r, LOOKUP, _lookup_args("h")) == ["h", ["err"], [], 0]
 
 
 async def test_lookup_sets_a_wrong_typed_phone_key_aside_and_mints(r: aioredis.Redis) -> None:
     await r.rpush(CALLER[0], "another program's list")
-    assert await _run(r, "lookup", LOOKUP, _lookup_args("h")) == [None, None, [], 1]
+    assert await _lookup(r, LOOKUP, _lookup_args("h")) == [None, None, [], 1]
     assert await r.get(CALLER[0]) == "h"  # the caller has an identity again
     assert await r.lrange(LOOKUP[3], 0, -1) == ["another program's list"]
     assert await r.ttl(LOOKUP[3]) > 89 * DAY
@@ -100,7 +113,7 @@ async def test_lookup_sets_a_wrong_typed_phone_key_aside_and_mints(r: aioredis.R
 async def test_lookup_never_sends_a_value_larger_than_any_profile(r: aioredis.Redis) -> None:
     await r.set(CALLER[0], "h")
     await r.set(CALLER[1], "x" * 2000)
-    found = await _run(r, "lookup", CALLER + LOOKUP[3:], ["h", 90 * DAY, 1000])
+    found = await _lookup(r, CALLER + LOOKUP[3:], ["h", 90 * DAY, 1000])
     assert found == ["h", ["err"], [], 0]
     assert await r.ttl(CALLER[1]) > 89 * DAY  # kept, for the save to set aside
 
@@ -116,13 +129,12 @@ SAVE = [
     "lua:versions",
     "lua:phone:{h}",
 ]
-NOW = 1_800_000_000  # seconds
-STARTED_MS = (NOW - 60) * 1000  # the call began a minute ago
+STARTED_MS = 1_700_000_000_000  # when the call began (ms), before the server's clock
 
 
 def _save_args(expected: str, new: str, session_id: str = "c1", kept: int = 5) -> list[Any]:
     return [
-        expected, new, session_id, '{"session":1}', 90 * DAY, DAY, kept, "0", STARTED_MS, NOW,
+        expected, new, session_id, '{"session":1}', 90 * DAY, DAY, kept, "0", STARTED_MS, 0,
         LARGEST, "0.2.0",
     ]  # fmt: skip
 
@@ -130,18 +142,22 @@ def _save_args(expected: str, new: str, session_id: str = "c1", kept: int = 5) -
 async def test_save_writes_every_key_with_its_ttl(r: aioredis.Redis) -> None:
     await r.set(SAVE[8], "u", ex=60)
     await r.zadd(SAVE[6], {"c1": 1.0})
-    assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [1]
+    before = await _server_ms(r) // 1000
+    written, now = await _run(r, "save_call", SAVE, _save_args("", "P1"))
+    assert written == 1 and before <= int(now) <= await _server_ms(r) // 1000
     assert await r.get(SAVE[0]) == "P1" and await r.ttl(SAVE[0]) > 89 * DAY
     assert await r.lrange(SAVE[1], 0, -1) == ["c1"] and await r.ttl(SAVE[1]) > 89 * DAY
     assert await r.get(SAVE[5]) == '{"session":1}' and DAY - 5 < await r.ttl(SAVE[5]) <= DAY
     assert await r.zscore(SAVE[6], "c1") is None  # no longer in progress
     assert await r.ttl(SAVE[8]) > 89 * DAY  # the phone mapping is renewed too
-    # The index of every call held, scored by when its data expires, lives as long as it.
-    assert await r.zrange(SAVE[3], 0, -1, withscores=True) == [("c1", NOW + DAY)]
+    # The index of every call held, scored by when its data expires (the server's clock), lives
+    # as long as it.
+    [(member, expires)] = await r.zrange(SAVE[3], 0, -1, withscores=True)
+    assert member == "c1" and int(now) + DAY <= expires < int(now) + DAY + 1
     assert DAY - 5 < await r.ttl(SAVE[3]) <= DAY
     # The saves by version: one more save of this version, and when, kept as the profiles.
     assert await r.zrange(SAVE[7], 0, -1, withscores=True) == [
-        ("saves:0.2.0", 1), ("last:0.2.0", NOW)
+        ("saves:0.2.0", 1), ("last:0.2.0", int(now))
     ]  # fmt: skip
     assert await r.ttl(SAVE[7]) > 89 * DAY
 
@@ -149,20 +165,21 @@ async def test_save_writes_every_key_with_its_ttl(r: aioredis.Redis) -> None:
 async def test_save_counts_the_saves_of_each_version(r: aioredis.Redis) -> None:
     old = _save_args("", "P1", "c0")
     old[-1] = "0.2.0"
-    assert await _run(r, "save_call", SAVE, old) == [1]
+    assert (await _run(r, "save_call", SAVE, old))[0] == 1
     new = _save_args("P1", "P2", "c1")
-    new[-1], new[9] = "0.3.0", NOW + 10
-    assert await _run(r, "save_call", SAVE, new) == [1]
-    assert await _run(r, "save_call", SAVE, _save_args("P2", "P3", "c2")) == [1]
+    new[-1] = "0.3.0"
+    _, then = await _run(r, "save_call", SAVE, new)
+    _, now = await _run(r, "save_call", SAVE, _save_args("P2", "P3", "c2"))
     saves = cast("list[tuple[str, float]]", await r.zrange(SAVE[7], 0, -1, withscores=True))
     assert dict(saves) == {
-        "saves:0.2.0": 2, "last:0.2.0": NOW, "saves:0.3.0": 1, "last:0.3.0": NOW + 10
+        "saves:0.2.0": 2, "last:0.2.0": int(now), "saves:0.3.0": 1, "last:0.3.0": int(then)
     }  # fmt: skip
 
 
 async def test_save_indexes_every_call_held_and_drops_expired_ones(r: aioredis.Redis) -> None:
-    await r.zadd(SAVE[3], {"gone": NOW - 1, "kept": NOW + 10})
-    assert await _run(r, "save_call", SAVE, _save_args("", "P1", kept=1)) == [1]
+    now = await _server_ms(r) / 1000
+    await r.zadd(SAVE[3], {"gone": now - 1, "kept": now + 10})
+    assert (await _run(r, "save_call", SAVE, _save_args("", "P1", kept=1)))[0] == 1
     # More calls than the session list keeps are still indexed, until their data expires.
     assert await r.zrange(SAVE[3], 0, -1) == ["kept", "c1"]
 
@@ -174,7 +191,28 @@ async def test_save_of_a_call_begun_before_an_erasure_is_refused_whole(
     assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [2]
     assert not await r.exists(SAVE[0], SAVE[1], SAVE[3], SAVE[5], SAVE[7], SAVE[8])
     await r.set(SAVE[4], STARTED_MS - 1)  # erased before: a new call of a caller come back
-    assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [1]
+    assert (await _run(r, "save_call", SAVE, _save_args("", "P1")))[0] == 1
+
+
+async def test_save_dates_an_erasure_mark_ahead_of_the_server_by_its_ttl(
+    r: aioredis.Redis,
+) -> None:
+    # A mark 0.2.0 wrote with the eraser's own clock, a year ahead, a minute ago (its TTL, the
+    # profile TTL then, says when): calls begun before that minute are refused, later ones not.
+    now = await _server_ms(r)
+    await r.set(SAVE[4], now + 365 * DAY * 1000, px=90 * DAY * 1000 - 60_000)
+    args = _save_args("", "P1")
+    args[8] = now - 120_000
+    assert await _run(r, "save_call", SAVE, args) == [2]
+    args[8] = now - 30_000
+    assert (await _run(r, "save_call", SAVE, args))[0] == 1
+
+
+async def test_mark_erased_writes_the_servers_time(r: aioredis.Redis) -> None:
+    before = await _server_ms(r)
+    written = int(await _run(r, "mark_erased", [SAVE[4]], [90 * DAY]))
+    assert before <= written <= await _server_ms(r)
+    assert int(await r.get(SAVE[4])) == written and await r.ttl(SAVE[4]) > 89 * DAY
 
 
 async def test_save_refuses_a_stale_profile_and_returns_the_current_one(
@@ -188,15 +226,15 @@ async def test_save_refuses_a_stale_profile_and_returns_the_current_one(
 
 
 async def test_save_of_a_call_already_listed_does_not_list_it_twice(r: aioredis.Redis) -> None:
-    assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [1]
-    assert await _run(r, "save_call", SAVE, _save_args("P1", "P2")) == [1]
+    assert (await _run(r, "save_call", SAVE, _save_args("", "P1")))[0] == 1
+    assert (await _run(r, "save_call", SAVE, _save_args("P1", "P2")))[0] == 1
     assert await r.lrange(SAVE[1], 0, -1) == ["c1"]
 
 
 async def test_save_keeps_the_last_sessions_only(r: aioredis.Redis) -> None:
     profile = ""
     for i in range(4):
-        assert await _run(r, "save_call", SAVE, _save_args(profile, f"P{i}", f"c{i}", 2)) == [1]
+        assert (await _run(r, "save_call", SAVE, _save_args(profile, f"P{i}", f"c{i}", 2)))[0] == 1
         profile = f"P{i}"
     assert await r.lrange(SAVE[1], 0, -1) == ["c2", "c3"]
 
@@ -205,13 +243,13 @@ async def test_save_sets_unreadable_and_wrong_typed_data_aside(r: aioredis.Redis
     await r.set(SAVE[0], "garbage")
     args = _save_args("garbage", "P1")
     args[7] = "1"  # the store could not read it: set aside
-    assert await _run(r, "save_call", SAVE, args) == [1]
+    assert (await _run(r, "save_call", SAVE, args))[0] == 1
     assert await r.get(SAVE[2]) == "garbage" and await r.ttl(SAVE[2]) > 89 * DAY
 
     await r.delete(SAVE[0], SAVE[2])
     await r.rpush(SAVE[0], "someone", "else's")  # not a profile at all
     await r.set(SAVE[1], "not a list")
-    assert await _run(r, "save_call", SAVE, _save_args("", "P1")) == [1]
+    assert (await _run(r, "save_call", SAVE, _save_args("", "P1")))[0] == 1
     assert await r.lrange(SAVE[2], 0, -1) == ["someone", "else's"]
     assert await r.ttl(SAVE[2]) > 89 * DAY
     assert await r.get(SAVE[0]) == "P1" and await r.lrange(SAVE[1], 0, -1) == ["c1"]
@@ -223,12 +261,12 @@ async def test_save_sets_a_profile_larger_than_any_aside_without_sending_it(
     await r.set(SAVE[0], "x" * 2000)
     args = _save_args("", "P1")
     args[10] = 1000
-    assert await _run(r, "save_call", SAVE, args) == [1]  # not {0, <the huge value>}
+    assert (await _run(r, "save_call", SAVE, args))[0] == 1  # not {0, <the huge value>}
     assert await r.get(SAVE[0]) == "P1" and await r.strlen(SAVE[2]) == 2000
 
 
 async def test_save_on_a_cluster_touches_the_callers_slot_only(r: aioredis.Redis) -> None:
-    assert await _run(r, "save_call", SAVE[:5], _save_args("", "P1")) == [1]
+    assert (await _run(r, "save_call", SAVE[:5], _save_args("", "P1")))[0] == 1
     assert await r.get(SAVE[0]) == "P1"
     assert not await r.exists(*SAVE[5:])  # written next to it by the store
 
@@ -258,7 +296,8 @@ MOVE = [
 
 
 async def test_move_writes_a_caller_under_the_new_id_once(r: aioredis.Redis) -> None:
-    args = ["new", 90 * DAY, DAY, "P", "", 2, "s1", "s2", NOW + 5, "s1", NOW + 9, "s2"]
+    expiry = STARTED_MS // 1000 + DAY  # when each call's data expires (s)
+    args = ["new", 90 * DAY, DAY, "P", "", 2, "s1", "s2", expiry, "s1", expiry + 4, "s2"]
     assert await _run(r, "move_caller", MOVE, args) == 1
     assert await r.get(MOVE[0]) == "new" and await r.get(MOVE[1]) == "P"
     assert await r.lrange(MOVE[2], 0, -1) == ["s1", "s2"]
@@ -294,9 +333,33 @@ async def test_drop_identity_removes_only_an_unused_fresh_mapping(r: aioredis.Re
 
 async def test_claim_leases_an_orphan_to_one_claimer(r: aioredis.Redis) -> None:
     key = "lua:sessions:open"
-    await r.zadd(key, {"idle": 100.0, "leased": 5000.0})
-    assert await _run(r, "claim_orphan", [key], ["missing", 1000, 1300]) == 0
-    assert await _run(r, "claim_orphan", [key], ["leased", 1000, 1300]) == 0
-    assert await _run(r, "claim_orphan", [key], ["idle", 1000, 1300]) == 1
-    assert await r.zscore(key, "idle") == 1300.0
-    assert await _run(r, "claim_orphan", [key], ["idle", 1000, 1300]) == 0  # taken
+    now = await _server_ms(r) / 1000
+    await r.zadd(key, {"idle": now - 100, "alive": now - 1, "leased": now + 200})
+    # Idle for 60 s on the server's clock, leased for 300 s.
+    assert await _run(r, "claim_orphan", [key], [60_000, 300_000, 20]) == ["idle"]
+    assert now + 299 < (await r.zscore(key, "idle") or 0) < now + 302
+    assert await _run(r, "claim_orphan", [key], [60_000, 300_000, 20]) == []  # taken
+    assert await r.zscore(key, "alive") == now - 1 and await r.zscore(key, "leased") == now + 200
+
+
+async def test_beat_moves_listed_calls_to_the_servers_time_never_back(
+    r: aioredis.Redis,
+) -> None:
+    key = "lua:sessions:open"
+    now = await _server_ms(r) / 1000
+    await r.zadd(key, {"quiet": now - 100, "leased": now + 200})
+    assert await _run(r, "beat", [key], ["quiet", "leased", "gone"]) == 1
+    assert now <= (await r.zscore(key, "quiet") or 0) <= await _server_ms(r) / 1000
+    assert await r.zscore(key, "leased") == now + 200  # a lease in the future stays
+    assert await r.zscore(key, "gone") is None  # saved meanwhile: not listed again
+
+
+async def test_add_now_scores_with_the_servers_time_and_sets_the_journal(
+    r: aioredis.Redis,
+) -> None:
+    key, journal = "lua:sessions:open", "lua:session:{c1}"
+    before = await _server_ms(r) / 1000
+    score = float(await _run(r, "add_now", [key, journal], ["c1", DAY, "header"]))
+    assert before <= score <= await _server_ms(r) / 1000
+    assert await r.zscore(key, "c1") == score and await r.get(journal) == "header"
+    assert DAY - 5 < await r.ttl(key) <= DAY and DAY - 5 < await r.ttl(journal) <= DAY

@@ -125,6 +125,7 @@ async def test_a_lookup_is_one_round_trip_and_three_commands(
                 "cmdstat_strlen": 1,
                 "cmdstat_lrange": 1,
                 "cmdstat_expire": 1,
+                "cmdstat_time": 1,  # the call's beginning, on the server's clock
             }
             if not returning:
                 expected["cmdstat_set"] = 1

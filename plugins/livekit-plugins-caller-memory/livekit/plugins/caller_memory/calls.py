@@ -307,7 +307,7 @@ class SessionManager:
             phone_hash=phone_hash,
             previous_hashes=previous,
             lookup=lookup,
-            started_at=utcnow(),
+            started_at=self._store.call_started_at(lookup),  # the store's clock, to the ms
             verified=verified,
             context=self._context(session_id, lookup, status, verified),
             # The journal opens with the first turn, off the greeting's path; not when the

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from .exceptions import CallerErasedError
 from .log import logger
-from .models import CallerProfile, CallSummary, SessionRecord, utcnow
+from .models import CallerProfile, CallSummary, SessionRecord
 from .outbox import Outbox
 from .store import CallerLookup, MemoryStore
 from .store.codec import UnreadableValue, is_journal, parse_journal
@@ -369,7 +369,9 @@ class Recovery:
             if phone_hash is None:
                 continue
             summary = await self._summarizer.summarize(record.turns)
-            record = record.model_copy(update={"ended_at": utcnow(), "summary": summary})
+            # The store's clock: this worker's may be hours off the one that ran the call.
+            ended_at = max(self._store.now(), record.started_at.replace(microsecond=0))
+            record = record.model_copy(update={"ended_at": ended_at, "summary": summary})
             if await self.save(record, summary, phone_hash=phone_hash, replay=True) is not None:
                 recovered += 1
         return recovered, len(claimed)

@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone  # datetime.UTC is Python 3.11+
 from types import TracebackType
 from typing import Any, Literal
 
@@ -59,6 +60,21 @@ _ORPHAN_LEASE_S = 300.0
 """How long a recovery holds an orphaned call before another worker may take it."""
 
 
+def _from_ms(unix_ms: int) -> datetime:
+    return datetime.fromtimestamp(unix_ms // 1000, timezone.utc).replace(
+        microsecond=unix_ms % 1000 * 1000
+    )
+
+
+def _to_ms(when: datetime) -> int:
+    # Exact: timestamp() * 1000 is a float, and .439 s can come out as 438.99... ms.
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+    return (aware - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def new_user_id(phone_hash: str) -> str:
     """The user id given to a new caller: their phone hash.
 
@@ -82,6 +98,9 @@ class CallerLookup:
     """Recent session ids, oldest first."""
     profile_raw: bytes | None = field(default=None, repr=False)
     """The profile exactly as stored: the starting point of the compare-and-set at hang-up."""
+    at_ms: int | None = None
+    """When the store answered, on its clock (Unix ms; Redis's ``TIME``): the call's
+    beginning, which an erasure is compared with. None when it could not say."""
 
     @property
     def is_returning(self) -> bool:
@@ -101,6 +120,8 @@ class Fetched:
     session_ids: list[str] = field(default_factory=list)
     phone_set_aside: bool = False
     """The phone key held the wrong type and was set aside (:meth:`Keys.unreadable_phone`)."""
+    at_ms: int | None = None
+    """The store's clock when it read them (Unix ms), when it says."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +138,8 @@ class CallWrite:
     set_aside: bool
     """Copy the current (unreadable) profile to :meth:`Keys.unreadable_profile` first."""
     started_ms: int
-    """When the call began (Unix ms): refused if the caller was erased since."""
+    """When the call began (Unix ms, on the store's clock: :meth:`MemoryStore.call_started_at`):
+    refused if the caller was erased since."""
 
 
 JournalWrite = Literal["written", "gone", "full"]
@@ -174,6 +196,8 @@ class MemoryStore(abc.ABC):
         self._keys = Keys(self._config.key_prefix)
         self._hasher = hasher
         self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._clock_offset_ms = 0.0
+        """The store's clock minus this process's, as last measured (see :meth:`clock_ms`)."""
         self.last_error: str | None = None
         """Why the last :meth:`connect` failed (the guide's troubleshooting text), or None."""
 
@@ -193,6 +217,34 @@ class MemoryStore(abc.ABC):
         if self._hasher is None:
             self._hasher = load_hasher(self._config)
         return self._hasher
+
+    # -- the store's clock -----------------------------------------------------------------
+    # Times one machine writes and another compares (an erasure and a call's beginning, a
+    # heartbeat and an orphan's age) are the store's: Redis's TIME, inside the scripts. This
+    # process's clock, corrected by its offset from the store's as last measured, serves
+    # where no round trip says the time (a call that began while Redis was unreachable).
+
+    def clock_ms(self) -> int:
+        """Now on the store's clock (Unix ms): this process's clock plus its offset from the
+        store's as last measured (none for the in-process store: it has one clock)."""
+        return int(time.time() * 1000 + self._clock_offset_ms)
+
+    def now(self) -> datetime:
+        """:meth:`clock_ms` as a time, to the second, as stored times are."""
+        return datetime.fromtimestamp(self.clock_ms() // 1000, timezone.utc)
+
+    def call_started_at(self, lookup: CallerLookup | None) -> datetime:
+        """When a call began, on the store's clock, to the millisecond: the time of its
+        call-start lookup as the store ran it, else :meth:`clock_ms`. An erasure is compared
+        with it (``save_call.lua``): the two are ordered as Redis ran them, whichever machine
+        asked and whatever its clock says."""
+        at_ms = lookup.at_ms if lookup is not None and lookup.at_ms is not None else None
+        return _from_ms(self.clock_ms() if at_ms is None else at_ms)
+
+    def _clock_seen(self, store_ms: float, received_s: float) -> None:
+        """The store said its time was ``store_ms`` in a reply received at ``received_s`` on
+        this process's clock: remember the offset."""
+        self._clock_offset_ms = store_ms - received_s * 1000
 
     @property
     @abc.abstractmethod
@@ -303,6 +355,7 @@ class MemoryStore(abc.ABC):
             mint=new_user_id(phone_hash) if mint else None,
             ttl=ttl,
         )
+        at_ms = fetched.at_ms  # the call's beginning on the store's clock
         if fetched.phone_set_aside:
             logger.warning(
                 "a phone key held the wrong type (not written by caller memory); it is kept "
@@ -312,7 +365,7 @@ class MemoryStore(abc.ABC):
         user_id = fetched.user_id
         if user_id is None and mint:
             if fetched.profile is None and not fetched.session_ids:
-                return CallerLookup(user_id=phone_hash, is_new=True)
+                return CallerLookup(user_id=phone_hash, is_new=True, at_ms=at_ms)
             user_id = phone_hash  # the mapping had expired before the profile: same caller
         if user_id is None and previous:
             old_keys = [keys.phone(h) for h in previous]
@@ -321,7 +374,7 @@ class MemoryStore(abc.ABC):
                 logger.info("caller moved to the current phone-hash secret")
         if user_id is None:
             if not create:
-                return CallerLookup(user_id=None, is_new=False)
+                return CallerLookup(user_id=None, is_new=False, at_ms=at_ms)
             minted = await self.fetch_caller(
                 keys.phone(phone_hash),
                 keys.profile(phone_hash),
@@ -330,7 +383,7 @@ class MemoryStore(abc.ABC):
                 ttl=ttl,
             )
             if minted.user_id is None:
-                return CallerLookup(user_id=phone_hash, is_new=True)
+                return CallerLookup(user_id=phone_hash, is_new=True, at_ms=at_ms)
             user_id, fetched = minted.user_id, minted
         if user_id != phone_hash:
             if user_id in previous and await self._move(user_id, phone_hash):
@@ -349,6 +402,7 @@ class MemoryStore(abc.ABC):
             profile=profile,
             session_ids=fetched.session_ids,
             profile_raw=fetched.profile,
+            at_ms=at_ms,
         )
 
     async def _move(self, old: str, new: str) -> bool:
@@ -540,7 +594,7 @@ class MemoryStore(abc.ABC):
                         session=session_json,
                         # Unreadable data is kept aside (90 days), never silently overwritten.
                         set_aside=expected is not None and parsed is None,
-                        started_ms=int(record.started_at.timestamp() * 1000),
+                        started_ms=_to_ms(record.started_at),
                     )
                 )
                 if outcome == "written":
@@ -593,25 +647,27 @@ class MemoryStore(abc.ABC):
     async def claim_orphans(self, idle_s: float) -> list[tuple[str, bytes | None]]:
         """Calls in progress whose worker has not beaten for ``idle_s`` seconds: it died.
 
-        A worker beats for its calls (:meth:`heartbeat`) on a clock of its own; reading a
-        journal (an export, ``caller-memory stats``) does not count. Each orphan is leased to
-        one claimer only; hand it back with :meth:`release_orphan` when it cannot be saved now
-        (a lease also runs out by itself). A batch holds at most a few dozen calls: call again
-        until it comes back empty.
+        A worker beats for its calls (:meth:`heartbeat`), and the beats and their age are
+        measured on the store's clock (Redis's ``TIME``), never a worker's own: a worker hours
+        behind is not taken for dead, nor one days ahead for alive. Reading a journal (an
+        export, ``caller-memory stats``) does not count. Each orphan is leased to one claimer
+        only; hand it back with :meth:`release_orphan` when it cannot be saved now (a lease
+        also runs out by itself). A batch holds at most a few dozen calls: call again until it
+        comes back empty.
 
         Returns:
             ``(session_id, journal)`` pairs; the journal is None when it has expired.
         """
-        return await self.lease_orphans(time.time() - idle_s, lease_s=_ORPHAN_LEASE_S)
+        return await self.lease_orphans(idle_s, lease_s=_ORPHAN_LEASE_S)
 
     async def heartbeat(self, session_ids: Sequence[str]) -> None:
         """This worker is alive and its calls ``session_ids`` go on: they are not orphans."""
         if session_ids:
-            await self.beat(session_ids, time.time())
+            await self.beat(session_ids)
 
     async def orphans_waiting(self, idle_s: float) -> int:
         """How many calls in progress have had no heartbeat for ``idle_s`` seconds."""
-        return await self.count_open_calls(time.time() - idle_s)
+        return await self.count_open_calls(idle_s)
 
     async def discard_session(self, session_id: str) -> None:
         """Delete a call's data (or journal) and drop it from the calls in progress."""
@@ -846,19 +902,20 @@ class MemoryStore(abc.ABC):
 
     @abc.abstractmethod
     async def lease_orphans(
-        self, beaten_before: float, *, lease_s: float
+        self, idle_s: float, *, lease_s: float
     ) -> list[tuple[str, bytes | None]]:
         """Lease a batch of calls in progress whose last heartbeat (their score in the calls in
-        progress) is at or before ``beaten_before`` (Unix seconds; see :meth:`claim_orphans`)."""
+        progress) is ``idle_s`` old or more, for ``lease_s`` (see :meth:`claim_orphans`): both
+        measured on the store's clock."""
 
     @abc.abstractmethod
-    async def beat(self, session_ids: Sequence[str], now: float) -> None:
-        """Move the calls' heartbeat forward to ``now``: only calls still listed, and never
-        back (a lease in the future stays)."""
+    async def beat(self, session_ids: Sequence[str]) -> None:
+        """Move the calls' heartbeat forward to now on the store's clock: only calls still
+        listed, and never back (a lease in the future stays)."""
 
     @abc.abstractmethod
-    async def count_open_calls(self, beaten_before: float) -> int:
-        """How many calls in progress last beat at or before ``beaten_before``."""
+    async def count_open_calls(self, idle_s: float) -> int:
+        """How many calls in progress last beat ``idle_s`` ago or longer (the store's clock)."""
 
     @abc.abstractmethod
     async def release_orphan(self, session_id: str) -> None:
@@ -902,14 +959,15 @@ class MemoryStore(abc.ABC):
 
     @abc.abstractmethod
     async def mark_erased(self, user_ids: Sequence[str], *, ttl: int) -> None:
-        """Set each user's :meth:`Keys.erased` to now (Unix ms), with ``ttl``."""
+        """Set each user's :meth:`Keys.erased` to now on the store's clock (Unix ms; Redis's
+        ``TIME``, never the eraser's own clock), with ``ttl``."""
 
     @abc.abstractmethod
     async def add_request(
         self, key: str, member: str, *, ttl: int, at: float | None = None
     ) -> None:
-        """Add ``member`` to a sorted set, scored ``at`` (Unix seconds; default now), the set's
-        TTL renewed."""
+        """Add ``member`` to a sorted set, scored ``at`` (Unix seconds; default now on the
+        store's clock), the set's TTL renewed."""
 
     @abc.abstractmethod
     async def write_moved(self, moved: MovedCaller) -> bool:

@@ -5,6 +5,10 @@ erasure deletes) is :class:`~.base.MemoryStore`'s, shared with Redis; this modul
 each atomic operation on a dict, step for step as its Lua script does on Redis (the script is
 named on each method). Values are the bytes Redis would hold and TTLs are honoured, so the
 contract tests run unchanged against both stores and compare what each leaves behind.
+
+Where Redis reads its own clock (``TIME`` in the scripts: heartbeats, orphans' age, erasure
+marks, a call's beginning), this store reads the process's ``time.time()``: there is one clock
+here, so it is the store's clock.
 """
 
 from __future__ import annotations
@@ -167,6 +171,7 @@ class InMemoryStore(MemoryStore):
             profile_wrong_type=fetched.profile_wrong_type,
             session_ids=fetched.session_ids,
             phone_set_aside=wrong_type,
+            at_ms=self.clock_ms(),
         )
 
     async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
@@ -283,23 +288,24 @@ class InMemoryStore(MemoryStore):
         return len(current) + len(added)
 
     async def lease_orphans(
-        self, beaten_before: float, *, lease_s: float
+        self, idle_s: float, *, lease_s: float
     ) -> list[tuple[str, bytes | None]]:
-        """As ``claim_orphan.lua``: calls that last beat at or before ``beaten_before``."""
-        calls = self._open_calls()
-        idle = [sid for sid, last in calls.items() if last <= beaten_before]
-        self._set_open_calls({**calls, **dict.fromkeys(idle, time.time() + lease_s)})
+        """As ``claim_orphan.lua``: calls that last beat ``idle_s`` ago or longer."""
+        calls, now = self._open_calls(), time.time()
+        idle = [sid for sid, last in calls.items() if last <= now - idle_s]
+        self._set_open_calls({**calls, **dict.fromkeys(idle, now + lease_s)})
         return [(sid, self._string(self._keys.session(sid))[0]) for sid in idle]
 
-    async def beat(self, session_ids: Sequence[str], now: float) -> None:
-        """As ``ZADD XX GT``."""
-        calls = self._open_calls()
+    async def beat(self, session_ids: Sequence[str]) -> None:
+        """As ``beat.lua`` (``ZADD XX GT`` now)."""
+        calls, now = self._open_calls(), time.time()
         beaten = {sid: now for sid in session_ids if sid in calls and calls[sid] < now}
         if beaten:
             self._set_open_calls({**calls, **beaten})
 
-    async def count_open_calls(self, beaten_before: float) -> int:
-        """As ZCOUNT."""
+    async def count_open_calls(self, idle_s: float) -> int:
+        """As ZCOUNT up to ``idle_s`` ago."""
+        beaten_before = time.time() - idle_s
         return sum(1 for last in self._open_calls().values() if last <= beaten_before)
 
     async def release_orphan(self, session_id: str) -> None:
@@ -347,8 +353,8 @@ class InMemoryStore(MemoryStore):
             self._space.set(key, scores, ttl)
 
     async def mark_erased(self, user_ids: Sequence[str], *, ttl: int) -> None:
-        """Now, in milliseconds, for each user."""
-        now_ms = str(int(time.time() * 1000)).encode()
+        """As ``mark_erased.lua``: now, in milliseconds, for each user."""
+        now_ms = str(self.clock_ms()).encode()
         for user_id in user_ids:
             self._space.set(self._keys.erased(user_id), now_ms, ttl)
 

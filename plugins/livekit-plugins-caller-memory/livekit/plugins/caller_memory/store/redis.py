@@ -56,6 +56,9 @@ _PURGE_WAIT_S = 10.0
 _CLAIMS = 20
 """Orphans leased per recovery pass: the work of one pass stays bounded."""
 
+_BEATS_PER_COMMAND = 1000
+"""Calls per heartbeat script: its arguments stay far below Lua's stack limit."""
+
 
 def _script(name: str) -> str:
     return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text()
@@ -68,6 +71,9 @@ _SCRIPTS = {
         "save_call",
         "append_journal",
         "claim_orphan",
+        "beat",
+        "add_now",
+        "mark_erased",
         "drop_identity",
         "move_caller",
         "replace_value",
@@ -190,6 +196,7 @@ class RedisMemoryStore(MemoryStore):
                 await self._first_ping()
                 if self._config.cluster is None and not self._cluster:
                     await self._detect_cluster()
+                await self._measure_clock()
         except (RedisError, OSError) as e:
             diagnosis = diagnose(e, self._config)
             if diagnosis.reason.startswith("Connection closed") and not self._config.uses_tls:
@@ -265,6 +272,15 @@ class RedisMemoryStore(MemoryStore):
             self._cluster = True
             await self.client.ping()
             logger.info("Redis Cluster detected", extra={"server": self.server})
+
+    async def _measure_clock(self) -> None:
+        """TIME: how far this process's clock is from the server's (see
+        :meth:`~.base.MemoryStore.clock_ms`)."""
+        try:
+            seconds, micros = await self.client.time()
+        except ResponseError:  # refused (an ACL): the scripts' own TIME still orders what counts
+            return
+        self._clock_seen(int(seconds) * 1000 + int(micros) // 1000, time.time())
 
     async def _first_ping(self) -> None:
         """PING; with TLS, find out early when the server speaks plain TCP: it never answers
@@ -403,9 +419,10 @@ class RedisMemoryStore(MemoryStore):
         script_keys = [phone_key, profile_key, sessions_key, f"{phone_key}:unreadable"]
         try:
             async with self._op():
-                found, profile, sessions, aside = await self._run(
+                found, profile, sessions, aside, at_ms = await self._run(
                     "lookup", script_keys, [mint or "", ttl, codec.MAX_PROFILE_BYTES]
                 )
+            self._clock_seen(int(at_ms), time.time())
         except ResponseError as e:
             refusal = _write_refusal(e)
             if refusal is None:
@@ -419,6 +436,7 @@ class RedisMemoryStore(MemoryStore):
             profile_wrong_type=wrong_type,
             session_ids=[codec.text(s) or "" for s in sessions],
             phone_set_aside=bool(aside),
+            at_ms=int(at_ms),
         )
 
     async def _read_caller(self, phone_key: str, profile_key: str, sessions_key: str) -> Fetched:
@@ -486,7 +504,7 @@ class RedisMemoryStore(MemoryStore):
 
     async def write_call(self, write: CallWrite) -> tuple[WriteOutcome, bytes | None]:
         """One EVALSHA of ``save_call.lua`` (plus a pipeline for the other slots on a cluster)."""
-        keys, config, now = self._keys, self._config, int(time.time())
+        keys, config = self._keys, self._config
         script_keys = [
             keys.profile(write.user_id),
             keys.sessions(write.user_id),
@@ -509,7 +527,7 @@ class RedisMemoryStore(MemoryStore):
             config.max_sessions,
             "1" if write.set_aside else "0",
             write.started_ms,
-            now,
+            0,  # unused: the script reads the server's clock
             codec.MAX_PROFILE_BYTES,
             __version__,
         ]
@@ -520,6 +538,7 @@ class RedisMemoryStore(MemoryStore):
                 return "erased", None
             if outcome != 1:
                 return "changed", (result[1] or None)
+            now = int(result[1])  # the server's clock, in seconds
             if self._cluster:
                 async with self.client.pipeline(transaction=False) as pipe:
                     pipe.set(others[0], write.session, ex=config.session_ttl_seconds)
@@ -533,14 +552,16 @@ class RedisMemoryStore(MemoryStore):
         return "written", None
 
     async def write_journal_header(self, session_id: str, header: str) -> None:
-        """SET with the session TTL, and ZADD to the calls in progress, in one pipeline."""
+        """One EVALSHA of ``add_now.lua``: SET with the session TTL, and ZADD to the calls in
+        progress at the server's time (on a cluster, the SET first: another slot)."""
         ttl = self._config.session_ttl_seconds
-        open_key = self._keys.open_calls()
-        async with self._op(), self.client.pipeline(transaction=False) as pipe:
-            pipe.set(self._keys.session(session_id), header, ex=ttl)
-            pipe.zadd(open_key, {session_id: time.time()})
-            pipe.expire(open_key, ttl)
-            await pipe.execute()
+        open_key, session_key = self._keys.open_calls(), self._keys.session(session_id)
+        async with self._op():
+            if self._cluster:
+                await self.client.set(session_key, header, ex=ttl)
+                await self._run("add_now", [open_key], [session_id, ttl])
+            else:
+                await self._run("add_now", [open_key, session_key], [session_id, ttl, header])
 
     async def append_journal_lines(self, session_id: str, lines: str, limit: int) -> int:
         """One EVALSHA of ``append_journal.lua``."""
@@ -549,51 +570,44 @@ class RedisMemoryStore(MemoryStore):
             return int(await self._run("append_journal", [key], [lines, limit]))
 
     async def lease_orphans(
-        self, beaten_before: float, *, lease_s: float
+        self, idle_s: float, *, lease_s: float
     ) -> list[tuple[str, bytes | None]]:
-        """Up to 20 calls whose score (last heartbeat) is at or before ``beaten_before``, each
-        leased by one EVALSHA of ``claim_orphan.lua``, then its journal read."""
+        """Up to 20 calls whose score (last heartbeat) is ``idle_s`` old on the server's clock,
+        leased by one EVALSHA of ``claim_orphan.lua``, then each journal read."""
         client = self.client
-        open_key = self._keys.open_calls()
-        lease_end = time.time() + lease_s
+        args = [round(idle_s * 1000), round(lease_s * 1000), _CLAIMS]
         async with self._op():
             # Leased calls (a recovery in progress elsewhere) score in the future: skipped.
-            members = await client.zrangebyscore(
-                open_key, "-inf", beaten_before, start=0, num=_CLAIMS
-            )
+            claimed = await self._run("claim_orphan", [self._keys.open_calls()], args)
         leased: list[tuple[str, bytes | None]] = []
-        for member in members:
+        for member in claimed:
             session_id = codec.text(cast("str | bytes", member)) or ""
             async with self._op():
-                won = await self._run(
-                    "claim_orphan", [open_key], [session_id, beaten_before, lease_end]
-                )
-                if not int(won):
-                    continue  # it beat meanwhile, or another worker leased it
                 journal = await client.get(self._keys.session(session_id))
             leased.append((session_id, cast("bytes | None", journal)))
         return leased
 
-    async def beat(self, session_ids: Sequence[str], now: float) -> None:
-        """``ZADD XX GT``: one command for all of this worker's calls."""
-        async with self._op():
-            await self.client.zadd(
-                self._keys.open_calls(), dict.fromkeys(session_ids, now), xx=True, gt=True
-            )
+    async def beat(self, session_ids: Sequence[str]) -> None:
+        """One EVALSHA of ``beat.lua`` (``ZADD XX GT`` at the server's time) for up to a
+        thousand of this worker's calls."""
+        open_key = self._keys.open_calls()
+        for start in range(0, len(session_ids), _BEATS_PER_COMMAND):
+            batch = list(session_ids[start : start + _BEATS_PER_COMMAND])
+            async with self._op():
+                await self._run("beat", [open_key], batch)
 
-    async def count_open_calls(self, beaten_before: float) -> int:
-        """ZCOUNT."""
+    async def count_open_calls(self, idle_s: float) -> int:
+        """TIME, then ZCOUNT up to ``idle_s`` before it (for operators: two round trips)."""
         async with self._op():
-            return int(await self.client.zcount(self._keys.open_calls(), "-inf", beaten_before))
+            seconds, micros = await self.client.time()
+            now = int(seconds) + int(micros) // 1000 / 1000
+            return int(await self.client.zcount(self._keys.open_calls(), "-inf", now - idle_s))
 
     async def release_orphan(self, session_id: str) -> None:
-        """ZADD the call back with the current time."""
+        """One EVALSHA of ``add_now.lua``: the call is back, scored with the server's time."""
         ttl = self._config.session_ttl_seconds
-        open_key = self._keys.open_calls()
-        async with self._op(), self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(open_key, {session_id: time.time()})
-            pipe.expire(open_key, ttl)
-            await pipe.execute()
+        async with self._op():
+            await self._run("add_now", [self._keys.open_calls()], [session_id, ttl])
 
     async def open_call_ids(self) -> list[str]:
         """ZRANGE of the calls in progress."""
@@ -647,18 +661,23 @@ class RedisMemoryStore(MemoryStore):
                 await self.client.zrem(key, *members)
 
     async def mark_erased(self, user_ids: Sequence[str], *, ttl: int) -> None:
-        """SET erased now EX ttl, for each user (each in its own slot)."""
-        now_ms = int(time.time() * 1000)
+        """One EVALSHA of ``mark_erased.lua`` per user (each in its own slot): SET erased to
+        the server's TIME (ms) EX ttl."""
         for user_id in user_ids:
             async with self._op():
-                await self.client.set(self._keys.erased(user_id), now_ms, ex=ttl)
+                await self._run("mark_erased", [self._keys.erased(user_id)], [ttl])
 
     async def add_request(
         self, key: str, member: str, *, ttl: int, at: float | None = None
     ) -> None:
-        """ZADD ``at`` (default now) and EXPIRE, in one transaction."""
+        """One EVALSHA of ``add_now.lua`` (ZADD at the server's time, EXPIRE); with ``at``,
+        ZADD ``at`` and EXPIRE in one transaction."""
+        if at is None:
+            async with self._op():
+                await self._run("add_now", [key], [member, ttl])
+            return
         async with self._op(), self.client.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {member: time.time() if at is None else at})
+            pipe.zadd(key, {member: at})
             pipe.expire(key, ttl)
             await pipe.execute()
 

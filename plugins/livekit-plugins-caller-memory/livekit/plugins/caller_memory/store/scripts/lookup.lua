@@ -5,7 +5,9 @@
 --   KEYS: phone, profile, sessions, phone set aside (phone .. ':unreadable')
 --   ARGV: the id to mint ('' = do not mint), ttl (seconds), largest profile (bytes)
 --   -> {user id, or false when unknown (and minted now), profile or false or {'err'},
---       session ids, 1 when a phone key of the wrong type was set aside}
+--       session ids, 1 when a phone key of the wrong type was set aside, now (Unix ms)}
+-- "Now" is the server's clock (TIME): the call's beginning, which an erasure is compared
+-- with (mark_erased.lua, save_call.lua), whatever the worker's own clock says.
 -- A profile or session list of the wrong type, or a profile larger than any caller memory
 -- writes, comes back as {'err'} / {} instead of failing the lookup (and without sending a
 -- huge value over): the call goes on, and the save sets the bad value aside. A phone key of
@@ -35,4 +37,6 @@ local sessions = redis.pcall('LRANGE', KEYS[3], 0, -1)
 redis.pcall('EXPIRE', KEYS[3], ARGV[2])
 if type(profile) == 'table' and profile.err then profile = {'err'} end
 if type(sessions) == 'table' and sessions.err then sessions = {} end
-return {found, profile, sessions, aside}
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {found, profile, sessions, aside, now_ms}
