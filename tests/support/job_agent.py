@@ -73,3 +73,5 @@ async def entrypoint(ctx: JobContext) -> None:
 
 server.rtc_session(agent_name="test-agent", on_session_end=caller_memory.on_session_end)(entrypoint)
 bound_server.rtc_session(agent_name="test-agent", on_session_end=memory.on_session_end)(entrypoint)
+bare_server = AgentServer()  # no on_session_end: the save is left to the shutdown callback
+bare_server.rtc_session(agent_name="test-agent")(entrypoint)

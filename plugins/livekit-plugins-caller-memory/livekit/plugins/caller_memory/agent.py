@@ -24,24 +24,26 @@ A pickled ``memory.on_session_end`` works the same way, and pickling never takes
 When a job ends, LiveKit closes the session, then runs ``on_session_end`` (within
 ``session_end_timeout``, 300 s by default), then tells the worker it is shutting down: the save
 happens there. Shutdown callbacks come last, with about 10 s left before the process is killed
-when the worker asked the job to stop; the one added here waits up to :data:`SHUTDOWN_WAIT_S`
-for a save still running, then puts the call in the local outbox so that the kill loses nothing.
+when the worker asked the job to stop (``shutdown_process_timeout``); the one added here puts
+a call whose save still runs in the local outbox first, so that the kill loses nothing, then
+waits for the save for what is left of that window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import multiprocessing
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, JobContext, llm
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, llm
 
-from . import prompts
+from . import prompts, worker_settings
 from .calls import SessionContext, SessionManager
-from .config import RedisConfig
+from .config import RedisConfig, settings_variables
 from .identity import in_trunk_region
 from .log import logger
 from .models import CallerProfile
@@ -60,15 +62,30 @@ __all__ = ["CallMemory", "CallerMemory", "OnCaller", "on_session_end"]
 
 MEMORY_MESSAGE_ID = "caller_memory"
 """Id of the system message that carries the caller's memory in an agent's context."""
-SHUTDOWN_WAIT_S = 7.0
-"""How long the shutdown callback waits for a save still running before it puts the call in
-the outbox: LiveKit kills the process about 10 s after it starts shutting down."""
+SHUTDOWN_MARGIN_S = 3.0
+"""What the shutdown callback leaves of LiveKit's ``shutdown_process_timeout`` (the time between
+the worker asking a job to stop and its kill) for the rest of the job's shutdown."""
+LIVEKIT_SHUTDOWN_PROCESS_TIMEOUT_S: float = (
+    inspect.signature(AgentServer).parameters["shutdown_process_timeout"].default
+)
+"""LiveKit's own default for ``AgentServer(shutdown_process_timeout=...)`` (10 s in 1.8)."""
 
 OnCaller = Callable[["CallMemory"], Awaitable[None] | None]
 """The greeting hook: called when a caller's memory is loaded after ``attach`` returned."""
 
-_calls: dict[str, CallMemory] = {}
-"""The calls of this process, by job id: what :func:`on_session_end` waits for."""
+_calls: dict[str, list[CallMemory]] = {}
+"""The calls of this process, by job id: what :func:`on_session_end` waits for. A job usually
+holds one; an app that starts a second ``AgentSession`` in the same job (a restart after an
+error) attaches a second call, saved under a session id of its own."""
+
+
+def _session_id(job_id: str) -> str:
+    """The id a new call of this job is stored under: the job id, then ``<job id>-2``, ...
+
+    A save is idempotent by session id: a second session of the job stored under the first's id
+    would be taken for a replay of it, and its turns never reach memory."""
+    taken = len(_calls.get(job_id, ()))
+    return job_id if taken == 0 else f"{job_id}-{taken + 1}"
 
 
 async def on_session_end(ctx: JobContext) -> None:
@@ -78,8 +95,7 @@ async def on_session_end(ctx: JobContext) -> None:
     it from an ``on_session_end`` of your own. It is a module-level function: LiveKit pickles
     it into each job process by name.
     """
-    call = _calls.get(ctx.job.id)
-    if call is not None:
+    for call in list(_calls.get(ctx.job.id, ())):
         await call.wait_saved()
 
 
@@ -95,6 +111,7 @@ class CallMemory:
         self,
         manager: SessionManager,
         *,
+        job_id: str,
         session_id: str,
         session: AgentSession[Any],
         summary_llm: llm.LLM[Any] | None,
@@ -102,6 +119,7 @@ class CallMemory:
         on_caller: OnCaller | None,
     ) -> None:
         self._manager = manager
+        self._job_id = job_id
         self._session_id = session_id
         self._session = session
         self._summary_llm = summary_llm
@@ -113,7 +131,10 @@ class CallMemory:
         self._not_callers: set[str] = set()
         """Identities of participants said not to be the caller (each said once)."""
         self._caller_arrived = asyncio.Event()
-        self._started = False
+        self._starting: asyncio.Task[SessionContext] | None = None
+        """The call's start (the lookup): it goes on when ``attach`` is cancelled under it."""
+        self._early_turns: list[tuple[str, str]] = []
+        """Turns said before the call's start finished (a session started before ``attach``)."""
         self._attached = False
         """``attach`` returned: a caller identified from now on fires ``on_caller``."""
         self._identifying: asyncio.Task[None] | None = None
@@ -126,7 +147,8 @@ class CallMemory:
 
     @property
     def session_id(self) -> str:
-        """The id the call is stored under (the LiveKit job id)."""
+        """The id the call is stored under: the LiveKit job id (``<job id>-2``, ... for a
+        second session in the same job)."""
         return self._session_id
 
     @property
@@ -166,13 +188,31 @@ class CallMemory:
     # -- the caller ------------------------------------------------------------------------
 
     async def _start(self, phone_number: str | None) -> None:
-        self._started = True
         participant = self.participant
-        self._context = await self._manager.start_session(
-            session_id=self._session_id,
-            phone_number=phone_number,
-            verified=participant is not None and self._attested(participant),
+        # A task, shielded: a caller who hangs up while the lookup waits on Redis ends the job,
+        # which may cancel attach; the call is still opened, and then ended and saved.
+        self._starting = asyncio.get_running_loop().create_task(
+            self._manager.start_session(
+                session_id=self._session_id,
+                phone_number=phone_number,
+                verified=participant is not None and self._attested(participant),
+            ),
+            name=f"caller_memory.start.{self._session_id}",
         )
+        self._context = await asyncio.shield(self._starting)
+        for role, text in self._early_turns:
+            self._manager.add_turn(self._session_id, role, text)
+        self._early_turns.clear()
+        if self._context.status == "timeout" and self._identifying is None:
+            # The lookup missed its budget: it goes on in the background, and the agent gets
+            # the caller's memory before its next reply, as for a number that arrives late.
+            self._identifying = asyncio.get_running_loop().create_task(
+                self._identify(None), name=f"caller_memory.late_lookup.{self._session_id}"
+            )
+
+    @property
+    def _started(self) -> bool:
+        return self._starting is not None
 
     def _number(self, participant: rtc.Participant) -> str | None:
         config = self._manager.config
@@ -220,13 +260,20 @@ class CallMemory:
     def _needs_number(self) -> bool:
         return self._context.status in ("no_number", "invalid_number")
 
-    async def _identify(self, number: str) -> None:
-        # The number arrived after the call started: look the caller up now, and give the live
-        # agent their memory before its next reply.
-        verified = self.participant is not None and self._attested(self.participant)
-        self._context = await self._manager.identify_caller(
-            self._session_id, number, verified=verified
-        )
+    async def _identify(self, number: str | None) -> None:
+        # The number arrived after the call started (or, None, the lookup at the start missed
+        # its budget): look the caller up now, and give the live agent their memory before its
+        # next reply.
+        if number is None:
+            context = await self._manager.finish_lookup(self._session_id)
+        else:
+            verified = self.participant is not None and self._attested(self.participant)
+            context = await self._manager.identify_caller(
+                self._session_id, number, verified=verified
+            )
+        if context is self._context or context is None:
+            return
+        self._context = context
         if self._agent is not None:
             await self.load_into(self._current_agent() or self._agent)
         if self._attached and self._on_caller is not None:
@@ -345,6 +392,9 @@ class CallMemory:
 
     def add_turn(self, role: str, text: str) -> None:
         """Record a turn by hand (the session's events already do this)."""
+        if self._starting is None or not self._starting.done():
+            self._early_turns.append((role, text))  # recorded once the call has started
+            return
         self._manager.add_turn(self._session_id, role, text)
 
     # -- the end ---------------------------------------------------------------------------
@@ -369,10 +419,16 @@ class CallMemory:
         return task.result() if done else None
 
     async def _finish(self) -> CallerProfile | None:
+        if self._starting is None:
+            return None  # no caller ever came: nothing to save
+        await asyncio.wait([self._starting])  # a hang-up during the lookup: the call still ends
+        if self._starting.cancelled() or self._starting.exception() is not None:
+            return None
+        for role, text in self._early_turns:
+            self._manager.add_turn(self._session_id, role, text)
+        self._early_turns.clear()
         if self._identifying is not None:
             await asyncio.wait([self._identifying])  # a late caller's lookup, then the save
-        if not self._started:
-            return None
         return await self._manager.end_session(self._session_id, llm=self._summarizer())
 
     def _summarizer(self) -> llm.LLM[Any] | None:
@@ -385,17 +441,23 @@ class CallMemory:
             _warn_realtime_once()
         return None
 
-    async def _before_exit(self, reason: str) -> None:
-        # A shutdown callback: the last code LiveKit runs in the job. The save normally ended in
-        # on_session_end; if it still runs (on_session_end not wired, a very slow LLM or store),
-        # the call goes to the outbox before the process is killed.
+    async def _before_exit(self, wait_s: float) -> None:
+        # A shutdown callback: the last code LiveKit runs in the job, and the process may be
+        # killed any moment from here. The save normally ended in on_session_end; if it still
+        # runs (on_session_end not wired, a slow LLM or store), the call is put in the outbox
+        # first, then its save gets what is left of LiveKit's window (a save that lands after
+        # all makes the outbox copy a replay, stored once).
         try:
             task = self.finish()
-            done, _ = await asyncio.wait([task], timeout=SHUTDOWN_WAIT_S)
-            if not done:
+            if not task.done():
                 self._manager.keep_unfinished(self._session_id)
+                await asyncio.wait([task], timeout=wait_s)
         finally:
-            _calls.pop(self._session_id, None)
+            calls = _calls.get(self._job_id, [])
+            if self in calls:
+                calls.remove(self)
+            if not calls:
+                _calls.pop(self._job_id, None)
 
     # -- LiveKit's events (handlers are sync: LiveKit's emitter refuses coroutines) ---------
 
@@ -451,6 +513,10 @@ class CallerMemory:
             ends. A caller who joins after this still gets their memory, and ``on_caller``.
         use_session_llm: With no ``llm``, summarize with the session's LLM. False stores the
             deterministic summary of the transcript instead.
+        shutdown_process_timeout: The ``shutdown_process_timeout`` given to the
+            ``AgentServer`` (LiveKit's default when omitted): a save still running when the job
+            shuts down is waited for :data:`SHUTDOWN_MARGIN_S` less than that, after the call
+            is put in the outbox, never longer.
     """
 
     def __init__(
@@ -461,25 +527,46 @@ class CallerMemory:
         store: MemoryStore | None = None,
         caller_wait_s: float | None = None,
         use_session_llm: bool = True,
+        shutdown_process_timeout: float | None = None,
     ) -> None:
         self._llm = llm
+        self._shutdown_process_timeout = (
+            LIVEKIT_SHUTDOWN_PROCESS_TIMEOUT_S
+            if shutdown_process_timeout is None
+            else shutdown_process_timeout
+        )
         self._use_session_llm = use_session_llm
         # Read and checked now, when the worker starts: a bad setting fails the worker, not a
-        # call.
+        # call. Its job processes then read the same variables, never .env again.
         self._config = config or (store.config if store else RedisConfig.from_env())
         self._config.check_secret()
+        if multiprocessing.parent_process() is None:  # the worker, not one of its jobs
+            worker_settings.publish(settings_variables())
+            logger.info(
+                "caller memory settings checked; its jobs will use them: %s, key prefix %r",
+                self._config.describe_server(),
+                self._config.key_prefix,
+            )
         self._store = store
         self._caller_wait_s = caller_wait_s
         self._manager: SessionManager | None = None
         self._manager_lock: asyncio.Lock | None = None
         self._manager_loop: asyncio.AbstractEventLoop | None = None
-        self._sessions: set[str] = set()
+        self._open_calls: set[CallMemory] = set()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # What LiveKit pickles into a job process with memory.on_session_end: the settings
         # only. The LLM (a client with locks), the store and the calls stay where they are;
         # on_session_end reads the job process's own registry.
-        return (_unpickled, (self._config, self._caller_wait_s, self._use_session_llm))
+        return (
+            _unpickled,
+            (
+                self._config,
+                self._caller_wait_s,
+                self._use_session_llm,
+                self._shutdown_process_timeout,
+            ),
+        )
 
     async def manager(self) -> SessionManager:
         """The session manager of this event loop, opened on first use.
@@ -542,14 +629,15 @@ class CallerMemory:
         manager.start_maintenance()  # again, if a job that ended before stopped it
         call = CallMemory(
             manager,
-            session_id=ctx.job.id,
+            job_id=ctx.job.id,
+            session_id=_session_id(ctx.job.id),
             session=session,
             summary_llm=self._llm,
             use_session_llm=self._use_session_llm,
             on_caller=on_caller,
         )
-        _calls[call.session_id] = call
-        self._sessions.add(call.session_id)
+        _calls.setdefault(ctx.job.id, []).append(call)
+        self._open_calls.add(call)
         session.on("conversation_item_added", call._on_item_added)
         session.on("close", call._on_close)
         room = ctx.room
@@ -558,9 +646,9 @@ class CallerMemory:
         room.on("participant_disconnected", call._on_participant_disconnected)
 
         async def before_exit(reason: str) -> None:
-            await call._before_exit(reason)
-            self._sessions.discard(call.session_id)
-            if not self._sessions:  # the job ends: leave no background task pending
+            await call._before_exit(self._shutdown_process_timeout - SHUTDOWN_MARGIN_S)
+            self._open_calls.discard(call)
+            if not self._open_calls:  # the job ends: leave no background task pending
                 await manager.stop_maintenance()
 
         ctx.add_shutdown_callback(before_exit)
@@ -599,20 +687,29 @@ class CallerMemory:
 
     async def aclose(self) -> None:
         """Save the calls still open and close the store."""
-        for session_id in list(self._sessions):
-            call = _calls.pop(session_id, None)
-            if call is not None:
-                await call.wait_saved()
-        self._sessions.clear()
+        for call in list(self._open_calls):
+            await call.wait_saved()
+            calls = _calls.get(call._job_id, [])
+            if call in calls:
+                calls.remove(call)
+        self._open_calls.clear()
         if self._manager is not None:
             await self._manager.aclose()
             self._manager = None
 
 
 def _unpickled(
-    config: RedisConfig, caller_wait_s: float | None, use_session_llm: bool
+    config: RedisConfig,
+    caller_wait_s: float | None,
+    use_session_llm: bool,
+    shutdown_process_timeout: float | None = None,
 ) -> CallerMemory:
-    return CallerMemory(config=config, caller_wait_s=caller_wait_s, use_session_llm=use_session_llm)
+    return CallerMemory(
+        config=config,
+        caller_wait_s=caller_wait_s,
+        use_session_llm=use_session_llm,
+        shutdown_process_timeout=shutdown_process_timeout,
+    )
 
 
 def _run_now(coroutine: Coroutine[Any, Any, None]) -> None:

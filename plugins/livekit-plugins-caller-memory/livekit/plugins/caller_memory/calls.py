@@ -226,8 +226,8 @@ class SessionManager:
             store,
             self._outbox,
             self._summarizer,
-            is_live=self._calls.__contains__,
-            live_calls=lambda: [sid for sid, call in self._calls.items() if call.journal],
+            is_live=self._is_live,
+            live_calls=self._journaled_calls,
         )
         observe_outbox(self._outbox)
 
@@ -276,6 +276,17 @@ class SessionManager:
     def active_sessions(self) -> list[str]:
         """Ids of the calls started and not yet ended."""
         return list(self._calls)
+
+    def _is_live(self, session_id: str) -> bool:
+        return session_id in self._calls or session_id in self._ending
+
+    def _journaled_calls(self) -> list[str]:
+        # The calls this worker beats for: those in progress and those still ending (a long
+        # summary must not let another worker take the call for an orphan and save half of it).
+        return [
+            sid for calls in (self._calls, self._ending) for sid, call in calls.items()
+            if call.journal is not None
+        ]  # fmt: skip
 
     # -- start -----------------------------------------------------------------------------
 
@@ -343,6 +354,43 @@ class SessionManager:
             call.context = self._context(session_id, lookup, status, call.verified)
             call.may_journal = phone_hash is not None and status != "error"
             self._measured(session_id, status, started, started_ns)
+        return call.context
+
+    async def finish_lookup(self, session_id: str) -> SessionContext | None:
+        """Finish, in the background, a lookup that missed its budget at the call's start.
+
+        The caller's memory is read again (no identity is minted: that waits for the save),
+        bounded by ``MEMORY_SAVE_TIMEOUT_S``; the agent can then be given it before its next
+        reply.
+
+        Returns:
+            The call's context with the caller's memory; None when there is nothing new: the
+            call has ended, its lookup did not miss its budget, or the store still did not
+            answer.
+        """
+        call = self._calls.get(session_id)
+        if call is None or call.phone_hash is None or call.lookup is not None:
+            return None
+        started, started_ns = time.perf_counter(), time.time_ns()
+        try:
+            async with deadline(self._config.save_timeout_s):
+                lookup = await self._store.lookup(
+                    call.phone_hash, previous=call.previous_hashes, create=False
+                )
+        except Exception as e:
+            logger.info(
+                "caller lookup still unanswered (%s): the call goes on without memory",
+                diagnose(e, self._config).reason,
+                extra={"session_id": session_id, "error": type(e).__name__},
+            )
+            return None
+        if session_id not in self._calls or call.lookup is not None:
+            return None  # ended, or raced
+        status: LookupStatus = "returning" if lookup.is_returning else "new"
+        if lookup.user_id is not None:
+            call.lookup = lookup
+        call.context = self._context(session_id, lookup, status, call.verified)
+        self._measured(session_id, status, started, started_ns)
         return call.context
 
     def _context(
@@ -751,11 +799,12 @@ class SessionManager:
         if call is None or call.phone_hash is None or not self._may_remember(call):
             return False
         summary = call.summary or fallback_summary(call.turns[call.consent_from :])
-        self._recovery.keep(self._record(call, summary), call.phone_hash)
-        logger.warning(
-            "call end still running at shutdown: the call is kept in the local outbox",
-            extra={"session_id": session_id},
-        )
+        if self._recovery.keep(self._record(call, summary), call.phone_hash):
+            logger.warning(
+                "call end still running at shutdown: a copy of the call is in the local outbox "
+                "(a save that lands later makes it a replay, stored once)",
+                extra={"session_id": session_id},
+            )
         return True
 
     def _may_remember(self, call: _Call) -> bool:

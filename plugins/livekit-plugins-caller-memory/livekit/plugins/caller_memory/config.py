@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from . import worker_settings
 from .exceptions import ConfigError
 from .log import logger, once
 from .redaction import KINDS as REDACTION_KINDS
@@ -89,11 +90,7 @@ class _Variables(PydanticBaseSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], env_file: Path) -> None:
         super().__init__(settings_cls)
-        found: dict[str, str | None] = {}
-        if env_file.is_file():
-            found.update(dotenv_values(env_file, encoding="utf-8"))
-        found.update(os.environ)
-        self._values = {name.upper(): value for name, value in found.items()}
+        self._values = settings_variables(env_file)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         """The value of the setting's variable, if set."""
@@ -107,6 +104,22 @@ class _Variables(PydanticBaseSettingsSource):
             if value is not None:
                 values[name] = value
         return values
+
+
+def settings_variables(env_file: Path = Path(".env")) -> dict[str, str | None]:
+    """The variables settings are read from: the environment, then ``env_file``.
+
+    In a LiveKit job process, the worker's instead (see :mod:`.worker_settings`): those it
+    read at its start, under this process's own environment; ``.env`` is not read again.
+    """
+    found: dict[str, str | None] = {}
+    worker = worker_settings.inherited()
+    if worker is not None:
+        found.update(worker)
+    elif env_file.is_file():
+        found.update(dotenv_values(env_file, encoding="utf-8"))
+    found.update(os.environ)
+    return {name.upper(): value for name, value in found.items()}
 
 
 def _variable(field_name: str) -> str:

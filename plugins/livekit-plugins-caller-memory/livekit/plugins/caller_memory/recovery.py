@@ -149,11 +149,15 @@ class Recovery:
                 extra={"error": type(e).__name__},
             )
 
-    def keep(self, record: SessionRecord, phone_hash: str) -> None:
-        """Put a call in the outbox now (or hold it in memory if the disk refuses)."""
-        self._keep(record, phone_hash)
+    def keep(self, record: SessionRecord, phone_hash: str) -> bool:
+        """Put a call in the outbox now (or hold it in memory if the disk refuses).
 
-    def _keep(self, record: SessionRecord, phone_hash: str) -> None:
+        Returns:
+            True when the call is on disk, False when it is held in memory.
+        """
+        return self._keep(record, phone_hash)
+
+    def _keep(self, record: SessionRecord, phone_hash: str) -> bool:
         try:
             self._outbox.put(record, phone_hash=phone_hash)
         except Exception as e:  # a full or read-only disk, or worse: the call is not dropped
@@ -164,6 +168,8 @@ class Recovery:
                 type(e).__name__,
                 extra={"session_id": record.session_id},
             )
+            return False
+        return True
 
     def forget_held(self, which: Callable[[SessionRecord, str], bool]) -> int:
         """Drop the calls held in memory that ``which`` selects (erasure). Returns how many."""
