@@ -312,8 +312,12 @@ class Console:
                 return self.page(
                     request, "login.html", 401, name=name, error="Wrong token, or no name given."
                 )
-            self._audit(request, name, "login")
             login_id = self.logins.open(name)
+            try:
+                self._audit(request, name, "login")
+            except AuditLogError:
+                self.logins.close(login_id)  # a login the audit log lacks is no login
+                raise
         except AuditLogError as e:
             logger.error("console: %s", e)
             return self.page(request, "login.html", 500, name=name, error=f"{e}.")
@@ -330,9 +334,10 @@ class Console:
     async def logout(self, request: Request, who: str) -> Response:
         """``POST /logout``: the login's record goes, so its cookie is refused from now on
         (a copy of it too)."""
-        self._audit(request, who, "logout")
+        # Ended first: an audit log that cannot be written must not keep anyone logged in.
         self.logins.close(request.session.get(_LOGIN_KEY))
         request.session.clear()
+        self._audit(request, who, "logout")
         return RedirectResponse(f"{_base(request)}/login", status_code=303)
 
     async def callers(self, request: Request, who: str) -> Response:
