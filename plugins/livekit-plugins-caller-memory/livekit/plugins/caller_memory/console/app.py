@@ -21,10 +21,7 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
-import time
 import traceback
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
@@ -62,6 +59,14 @@ from .caller_view import (
     why_refused,
 )
 from .health import CHART_HOURS, HealthMonitor, store_kind
+from .logins import (
+    ForwardedHeaders,
+    LoginRecords,
+    LoginThrottle,
+    TrustedProxies,
+    proxy_vouches,
+    session_signing_key,
+)
 from .security import CSRF_FIELD, SecurityHeaders, csrf_ok, csrf_token, new_csrf_token
 from .settings import ConsoleSettings
 
@@ -72,28 +77,11 @@ _SESSION_COOKIE = "caller_memory_console"
 _MAX_NAME = 60
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STORE_ERRORS = (StoreUnavailableError, RedisError, OSError, asyncio.TimeoutError)
-_LOGIN_FAILURES = 10
-_LOGIN_WINDOW_S = 60.0
+_LOGIN_KEY = "login"
+"""The session entry holding the login's id (its record is on the server)."""
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
 """A page for operators: the request, and who is asking."""
-
-
-class _Throttle:
-    """Refuses logins for a while after too many failures (a token is not to be guessed)."""
-
-    def __init__(self, failures: int = _LOGIN_FAILURES, window_s: float = _LOGIN_WINDOW_S) -> None:
-        self._failures: deque[float] = deque()
-        self._limit, self._window = failures, window_s
-
-    def blocked(self) -> bool:
-        now = time.monotonic()
-        while self._failures and self._failures[0] < now - self._window:
-            self._failures.popleft()
-        return len(self._failures) >= self._limit
-
-    def failed(self) -> None:
-        self._failures.append(time.monotonic())
 
 
 class Console:
@@ -124,7 +112,15 @@ class Console:
         self._owns_manager = manager is None
         self._monitor: HealthMonitor | None = None
         self._opening = asyncio.Lock()
-        self._throttle = _Throttle()
+        self._throttle = LoginThrottle()
+        self.proxies = TrustedProxies(settings.proxies)
+        self.signing_key = session_signing_key(settings)
+        self.logins = LoginRecords(
+            config.data_dir / "console" / "logins",
+            self.signing_key,
+            settings.token.get_secret_value() if settings.token else "",
+            settings.session_hours * 3600,
+        )
         self.templates = Jinja2Templates(directory=_HERE / "templates")
         self.templates.env.filters["redactions"] = _mark_redactions
         self.templates.env.filters["when"] = _when
@@ -160,13 +156,20 @@ class Console:
     # -- who is asking ---------------------------------------------------------------------
 
     def operator(self, request: Request) -> str | None:
-        """The operator behind a request, or None when nobody is logged in."""
+        """The operator behind a request, or None when nobody is logged in: the proxy's
+        header when the proxy vouches for the request, else the login the session cookie
+        names, when its record on the server is still in force."""
+        cached = request.scope.get("caller_memory.console.operator")
+        if isinstance(cached, tuple) and isinstance(cached[0], (str, type(None))):
+            return cached[0]
         if self.settings.auth == "proxy":
-            who = request.headers.get(self.settings.proxy_header, "").strip()
+            vouched = proxy_vouches(request, self.settings, self.proxies)
+            who = request.headers.get(self.settings.proxy_header, "").strip() if vouched else ""
         else:
-            found = request.session.get("who")
-            who = found if isinstance(found, str) else ""
-        return who[:_MAX_NAME] or None
+            who = self.logins.who(request.session.get(_LOGIN_KEY)) or ""
+        found = who[:_MAX_NAME] or None
+        request.scope["caller_memory.console.operator"] = (found,)
+        return found
 
     def _token_ok(self, sent: str) -> bool:
         assert self.settings.token is not None
@@ -194,7 +197,9 @@ class Console:
                         401,
                         title="Not signed in",
                         message="The proxy in front of the console did not name "
-                        f"you (header {self.settings.proxy_header}).",
+                        f"you (header {self.settings.proxy_header}), or the request did not "
+                        "come through it (MEMORY_CONSOLE_PROXY_SECRET, "
+                        "MEMORY_CONSOLE_TRUSTED_PROXIES).",
                     )
                 login = f"{_base(request)}/login"
                 if request.headers.get("hx-request"):
@@ -279,7 +284,8 @@ class Console:
         """``GET /login``."""
         if self.settings.auth == "proxy" or self.operator(request):
             return RedirectResponse(f"{_base(request)}/callers", status_code=303)
-        return self.page(request, "login.html")
+        ended = request.session.pop(_LOGIN_KEY, None) is not None
+        return self.page(request, "login.html", ended=ended)
 
     async def login(self, request: Request) -> Response:
         """``POST /login``: the operator's name (for the audit log) and the team's token."""
@@ -289,35 +295,49 @@ class Console:
         if not csrf_ok(request, form.get(CSRF_FIELD)):
             return self.refused(request)
         name = " ".join(_text(form, "name").split())[:_MAX_NAME]
-        if self._throttle.blocked():
+        client = request.client.host if request.client else None
+        if self._throttle.blocked(client, name):
             return self.page(
                 request,
                 "login.html",
                 429,
                 name=name,
-                error="Too many failed logins: wait a minute.",
+                error="Too many failed logins from here or under this name: wait a minute.",
             )
         try:
             if not name or not self._token_ok(_text(form, "token")):
-                self._throttle.failed()
+                self._throttle.failed(client, name)
                 self._audit(request, name or "(no name)", "login_refused")
                 logger.warning("console: a login was refused")
                 return self.page(
                     request, "login.html", 401, name=name, error="Wrong token, or no name given."
                 )
-            self._audit(request, name, "login")
+            login_id = self.logins.open(name)
+            try:
+                self._audit(request, name, "login")
+            except AuditLogError:
+                self.logins.close(login_id)  # a login the audit log lacks is no login
+                raise
         except AuditLogError as e:
             logger.error("console: %s", e)
             return self.page(request, "login.html", 500, name=name, error=f"{e}.")
+        except OSError as e:
+            logger.error("console: a login cannot be recorded in %s: %s", self.logins.folder,
+                         e.strerror or type(e).__name__)  # fmt: skip
+            error = f"The login cannot be recorded in {self.logins.folder}."
+            return self.page(request, "login.html", 500, name=name, error=error)
         request.session.clear()  # a session from before the login is not carried over
-        request.session["who"] = name
+        request.session[_LOGIN_KEY] = login_id
         new_csrf_token(request)
         return RedirectResponse(f"{_base(request)}/callers", status_code=303)
 
     async def logout(self, request: Request, who: str) -> Response:
-        """``POST /logout``."""
-        self._audit(request, who, "logout")
+        """``POST /logout``: the login's record goes, so its cookie is refused from now on
+        (a copy of it too)."""
+        # Ended first: an audit log that cannot be written must not keep anyone logged in.
+        self.logins.close(request.session.get(_LOGIN_KEY))
         request.session.clear()
+        self._audit(request, who, "logout")
         return RedirectResponse(f"{_base(request)}/login", status_code=303)
 
     async def callers(self, request: Request, who: str) -> Response:
@@ -643,7 +663,6 @@ def create_app(
     config = config or (manager.config if manager is not None else RedisConfig.from_env())
     settings = settings or ConsoleSettings()
     console = Console(config, settings, manager)
-    session_key = settings.session_key or None
     g = console.guarded
     routes = [
         Route("/", g(console.home), name="home"),
@@ -666,10 +685,11 @@ def create_app(
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
     middleware = [
+        Middleware(ForwardedHeaders, proxies=console.proxies),
         Middleware(SecurityHeaders, hosts=settings.hosts),
         Middleware(
             SessionMiddleware,
-            secret_key=session_key.get_secret_value() if session_key else secrets.token_urlsafe(32),
+            secret_key=console.signing_key,
             session_cookie=_SESSION_COOKIE,
             max_age=round(settings.session_hours * 3600),
             same_site="strict",
