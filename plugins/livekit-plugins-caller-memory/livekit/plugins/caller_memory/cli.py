@@ -118,7 +118,14 @@ async def _check(config: RedisConfig) -> int:
 async def _flush(config: RedisConfig) -> int:
     async with _store(config, callers=False) as store:
         manager = SessionManager(store)
-        waiting = len(manager.outbox)
+        strays = await manager.outbox.clean_strays()
+        if strays.found:
+            print(
+                f"Outbox: {strays.found} stray temporary file(s) left by a crash: "
+                f"{strays.restored} whole call(s) put back, {strays.removed} removed.",
+                flush=True,
+            )
+        waiting = await manager.outbox.count()
         print(f"Outbox: {waiting} call(s) to write.", flush=True)
         with progress(waiting, "outbox calls written") as advance:
             shown = [0]
@@ -246,6 +253,8 @@ async def _stats(config: RedisConfig) -> int:
     outbox = Outbox(config.data_dir / "outbox")
     stats["outbox_waiting"] = len(outbox)
     stats["outbox_unreadable"] = outbox.unreadable
+    # Counted, not cleaned: a worker's start or caller-memory flush deals with them.
+    stats["outbox_stray_temp_files"] = outbox.strays
     width = max(len(k) for k in stats)
     for key, value in stats.items():
         print(f"{key.replace('_', ' '):<{width}}  {value}")
