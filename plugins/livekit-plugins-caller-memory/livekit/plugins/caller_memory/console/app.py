@@ -58,7 +58,7 @@ from .caller_view import (
     time_element,
     why_refused,
 )
-from .health import CHART_HOURS, HealthMonitor, store_kind
+from .health import CHART_HOURS, SAMPLE_KEYS, HealthMonitor, store_kind
 from .logins import (
     ForwardedHeaders,
     LoginRecords,
@@ -67,6 +67,7 @@ from .logins import (
     proxy_vouches,
     session_signing_key,
 )
+from .paging import erasure_request_page, parse_cursor, request_time
 from .security import CSRF_FIELD, SecurityHeaders, csrf_ok, csrf_token, new_csrf_token
 from .settings import ConsoleSettings
 
@@ -79,6 +80,9 @@ _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STORE_ERRORS = (StoreUnavailableError, RedisError, OSError, asyncio.TimeoutError)
 _LOGIN_KEY = "login"
 """The session entry holding the login's id (its record is on the server)."""
+
+_FULL_COUNT_WAIT_S = 2.0
+"""How long the button waits for a full count before showing the page (it goes on)."""
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
 """A page for operators: the request, and who is asking."""
@@ -148,6 +152,8 @@ class Console:
 
     async def aclose(self) -> None:
         """Close the store, if the console opened it."""
+        if self._monitor is not None:
+            await self._monitor.aclose()  # a full count under way reads the store
         if self._owns_manager and self._manager is not None:
             await self._manager.store.disconnect()
             self._manager = None
@@ -346,14 +352,19 @@ class Console:
 
     async def _callers_page(self, request: Request, status: int = 200, **context: Any) -> Response:
         manager = await self.manager()
+        after = parse_cursor(request.query_params.get("after"))
+        before = parse_cursor(request.query_params.get("before"))
         try:
-            requests = [
-                (user_id, datetime.fromtimestamp(when, timezone.utc))
-                for user_id, when in await manager.store.erasure_requests()
-            ]
+            # A page at a time: the list grows with every unverified "forget me".
+            found = await erasure_request_page(manager.store, after=after, before=before)
+            if not found.requests and found.total:  # a page emptied meanwhile: the first
+                found = await erasure_request_page(manager.store)
         except _STORE_ERRORS:
-            requests, context["store_error"] = [], True
-        return self.page(request, "callers.html", status, requests=requests, **context)
+            found, context["store_error"] = None, True
+        requests = found.requests if found is not None else []
+        return self.page(
+            request, "callers.html", status, requests=requests, requests_page=found, **context
+        )
 
     async def caller(self, request: Request, who: str) -> Response:
         """``POST /caller``: what is remembered about the caller of a number."""
@@ -492,8 +503,9 @@ class Console:
         form = await _form(request)
         user_id = _text(form, "user_id")
         manager = await self.manager()
-        pending = dict(await manager.store.erasure_requests())
-        if not _USER_ID.fullmatch(user_id) or user_id not in pending:
+        valid = _USER_ID.fullmatch(user_id)
+        asked_at = await request_time(manager.store, user_id) if valid else None
+        if asked_at is None:
             return self.page(
                 request,
                 "error.html",
@@ -507,7 +519,7 @@ class Console:
         view = build_caller_view(data, manager.store.keys)
         if _text(form, "confirm") != "yes":
             self._audit(request, who, "view", user_ids=[user_id], found=view.found)
-            asked = datetime.fromtimestamp(pending[user_id], timezone.utc)
+            asked = datetime.fromtimestamp(asked_at, timezone.utc)
             return self._caller_page(
                 request, "confirm_erase.html", None, view, user_id=user_id, asked_at=asked
             )
@@ -523,6 +535,14 @@ class Console:
         """``GET /health/panel``: the health numbers alone (htmx refreshes them)."""
         return await self._health(request, "_health_panel.html")
 
+    async def health_count(self, request: Request, who: str) -> Response:
+        """``POST /health/count``: start a full count (every key of the prefix read), then
+        the health page; a count that ends within a couple of seconds is on it already."""
+        monitor = await self.monitor()
+        monitor.start_full_count()
+        await monitor.wait_for_full_count(_FULL_COUNT_WAIT_S)
+        return RedirectResponse(f"{_base(request)}/health", status_code=303)
+
     async def _health(self, request: Request, template: str) -> Response:
         health = await (await self.monitor()).health()
         return self.page(
@@ -530,6 +550,7 @@ class Console:
             template,
             health=health,
             chart_hours=CHART_HOURS,
+            sample_keys=SAMPLE_KEYS,
             config=(await self.manager()).config,
         )
 
@@ -682,6 +703,7 @@ def create_app(
         Route("/requests/erase", g(console.erase_request), methods=["POST"], name="erase_request"),
         Route("/health", g(console.health), name="health"),
         Route("/health/panel", g(console.health_panel), name="health_panel"),
+        Route("/health/count", g(console.health_count), methods=["POST"], name="health_count"),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
     middleware = [
