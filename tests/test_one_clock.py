@@ -30,7 +30,11 @@ from .support.worker import WorkerProcess
 
 NUMBER = "+14155550161"
 ORPHAN_AFTER_S = 3
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+LIBFAKETIME = next(
+    iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
+    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
+)
+"""Debian's libfaketime (package faketime), for this machine's architecture."""
 
 
 def _clock(offset: str) -> dict[str, str]:
