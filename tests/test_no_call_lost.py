@@ -25,6 +25,7 @@ from livekit.plugins.caller_memory import (
     SessionManager,
 )
 from livekit.plugins.caller_memory.agent import MEMORY_MESSAGE_ID
+from livekit.plugins.caller_memory.models import Turn
 from livekit.plugins.caller_memory.testing import job_process
 
 from .conftest import TEST_SECRET
@@ -276,4 +277,29 @@ async def test_a_job_killed_at_a_short_shutdown_process_timeout_keeps_its_call(
         "Hi, this is Ivy.",
         "Friday, please.",
     ]
+    await store.disconnect()
+
+
+async def test_a_journal_write_held_back_by_the_network_does_not_spoil_the_saved_call(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # A turn's journal write whose reply was lost is sent again, or arrives late, after the
+    # call was saved: the saved record stays readable (it used to be appended to, and read as
+    # unreadable: the call then looked lost).
+    config = _config(server, tmp_path)
+    manager = SessionManager(RedisMemoryStore(config))
+    await manager.start_session(session_id="held", phone_number=NUMBER)
+    manager.add_turn("held", "user", "Please call me back after five.")
+    store = manager.store
+
+    async def journaled() -> bool:
+        return b"after five" in (await store.read(store.keys.session("held")) or b"")
+
+    await eventually(journaled)
+    assert await manager.end_session("held") is not None
+    late = [Turn(role="user", text="Please call me back after five.")]
+    assert await store.append_journal("held", late) == "gone"
+    record = await store.get_session("held")
+    assert record is not None
+    assert [t.text for t in record.turns] == ["Please call me back after five."]
     await store.disconnect()

@@ -35,6 +35,7 @@ from ..models import (
 )
 
 __all__ = [
+    "JOURNAL_MARK",
     "MAX_JOURNAL_BYTES",
     "MAX_PROFILE_BYTES",
     "UnreadableValue",
@@ -82,7 +83,8 @@ MAX_PROFILE_BYTES = 1 << 20
 MAX_JOURNAL_BYTES = 2 << 20
 """A call's journal: 400 turns of 4,000 characters fit (a call keeps no more, see
 :data:`~..calls.MAX_TURNS`); past it, turns are saved at hang-up only."""
-_JOURNAL_MARK = '{"journal"'
+JOURNAL_MARK = '{"journal"'
+"""How a journal begins (its header's first key); a saved call's record never does."""
 _CURRENT_SCHEMA = f'{{"v":{SCHEMA_VERSION},'.encode()
 """How a profile of the current schema starts (``v`` is its first field)."""
 
@@ -154,8 +156,8 @@ def decode_profile(raw: bytes | str) -> CallerProfile:
 
 def is_journal(raw: bytes | str) -> bool:
     """True when a session key holds a journal (a call not saved yet)."""
-    head = raw[: len(_JOURNAL_MARK)]
-    return (head.decode(errors="replace") if isinstance(head, bytes) else head) == _JOURNAL_MARK
+    head = raw[: len(JOURNAL_MARK)]
+    return (head.decode(errors="replace") if isinstance(head, bytes) else head) == JOURNAL_MARK
 
 
 def journal_header(header: JournalHeader) -> str:

@@ -279,8 +279,8 @@ class InMemoryStore(MemoryStore):
         """As ``append_journal.lua``."""
         key = self._keys.session(session_id)
         current, _ = self._string(key)
-        if not current:
-            return -1
+        if not current or not codec.is_journal(current):
+            return -1  # gone, or the saved call's record
         added = lines.encode()
         if len(current) + len(added) > limit:
             return -2

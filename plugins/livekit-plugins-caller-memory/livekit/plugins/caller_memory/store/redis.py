@@ -567,7 +567,7 @@ class RedisMemoryStore(MemoryStore):
         """One EVALSHA of ``append_journal.lua``."""
         key = self._keys.session(session_id)
         async with self._op():
-            return int(await self._run("append_journal", [key], [lines, limit]))
+            return int(await self._run("append_journal", [key], [lines, limit, codec.JOURNAL_MARK]))
 
     async def lease_orphans(
         self, idle_s: float, *, lease_s: float
