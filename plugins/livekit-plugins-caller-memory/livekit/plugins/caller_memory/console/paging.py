@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import cast
 from datetime import datetime, timezone
+from typing import cast
 
 from ..store import MemoryStore, RedisMemoryStore
 from ..store.codec import text
