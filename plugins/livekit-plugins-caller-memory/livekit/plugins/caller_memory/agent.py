@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import multiprocessing
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -540,7 +539,7 @@ class CallerMemory:
         # call. Its job processes then read the same variables, never .env again.
         self._config = config or (store.config if store else RedisConfig.from_env())
         self._config.check_secret()
-        if multiprocessing.parent_process() is None:  # the worker, not one of its jobs
+        if not worker_settings.is_child_process():  # the worker, not one of its jobs
             worker_settings.publish(settings_variables())
             logger.info(
                 "caller memory settings checked; its jobs will use them: %s, key prefix %r",
@@ -646,10 +645,13 @@ class CallerMemory:
         room.on("participant_disconnected", call._on_participant_disconnected)
 
         async def before_exit(reason: str) -> None:
-            await call._before_exit(self._shutdown_process_timeout - SHUTDOWN_MARGIN_S)
+            loop = asyncio.get_running_loop()
+            until = loop.time() + self._shutdown_process_timeout - SHUTDOWN_MARGIN_S
+            await call._before_exit(until - loop.time())
             self._open_calls.discard(call)
             if not self._open_calls:  # the job ends: leave no background task pending
                 await manager.stop_maintenance()
+                await manager.release_held(until - loop.time())
 
         ctx.add_shutdown_callback(before_exit)
 

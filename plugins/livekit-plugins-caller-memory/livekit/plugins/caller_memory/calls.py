@@ -876,6 +876,12 @@ class SessionManager:
         """Stop the background maintenance (a job that ends must not leave it pending)."""
         await self._recovery.stop()
 
+    async def release_held(self, wait_s: float) -> None:
+        """The process is about to end: write the calls held in memory (the store and the
+        outbox's disk both refused them), trying again for up to ``wait_s``; those still held
+        then are lost, said at ERROR with how many and why."""
+        await self._recovery.close(wait_s)
+
     async def aclose(self, *, held_wait_s: float = CLOSE_WAIT_S) -> None:
         """End the calls still open, stop the maintenance, and close the store if owned.
 

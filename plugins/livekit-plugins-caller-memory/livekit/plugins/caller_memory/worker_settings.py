@@ -21,11 +21,24 @@ import multiprocessing
 import os
 from collections.abc import Mapping
 
-__all__ = ["VARIABLE", "inherited", "publish"]
+__all__ = ["VARIABLE", "inherited", "is_child_process", "publish"]
 
 VARIABLE = "CALLER_MEMORY_WORKER_SETTINGS"
 """The environment variable that carries a worker's settings to its job processes."""
 _PREFIXES = ("REDIS_", "MEMORY_")
+
+
+def is_child_process() -> bool:
+    """This process was started by :mod:`multiprocessing` (a LiveKit job process).
+
+    ``parent_process()`` is set only once the child's bootstrap begins; before that, while
+    spawn or forkserver unpickle what the child will run (LiveKit's entrypoint, which imports
+    the agent's module and makes its ``CallerMemory``), the process is marked as inheriting.
+    """
+    current = multiprocessing.current_process()
+    return multiprocessing.parent_process() is not None or bool(
+        getattr(current, "_inheriting", False)
+    )
 
 
 def publish(variables: Mapping[str, str | None]) -> None:
@@ -33,7 +46,7 @@ def publish(variables: Mapping[str, str | None]) -> None:
 
     Only a main process publishes (a job process keeps the worker's).
     """
-    if multiprocessing.parent_process() is not None:
+    if is_child_process():
         return
     chosen = {
         name: value
@@ -50,7 +63,7 @@ def inherited() -> dict[str, str] | None:
     from its own environment and ``.env``.
     """
     raw = os.environ.get(VARIABLE)
-    if not raw or multiprocessing.parent_process() is None:
+    if not raw or not is_child_process():
         return None
     try:
         data = json.loads(raw)

@@ -1,0 +1,88 @@
+"""A worker's settings are read once, at its start: its jobs run with them, whatever happens
+to ``.env`` while it runs.
+
+A real worker process (``tests/support/env_worker.py``) imports an agent wired as the README
+shows (``CallerMemory()``: settings from the environment and ``.env``), then runs its jobs in
+LiveKit's own job processes (forkserver), each importing the agent's module afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
+from livekit.plugins.caller_memory.worker_settings import VARIABLE
+
+from .conftest import TEST_SECRET
+from .support.servers import TestServer
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = "+14155550402"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[TestServer]:
+    srv = TestServer(data_dir=tmp_path / "redis", appendonly=False)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _worker(folder: Path, plan: Mapping[str, object]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "MEMORY_"))}
+    env.pop(VARIABLE, None)
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.support.env_worker", json.dumps(plan)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+async def test_a_bad_value_written_to_dotenv_while_the_worker_runs_does_not_stop_its_jobs(
+    server: TestServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "agent"
+    folder.mkdir()
+    (folder / ".env").write_text(
+        f"REDIS_URL={server.url}\n"
+        f"MEMORY_PHONE_HASH_SECRET={TEST_SECRET}\n"
+        "MEMORY_KEY_PREFIX=envtest\n"
+        f"MEMORY_DATA_DIR={tmp_path / 'memory'}\n"
+    )
+    call = {"caller": NUMBER}
+    plan = {
+        "jobs": [
+            {**call, "id": "AJ_env1", "says": ["Hi, this is Noor."]},
+            {**call, "id": "AJ_env2", "says": ["It's Noor again."]},
+            {**call, "id": "AJ_env3", "says": ["Noor once more."]},
+        ],
+        # The operator edits .env while the worker runs: a typo, then another key prefix.
+        "edit_before": {
+            "AJ_env2": "MEMORY_LOOKUP_TIMEOUT_MS=three hundred",
+            "AJ_env3": "MEMORY_KEY_PREFIX=other",
+        },
+    }
+    done = _worker(folder, plan)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [0, 0, 0]
+    assert "three hundred" not in done.stderr  # values are never logged
+
+    store = RedisMemoryStore(
+        RedisConfig(url=server.url, phone_hash_secret=TEST_SECRET, key_prefix="envtest")
+    )
+    for job_id in ("AJ_env1", "AJ_env2", "AJ_env3"):  # every job, under the worker's prefix
+        assert await store.get_session(job_id) is not None, job_id
+    found = await store.lookup(store.hasher.hash(NUMBER), create=False)
+    assert found.profile is not None and found.profile.call_count == 3
+    await store.disconnect()
