@@ -30,6 +30,7 @@ from livekit.plugins.caller_memory.testing import job_process
 
 from .conftest import TEST_SECRET
 from .support import job_agent
+from .support.cli import operator_cli
 from .support.facts import answer, facts, op
 from .support.livekit import (
     ScriptedLLM,
@@ -303,3 +304,36 @@ async def test_a_journal_write_held_back_by_the_network_does_not_spoil_the_saved
     assert record is not None
     assert [t.text for t in record.turns] == ["Please call me back after five."]
     await store.disconnect()
+
+
+async def test_a_call_whose_summary_outlasts_the_orphan_age_is_not_taken_by_another_worker(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # The summary takes longer than MEMORY_ORPHAN_AFTER_S: the worker keeps beating for the
+    # call while it ends, so an operator's flush on another machine (its own process) finds
+    # no orphan, and the call is saved once, whole, with the model's summary.
+    config = _config(server, tmp_path, orphan_after_s=1.0, outbox_flush_s=0.2, summary_timeout_s=20)
+    slow = ScriptedLLM(
+        summary=answer("Omar wants a call back.", op("add", "name", "Omar", "it's Omar")),
+        summary_delay=8,
+    )
+    manager = await SessionManager.open(slow, config=config)
+    await manager.start_session(session_id="slow-end", phone_number=NUMBER)
+    manager.add_turn("slow-end", "user", "Hi, it's Omar, please call me back.")
+    store = manager.store
+
+    async def journaled() -> bool:
+        return b"call me back" in (await store.read(store.keys.session("slow-end")) or b"")
+
+    await eventually(journaled)
+    ending = asyncio.create_task(manager.end_session("slow-end"))
+    await eventually(lambda: len(slow.summary_requests) == 1)
+    await asyncio.sleep(2 * config.orphan_after_s)  # idle long enough, were it not beating
+    flushed = await asyncio.to_thread(operator_cli, config, "flush")
+    assert "recovered from the journals of dead workers: 0" in flushed.stdout, flushed.stdout
+    profile = await ending
+    assert profile is not None and profile.name == "Omar"
+    record = await store.get_session("slow-end")
+    assert record is not None and record.summary is not None
+    assert record.summary.source == "llm"
+    await manager.aclose()
