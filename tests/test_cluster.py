@@ -71,6 +71,7 @@ async def test_a_cluster_is_detected_and_a_lookup_stays_in_one_slot(
         "cmdstat_strlen": 1,
         "cmdstat_lrange": 1,
         "cmdstat_expire": 1,
+        "cmdstat_time": 1,  # the call's beginning, on the clock of the node with the keys
     }
 
     # The caller's keys share one slot: the per-user save is one transaction there.
