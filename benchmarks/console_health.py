@@ -9,7 +9,9 @@ call and a summary with facts. The console is served by uvicorn on loopback, as
 - ``/health`` and ``/health/panel`` (the 15-second refresh), each ``--loads`` times, with the
   random sample reused (``MEMORY_CONSOLE_STATS_TTL_S``, 30 s) and drawn again at every load
   (``0``: the worst case);
-- the Redis commands of one load (``INFO commandstats`` before and after), ``SCAN`` among them;
+- the Redis commands of one load (``INFO commandstats`` before and after, which counts the
+  commands a script runs too: the sample's ``RANDOMKEY`` are run inside ``sample.lua``, one
+  ``EVALSHA``), ``SCAN`` among them, and the bytes the server read and wrote for it;
 - the full count, once, as the button starts it;
 - the estimates against the full count's exact numbers.
 
@@ -66,9 +68,35 @@ async def fill(store: RedisMemoryStore, callers: int, rng: random.Random) -> Non
 
 
 async def commands(admin: aioredis.Redis) -> dict[str, int]:
-    """Commands the server has answered, by name."""
+    """Commands the server has answered, by name (those run by scripts included)."""
     stats = await admin.info("commandstats")
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Commands by name between two :func:`commands`, less the INFO that took ``before``
+    (counted in ``after``'s answer; ``after``'s own is not)."""
+    found = {name: n - before.get(name, 0) for name, n in after.items()}
+    found["info"] = found.get("info", 0) - 1
+    return {name: n for name, n in sorted(found.items()) if n}
+
+
+async def net_bytes(admin: aioredis.Redis) -> tuple[int, int]:
+    """Bytes the server has read and written, in all."""
+    stats = await admin.info("stats")
+    return int(stats["total_net_input_bytes"]), int(stats["total_net_output_bytes"])
+
+
+async def load_bytes(
+    admin: aioredis.Redis, http: aiohttp.ClientSession, url: str
+) -> tuple[int, int]:
+    """Bytes the server read and wrote for one GET ``url``, less those of the measure itself
+    (two ``INFO stats`` with nothing between)."""
+    start = await net_bytes(admin)
+    idle = await net_bytes(admin)
+    await timed_loads(http, url, 1)
+    end = await net_bytes(admin)
+    return (end[0] - idle[0]) - (idle[0] - start[0]), (end[1] - idle[1]) - (idle[1] - start[1])
 
 
 async def timed_loads(http: aiohttp.ClientSession, url: str, loads: int) -> list[float]:
@@ -127,8 +155,10 @@ async def serve_and_measure(
             first = await timed_loads(http, f"{base}/health", 1)
             after = await commands(admin)
             out["first_ms"] = first[0]
-            out["commands"] = sum(after.values()) - sum(before.values()) - 1  # less INFO
+            out["by_name"] = delta(before, after)
+            out["commands"] = sum(out["by_name"].values())
             out["scans"] = after.get("scan", 0) - before.get("scan", 0)
+            out["net"] = await load_bytes(admin, http, f"{base}/health")
             out["health"] = await timed_loads(http, f"{base}/health", loads)
             out["panel"] = await timed_loads(http, f"{base}/health/panel", loads)
             html = await (await http.get(f"{base}/health")).text()
@@ -146,7 +176,7 @@ async def serve_and_measure(
                 await asyncio.sleep(0.2)
             out["full_s"] = time.perf_counter() - started
             after = await commands(admin)
-            out["full_commands"] = sum(after.values()) - sum(before.values())
+            out["full_commands"] = sum(delta(before, after).values())
             out["exact"] = {t: tile(html, t) for t in ("callers-count",)}
             held = re.search(r"<b>(\d+)</b><span>calls held in full", html)
             out["exact"]["held"] = held[1] if held else "-"
@@ -183,6 +213,13 @@ async def run(callers: int, loads: int) -> None:
                 first = found["first_ms"]
                 print(f"  first /health (templates compiled, sample drawn): {first:.1f} ms")
                 print(f"  its Redis commands: {found['commands']:,}, SCAN: {found['scans']}")
+                by_name = found["by_name"]
+                print(f"  by name (a script's own included): {by_name}")
+                in_script = sum(by_name.get(n, 0) for n in ("randomkey", "memory|usage", "dbsize"))
+                sent = found["commands"] - in_script
+                print(f"  sent by the console (less those sample.lua runs): {sent}")
+                net_in, net_out = found["net"]
+                print(f"  bytes the server read / wrote for it: {net_in:,} / {net_out:,}")
                 print(f"  /health x{loads}: {summary(found['health'])}")
                 print(f"  /health/panel x{loads}: {summary(found['panel'])}")
                 worst = max([*found["health"], *found["panel"]])

@@ -19,11 +19,14 @@ import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import CallSummary, RedisConfig
 from livekit.plugins.caller_memory.console import ConsoleSettings, create_app
+from livekit.plugins.caller_memory.console.health import HealthMonitor, store_kind
 from livekit.plugins.caller_memory.console.paging import PAGE_SIZE
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
+from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.store import MemoryStore, RedisMemoryStore
 
-from .conftest import TEST_SECRET
+from .conftest import TEST_SECRET, replace
+from .support.cluster import LocalCluster
 from .support.console import TOKEN, ConsoleClient, Page, client, seed_call, served
 from .support.servers import TestServer
 from .support.waiting import eventually
@@ -194,6 +197,77 @@ async def test_estimates_hold_the_full_count_within_their_stated_margins(
     assert _tile(estimated, "now-in-progress") == (3, 0)
     memory, _ = _tile(estimated, "now-memory")
     assert memory > 100  # bytes of a caller's three keys, measured on the ones drawn
+
+
+async def _sampled(store: MemoryStore, config: RedisConfig) -> HealthMonitor:
+    outbox = Outbox(config.data_dir / "outbox")
+    return HealthMonitor(store, outbox, store_kind(store, config), 0, sample_keys=200)
+
+
+async def test_the_sample_counts_each_kind_of_key_as_the_store_names_it(
+    config: RedisConfig, store: MemoryStore, own_server: TestServer
+) -> None:
+    # The draw is counted by kind inside Redis (sample.lua): it must agree with the store's
+    # own names for every key it writes, and count a stranger's key as none of them.
+    keys = store.keys
+    one_of_each = {
+        keys.phone("h1"): "phone",
+        keys.unreadable_phone("h1"): "unreadable",
+        keys.profile("u1"): "profile",
+        keys.unreadable_profile("u1"): "unreadable",
+        keys.sessions("u1"): "sessions",
+        keys.calls("u1"): "calls",
+        keys.erased("u1"): "erased",
+        keys.session("AJ_1"): "session",
+        keys.open_calls(): "open",
+        keys.erasure_requests(): "requests",
+        keys.maintenance(): "maintenance",
+        keys.versions(): "versions",
+        keys.trunk_regions(): "regions",
+        "health2:phone:{h1}": "other",
+        "healthy:phone:{h1}": "other",
+        "health:something:else": "other",
+    }
+    admin = aioredis.Redis.from_url(own_server.url)
+    monitor = await _sampled(store, config)
+    try:
+        for key, kind in one_of_each.items():
+            assert store.keys.kind(key) == kind
+            await admin.flushall()
+            if kind in ("open", "requests", "versions", "regions", "calls"):
+                await admin.zadd(key, {"saves:0.3.0": 1})  # read by the exact numbers
+            else:
+                await admin.set(key, "x")
+            sample = (await monitor.health()).sample
+            assert sample is not None and sample.db_keys == 1
+            assert sample.kinds == {kind: sample.drawn} and sample.drawn == 200, key
+    finally:
+        await admin.aclose()
+        await monitor.aclose()
+
+
+async def test_on_a_cluster_each_primary_draws_its_share(
+    config: RedisConfig, redis_cluster: LocalCluster
+) -> None:
+    on_cluster = replace(config, url=redis_cluster.url, cluster=True, key_prefix="healthc")
+    store = RedisMemoryStore(on_cluster)
+    assert await store.connect()
+    try:
+        await _populate(store, 300)
+        async with served(create_app(on_cluster, settings=SETTINGS)) as url, client(url) as b:
+            await _logged_in(b)
+            page = await b.get("/health")
+        assert "Redis Cluster" in page.visible_text()
+        exact = (await store.stats())["callers"]
+        assert exact == 300
+        callers, margin = _tile(page, "now-callers")
+        assert margin > 0 and abs(callers - exact) <= margin
+        memory, _ = _tile(page, "now-memory")
+        assert memory > 100  # measured on the primaries that hold the callers drawn
+    finally:
+        for key in [k async for k in store.client.scan_iter(match="healthc:*")]:
+            await store.client.delete(key)
+        await store.disconnect()
 
 
 # -- paging --------------------------------------------------------------------------------

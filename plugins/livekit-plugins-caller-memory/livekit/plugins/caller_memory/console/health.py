@@ -6,10 +6,12 @@
   whole database (``INFO keyspace``: its keys less those with an expiry), calls saved since the
   last full count (the saves by version that every save adds to), and the local outbox.
 - **Estimated, every time**: callers, calls held in full and memory per caller, from
-  :data:`SAMPLE_KEYS` keys drawn at random (``RANDOMKEY``, one pipeline; each primary of a
-  cluster in proportion to its keys) scaled to the database's size (``DBSIZE``), each with its
-  99.9 % margin (a Wilson interval). No ``SCAN``: the page costs the same at 100 callers and at
-  100,000. The sample is reused for ``MEMORY_CONSOLE_STATS_TTL_S``.
+  :data:`SAMPLE_KEYS` keys drawn at random scaled to the database's size, each with its
+  99.9 % margin (a Wilson interval). One read-only script (``sample.lua``: ``DBSIZE``,
+  ``RANDOMKEY``, the keys counted by kind and a few callers' ``MEMORY USAGE`` inside Redis, so
+  only counts cross the wire) draws it; on a cluster it runs on each primary, with a share in
+  proportion to its keys. No ``SCAN``: the page costs the same at 100 callers and at 100,000.
+  The sample is reused for ``MEMORY_CONSOLE_STATS_TTL_S``.
 - **The full count**, only when an operator asks for it (a button): every key of the prefix
   read, as ``caller-memory stats`` does, with calls per hour from each profile's remembered
   calls and each caller's index of the calls held. It runs in the background (seconds at
@@ -24,15 +26,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import hashlib
 import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from importlib import resources
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..config import RedisConfig
 from ..log import logger
@@ -57,13 +61,13 @@ __all__ = [
 CHART_HOURS = 24
 """The chart of calls per hour covers this many hours, the current one last."""
 SAMPLE_KEYS = 4000
-"""Keys drawn at random for the estimates (one pipeline of ``RANDOMKEY``)."""
+"""Keys drawn at random for the estimates (one script, ``sample.lua``, on each primary)."""
 _MEMORY_SAMPLE = 200
 """Callers whose keys are measured (``MEMORY USAGE``) by the full count."""
 _MEMORY_SAMPLE_NOW = 20
 """Callers of the random draw whose keys are measured for the estimate."""
-_CLUSTER_BATCH = 10
-"""``RANDOMKEY`` sent at once to a cluster's node (no pipeline for a keyless command there)."""
+_SAMPLE_SCRIPT = resources.files(__package__).joinpath("sample.lua").read_text()
+_SAMPLE_SHA = hashlib.sha1(_SAMPLE_SCRIPT.encode()).hexdigest()
 _Z = 3.29
 """The margins' normal quantile: the true count is within them 999 times in 1,000."""
 
@@ -364,29 +368,31 @@ class HealthMonitor:
     async def _draw(self) -> Sample:
         store = self._store
         if isinstance(store, RedisMemoryStore):
-            db_keys, keys = await _random_keys(store.client, self._sample_keys)
-            exact = False
-        else:
-            keys = [key async for key in _scan(store, "*")]
-            db_keys, exact = len(keys), True
+            drawn = await _sample(store.client, store.keys.prefix, self._sample_keys)
+            return Sample(
+                at=_utcnow(),
+                db_keys=drawn.db_keys,
+                drawn=drawn.drawn,
+                kinds=drawn.kinds,
+                exact=False,
+                memory_per_caller=round(sum(drawn.sizes) / len(drawn.sizes))
+                if drawn.sizes
+                else None,
+                memory_sampled=len(drawn.sizes),
+            )
         kinds: dict[str, int] = {}
-        users: list[str] = []
+        keys = [key async for key in _scan(store, "*")]
         for key in keys:
             kind = store.keys.kind(key)
             kinds[kind] = kinds.get(kind, 0) + 1
-            if kind == "profile" and len(users) < _MEMORY_SAMPLE_NOW:
-                user_id = _user_of(key)
-                if user_id not in users:
-                    users.append(user_id)
-        sizes = [size for user in users if (size := await _caller_bytes(store, user)) is not None]
         return Sample(
             at=_utcnow(),
-            db_keys=db_keys,
+            db_keys=len(keys),
             drawn=len(keys),
             kinds=kinds,
-            exact=exact,
-            memory_per_caller=round(sum(sizes) / len(sizes)) if sizes else None,
-            memory_sampled=len(sizes),
+            exact=True,
+            memory_per_caller=None,  # in-process memory cannot say
+            memory_sampled=0,
         )
 
     # -- the full count, when asked ----------------------------------------------------------
@@ -437,10 +443,6 @@ def _wilson(hits: int, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _user_of(profile_key: str) -> str:
-    return profile_key.split("{", 1)[1].split("}", 1)[0]
-
-
 async def _zcard(store: MemoryStore, key: str) -> int:
     if isinstance(store, RedisMemoryStore):
         return int(await store.client.zcard(key))
@@ -472,40 +474,64 @@ async def _keyspace(store: RedisMemoryStore) -> tuple[int | None, int | None]:
     return no_ttl, used
 
 
-async def _random_keys(client: Any, n: int) -> tuple[int, list[str]]:
-    """``DBSIZE`` and ``n`` keys drawn at random (with replacement), in one pipeline; on a
-    cluster, each primary's share in proportion to its keys."""
-    if isinstance(client, aioredis.RedisCluster):
-        return await _random_cluster_keys(client, n)
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.dbsize()
-        for _ in range(n):
-            pipe.randomkey()
-        size, *drawn = await pipe.execute()
-    if not size:
-        return 0, []
-    return int(size), [text(cast("bytes", k)) or "" for k in drawn if k is not None]
+@dataclass(frozen=True)
+class _Drawn:
+    """What :data:`_SAMPLE_SCRIPT` answered, summed over the nodes it ran on."""
+
+    db_keys: int
+    drawn: int
+    kinds: dict[str, int]
+    sizes: list[int]
+    """Bytes of each caller measured (phone, profile and session-list keys)."""
 
 
-async def _random_cluster_keys(client: aioredis.RedisCluster, n: int) -> tuple[int, list[str]]:
+async def _sample(client: Any, prefix: str, n: int) -> _Drawn:
+    """The random sample of ``n`` keys in one EVALSHA of ``sample.lua``; on a cluster, one on
+    each primary with its share of ``n`` in proportion to its keys (``DBSIZE`` first)."""
+    if not isinstance(client, aioredis.RedisCluster):
+        return _drawn(await _run_sample(client, None, prefix, n, _MEMORY_SAMPLE_NOW))
     primaries = client.get_primaries()
-    sizes = [int(await client.execute_command("DBSIZE", target_nodes=node)) for node in primaries]
-    total = sum(sizes)
+    sizes = await asyncio.gather(
+        *(client.execute_command("DBSIZE", target_nodes=node) for node in primaries)
+    )
+    total = sum(int(size) for size in sizes)
     if not total:
-        return 0, []
-    drawn: list[str] = []
-    for node, size in zip(primaries, sizes, strict=True):
-        share = round(n * size / total)
-        for start in range(0, share, _CLUSTER_BATCH):  # within the pool's connections
-            found = await asyncio.gather(
-                *(
-                    client.execute_command("RANDOMKEY", target_nodes=node)
-                    for _ in range(min(_CLUSTER_BATCH, share - start))
-                )
-            )
-            drawn += [text(cast("bytes", k)) or "" for k in found if k is not None]
-    # Each node's share was rounded: weigh by what was drawn, not by what was asked.
-    return total, drawn
+        return _Drawn(0, 0, {}, [])
+    shares = [round(n * int(size) / total) for size in sizes]
+    answers = await asyncio.gather(
+        *(
+            _run_sample(client, node, prefix, share, _MEMORY_SAMPLE_NOW)
+            for node, share in zip(primaries, shares, strict=True)
+            if share
+        )
+    )
+    kinds: dict[str, int] = {}
+    drawn, measured = 0, []
+    for found in map(_drawn, answers):
+        drawn += found.drawn
+        measured += found.sizes
+        for kind, count in found.kinds.items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    # Each node's share was rounded: weigh by what was drawn, not by what was asked; the size
+    # is the one the shares were taken from.
+    return _Drawn(total, drawn, kinds, measured[:_MEMORY_SAMPLE_NOW])
+
+
+async def _run_sample(client: Any, node: Any, prefix: str, n: int, measure: int) -> Any:
+    """EVALSHA of the sample script (on ``node`` of a cluster); loaded once where unknown."""
+    args = [prefix, n, measure]
+    target = {} if node is None else {"target_nodes": node}
+    try:
+        return await client.execute_command("EVALSHA", _SAMPLE_SHA, 0, *args, **target)
+    except NoScriptError:
+        await client.execute_command("SCRIPT LOAD", _SAMPLE_SCRIPT, **target)
+        return await client.execute_command("EVALSHA", _SAMPLE_SHA, 0, *args, **target)
+
+
+def _drawn(answer: Any) -> _Drawn:
+    size, drawn, flat, sizes = answer
+    kinds = {text(flat[i]) or "": int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return _Drawn(int(size), int(drawn), kinds, [int(s) for s in sizes])
 
 
 def _per_hour(times: Any) -> list[HourBar]:

@@ -19,6 +19,7 @@ one script can read or write all three at once.
 | ``{prefix}:erasure:requests``          | erasures asked by unverified callers   | 30 days  |
 | ``{prefix}:maintenance``               | the fleet's recovery lock (a pid)      | interval |
 | ``{prefix}:versions``                  | saves by worker version (sorted set)   | 90 days  |
+| ``{prefix}:trunk_regions``             | regions of the trunks calls came in on | 90 days  |
 
 ``versions`` is one key for the whole prefix, not a field of every profile (a caller's memory
 stays as small as it was): for each version of the plugin that saved a call, the member
@@ -26,6 +27,11 @@ stays as small as it was): for each version of the plugin that saved a call, the
 (Unix seconds). Every save adds to it, in the save's own script, and renews its TTL (the
 profiles' TTL): ``caller-memory stats`` shows which versions write, and when each last did.
 Workers before 0.2.0 write none.
+
+``trunk_regions`` is one key for the whole prefix too: the 2-letter region (ISO 3166, ``US``)
+of each trunk number a worker read a caller's number with (when ``MEMORY_DEFAULT_REGION`` is
+unset), scored by when it last did (the server's clock, Unix seconds). Never a number: the
+operator console reads numbers typed without a country code in the one region it names.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ KeyKind = Literal[
     "requests",
     "maintenance",
     "versions",
+    "regions",
     "other",
 ]
 
@@ -112,6 +119,11 @@ class Keys:
         saves, ``last:{version}`` the time of the last one (Unix seconds)."""
         return f"{self.prefix}:versions"
 
+    def trunk_regions(self) -> str:
+        """The sorted set of the regions of the trunks calls came in on: member the region
+        code (``US``), score when a worker last read a caller's number with it."""
+        return f"{self.prefix}:trunk_regions"
+
     @staticmethod
     def caller_pattern() -> str:
         """A SCAN pattern matching the phone key of every caller, whatever the prefix (one key
@@ -150,6 +162,8 @@ class Keys:
             return "maintenance"
         if rest == "versions":
             return "versions"
+        if rest == "trunk_regions":
+            return "regions"
         if rest == "erasure:requests":
             return "requests"
         if rest.startswith("user:{"):
