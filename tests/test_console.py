@@ -515,8 +515,8 @@ async def _health_checks(browser: ConsoleClient, callers: int) -> str:
     await eventually(counted, what="the full count's result")
     page = await browser.get("/health")
     text = page.visible_text()
-    assert re.search(rf"\b{callers} callers\b", text), text
-    assert "answering" in text and "0 keys without TTL" in text
+    assert re.search(rf"\b{callers} caller{'' if callers == 1 else 's'}\b", text), text
+    assert "answering" in text and "0 keys without an expiry" in text
     bars = re.findall(r'<rect class="bar"', page.text)
     assert len(bars) == 24
     counts = [int(n) for n in re.findall(r'<text class="count"[^>]*>(\d+)</text>', page.text)]
@@ -535,7 +535,7 @@ async def test_health_shows_the_store_its_counts_and_calls_per_hour(
         await _logged_in(browser)
         text = await _health_checks(browser, callers=2)
     assert "Redis 127.0.0.1" in text
-    assert "1 calls in progress" in text and "0 orphaned calls waiting" in text
+    assert "1 call in progress" in text and "0 orphaned calls waiting" in text
     assert "0 calls waiting, none unreadable" in text
     assert re.search(r"\d+ B memory per caller", text)
 
@@ -562,7 +562,7 @@ async def test_the_console_of_an_agent_process_shares_its_in_process_memory(
         await _logged_in(browser)
         assert "Ana Lopez" in (await browser.post("/caller", {"number": ANA})).text
         text = (await browser.get("/health")).visible_text()
-        assert "in-process memory" in text and "1 callers" in text
+        assert "in-process memory" in text and "1 caller" in text
 
 
 # -- where it runs -------------------------------------------------------------------------

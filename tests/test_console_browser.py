@@ -463,6 +463,19 @@ async def test_no_setting_or_key_name_outside_a_fold_and_counts_singular_or_plur
             r"\b([02-9]|\d\d+) (call|turn|fact|key|summary|hour)\b(?! summar)", text
         ), name
 
+    # The health page: a technical page (it names the store), but no setting or key name
+    # outside a fold either, and its counts in words ("1 call waiting", "2 callers").
+    browser.open(f"{desk}/health")
+    browser.submit("#full-count button")
+    browser.wait(lambda: browser.driver.find_elements("css selector", "#callers-count"), "count")
+    health = _outside_folds(browser)
+    assert "MEMORY_" not in health and prefix not in health
+    assert re.search(r"\b\d+ calls? waiting, none unreadable", health)
+    assert not re.search(r"(?<!± )\b1 (calls|callers|keys|requests)\b", health)
+    assert not re.search(r"(?<!± )\b([02-9]|\d\d+) (call|caller|key|request)\b", health)
+    browser.click("#now-how summary")
+    assert f"{prefix}sessions:open" in browser.text()  # in the fold, unfolded
+
 
 async def test_a_fact_with_its_evidence_is_withdrawn_from_the_callers_page(
     desk: str, browser: Browser, desk_store: MemoryStore, desk_config: RedisConfig

@@ -10,6 +10,7 @@ requests page with next and previous links that lose and repeat nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -268,6 +269,47 @@ async def test_on_a_cluster_each_primary_draws_its_share(
         for key in [k async for k in store.client.scan_iter(match="healthc:*")]:
             await store.client.delete(key)
         await store.disconnect()
+
+
+def _outside_folds(page: Page) -> str:
+    """What the page shows without opening a fold: its text less every ``<details>``."""
+    folded = re.sub(r"<details\b.*?</details>", " ", page.text, flags=re.S)
+    return dataclasses.replace(page, text=folded).visible_text()
+
+
+_WRONG_SINGULAR = re.compile(r"(?<!± )\b1 (calls|callers|keys|requests|turns)\b")
+_WRONG_PLURAL = re.compile(r"(?<!± )\b(0|[2-9]|\d[\d,]+) (call|caller|key|request)\b(?! summar)")
+"""A count other than 1 with a singular noun (an estimate's margin, ``≈ 1 ± 3 caller``, is not
+its count)."""
+
+
+async def test_the_page_says_its_counts_in_words_and_folds_the_names(
+    config: RedisConfig, store: MemoryStore
+) -> None:
+    # One of each: a caller, a call in progress, an erasure request, a call in the outbox.
+    await seed_call(store, "+1 415 555 0142", "AJ_bo_1", ["Hi"], {"summary": "Hi."}, end=False)
+    await store.request_erasure("someone")
+    now = utcnow()
+    record = SessionRecord(session_id="AJ_out_1", user_id="u", started_at=now, ended_at=now)
+    Outbox(config.data_dir / "outbox").put(record, phone_hash=None)
+    async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
+        await _logged_in(browser)
+        pages = {"estimated": await browser.get("/health")}
+        pages["counted"] = await _full_count(browser)
+    for name, page in pages.items():
+        shown, bare = page.visible_text(), _outside_folds(page)
+        assert "MEMORY_" not in bare and f"{config.key_prefix}:" not in bare, name
+        assert _WRONG_SINGULAR.findall(shown) == [], name
+        assert _WRONG_PLURAL.findall(shown) == [], name
+    bare = _outside_folds(pages["counted"])
+    assert "1 call waiting, none unreadable" in bare
+    assert "1 call in progress" in bare and "0 orphaned calls waiting" in bare
+    assert "1 erasure request " in bare and "0 keys without an expiry" in bare
+    assert re.search(r"\b1 caller\b", bare)  # the full count's, exact
+    # The names an engineer needs are one click away.
+    shown = pages["counted"].visible_text()
+    assert "MEMORY_DATA_DIR/outbox" in shown and "MEMORY_ORPHAN_AFTER_S" in shown
+    assert f"{config.key_prefix}:sessions:open" in shown
 
 
 # -- paging --------------------------------------------------------------------------------

@@ -129,6 +129,7 @@ class Console:
         self.templates.env.filters["redactions"] = _mark_redactions
         self.templates.env.filters["when"] = _when
         self.templates.env.filters["plural"] = _plural
+        self.templates.env.filters["noun"] = _noun
 
     # -- the store -------------------------------------------------------------------------
 
@@ -770,6 +771,12 @@ def _mark_redactions(text: str) -> Markup:
 def _plural(count: int, singular: str, plural: str | None = None) -> str:
     """``1 key``, ``2 keys``; ``plural`` when adding an s will not do (``entries``)."""
     return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def _noun(count: int, singular: str, plural: str | None = None) -> str:
+    """The noun alone for ``count`` (``call``, ``calls``): for a number shown apart from its
+    word, as the health page's tiles show them."""
+    return singular if count == 1 else plural or singular + "s"
 
 
 def _when(value: datetime | None) -> Markup | str:

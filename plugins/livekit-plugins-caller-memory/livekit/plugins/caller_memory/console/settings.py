@@ -58,8 +58,10 @@ class ConsoleSettings(BaseSettings):
         session_hours: How long a login lasts (at most 720 hours, 30 days).
         secure_cookies: Send the login cookie over HTTPS only (behind a TLS proxy: true).
         audit_log: The audit log file; ``MEMORY_DATA_DIR/console/audit.jsonl`` by default.
-        stats_ttl_s: How long the health page's counts (a scan of every key) are reused (at
-            most 3600 seconds).
+        stats_ttl_s: How long the health page reuses its random sample of keys (the estimates
+            of callers, calls held and memory per caller) before drawing another, in seconds
+            (at most 3600; 0: a new one at every load). The exact numbers are read at every
+            load, and the full count only when asked.
     """
 
     model_config = SettingsConfigDict(
@@ -97,7 +99,8 @@ class ConsoleSettings(BaseSettings):
         30.0,
         ge=0,
         le=MAX_STATS_TTL_S,
-        description="How long the health page's counts are reused, in seconds (at most 3600)",
+        description="How long the health page reuses its random sample of keys (its "
+        "estimates), in seconds (at most 3600; 0: drawn at every load)",
     )
 
     @field_validator("token", "proxy_secret")
