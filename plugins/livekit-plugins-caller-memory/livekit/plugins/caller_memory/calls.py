@@ -755,6 +755,14 @@ class SessionManager:
         if not self._may_remember(call) and not await self._consented_before(call):
             await self._forget_call(call)
             return None
+        # Turns the journal missed live only in this process until the save: copy the call to
+        # the outbox before the summary, which can outlast what LiveKit leaves before its kill.
+        early = None
+        if call.journal is None or not call.journal.holds_every_turn:
+            turns = call.turns[call.consent_from :]
+            early = await self._recovery.copy_early(
+                self._record(call, fallback_summary(turns)), call.phone_hash
+            )
         base = call.lookup
         with span("caller_memory.summarize", session_id=session_id) as current:
             started = time.perf_counter()
@@ -765,13 +773,16 @@ class SessionManager:
                 current.set_attribute("caller_memory.summary_source", summary.source)
             record_summary(summary.source, (time.perf_counter() - started) * 1000)
         call.summary = summary
-        return await self._recovery.save(
+        profile = await self._recovery.save(
             self._record(call, summary),
             summary,
             phone_hash=call.phone_hash,
             previous=call.previous_hashes,
             base=base,
         )
+        if early is not None and profile is not None:
+            await self._recovery.drop_copy(early)
+        return profile
 
     @staticmethod
     def _record(call: _Call, summary: CallSummary) -> SessionRecord:

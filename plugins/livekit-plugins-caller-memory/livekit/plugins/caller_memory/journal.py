@@ -41,6 +41,8 @@ class Journal:
         self._discarding: asyncio.Task[None] | None = None
         self._gone = False
         """The journal was removed under us (erasure): nothing more is written."""
+        self._failed = False
+        """A write failed: turns since are not in the store."""
 
     def append(self, turn: Turn) -> None:
         """Queue a turn for the journal (sync and cheap)."""
@@ -70,7 +72,25 @@ class Journal:
                     return
         except Exception as e:
             logger.debug("call journal unavailable", extra={"error": type(e).__name__})
+            self._failed = True
             self._pending.clear()
+
+    @property
+    def holds_every_turn(self) -> bool:
+        """Every turn given so far is in the store: a worker killed now loses none of them
+        (crash recovery saves the call from its journal)."""
+        opened = self._opened
+        return (
+            opened.done()
+            and not opened.cancelled()
+            and opened.exception() is None
+            and self._writer.done()
+            and not self._writer.cancelled()
+            and not self._pending
+            and not self._failed
+            and not self._gone
+            and self._discarding is None
+        )
 
     async def close(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for the writes in flight, then give up on them."""

@@ -220,6 +220,14 @@ class Outbox:
                 found.append(Held(path=path, entry=entry, raw=raw))
         return found
 
+    async def adiscard(self, path: Path) -> None:
+        """Delete one entry :meth:`aput` wrote (the call was saved after all), off the loop."""
+        await _off_loop(self._discard, path)
+
+    def _discard(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        _fsync_dir(self._folder)
+
     def remove(self, held: list[Held]) -> list[str]:
         """Delete files found by :meth:`of_caller` (erasure). Returns their names."""
         removed = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .exceptions import CallerErasedError
 from .log import logger
@@ -148,6 +149,29 @@ class Recovery:
                 "could not delete the erased caller's journal (it expires in 24 hours)",
                 extra={"error": type(e).__name__},
             )
+
+    async def copy_early(self, record: SessionRecord, phone_hash: str) -> Path | None:
+        """Put a call whose end is starting in the outbox before its summary and save run,
+        when nothing else would survive the process being killed meanwhile (its journal
+        missed turns). Returns the file, for :meth:`drop_copy` once the call is saved; None
+        when the disk refused (the save then keeps the call as usual)."""
+        try:
+            return await self._outbox.aput(record, phone_hash=phone_hash)
+        except Exception as e:
+            logger.warning(
+                "could not copy the ending call to the outbox (%s): it is saved or kept at the "
+                "end of its save as usual",
+                type(e).__name__,
+                extra={"session_id": record.session_id},
+            )
+            return None
+
+    async def drop_copy(self, path: Path) -> None:
+        """The call was saved: its early copy is not needed (a replay would store it once)."""
+        try:
+            await self._outbox.adiscard(path)
+        except Exception as e:
+            logger.debug("early outbox copy left for a replay", extra={"error": type(e).__name__})
 
     def keep(self, record: SessionRecord, phone_hash: str) -> bool:
         """Put a call in the outbox now (or hold it in memory if the disk refuses).
