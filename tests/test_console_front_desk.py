@@ -14,16 +14,28 @@ from collections.abc import AsyncIterator
 from datetime import timezone
 
 import pytest
+import redis.asyncio as aioredis
+from livekit.agents import Agent
 
-from livekit.plugins.caller_memory import RedisConfig
+from livekit.plugins.caller_memory import CallerMemory, RedisConfig
 from livekit.plugins.caller_memory.console import ConsoleSettings, create_app
 from livekit.plugins.caller_memory.console.caller_view import why_refused
 from livekit.plugins.caller_memory.exceptions import InvalidPhoneNumberError
 from livekit.plugins.caller_memory.identity import normalize_phone
-from livekit.plugins.caller_memory.store import MemoryStore
+from livekit.plugins.caller_memory.store import InMemoryStore, MemoryStore, RedisMemoryStore
+from livekit.plugins.caller_memory.testing import (
+    ScriptedLLM,
+    join,
+    leave,
+    offline_job,
+    shut_down,
+    sip_caller,
+    text_session,
+)
 
 from .conftest import replace
 from .support.console import TOKEN, ConsoleClient, Page, client, connected, seed_call, served
+from .support.facts import answer
 
 SETTINGS = ConsoleSettings(token=TOKEN, stats_ttl_s=0)
 BO = "+14155550101"
@@ -133,6 +145,74 @@ async def test_export_erase_and_withdraw_read_numbers_in_the_operators_country(
         assert "Erase everything listed" in erase.text
         assert store.keys.profile(store.hasher.hash(BO)) not in _outside_folds(erase)
         assert store.keys.profile(store.hasher.hash(BO)) in erase.text  # folded for support
+
+
+async def worker_call(config: RedisConfig, number: str, trunk: str, job: str) -> None:
+    """One inbound SIP call to the trunk number ``trunk``, through a worker's CallerMemory
+    (LiveKit's real room, participant and session classes; only the model is scripted)."""
+    memory = CallerMemory(config=config)
+    caller = sip_caller(number, "sip_caller", attributes={"sip.trunkPhoneNumber": trunk})
+    with offline_job(job, fake=False) as ctx:
+        join(ctx.room, caller)
+        session = text_session(ScriptedLLM("Hello!", summary=answer("Asked the hours.")))
+        await memory.attach(ctx, session, Agent(instructions="You are Sarah."))
+        await session.start(Agent(instructions="You are Sarah."))
+        await session.run(user_input="When do you open?")
+        leave(ctx.room, caller)
+        await session.aclose()
+        await memory.on_session_end(ctx)
+        await shut_down(ctx)
+    await memory.aclose()
+
+
+async def test_the_country_of_the_phone_line_is_used_when_the_calls_name_one(
+    desk: RedisConfig, store: MemoryStore, redis_client: aioredis.Redis
+) -> None:
+    # A call to a US line, its number sent without the country code as some carriers do.
+    await worker_call(desk, "4155550142", "+1 415 555 0000", "AJ_line_1")
+    assert await redis_client.zrange(store.keys.trunk_regions(), 0, -1) == [b"US"]
+    assert 0 < await redis_client.ttl(store.keys.trunk_regions()) <= desk.profile_ttl_seconds
+    async with served(create_app(desk, settings=SETTINGS)) as url, client(url) as browser:
+        await _logged_in(browser)
+        callers = await browser.get("/callers")
+        said = "Numbers without a country code are read as United States (+1) numbers, the " \
+            "country of your phone line. Change"  # fmt: skip
+        assert said in callers.visible_text()
+        found = await browser.post("/caller", {"number": TYPED})  # no country asked
+        assert found.status == 200 and "Bo Chen" in found.text
+        assert "read as a number of United States (+1)" in found.visible_text()
+        chosen = await browser.post("/caller", {"number": TYPED, "region": "GB"})  # Change
+        assert chosen.status == 422 and "not a number of United Kingdom (+44)" in chosen.text
+        assert "your phone line" not in chosen.visible_text()  # the operator's own choice
+
+    # A second line, in the United Kingdom: which one is the operator's is asked again, the
+    # phone lines' countries listed first.
+    await worker_call(desk, "020 7183 8750", "+44 20 7183 8000", "AJ_line_2")
+    async with served(create_app(desk, settings=SETTINGS)) as url, client(url) as browser:
+        await _logged_in(browser)
+        refused = await browser.post("/caller", {"number": TYPED})
+        assert refused.status == 422
+        assert "This number has no country code. Choose the country" in refused.visible_text()
+        lines = re.search(r'id="line-countries">(.*?)</optgroup>', refused.text, re.S)
+        assert lines is not None
+        assert re.findall(r'value="(\w\w)"', lines.group(1)) == ["GB", "US"]  # latest first
+        found = await browser.post("/caller", {"number": TYPED, "region": "US"})
+        assert found.status == 200 and "Bo Chen" in found.text
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+async def test_each_store_keeps_the_regions_once_a_minute(desk: RedisConfig, kind: str) -> None:
+    impl = RedisMemoryStore(desk) if kind == "redis" else InMemoryStore(desk)
+    assert await impl.connect()
+    try:
+        await impl.note_trunk_region("us")
+        await impl.note_trunk_region("GB")
+        assert sorted(await impl.trunk_regions()) == ["GB", "US"]  # one millisecond: a tie
+        scores = dict(await impl.read_scores(impl.keys.trunk_regions()))
+        await impl.note_trunk_region("US")  # again within the minute: not written again
+        assert dict(await impl.read_scores(impl.keys.trunk_regions())) == scores
+    finally:
+        await impl.disconnect()
 
 
 async def test_with_the_region_configured_nothing_is_asked(

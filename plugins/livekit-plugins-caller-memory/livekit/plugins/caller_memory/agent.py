@@ -43,7 +43,7 @@ from livekit.agents import Agent, AgentServer, AgentSession, JobContext, llm
 from . import prompts, worker_settings
 from .calls import SessionContext, SessionManager
 from .config import RedisConfig, settings_variables
-from .identity import in_trunk_region
+from .identity import in_trunk_region, trunk_region
 from .log import logger
 from .models import CallerProfile
 from .participants import (
@@ -76,6 +76,10 @@ _calls: dict[str, list[CallMemory]] = {}
 """The calls of this process, by job id: what :func:`on_session_end` waits for. A job usually
 holds one; an app that starts a second ``AgentSession`` in the same job (a restart after an
 error) attaches a second call, saved under a session id of its own."""
+
+
+_region_writes: set[asyncio.Task[None]] = set()
+"""Writes of a trunk's region under way (:meth:`CallMemory._note_trunk_region`)."""
 
 
 def _session_id(job_id: str) -> str:
@@ -218,8 +222,34 @@ class CallMemory:
         number = caller_phone_number(participant, trust_standard=config.trust_participant_numbers)
         if number is not None and config.default_region is None:
             # A national number is read in the region of the trunk the caller dialled.
-            number = in_trunk_region(number, trunk_phone_number(participant))
+            trunk = trunk_phone_number(participant)
+            number = in_trunk_region(number, trunk)
+            self._note_trunk_region(trunk)
         return number
+
+    def _note_trunk_region(self, trunk_number: str | None) -> None:
+        """Record the trunk's region (``US``, never a number) for the operator console, which
+        reads numbers typed without a country code in it: in the background, after the call's
+        start (the greeting never waits for it), and never failing the call."""
+        region = trunk_region(trunk_number) if trunk_number else None
+        if region is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._write_trunk_region(region), name=f"caller_memory.trunk_region.{self._session_id}"
+        )
+        _region_writes.add(task)  # held: a task nobody holds may be collected mid-write
+        task.add_done_callback(_region_writes.discard)
+
+    async def _write_trunk_region(self, region: str) -> None:
+        if self._starting is not None:  # set by now: _start runs before this task does
+            await asyncio.wait([self._starting])  # after the lookup, off the greeting's path
+        try:
+            await self._manager.store.note_trunk_region(region)
+        except Exception as e:  # a hint for the console: a call never fails for it
+            logger.debug(
+                "the trunk's region was not recorded",
+                extra={"session_id": self._session_id, "error": type(e).__name__},
+            )
 
     def _attested(self, participant: rtc.Participant) -> bool:
         config = self._manager.config

@@ -33,6 +33,7 @@ __all__ = [
     "has_country_code",
     "in_region",
     "in_trunk_region",
+    "trunk_region",
     "is_withheld",
     "load_hasher",
     "normalize_phone",
@@ -181,16 +182,22 @@ def in_trunk_region(number: str, trunk_number: str | None) -> str:
     """
     if not trunk_number or has_country_code(number):
         return number
+    return in_region(number, trunk_region(trunk_number))
+
+
+def trunk_region(trunk_number: str) -> str | None:
+    """The region (ISO 3166: ``US``) whose national numbers :func:`in_trunk_region` reads a
+    call's number in, for the trunk number ``trunk_number``; None when it has no region."""
     try:
         trunk = phonenumbers.parse(_strip_uri(trunk_number.strip()), None)
     except phonenumbers.NumberParseException:
-        return number
+        return None
     # The country code's main region when the trunk's own number is not in the plan (a test
     # trunk's +1 555 ...): national numbers are read alike across one country code.
     region = phonenumbers.region_code_for_number(trunk) or (
         phonenumbers.region_code_for_country_code(trunk.country_code or 0)
     )
-    return in_region(number, region)
+    return region if region and region != "ZZ" else None
 
 
 def in_region(number: str, region: str | None) -> str:

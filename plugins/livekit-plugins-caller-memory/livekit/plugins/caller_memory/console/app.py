@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -77,6 +78,8 @@ _HERE = Path(__file__).parent
 _SESSION_COOKIE = "caller_memory_console"
 _MAX_NAME = 60
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_LINE_REGIONS_TTL_S = 60.0
+"""How long the console reuses the trunks' regions it read (they change when a line does)."""
 _STORE_ERRORS = (StoreUnavailableError, RedisError, OSError, asyncio.TimeoutError)
 _LOGIN_KEY = "login"
 """The session entry holding the login's id (its record is on the server)."""
@@ -116,6 +119,8 @@ class Console:
         self._owns_manager = manager is None
         self._monitor: HealthMonitor | None = None
         self._opening = asyncio.Lock()
+        self._lines: tuple[float, list[str]] | None = None
+        """The trunks' regions as last read, and when (monotonic seconds)."""
         self._throttle = LoginThrottle()
         self.proxies = TrustedProxies(settings.proxies)
         self.signing_key = session_signing_key(settings)
@@ -349,7 +354,7 @@ class Console:
 
     async def callers(self, request: Request, who: str) -> Response:
         """``GET /callers``: find a caller; the erasure requests waiting for an operator."""
-        return await self._callers_page(request, **self._find_form(request))
+        return await self._callers_page(request, **await self._find_form(request))
 
     async def _callers_page(self, request: Request, status: int = 200, **context: Any) -> Response:
         manager = await self.manager()
@@ -375,9 +380,9 @@ class Console:
         number, view = found
         self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
         typed = _text(await _form(request), "number")
-        region = self._region(request) or self.config.default_region
+        region = await self._region(request) or self.config.default_region
         read_as = None if has_country_code(typed) else country_name(region)
-        return self._caller_page(
+        return await self._caller_page(
             request, "caller.html", number, view, fact_actions=True, read_as=read_as
         )
 
@@ -410,7 +415,7 @@ class Console:
         number, view = found
         if _text(await _form(request), "confirm") != "yes":
             self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
-            return self._caller_page(request, "confirm_erase.html", number, view)
+            return await self._caller_page(request, "confirm_erase.html", number, view)
         deleted = await (await self.manager()).forget_caller(number)
         return self._erased(request, who, view.user_ids, deleted, via="number")
 
@@ -420,7 +425,7 @@ class Console:
         again (``caller-memory withdraw-fact``)."""
         form = await _form(request)
         typed = _text(form, "number")
-        number = in_region(typed, self._region(request, form))
+        number = in_region(typed, await self._region(request, form))
         fact_id = _text(form, "fact_id")
         manager = await self.manager()
         store = manager.store
@@ -472,7 +477,7 @@ class Console:
         )
         view = build_caller_view(await manager.export_caller(number), store.keys)
         self._audit(request, who, "view", user_ids=view.user_ids, found=view.found)
-        return self._caller_page(
+        return await self._caller_page(
             request, "caller.html", number, view, fact_actions=True, notice=notice
         )
 
@@ -521,7 +526,7 @@ class Console:
         if _text(form, "confirm") != "yes":
             self._audit(request, who, "view", user_ids=[user_id], found=view.found)
             asked = datetime.fromtimestamp(asked_at, timezone.utc)
-            return self._caller_page(
+            return await self._caller_page(
                 request, "confirm_erase.html", None, view, user_id=user_id, asked_at=asked
             )
         deleted = await manager.forget_user(user_id)
@@ -562,34 +567,66 @@ class Console:
         callers page, saying the number cannot be used)."""
         form = await _form(request)
         typed = _text(form, "number")
-        number = in_region(typed, self._region(request, form))
+        number = in_region(typed, await self._region(request, form))
         try:
             return number, await (await self.manager()).export_caller(number)
         except InvalidPhoneNumberError as e:
             return await self._refuse_number(request, e, typed)
 
-    def _region(self, request: Request, form: FormData | None = None) -> str | None:
+    async def _region(self, request: Request, form: FormData | None = None) -> str | None:
         """The country the operator reads numbers without a country code in, when
         ``MEMORY_DEFAULT_REGION`` is unset (set, the store's own check reads them so): the one
-        ``form`` names (kept in the operator's session from then on), else the one kept."""
+        ``form`` names (kept in the operator's session from then on), else the one kept, else
+        the one region the calls' trunks imply (:meth:`_line_regions`), when there is one."""
         if self.config.default_region is not None:
             return None
         chosen = _text(form, "region") if form is not None else ""
         if country_name(chosen) is not None:
             request.session["region"] = chosen.upper()
         kept = request.session.get("region")
-        return kept if isinstance(kept, str) and country_name(kept) is not None else None
+        if isinstance(kept, str) and country_name(kept) is not None:
+            return kept
+        lines = await self._line_regions()
+        return lines[0] if len(lines) == 1 else None
 
-    def _find_form(self, request: Request, typed: str = "", ask: bool = False) -> dict[str, Any]:
+    async def _line_regions(self) -> list[str]:
+        """The regions of the trunks the workers read callers' numbers with (most recently
+        seen first; the workers record them when ``MEMORY_DEFAULT_REGION`` is unset), read
+        at most every :data:`_LINE_REGIONS_TTL_S`; none when the store cannot say."""
+        now = time.monotonic()
+        if self._lines is not None and now - self._lines[0] < _LINE_REGIONS_TTL_S:
+            return self._lines[1]
+        try:
+            found = await (await self.manager()).store.trunk_regions()
+        except _STORE_ERRORS:
+            return []  # ask the operator, as with none recorded
+        regions = [code for code in found if country_name(code) is not None]
+        if regions:  # none yet: read again next time, and the first call's is seen at once
+            self._lines = (now, regions)
+        return regions
+
+    async def _find_form(
+        self, request: Request, typed: str = "", ask: bool = False
+    ) -> dict[str, Any]:
         """What the find form shows: the number typed (kept when it is refused), and, when no
-        region is configured, the operator's country and the list to choose it from."""
-        region = self._region(request)
+        region is configured, the operator's country (and whether it is their phone line's)
+        and the list to choose it from, the countries of the phone lines first."""
+        if self.config.default_region is not None:
+            return {"typed": typed, "ask_region": ask, "region": None, "countries": ()}
+        region = await self._region(request)
+        lines = await self._line_regions()
+        everything = countries()
+        first = [c for code in lines for c in everything if c.code == code]
         return {
             "typed": typed,
             "ask_region": ask,
             "region": region,
             "region_name": country_name(region),
-            "countries": countries() if self.config.default_region is None else (),
+            "region_is_line": region is not None
+            and request.session.get("region") is None
+            and region in lines,
+            "line_countries": first,
+            "countries": [c for c in everything if c not in first],
         }
 
     async def _refuse_number(
@@ -597,14 +634,14 @@ class Console:
     ) -> Response:
         """The callers page, the number still in the box and why it cannot be used, in words
         for a front desk (never the number: the message is made without it)."""
-        region = self._region(request) or self.config.default_region
+        region = await self._region(request) or self.config.default_region
         # The country is asked for when it is what is missing (not for letters in a number).
         ask = region is None and "no country code" in str(error)
         return await self._callers_page(
             request,
             422,
             error=why_refused(error, typed, region),
-            **self._find_form(request, typed=typed, ask=ask),
+            **await self._find_form(request, typed=typed, ask=ask),
         )
 
     async def _look_up(self, request: Request) -> tuple[str, CallerView] | Response:
@@ -614,7 +651,7 @@ class Console:
         number, data = found
         return number, build_caller_view(data, (await self.manager()).store.keys)
 
-    def _caller_page(
+    async def _caller_page(
         self,
         request: Request,
         template: str,
@@ -632,7 +669,7 @@ class Console:
             consent_required=config.consent_required,
             disclosure=config.unverified_disclosure,
             session_ttl_hours=config.session_ttl_hours,
-            **self._find_form(request),
+            **await self._find_form(request),
             **context,
         )
 

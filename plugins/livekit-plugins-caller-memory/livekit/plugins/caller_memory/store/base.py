@@ -181,6 +181,11 @@ class HeldData:
     session_ids: list[str]
 
 
+_REGION_NOTE_EVERY_S = 60.0
+"""How often one process records a trunk region it keeps seeing, in seconds
+(:meth:`MemoryStore.note_trunk_region`)."""
+
+
 class MemoryStore(abc.ABC):
     """Base class of the stores.
 
@@ -198,6 +203,8 @@ class MemoryStore(abc.ABC):
         self._user_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._clock_offset_ms = 0.0
         """The store's clock minus this process's, as last measured (see :meth:`clock_ms`)."""
+        self._regions_noted: dict[str, float] = {}
+        """When this process last recorded each trunk region (monotonic seconds)."""
         self.last_error: str | None = None
         """Why the last :meth:`connect` failed (the guide's troubleshooting text), or None."""
 
@@ -771,6 +778,34 @@ class MemoryStore(abc.ABC):
     async def request_erasure(self, user_id: str) -> None:
         """Ask an operator to erase a user: a caller asked it on a call, unverified."""
         await self.add_request(self._keys.erasure_requests(), user_id, ttl=30 * 86400)
+
+    async def note_trunk_region(self, region: str) -> None:
+        """Record that a caller's number was read in the region of the trunk they dialled
+        (``US``; never a number): one small sorted set for the prefix (:meth:`Keys.trunk_regions`),
+        scored by the store's clock, with the profiles' TTL. The operator console reads
+        numbers typed without a country code in the one region it names.
+
+        At most once a minute per region from one process: a busy worker's calls cost one
+        write a minute, not one a call.
+        """
+        region = region.upper()
+        now = time.monotonic()
+        last = self._regions_noted.get(region)
+        if last is not None and now - last < _REGION_NOTE_EVERY_S:
+            return
+        self._regions_noted[region] = now
+        try:
+            await self.add_request(
+                self._keys.trunk_regions(), region, ttl=self._config.profile_ttl_seconds
+            )
+        except BaseException:
+            self._regions_noted.pop(region, None)  # not written: the next call tries again
+            raise
+
+    async def trunk_regions(self) -> list[str]:
+        """The regions recorded by :meth:`note_trunk_region`, the most recently seen first."""
+        found = await self.read_scores(self._keys.trunk_regions())
+        return [region for region, _ in reversed(found)]
 
     async def erasure_requests(self) -> list[tuple[str, float]]:
         """The erasures callers asked for, unverified: ``(user_id, unix time)``, oldest first."""
