@@ -46,6 +46,7 @@ from .support.console import (
     seed_call,
 )
 from .support.servers import TestServer
+from .test_console_front_desk import worker_call
 
 pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
 
@@ -514,3 +515,38 @@ async def test_a_fact_with_its_evidence_is_withdrawn_from_the_callers_page(
         ("Dana", "console", "The caller says it was never his car")
     ]
     assert not holds_number("\n".join(audit), number)
+
+
+async def test_a_national_number_is_found_in_the_country_of_the_phone_line_without_asking(
+    redis_server: TestServer, browser: Browser, tmp_path: Path
+) -> None:
+    # A console of its own (no MEMORY_DEFAULT_REGION) over a prefix whose calls came in on a
+    # US line: a worker recorded the line's region when it read a caller's number.
+    config = RedisConfig(
+        url=redis_server.url,
+        key_prefix=f"line{next(_prefixes)}",
+        phone_hash_secret=TEST_SECRET,
+        default_region=None,
+        data_dir=tmp_path,
+        lookup_timeout_ms=10_000,
+    )
+    async with connected(config) as store:
+        await _seed_one_call(store, "+14155550106", "AJ_line_bo")
+    await worker_call(config, "4155550107", "+14155550000", "AJ_line_other")
+    process = ConsoleProcess(console_env(config), tmp_path / "console.log")
+    process.start()
+    try:
+        _fresh_login(browser, process.url)
+        said = browser.driver.find_element("css selector", "#region-line").text
+        assert said == (
+            "Numbers without a country code are read as United States (+1) numbers, the "
+            "country of your phone line. Change"
+        )
+        _find(browser, "(415) 555-0106")  # as the placeholder spells numbers
+        text = browser.text()
+        assert "Bo Chen" in text and "no country code" not in text
+        assert "The number was read as a number of United States (+1)." in text
+        assert "MEMORY_" not in _outside_folds(browser)
+        browser.screenshot("desk-phone-line")
+    finally:
+        assert process.stop() in (0, -signal.SIGTERM), process.text()
