@@ -12,6 +12,7 @@ call and a summary with facts. The console is served by uvicorn on loopback, as
 - the Redis commands of one load (``INFO commandstats`` before and after, which counts the
   commands a script runs too: the sample's ``RANDOMKEY`` are run inside ``sample.lua``, one
   ``EVALSHA``), ``SCAN`` among them, and the bytes the server read and wrote for it;
+- the server's own time per ``EVALSHA`` (the sample script blocks Redis for that long);
 - the full count, once, as the button starts it;
 - the estimates against the full count's exact numbers.
 
@@ -151,14 +152,18 @@ async def serve_and_measure(
             await http.post(
                 f"{base}/login", data={"name": "bench", "token": TOKEN, "csrf_token": csrf[1]}
             )
+            await admin.config_resetstat()  # the script's own time, below, is this load's
             before = await commands(admin)
             first = await timed_loads(http, f"{base}/health", 1)
             after = await commands(admin)
+            script = (await admin.info("commandstats")).get("cmdstat_evalsha", {})
+            out["script_us"] = float(script.get("usec", 0))
             out["first_ms"] = first[0]
             out["by_name"] = delta(before, after)
             out["commands"] = sum(out["by_name"].values())
             out["scans"] = after.get("scan", 0) - before.get("scan", 0)
             out["net"] = await load_bytes(admin, http, f"{base}/health")
+
             out["health"] = await timed_loads(http, f"{base}/health", loads)
             out["panel"] = await timed_loads(http, f"{base}/health/panel", loads)
             html = await (await http.get(f"{base}/health")).text()
@@ -220,6 +225,7 @@ async def run(callers: int, loads: int) -> None:
                 print(f"  sent by the console (less those sample.lua runs): {sent}")
                 net_in, net_out = found["net"]
                 print(f"  bytes the server read / wrote for it: {net_in:,} / {net_out:,}")
+                print(f"  the server's time in its EVALSHA: {found['script_us'] / 1000:.1f} ms")
                 print(f"  /health x{loads}: {summary(found['health'])}")
                 print(f"  /health/panel x{loads}: {summary(found['panel'])}")
                 worst = max([*found["health"], *found["panel"]])
