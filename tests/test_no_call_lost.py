@@ -129,7 +129,7 @@ async def test_a_hang_up_while_the_lookup_waits_on_a_silent_redis_keeps_the_call
     # still in attach. The call was started: it is kept, and saved once Redis is back.
     config = _config(server, tmp_path, lookup_timeout_ms=1_500, save_timeout_s=1)
     memory = CallerMemory(config=config)
-    await memory.manager()  # connected while Redis answered
+    await _connected(memory)  # while Redis answered
     caller = sip_caller(NUMBER)
     server.pause()
     with job("AJ_lookup_hangup") as ctx:
@@ -155,6 +155,17 @@ async def test_a_hang_up_while_the_lookup_waits_on_a_silent_redis_keeps_the_call
     assert found.profile is not None and found.profile.call_count == 1
     await store.disconnect()
     await memory.aclose()
+
+
+async def _connected(memory: CallerMemory) -> None:
+    """The memory's store has connected (it connects in the background): a connect still in
+    flight when Redis is paused would fail and drop the client under the lookup."""
+    store = (await memory.manager()).store
+    assert isinstance(store, RedisMemoryStore)
+    connecting = store._connecting
+    if connecting is not None:
+        await connecting
+    assert store.last_error is None
 
 
 def _job_calls() -> set[str]:
@@ -188,7 +199,7 @@ async def test_a_lookup_over_its_budget_gives_the_agent_the_memory_before_its_ne
 
     # The next call's lookup gets 50 ms, and Redis is silent for longer than that.
     late = CallerMemory(config=config.replaced(lookup_timeout_ms=50))
-    await late.manager()
+    await _connected(late)
     fake = ScriptedLLM("Of course.")
     with job("AJ_late") as ctx:
         caller = sip_caller(NUMBER)

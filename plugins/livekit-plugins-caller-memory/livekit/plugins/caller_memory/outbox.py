@@ -224,8 +224,15 @@ class Outbox:
         """Delete one entry :meth:`aput` wrote (the call was saved after all), off the loop."""
         await _off_loop(self._discard, path)
 
+    async def adiscard_call(self, session_id: str) -> None:
+        """Delete the entry of one call, if there is one (its caller was erased), off the loop."""
+        await self.adiscard(self._folder / f"{_file_id(session_id)}.json")
+
     def _discard(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return  # nothing was there: nothing to make durable
         _fsync_dir(self._folder)
 
     def remove(self, held: list[Held]) -> list[str]:

@@ -149,6 +149,13 @@ class Recovery:
                 "could not delete the erased caller's journal (it expires in 24 hours)",
                 extra={"error": type(e).__name__},
             )
+        try:  # and the copy of the call put in the outbox as it ended, if any
+            await self._outbox.adiscard_call(session_id)
+        except OSError as e:
+            logger.warning(
+                "could not delete the erased caller's call from the outbox (%s): a replay drops it",
+                type(e).__name__,
+            )
 
     async def copy_early(self, record: SessionRecord, phone_hash: str) -> Path | None:
         """Put a call whose end is starting in the outbox before its summary and save run,
