@@ -49,8 +49,9 @@ from livekit.plugins.caller_memory import (
 from livekit.plugins.caller_memory.models import NAME_LABEL
 from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.progress import progress
-from livekit.plugins.caller_memory.server import EmbeddedRedis, EmbeddedServerError, open_store
+from livekit.plugins.caller_memory.server import EmbeddedRedis, EmbeddedServerError
 from livekit.plugins.caller_memory.server.connect import ensure_local_redis
+from livekit.plugins.caller_memory.store import open_store
 from livekit.plugins.caller_memory.testing import ScriptedLLM
 
 from . import local_llm

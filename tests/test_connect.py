@@ -13,7 +13,7 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     SessionManager,
 )
-from livekit.plugins.caller_memory.server import open_store
+from livekit.plugins.caller_memory.store import open_store
 
 from .conftest import TEST_SECRET
 from .support.servers import closed_port

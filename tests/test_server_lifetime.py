@@ -23,7 +23,8 @@ import pytest
 import redis
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
-from livekit.plugins.caller_memory.server.connect import ensure_local_redis, open_store
+from livekit.plugins.caller_memory.server.connect import ensure_local_redis
+from livekit.plugins.caller_memory.store import open_store
 
 from .conftest import TEST_SECRET, process_gone
 from .support.servers import closed_port
@@ -179,7 +180,8 @@ _START_PRIVATE = """
     import sys
     from pathlib import Path
     from livekit.plugins.caller_memory.server import embedded
-    from livekit.plugins.caller_memory.server.connect import ensure_local_redis, open_store
+    from livekit.plugins.caller_memory.server.connect import ensure_local_redis
+    from livekit.plugins.caller_memory.store import open_store
     if {no_parent_death_signal}:
         # What a run on another OS (or of an older version) leaves when it is killed: a
         # server that nothing stops.

@@ -55,8 +55,7 @@ from .log import logger
 from .outbox import Outbox
 from .prefixes import open_operator_memory
 from .progress import on_terminal, progress
-from .server import open_store
-from .store import MemoryStore, RedisMemoryStore, VersionSaves
+from .store import MemoryStore, RedisMemoryStore, VersionSaves, open_store
 from .version import __version__
 
 __all__ = ["main"]

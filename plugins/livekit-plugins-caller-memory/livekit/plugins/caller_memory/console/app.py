@@ -48,7 +48,7 @@ from ..exceptions import ConfigError, InvalidPhoneNumberError, StoreUnavailableE
 from ..identity import has_country_code, in_region
 from ..log import logger
 from ..memory.merge import withdraw_fact
-from ..server import open_store
+from ..store import open_store
 from .audit import AuditLog, AuditLogError, default_audit_log
 from .caller_view import (
     REDACTION_TAG,

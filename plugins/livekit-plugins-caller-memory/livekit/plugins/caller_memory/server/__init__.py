@@ -1,6 +1,7 @@
 """The Redis a process uses when none is named, and the private server behind it.
 
-- :mod:`.connect`: which store the settings ask for (:func:`open_store`);
+- :mod:`.connect`: which Redis to use when none is named (:func:`resolve_default_redis`),
+  and this machine's private server shared by its processes;
 - :mod:`.embedded`: :class:`EmbeddedRedis`, a private server process;
 - :mod:`.binaries`: which server binary it runs.
 """
@@ -12,7 +13,7 @@ from .binaries import (
     find_server_binary,
     server_version,
 )
-from .connect import open_store, resolve_default_redis
+from .connect import resolve_default_redis
 from .embedded import EmbeddedRedis
 
 __all__ = [
@@ -21,7 +22,6 @@ __all__ = [
     "EmbeddedServerError",
     "bundled_binary",
     "find_server_binary",
-    "open_store",
     "resolve_default_redis",
     "server_version",
 ]

@@ -1,14 +1,14 @@
-"""Which store a process gets, from the settings.
+"""Which Redis a process uses when none is named, and this machine's private server.
 
-- ``MEMORY_PERSISTENCE=false``: the in-process store.
-- ``REDIS_URL`` or ``REDIS_HOST`` set: that Redis, and only that one. When it is down the store
-  is returned anyway, unconnected: calls go on without memory, the failure is logged with the
-  guide's troubleshooting text, and the store reconnects by itself once Redis is back.
-- Nothing set: the guide's default ``localhost:6379`` when something answers there, else a
-  private server (:class:`~.embedded.EmbeddedRedis`) with append-only persistence under
-  ``MEMORY_DATA_DIR``, shared by the processes of this machine and stopped when the process
-  that started it exits (or is killed, on Linux). A server found running is reused while its
-  starter runs; one left by a process that is gone is stopped and replaced, with a warning.
+With ``REDIS_URL`` or ``REDIS_HOST`` set, that Redis and only that one (nothing here runs).
+With nothing set: the guide's default ``localhost:6379`` when something answers there, else a
+private server (:class:`~.embedded.EmbeddedRedis`) with append-only persistence under
+``MEMORY_DATA_DIR``, shared by the processes of this machine and stopped when the process that
+started it exits (or is killed, on Linux). A server found running is reused while its starter
+runs; one left by a process that is gone is stopped and replaced, with a warning.
+
+Nothing here knows the stores: they call :func:`resolve_default_redis` (the store package
+imports this module, never the other way round).
 """
 
 from __future__ import annotations
@@ -31,46 +31,17 @@ from redis.retry import Retry
 
 from .._folders import private_folder
 from ..config import RedisConfig
-from ..log import announce_store, label_store, logger
-from ..store import InMemoryStore, MemoryStore, RedisMemoryStore
+from ..log import label_store, logger
 from .binaries import EmbeddedServerError
 from .embedded import EmbeddedRedis
 
-__all__ = ["ensure_local_redis", "open_store", "resolve_default_redis", "server_answers"]
+__all__ = ["ensure_local_redis", "resolve_default_redis", "server_answers"]
 
 _PORT_FILE = "port"
 _PASSWORD_FILE = "password"
 _OWNER_FILE = "owner"
 """Who started the server: ``{"pid", "started", "server"}`` (JSON)."""
 _STOP_TIMEOUT_S = 10.0
-
-
-async def open_store(
-    config: RedisConfig | None = None, *, connect_later: bool = False
-) -> MemoryStore:
-    """Open the store the settings ask for (see the module docs). Never raises for a down Redis.
-
-    Args:
-        config: Settings; :meth:`RedisConfig.from_env` when omitted.
-        connect_later: Connect (and detect a cluster) in the background instead of waiting.
-
-    Raises:
-        ConfigError: A setting is invalid.
-    """
-    config = config or RedisConfig.from_env()
-    if not config.persistence:
-        label_store("memory", "in-process memory (MEMORY_PERSISTENCE=false): lost at exit")
-        announce_store("memory")
-        return InMemoryStore(config)
-    # Blocking, on the loop's thread: a few milliseconds, once, at start-up.
-    config, embedded = resolve_default_redis(config)
-    store = RedisMemoryStore(config, on_close=embedded.stop if embedded else None)
-    if connect_later:
-        store.connect_soon()
-        return store
-    if not await store.connect():
-        logger.error("caller memory is unavailable: calls go on without it until Redis answers")
-    return store
 
 
 def resolve_default_redis(config: RedisConfig) -> tuple[RedisConfig, EmbeddedRedis | None]:

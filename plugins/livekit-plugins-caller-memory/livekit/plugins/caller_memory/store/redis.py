@@ -39,6 +39,7 @@ from ..config import LONGEST_TTL_SECONDS, RedisConfig
 from ..identity import PhoneHasher
 from ..log import announce_store, logger, once
 from ..persistence import volatile_warning
+from ..server.connect import resolve_default_redis
 from ..timeouts import ContendedTimeout, LoopLateTimeout, deadline
 from ..troubleshooting import Diagnosis, diagnose
 from ..version import __version__
@@ -185,7 +186,7 @@ class RedisMemoryStore(MemoryStore):
         """Connect and PING. On failure, log the guide's troubleshooting text and return False.
 
         With no Redis named (neither ``REDIS_URL`` nor ``REDIS_HOST``), the store goes where
-        :func:`~livekit.plugins.caller_memory.server.open_store` and ``caller-memory check``
+        :func:`~livekit.plugins.caller_memory.store.open_store` and ``caller-memory check``
         go: ``localhost:6379`` when a server answers there, else this machine's private
         server, found or started (``MEMORY_EMBEDDED_REDIS=false`` turns that off). A server
         this store started is stopped by :meth:`disconnect`.
@@ -238,9 +239,6 @@ class RedisMemoryStore(MemoryStore):
         self._resolved = True
         if self._config.is_explicit or not self._config.persistence:
             return  # a named Redis is that one, and only that one: nothing to look for
-        # Imported here: the server package builds stores, and so imports this module.
-        from ..server.connect import resolve_default_redis
-
         # A worker thread may start the server: it still dies with this process (embedded.py).
         config, embedded = await asyncio.to_thread(resolve_default_redis, self._config)
         self._config = config
