@@ -51,6 +51,7 @@ from .outbox import Outbox
 from .prompts import Disclosure
 from .recovery import CLOSE_WAIT_S, Recovery
 from .redaction import Redactor
+from .redaction.slices import SLICE_CHARS, SlicedRedaction
 from .store import CallerLookup, MemoryStore, open_store
 from .summarizer import Summarizer, fallback_summary
 from .telemetry import (
@@ -181,6 +182,11 @@ class _Call:
     """The caller withdrew the consent given in an earlier call: its effect on the store."""
     summary: CallSummary | None = None
     """Set once the call is summarized at hang-up."""
+    unredacted: list[tuple[str, str]] = field(default_factory=list)
+    """Long turns (role, text) waiting for their redaction, and every turn said after them:
+    in this process's memory only, never in :attr:`turns`, the journal or a save."""
+    redacting: asyncio.Task[None] | None = None
+    """Redacts :attr:`unredacted` a slice per event-loop iteration."""
 
 
 class SessionManager:
@@ -518,14 +524,53 @@ class SessionManager:
         """Record one utterance (``role`` is ``"user"`` or ``"assistant"``). Cheap and sync.
 
         Unknown calls and empty texts are ignored, so a late event after hang-up is harmless.
-        The turn reaches the call's journal in the background.
+        The turn reaches the call's journal in the background. A long turn (over 600
+        characters) is redacted in the background too, a slice per event-loop iteration, and
+        kept (in :meth:`turns`, the journal and the save) once redacted.
         """
         call = self._calls.get(session_id)
         if call is None or not text or not text.strip():
             return
         if role not in ("user", "assistant"):
             raise ValueError("role must be 'user' or 'assistant'")
-        turn = Turn(role=role, text=self._redact(clean_text(text.strip()[:MAX_TURN_CHARS])))
+        text = clean_text(text.strip()[:MAX_TURN_CHARS])
+        if call.unredacted or (len(text) > SLICE_CHARS and self._redact.enabled):
+            # Turns keep their order: any turn after a long one waits behind it.
+            call.unredacted.append((role, text))
+            if call.redacting is None or call.redacting.done():
+                call.redacting = asyncio.get_running_loop().create_task(
+                    self._redact_in_slices(call), name=f"caller_memory.redact.{session_id}"
+                )
+            return
+        self._keep_turn(call, Turn(role=role, text=self._redact(text)))
+
+    async def _redact_in_slices(self, call: _Call) -> None:
+        while call.unredacted:
+            role, text = call.unredacted[0]
+            sliced = SlicedRedaction(self._redact, text)
+            while not sliced.done:
+                sliced.step()
+                await asyncio.sleep(0)  # the loop serves the call between slices
+            call.unredacted.pop(0)
+            self._keep_turn(call, Turn(role=role, text=sliced.result))
+
+    async def _redacted(self, call: _Call) -> None:
+        """Wait until every turn of ``call`` is redacted and kept."""
+        if call.redacting is not None and not call.redacting.done():
+            await asyncio.wait([call.redacting])
+        self._redact_now(call)
+
+    def _redact_now(self, call: _Call) -> None:
+        """Redact and keep the turns still waiting, at once (consent splits the call here)."""
+        if call.redacting is not None:
+            call.redacting.cancel()
+            call.redacting = None
+        while call.unredacted:
+            role, text = call.unredacted.pop(0)
+            self._keep_turn(call, Turn(role=role, text=self._redact(text)))
+
+    def _keep_turn(self, call: _Call, turn: Turn) -> None:
+        """Keep a redacted turn in the call, and journal it."""
         if len(call.turns) >= MAX_TURNS:
             # Keep the opening of the call; drop from the middle to make room for the end.
             del call.turns[MAX_TURNS // 2]
@@ -549,7 +594,10 @@ class SessionManager:
     def turns(self, session_id: str) -> list[Turn]:
         """The turns recorded so far for a call in progress."""
         call = self._calls.get(session_id)
-        return list(call.turns) if call else []
+        if call is None:
+            return []
+        self._redact_now(call)
+        return list(call.turns)
 
     def set_consent(self, session_id: str, granted: bool) -> None:
         """Record the caller's answer to "may I remember this call?".
@@ -568,6 +616,7 @@ class SessionManager:
         call = self._calls.get(session_id)
         if call is None:
             return
+        self._redact_now(call)  # the turns said before the answer are kept before it
         if granted:
             if not call.consented and call.remember and not self._may_remember(call):
                 call.consent_from = len(call.turns)  # it covers the call from now on
@@ -744,6 +793,7 @@ class SessionManager:
 
     async def _end(self, call: _Call, llm: lk_llm.LLM[Any] | None) -> CallerProfile | None:
         session_id = call.session_id
+        await self._redacted(call)
         if call.journal is not None:
             await call.journal.close(JOURNAL_GRACE_S)
         if call.phone_hash is None:

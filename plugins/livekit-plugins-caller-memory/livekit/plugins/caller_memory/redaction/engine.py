@@ -11,6 +11,7 @@ from typing import NamedTuple
 import phonenumbers
 
 from .checks import _card_shaped, _codice_fiscale_ok, _nir_ok, _ssn_or_itin
+from .edits import Edits
 from .patterns import (
     _AMOUNT,
     _CODE,
@@ -168,18 +169,34 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """``text`` with the chosen kinds of personal data replaced by tags."""
+        return self.redact_mapped(text)[0]
+
+    def redact_mapped(self, text: str) -> tuple[str, Edits]:
+        """``text`` redacted, and the edits that made it: where each offset of ``text`` went.
+
+        Slices of a long text are redacted apart (:mod:`.slices`); the edits tell where a slice
+        may be cut (at an offset no replaced span covers) and where it lands in the result.
+        """
+        edits = Edits()
         if not self._kinds:
-            return text
+            return text, edits
         if len(_FLOOD_COUNT.findall(text)) > _FLOOD_RUNS and self._kinds - {"email"}:
+            flood = [(*m.span(), len(_FLOOD_TAG)) for m in _FLOOD_NUMBER.finditer(text)]
             text = _FLOOD_NUMBER.sub(_FLOOD_TAG, text)
+            edits.add(flood)
         for _ in range(_MAX_PASSES):
-            redacted = _Pass(self, text).run()
+            one = _Pass(self, text)
+            redacted = one.run()
             if redacted == text:
                 break
+            edits.add(one.edits)
             text = redacted
         if "card" in self._kinds and _TAGS["card"] in text:
-            text = _EXPIRY.sub(_EXPIRY_TAG, text)  # next to a card, an expiry goes too
-        return text
+            # Next to a card, an expiry goes too.
+            expiry = [(*m.span(), len(_EXPIRY_TAG)) for m in _EXPIRY.finditer(text)]
+            text = _EXPIRY.sub(_EXPIRY_TAG, text)
+            edits.add(expiry)
+        return text, edits
 
 
 class _Pass:
@@ -198,6 +215,8 @@ class _Pass:
         self.run_start = 0
         self._keywords: tuple[list[int], list[tuple[int, str]]] | None = None
         self.library_calls = 0
+        self.edits: list[tuple[int, int, int]] = []
+        """What :meth:`_replace` replaced: (start, end, length of the tag)."""
 
     def run(self) -> str:
         if "email" in self.kinds and ("@" in self.text or "at" in self.lower):
@@ -228,8 +247,10 @@ class _Pass:
                 tag = tag if _RANK[tag] <= _RANK[next_tag] else next_tag
                 continue
             out += (self.text[position:start], tag)
+            self.edits.append((start, end, len(tag)))
             position, start, end, tag = end, next_start, next_end, next_tag
         out += (self.text[position:start], tag, self.text[end:])
+        self.edits.append((start, end, len(tag)))
         return "".join(out)
 
     # -- context ----------------------------------------------------------------------------
