@@ -21,14 +21,13 @@ with LocalLLMServer() as server:
 
 Run as ``python -m sarah_agent.local_llm``, this module is the server process itself; it reads
 its settings as one JSON line on standard input and exits when that input closes (its parent
-died) or on SIGTERM.
+died) or on SIGTERM. It is spawned, waited for and stopped with the plugin's child-process
+helpers (:mod:`livekit.plugins.caller_memory.server.process`), as the private Redis is.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import importlib.util
 import json
 import os
@@ -44,6 +43,15 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from livekit.plugins.caller_memory.server.process import (
+    ChildExited,
+    ChildNotReady,
+    log_tail,
+    spawn,
+    stop_process,
+    wait_until_ready,
+)
 
 if TYPE_CHECKING:
     from livekit.plugins import openai
@@ -234,7 +242,9 @@ class LocalLLMServer:
                 else None
             )
             try:
-                proc = subprocess.Popen(
+                # Through the plugin's spawner: on Linux the server gets SIGTERM when this
+                # process dies, whichever thread started it.
+                proc = spawn(
                     [sys.executable, "-m", __name__],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -265,7 +275,6 @@ class LocalLLMServer:
             "parallel": self._parallel,
             "alias": MODEL_ALIAS,
             "api_key": self.api_key,  # on a pipe, not the command line: `ps` shows that
-            "parent": os.getpid(),
         }
         proc.stdin.write(json.dumps(settings).encode() + b"\n")
         proc.stdin.flush()  # stdin stays open: the server exits when it closes
@@ -286,14 +295,12 @@ class LocalLLMServer:
                     raise LocalModelError(self._failed(f"exited with {proc.returncode}"))
 
     def _wait_healthy(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
-        delay = 0.01
-        while not self.healthy():
-            if proc.poll() is not None:
-                raise LocalModelError(self._failed(f"exited with {proc.returncode}"))
-            if time.monotonic() > deadline:
-                raise LocalModelError(self._failed("did not answer /health in time"))
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        try:
+            wait_until_ready(proc, self.healthy, deadline, max_delay=0.2)
+        except ChildExited as exc:
+            raise LocalModelError(self._failed(str(exc))) from None
+        except ChildNotReady:
+            raise LocalModelError(self._failed("did not answer /health in time")) from None
 
     def healthy(self) -> bool:
         """One probe of ``/health``: True when the server has its model loaded and answers."""
@@ -306,8 +313,7 @@ class LocalLLMServer:
     def _failed(self, why: str) -> str:
         tail = ""
         if self._log_path is not None and self._log_path.exists():
-            lines = self._log_path.read_text(errors="replace").splitlines()[-15:]
-            tail = "; log tail:\n" + "\n".join(lines)
+            tail = "; log tail:\n" + log_tail(self._log_path, lines=15)
         return f"the local model's server (port {self._port or 'auto'}) {why}{tail}"
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
@@ -316,21 +322,8 @@ class LocalLLMServer:
         with self._lock:
             proc, self._proc = self._proc, None
             _track(self, False)
-            if proc is None:
-                return
-            if proc.poll() is None:
-                proc.terminate()
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGCONT)  # a stopped process keeps SIGTERM pending
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    with contextlib.suppress(OSError):
-                        pipe.close()
+            if proc is not None:
+                stop_process(proc, timeout, "local model server")
 
     def __enter__(self: _Server) -> _Server:
         self.start()
@@ -429,20 +422,10 @@ atexit.register(_stop_live)
 # -- the server process ----------------------------------------------------------------------
 
 
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM this process when its parent dies (Linux), even if no EOF reaches it."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
-
-
 def _serve() -> int:
     """The server process: load the model, say where it listens, serve until told to stop."""
     settings = json.loads(sys.stdin.readline())
-    _die_with_parent(int(settings["parent"]))
+    # No parent-death signal to ask for here: the spawner set it before exec (process.spawn).
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -179,13 +179,13 @@ def test_a_server_started_from_a_thread_stops_when_its_process_exits(
 _START_PRIVATE = """
     import sys
     from pathlib import Path
-    from livekit.plugins.caller_memory.server import embedded
+    from livekit.plugins.caller_memory.server import process
     from livekit.plugins.caller_memory.server.connect import ensure_local_redis
     from livekit.plugins.caller_memory.store import open_store
     if {no_parent_death_signal}:
         # What a run on another OS (or of an older version) leaves when it is killed: a
         # server that nothing stops.
-        embedded._pdeathsig_preexec = lambda: None
+        process._pdeathsig_preexec = lambda: None
     url, server = ensure_local_redis(Path({data_dir!r}))
     print(server.pid, server.port, flush=True)
     sys.stdin.read()

@@ -132,7 +132,7 @@ def _reuse_or_stop(folder: Path, port: int, password: str) -> bool:
     or was left by one that is gone (stopped here; the caller starts one of its own).
 
     A server whose starter was SIGKILLed should have got SIGTERM with it (see
-    :func:`~.embedded._popen`); one that did not (another OS, a version without that) would
+    :func:`~.process.spawn`); one that did not (another OS, a version without that) would
     live on with no one to stop it, and every later run would lean on it. It is stopped with
     ``SHUTDOWN``, which writes its append-only file first: no memory is lost.
     """

@@ -8,23 +8,17 @@ The app and the CLI start one with append-only persistence in a local data folde
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import os
-import queue
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import quote
 
 import redis
@@ -35,6 +29,7 @@ from redis.retry import Retry
 from .._folders import private_folder
 from ..log import logger
 from .binaries import EmbeddedServerError, find_server_binary
+from .process import ChildExited, ChildNotReady, log_tail, spawn, stop_process, wait_until_ready
 
 __all__ = ["EmbeddedRedis"]
 
@@ -46,7 +41,6 @@ _STOP_TIMEOUT_S = 10.0
 _PORT_RETRIES = 5
 _PROBE_TIMEOUT_S = 0.5
 _LOG_TAIL_LINES = 20
-_PR_SET_PDEATHSIG = 1
 
 
 class _PortInUse(EmbeddedServerError):
@@ -62,9 +56,9 @@ class EmbeddedRedis:
     server's standard input rather than its command line, so ``ps`` does not show it.
 
     A started server does not outlive the Python process: an atexit hook stops it, and on Linux
-    it also gets SIGTERM if the process dies without running atexit (SIGKILL, a crash), whichever
-    thread started it (see :func:`_popen`). It runs in its own session so that a Ctrl-C meant
-    for the app does not stop it before the app has saved its last writes.
+    it also gets SIGTERM if the process dies without running atexit (SIGKILL, a crash),
+    whichever thread started it (see :func:`.process.spawn`). It runs in its own session so
+    that a Ctrl-C meant for the app does not stop it before the app has saved its last writes.
 
     Args:
         data_dir: Folder for the append-only file and the log; created if missing. None uses
@@ -218,15 +212,7 @@ class EmbeddedRedis:
             _track(self, False)
             if proc is None or proc.poll() is not None:
                 return
-            proc.terminate()
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGCONT)  # a stopped process keeps SIGTERM pending
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("embedded server pid %d ignored SIGTERM; killing", proc.pid)
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout, "embedded server")
 
     def answers(self) -> bool:
         """One readiness probe: True when this server answers, False while it loads its data.
@@ -288,7 +274,7 @@ class EmbeddedRedis:
             log_offset = log_file.tell()
             started = time.monotonic()
             try:
-                proc = _popen(
+                proc = spawn(
                     self._command(binary),
                     stdin=subprocess.PIPE,
                     stdout=log_file,
@@ -327,28 +313,22 @@ class EmbeddedRedis:
     def _wait_ready(
         self, proc: subprocess.Popen[bytes], timeout: float, log_path: Path, log_offset: int
     ) -> None:
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        last_error = "no answer yet"
-        while True:
-            code = proc.poll()
-            if code is not None:
-                tail = _log_tail(log_path, log_offset)
-                error = _PortInUse if "already in use" in tail else EmbeddedServerError
-                raise error(self._start_failed(f"exited with {code}", tail))
-            try:
-                if self.answers():
-                    return
-                last_error = "still loading its data"
-            except (OSError, RedisError) as exc:
-                last_error = str(exc) or type(exc).__name__
-            if time.monotonic() >= deadline:
-                tail = _log_tail(log_path, log_offset)
-                raise EmbeddedServerError(
-                    self._start_failed(f"did not answer PING in {timeout:g} s ({last_error})", tail)
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        try:
+            wait_until_ready(
+                proc,
+                self.answers,
+                time.monotonic() + timeout,
+                retry_on=(OSError, RedisError),
+                not_ready="still loading its data",
+            )
+        except ChildExited as exc:
+            tail = log_tail(log_path, log_offset, _LOG_TAIL_LINES)
+            error = _PortInUse if "already in use" in tail else EmbeddedServerError
+            raise error(self._start_failed(str(exc), tail)) from None
+        except ChildNotReady as exc:
+            tail = log_tail(log_path, log_offset, _LOG_TAIL_LINES)
+            why = f"did not answer PING in {timeout:g} s ({exc})"
+            raise EmbeddedServerError(self._start_failed(why, tail)) from None
 
     def _start_failed(self, why: str, tail: str) -> str:
         return f"embedded server on port {self._port} {why}; log tail:\n{tail}"
@@ -404,104 +384,6 @@ def _track(server: EmbeddedRedis, live: bool) -> None:
             _live_servers.discard(server)
 
 
-def _popen(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
-    """``subprocess.Popen`` for a server that must die with this process, from any thread.
-
-    On Linux the child asks for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``). The kernel
-    sends it when the *thread* that forked the child exits, not the process: a server started
-    from a worker thread (``asyncio.to_thread``, an executor, a thread of LiveKit's) would die
-    with that thread, or, without the signal, outlive a SIGKILLed process. So the fork happens
-    on the main thread when that is where we are, and otherwise on :class:`_Spawner`'s thread,
-    which lives exactly as long as the process.
-    """
-    if not sys.platform.startswith("linux"):
-        return subprocess.Popen(args, **options)
-
-    def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(args, preexec_fn=_pdeathsig_preexec(), **options)
-
-    if threading.current_thread() is threading.main_thread():
-        return spawn()
-    return _Spawner.get().run(spawn)
-
-
-class _Spawner:
-    """A daemon thread that forks the servers started off the main thread.
-
-    It never returns, so it exits only with the process: the parent-death signal of the servers
-    it forks then means what it should. One per process; a forked child (LiveKit's job
-    processes) makes its own, the parent's thread not being there.
-    """
-
-    _instance: _Spawner | None = None
-    _lock = threading.Lock()
-
-    def __init__(self) -> None:
-        self._pid = os.getpid()
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
-        ] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="caller-memory-spawner", daemon=True).start()
-
-    @classmethod
-    def get(cls) -> _Spawner:
-        """This process's spawner, started on first use."""
-        with cls._lock:
-            if cls._instance is None or cls._instance._pid != os.getpid():
-                cls._instance = _Spawner()
-            return cls._instance
-
-    @classmethod
-    def _forget(cls) -> None:
-        # In a forked child: the parent's thread is not there, and the lock may have been held
-        # by another of the parent's threads at the fork.
-        cls._instance = None
-        cls._lock = threading.Lock()
-
-    def run(self, spawn: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-        """Run ``spawn`` on the spawner's thread and return (or raise) what it does."""
-        future: Future[subprocess.Popen[bytes]] = Future()
-        self._jobs.put((spawn, future))
-        return future.result()
-
-    def _serve(self) -> None:
-        while True:
-            spawn, future = self._jobs.get()
-            try:
-                future.set_result(spawn())
-            except BaseException as exc:  # handed to the thread that asked
-                future.set_exception(exc)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_Spawner._forget)
-
-
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A preexec_fn that makes the child get SIGTERM when the forking thread dies, or None.
-
-    Everything is resolved before fork: the child of a multi-threaded parent should run as
-    little Python as possible between fork and exec. Only call it on a thread that lives as
-    long as the process (:func:`_popen` sees to that).
-    """
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-    sig = int(signal.SIGTERM)
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        # The parent may have died between fork and prctl; then no signal would ever come.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
 def _free_port(host: str) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -531,14 +413,3 @@ def _same_or_child(pid: int, ancestor: int) -> bool:
         # The command name may hold spaces and parentheses; the fields after it do not.
         pid = int(stat.rsplit(")", 1)[1].split()[1])
     return False
-
-
-def _log_tail(path: Path, offset: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-    except OSError as exc:
-        return f"(log unreadable: {exc})"
-    lines = text.strip().splitlines()[-_LOG_TAIL_LINES:]
-    return "\n".join(lines) if lines else "(empty log)"
