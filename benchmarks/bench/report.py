@@ -190,7 +190,9 @@ METHOD = [
     "`end_session` (fallback summary, no LLM), averaged over the calls of the block.",
     "- Hostile turns: `add_turn` (redaction included, journal off) on 4,000-character turns, "
     "each a short unit repeated to the length, a counter at the end so that no two are equal; "
-    "an `InMemoryStore` call. Black hole: a call started through the test suite's TCP fault "
+    "an `InMemoryStore` call. Since issue 23 each long turn's background redaction is let "
+    "finish before the next turn, and its slices are timed apart. Black hole: a call started "
+    "through the test suite's TCP fault "
     "proxy (`tests/support/proxy.py`), 10 turns, then the proxy holds every byte in both "
     "directions and `end_session` is timed until it returns (the call then waits in the "
     "outbox).",

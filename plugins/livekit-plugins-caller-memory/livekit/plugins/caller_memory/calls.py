@@ -524,7 +524,7 @@ class SessionManager:
         """Record one utterance (``role`` is ``"user"`` or ``"assistant"``). Cheap and sync.
 
         Unknown calls and empty texts are ignored, so a late event after hang-up is harmless.
-        The turn reaches the call's journal in the background. A long turn (over 600
+        The turn reaches the call's journal in the background. A long turn (over 400
         characters) is redacted in the background too, a slice per event-loop iteration, and
         kept (in :meth:`turns`, the journal and the save) once redacted.
         """

@@ -23,7 +23,7 @@ from .engine import Redactor
 
 __all__ = ["LOOKAHEAD", "LOOKBEHIND", "SLICE_CHARS", "SlicedRedaction", "redact_in_slices"]
 
-SLICE_CHARS = 600
+SLICE_CHARS = 400
 """How far one step moves through the text, at most (before the cut moves back to a space)."""
 LOOKAHEAD = 200
 """Characters read past a slice's end: more than any realistic number, address or id said
