@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .patterns import _CF_ODD
+from .patterns import CF_ODD
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -15,7 +15,7 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card_shaped(digits: str) -> bool:
+def card_shaped(digits: str) -> bool:
     """Whether ``digits`` starts like a card of its length (IIN ranges of the major networks)."""
     n = len(digits)
     two = int(digits[:2])
@@ -38,7 +38,7 @@ def _card_shaped(digits: str) -> bool:
     return False
 
 
-def _ssn_or_itin(area: str, group: str, serial: str) -> bool:
+def ssn_or_itin(area: str, group: str, serial: str) -> bool:
     """US SSN (not 000, 666 or 9xx; group not 00; serial not 0000) or ITIN (9xx, IRS groups)."""
     if group == "00" or serial == "0000" or area == "000" or area == "666":
         return False
@@ -48,15 +48,15 @@ def _ssn_or_itin(area: str, group: str, serial: str) -> bool:
     return 50 <= g <= 65 or 70 <= g <= 88 or 90 <= g <= 92 or 94 <= g <= 99
 
 
-def _nir_ok(digits: str) -> bool:
+def nir_ok(digits: str) -> bool:
     """French NIR: 13 digits, sex 1 or 2 first, then a two-digit key (97 - n mod 97)."""
     return digits[0] in "12" and 97 - int(digits[:13]) % 97 == int(digits[13:])
 
 
-def _codice_fiscale_ok(code: str) -> bool:
+def codice_fiscale_ok(code: str) -> bool:
     code = code.upper()
     total = sum(
-        _CF_ODD[ch] if i % 2 == 0 else (int(ch) if ch.isdigit() else ord(ch) - 65)
+        CF_ODD[ch] if i % 2 == 0 else (int(ch) if ch.isdigit() else ord(ch) - 65)
         for i, ch in enumerate(code[:15])
     )
     return chr(65 + total % 26) == code[15] and sum(ch.isdigit() for ch in code) >= 3

@@ -10,54 +10,54 @@ from typing import NamedTuple
 
 import phonenumbers
 
-from .checks import _card_shaped, _codice_fiscale_ok, _nir_ok, _ssn_or_itin
+from .checks import card_shaped, codice_fiscale_ok, nir_ok, ssn_or_itin
 from .edits import Edits
 from .patterns import (
-    _AMOUNT,
-    _CODE,
-    _CODICE_FISCALE,
-    _CONTEXT_WINDOW,
-    _CURRENCY_BEFORE,
-    _DATE,
-    _DIGIT,
-    _DNI,
-    _DNI_LETTERS,
-    _EMAIL,
-    _EMAIL_END,
-    _EMAIL_SPAN,
-    _EXPIRY,
-    _EXPIRY_TAG,
-    _EXTRA_REGIONS,
-    _FLOOD_COUNT,
-    _FLOOD_NUMBER,
-    _FLOOD_RUNS,
-    _FLOOD_TAG,
-    _ID_VALUE,
-    _KEYWORDS,
-    _LIBRARY_CACHE_SIZE,
-    _LINK_AFTER,
-    _LONG_RUN_CHARS,
-    _LONG_RUN_DIGITS,
-    _MAX_LIBRARY_CALLS,
-    _MAX_PASSES,
-    _MAYBE_NUMBER,
-    _NANP,
-    _NIE,
-    _NINO,
-    _NINO_BAD_PREFIX,
-    _NINO_FIRST,
-    _NINO_SECOND,
-    _NOT_A_MAILBOX,
-    _PIECE,
-    _RANK,
-    _REPEAT,
-    _RUN,
-    _SPOKEN_EMAIL,
-    _TAGS,
-    _TENS_DIGIT,
-    _UNIT_AFTER,
-    _WORD_DIGITS,
+    AMOUNT,
+    CODE,
+    CODICE_FISCALE,
+    CONTEXT_WINDOW,
+    CURRENCY_BEFORE,
+    DATE,
+    DIGIT,
+    DNI,
+    DNI_LETTERS,
+    EMAIL,
+    EMAIL_END,
+    EMAIL_SPAN,
+    EXPIRY,
+    EXPIRY_TAG,
+    EXTRA_REGIONS,
+    FLOOD_COUNT,
+    FLOOD_NUMBER,
+    FLOOD_RUNS,
+    FLOOD_TAG,
+    ID_VALUE,
+    KEYWORDS,
     KINDS,
+    LIBRARY_CACHE_SIZE,
+    LINK_AFTER,
+    LONG_RUN_CHARS,
+    LONG_RUN_DIGITS,
+    MAX_LIBRARY_CALLS,
+    MAX_PASSES,
+    MAYBE_NUMBER,
+    NANP,
+    NIE,
+    NINO,
+    NINO_BAD_PREFIX,
+    NINO_FIRST,
+    NINO_SECOND,
+    NOT_A_MAILBOX,
+    PIECE,
+    RANK,
+    REPEAT,
+    RUN,
+    SPOKEN_EMAIL,
+    TAG_OF,
+    TENS_DIGIT,
+    UNIT_AFTER,
+    WORD_DIGITS,
 )
 
 __all__ = ["Redactor"]
@@ -114,25 +114,25 @@ def _tokens(text: str, start: int, end: int) -> tuple[list[_Token], bool]:
     plus = False
     repeat = 1
     repeat_start = -1
-    for piece in _PIECE.finditer(text, start, end):
+    for piece in PIECE.finditer(text, start, end):
         kind = piece.lastgroup
         if kind == "num":
             tokens.append(_Token(piece.start(), piece.end(), piece.group(), False))
         elif kind == "paren":
             tokens.append(_Token(piece.start(), piece.end(), piece.group("paren"), False))
         elif kind in ("tens", "unit"):
-            tens = _TENS_DIGIT[piece.group("tens").lower()]
+            tens = TENS_DIGIT[piece.group("tens").lower()]
             unit = piece.group("unit")
-            digits = tens + (_WORD_DIGITS[unit.lower()] if unit else "0")
+            digits = tens + (WORD_DIGITS[unit.lower()] if unit else "0")
             tokens.append(_Token(piece.start(), piece.end(), digits, True))
         else:
             word = piece.group().lower()
-            if word in _REPEAT:
-                repeat, repeat_start = _REPEAT[word], piece.start()
+            if word in REPEAT:
+                repeat, repeat_start = REPEAT[word], piece.start()
                 continue
-            if word in _WORD_DIGITS:
+            if word in WORD_DIGITS:
                 begin = repeat_start if repeat > 1 else piece.start()
-                tokens.append(_Token(begin, piece.end(), _WORD_DIGITS[word] * repeat, True))
+                tokens.append(_Token(begin, piece.end(), WORD_DIGITS[word] * repeat, True))
             elif word == "plus" and not tokens:
                 plus = True
         repeat = 1
@@ -159,7 +159,7 @@ class Redactor:
         self._kinds = frozenset(chosen)
         self._region = region.upper()
         self._long_tag = next(
-            (_TAGS[k] for k in ("card", "phone", "national_id", "otp") if k in chosen), None
+            (TAG_OF[k] for k in ("card", "phone", "national_id", "otp") if k in chosen), None
         )
 
     @property
@@ -180,21 +180,21 @@ class Redactor:
         edits = Edits()
         if not self._kinds:
             return text, edits
-        if len(_FLOOD_COUNT.findall(text)) > _FLOOD_RUNS and self._kinds - {"email"}:
-            flood = [(*m.span(), len(_FLOOD_TAG)) for m in _FLOOD_NUMBER.finditer(text)]
-            text = _FLOOD_NUMBER.sub(_FLOOD_TAG, text)
+        if len(FLOOD_COUNT.findall(text)) > FLOOD_RUNS and self._kinds - {"email"}:
+            flood = [(*m.span(), len(FLOOD_TAG)) for m in FLOOD_NUMBER.finditer(text)]
+            text = FLOOD_NUMBER.sub(FLOOD_TAG, text)
             edits.add(flood)
-        for _ in range(_MAX_PASSES):
+        for _ in range(MAX_PASSES):
             one = _Pass(self, text)
             redacted = one.run()
             if redacted == text:
                 break
             edits.add(one.edits)
             text = redacted
-        if "card" in self._kinds and _TAGS["card"] in text:
+        if "card" in self._kinds and TAG_OF["card"] in text:
             # Next to a card, an expiry goes too.
-            expiry = [(*m.span(), len(_EXPIRY_TAG)) for m in _EXPIRY.finditer(text)]
-            text = _EXPIRY.sub(_EXPIRY_TAG, text)
+            expiry = [(*m.span(), len(EXPIRY_TAG)) for m in EXPIRY.finditer(text)]
+            text = EXPIRY.sub(EXPIRY_TAG, text)
             edits.add(expiry)
         return text, edits
 
@@ -221,11 +221,11 @@ class _Pass:
     def run(self) -> str:
         if "email" in self.kinds and ("@" in self.text or "at" in self.lower):
             self._emails()
-        if self.kinds - {"email"} and _MAYBE_NUMBER.search(self.lower):
-            for run in _RUN.finditer(self.lower):
+        if self.kinds - {"email"} and MAYBE_NUMBER.search(self.lower):
+            for run in RUN.finditer(self.lower):
                 if run.end() - run.start() >= 3:
                     self._run(run)
-        if "national_id" in self.kinds and _DIGIT.search(self.text):
+        if "national_id" in self.kinds and DIGIT.search(self.text):
             self._lettered_ids()
         if not self.spans:
             return self.text
@@ -233,7 +233,7 @@ class _Pass:
 
     def _add(self, start: int, end: int, kind: str, tag: str | None = None) -> None:
         if kind in self.kinds and start < end:
-            self.spans.append((start, end, tag or _TAGS[kind]))
+            self.spans.append((start, end, tag or TAG_OF[kind]))
 
     def _replace(self) -> str:
         """The text with every span replaced by its tag; overlapping spans are merged."""
@@ -244,7 +244,7 @@ class _Pass:
         for next_start, next_end, next_tag in self.spans[1:]:
             if next_start < end:
                 end = max(end, next_end)
-                tag = tag if _RANK[tag] <= _RANK[next_tag] else next_tag
+                tag = tag if RANK[tag] <= RANK[next_tag] else next_tag
                 continue
             out += (self.text[position:start], tag)
             self.edits.append((start, end, len(tag)))
@@ -260,7 +260,7 @@ class _Pass:
         if self._keywords is None:
             ends: list[int] = []
             found: list[tuple[int, str]] = []
-            for keyword in _KEYWORDS.finditer(self.lower):
+            for keyword in KEYWORDS.finditer(self.lower):
                 ends.append(keyword.end())
                 found.append((keyword.start(), keyword.lastgroup or ""))
             self._keywords = (ends, found)
@@ -269,13 +269,13 @@ class _Pass:
     def _context(self, start: int, end: int) -> str | None:
         """What the words next to ``text[start:end]`` say it is: benign, cvv, id, otp, card..."""
         ends, found = self._found_keywords()
-        link = _LINK_AFTER.match(self.lower, end)
+        link = LINK_AFTER.match(self.lower, end)
         if link and link.end() > end:
-            after = _KEYWORDS.match(self.lower, link.end())
+            after = KEYWORDS.match(self.lower, link.end())
             if after and (link.group("verb") or after.lastgroup in ("otp", "id", "cvv")):
                 return after.lastgroup
         i = bisect.bisect_right(ends, start) - 1
-        if i >= 0 and ends[i] >= start - _CONTEXT_WINDOW:
+        if i >= 0 and ends[i] >= start - CONTEXT_WINDOW:
             return found[i][1]
         return None
 
@@ -283,7 +283,7 @@ class _Pass:
 
     def _run(self, run: re.Match[str]) -> None:
         start, end = run.span()
-        if end - start > _LONG_RUN_CHARS:
+        if end - start > LONG_RUN_CHARS:
             if self.long_tag:
                 self.spans.append((start, end, self.long_tag))
             return
@@ -292,7 +292,7 @@ class _Pass:
         digits = "".join(t.digits for t in tokens)
         if len(digits) < 3:
             return
-        if len(digits) > _LONG_RUN_DIGITS:
+        if len(digits) > LONG_RUN_DIGITS:
             if self.long_tag:
                 self.spans.append((start, end, self.long_tag))
             return
@@ -309,7 +309,7 @@ class _Pass:
         if context == "id" and 6 <= n <= 15:
             return self._add(start, end, "national_id")
         if context == "cvv" and 3 <= n <= 4:
-            return self._add(start, end, "card", _CODE)
+            return self._add(start, end, "card", CODE)
         if context == "otp" and 4 <= n <= 8:
             return self._add(start, end, "otp")
         if n >= 13 and self._card(tokens, plus, context):
@@ -318,7 +318,7 @@ class _Pass:
             return self._add(start, end, "card")
         if n < 6 or context == "benign":
             return
-        if _DATE.fullmatch(raw) or (context != "phone" and self._amount(raw, start, end)):
+        if DATE.fullmatch(raw) or (context != "phone" and self._amount(raw, start, end)):
             return
         if self._national_id(tokens, digits):
             return
@@ -327,9 +327,9 @@ class _Pass:
 
     def _amount(self, raw: str, start: int, end: int) -> bool:
         """A price, a quantity or a measure rather than an identifier."""
-        if start and self.text[start - 1] in _CURRENCY_BEFORE:
+        if start and self.text[start - 1] in CURRENCY_BEFORE:
             return True
-        return bool(_AMOUNT.fullmatch(raw) or _UNIT_AFTER.match(self.lower, end))
+        return bool(AMOUNT.fullmatch(raw) or UNIT_AFTER.match(self.lower, end))
 
     def _card(self, tokens: list[_Token], plus: bool, context: str | None) -> bool:
         """Finds a card number among ``tokens`` (Luhn and IIN), with what is said on with it."""
@@ -354,7 +354,7 @@ class _Pass:
                 if b - a < 13:
                     continue
                 sums = doubled_even if b % 2 == 0 else doubled_odd
-                if (sums[b] - sums[a]) % 10 == 0 and _card_shaped(digits[a:b]):
+                if (sums[b] - sums[a]) % 10 == 0 and card_shaped(digits[a:b]):
                     best = j
             if best < 0:
                 continue
@@ -372,10 +372,10 @@ class _Pass:
         shape = [len(t.digits) for t in tokens if not t.spoken]
         if len(shape) == len(tokens) == 3 and shape == [3, 2, 4]:
             gaps = {self.text[a.end : b.start] for a, b in zip(tokens, tokens[1:], strict=False)}
-            if gaps <= {"-", " "} and _ssn_or_itin(*(t.digits for t in tokens)):
+            if gaps <= {"-", " "} and ssn_or_itin(*(t.digits for t in tokens)):
                 self._add(tokens[0].start, tokens[-1].end, "national_id")
                 return True
-        if len(digits) == 15 and _nir_ok(digits):
+        if len(digits) == 15 and nir_ok(digits):
             self._add(tokens[0].start, tokens[-1].end, "national_id")
             return True
         return False
@@ -385,7 +385,7 @@ class _Pass:
         if "phone" not in self.kinds:
             return
         digits = "".join(t.digits for t in tokens)
-        if self.library_calls >= _MAX_LIBRARY_CALLS:  # a flood of numbers: err towards privacy
+        if self.library_calls >= MAX_LIBRARY_CALLS:  # a flood of numbers: err towards privacy
             return self._add(self._from(tokens, 0, plus), tokens[-1].end, "phone")
         # The run as the library reads numbers: spoken or one-digit tokens joined, the rest
         # spaced, each token's place remembered.
@@ -404,12 +404,12 @@ class _Pass:
         international = plus
         if not plus and digits.startswith("00"):
             number, international = "+" + _drop_digits(number, 2), True
-        elif not plus and digits.startswith("011") and self.region in _NANP:
+        elif not plus and digits.startswith("011") and self.region in NANP:
             number, international = "+" + _drop_digits(number, 3), True
         shift = len(number) - length
         regions = [self.region]
         if not international and digits[0] == "0":
-            regions += [r for r in _EXTRA_REGIONS if r != self.region]
+            regions += [r for r in EXTRA_REGIONS if r != self.region]
         for region in regions:
             found = False
             for match_start, match_end, valid in self._library(number, region):
@@ -421,7 +421,7 @@ class _Pass:
                 found = True
             if found:
                 return
-            if self.library_calls >= _MAX_LIBRARY_CALLS:
+            if self.library_calls >= MAX_LIBRARY_CALLS:
                 break
         if context == "phone" and 7 <= len(digits) <= 15:
             self._add(self._from(tokens, 0, plus), tokens[-1].end, "phone")
@@ -443,7 +443,7 @@ class _Pass:
                     number, region, leniency=phonenumbers.Leniency.POSSIBLE
                 )
             )
-            if len(_LIBRARY_CACHE) >= _LIBRARY_CACHE_SIZE:
+            if len(_LIBRARY_CACHE) >= LIBRARY_CACHE_SIZE:
                 _LIBRARY_CACHE.clear()
             _LIBRARY_CACHE[key] = found
         return found
@@ -452,33 +452,33 @@ class _Pass:
 
     def _lettered_ids(self) -> None:
         text = self.text
-        for match in _NINO.finditer(text):
+        for match in NINO.finditer(text):
             first, second, _, suffix = match.groups()
             prefix = (first + second).upper()
             strict = (
                 (first + second + (suffix or "")).isupper()
                 and suffix is not None
-                and first.upper() in _NINO_FIRST
-                and second.upper() in _NINO_SECOND
-                and prefix not in _NINO_BAD_PREFIX
+                and first.upper() in NINO_FIRST
+                and second.upper() in NINO_SECOND
+                and prefix not in NINO_BAD_PREFIX
             )
             if strict or self._context(match.start(), match.end()) == "id":
                 self._add(match.start(), match.end(), "national_id")
-        for match in [*_DNI.finditer(text), *_NIE.finditer(text)]:
+        for match in [*DNI.finditer(text), *NIE.finditer(text)]:
             first, seven, check = match.groups()
             number = int(first if first.isdigit() else "XYZ".index(first.upper())) * 10**7
-            if _DNI_LETTERS[(number + int(seven)) % 23] == check.upper() and (
+            if DNI_LETTERS[(number + int(seven)) % 23] == check.upper() and (
                 check.isupper() or self._context(match.start(), match.end()) == "id"
             ):
                 self._add(match.start(), match.end(), "national_id")
-        for match in _CODICE_FISCALE.finditer(text):
-            if _codice_fiscale_ok(match.group()):
+        for match in CODICE_FISCALE.finditer(text):
+            if codice_fiscale_ok(match.group()):
                 self._add(match.start(), match.end(), "national_id")
         ends, found = self._found_keywords()
         for end, (_, group) in zip(ends, found, strict=True):
             if group != "id":
                 continue
-            value = _ID_VALUE.match(self.lower, end)
+            value = ID_VALUE.match(self.lower, end)
             if value and sum(ch.isdigit() for ch in value.group(1)) >= 2:
                 self._add(value.start(1), value.end(1), "national_id")
 
@@ -486,13 +486,13 @@ class _Pass:
 
     def _emails(self) -> None:
         if "@" in self.text:
-            self.spans += [(*m.span(), _TAGS["email"]) for m in _EMAIL.finditer(self.text)]
+            self.spans += [(*m.span(), TAG_OF["email"]) for m in EMAIL.finditer(self.text)]
         # The spoken pattern is tried only in the stretches that end where an address can end
         # (most texts have none), each as long as the longest address: the same matches as a
         # scan of the whole text, at a fraction of its cost on long turns.
-        for start, end in _stretches(_EMAIL_END.finditer(self.lower), _EMAIL_SPAN):
-            for match in _SPOKEN_EMAIL.finditer(self.lower, start, end):
+        for start, end in _stretches(EMAIL_END.finditer(self.lower), EMAIL_SPAN):
+            for match in SPOKEN_EMAIL.finditer(self.lower, start, end):
                 local = match.group("local").lower()
-                if local in _NOT_A_MAILBOX:
+                if local in NOT_A_MAILBOX:
                     continue
                 self._add(match.start(), match.end(), "email")

@@ -12,44 +12,44 @@ import re
 KINDS = ("card", "national_id", "otp", "email", "phone")
 """Every kind of data the redactor knows; ``MEMORY_REDACT`` picks among them."""
 
-_TAGS = {
+TAG_OF = {
     "card": "[card number]",
     "national_id": "[id number]",
     "otp": "[code]",
     "email": "[email]",
     "phone": "[phone number]",
 }
-_CODE = "[code]"
-_RANK = {"[card number]": 0, "[id number]": 1, "[code]": 2, "[phone number]": 3, "[email]": 4}
+CODE = "[code]"
+RANK = {"[card number]": 0, "[id number]": 1, "[code]": 2, "[phone number]": 3, "[email]": 4}
 """When found spans overlap they are merged, under the tag ranked first."""
 
-_EXPIRY = re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2]) ?[/.-] ?(?:\d\d|20\d\d)(?![\d/.-])")
+EXPIRY = re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2]) ?[/.-] ?(?:\d\d|20\d\d)(?![\d/.-])")
 """A card's expiry date as STT writes it: 09/28, 9/2028, 12-27."""
-_EXPIRY_TAG = "[expiry]"
+EXPIRY_TAG = "[expiry]"
 
-_FLOOD_RUNS = 40
+FLOOD_RUNS = 40
 """More separate numbers than this in one turn is no conversation (a turn of a few thousand
 characters holds a handful): every number of 3+ digits is tagged ``[number]`` at once, at the
 speed of one regular expression, before the turn is read number by number."""
-_FLOOD_COUNT = re.compile(r"\d+")
-_FLOOD_NUMBER = re.compile(r"\d(?:[ \t.,-]{0,2}\d){2,}")
-_FLOOD_TAG = "[number]"
+FLOOD_COUNT = re.compile(r"\d+")
+FLOOD_NUMBER = re.compile(r"\d(?:[ \t.,-]{0,2}\d){2,}")
+FLOOD_TAG = "[number]"
 
-TAGS = (*_TAGS.values(), _EXPIRY_TAG, _FLOOD_TAG)
+TAGS = (*TAG_OF.values(), EXPIRY_TAG, FLOOD_TAG)
 """Every tag redaction leaves in place of what it removed."""
 
-_MAX_PASSES = 4
+MAX_PASSES = 4
 """A redacted text is redacted again until nothing changes (at most this many passes)."""
-_MAX_LIBRARY_CALLS = 24
+MAX_LIBRARY_CALLS = 24
 """Calls to ``phonenumbers`` for one text (numbers not met before); past them a run of 7 or
 more digits is taken for a phone number: a flood of numbers errs towards privacy."""
-_LIBRARY_CACHE_SIZE = 4096
-_LONG_RUN_DIGITS = 40
+LIBRARY_CACHE_SIZE = 4096
+LONG_RUN_DIGITS = 40
 """More digits than any card with expiry and code: the whole run is redacted."""
-_LONG_RUN_CHARS = 400
-_EXTRA_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "IE")
+LONG_RUN_CHARS = 400
+EXTRA_REGIONS = ("GB", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "IE")
 """Regions tried for a national number (starting with 0) that the default region rejects."""
-_NANP = frozenset({"US", "CA", "PR", "GU", "VI", "AS", "MP"})
+NANP = frozenset({"US", "CA", "PR", "GU", "VI", "AS", "MP"})
 
 # -- runs of digits, said as numerals or words ----------------------------------------------
 
@@ -69,12 +69,12 @@ _TOKEN = (
     rf"(?:\([0-9]{{1,5}}\)|[0-9]+(?!\w)|(?=[zotfsend]){_WORD_TOKEN}(?!\w))"
 )
 _SEP = r"(?:[ \t]{0,2}[-.,][ \t]{0,2}|[ \t]{1,3}(?:(?:dash|hyphen)[ \t]{1,3})?|(?<=\)))"
-_RUN = re.compile(rf"(?P<plus>(?<![\w+])(?:\+[ \t]?|plus[ \t]{{1,2}}))?{_TOKEN}(?:{_SEP}{_TOKEN})*")
-_PIECE = re.compile(
+RUN = re.compile(rf"(?P<plus>(?<![\w+])(?:\+[ \t]?|plus[ \t]{{1,2}}))?{_TOKEN}(?:{_SEP}{_TOKEN})*")
+PIECE = re.compile(
     rf"\((?P<paren>[0-9]{{1,5}})\)|(?P<num>[0-9]+)"
     rf"|(?P<tens>{_TENS})(?:[ -](?P<unit>{_UNITS}))?|(?P<word>[^\W\d_]+)"
 )
-_WORD_DIGITS = {
+WORD_DIGITS = {
     "zero": "0",
     "oh": "0",
     "o": "0",
@@ -99,27 +99,26 @@ _WORD_DIGITS = {
     "eighteen": "18",
     "nineteen": "19",
 }
-WORD_DIGITS = _WORD_DIGITS
 """Numbers as speech-to-text writes them in words ("oh", "niner", "twelve"), as digits."""
-_TENS_DIGIT = {w: str(i + 2) for i, w in enumerate(_TENS.split("|"))}
-_REPEAT = {"double": 2, "triple": 3}
-_DIGIT = re.compile(r"[0-9]")
-_MAYBE_NUMBER = re.compile("(?:" + "|".join([*"0123456789", *_WORD_DIGITS, *_TENS_DIGIT]) + ")")
+TENS_DIGIT = {w: str(i + 2) for i, w in enumerate(_TENS.split("|"))}
+REPEAT = {"double": 2, "triple": 3}
+DIGIT = re.compile(r"[0-9]")
+MAYBE_NUMBER = re.compile("(?:" + "|".join([*"0123456789", *WORD_DIGITS, *TENS_DIGIT]) + ")")
 """A quick look for anything a run could start with (alternatives of plain letters let the
 engine skip to the letters they start with): texts without any skip the run pattern."""
-_DATE = re.compile(
+DATE = re.compile(
     r"(?:[0-9]{1,2}[./-][0-9]{1,2}[./-](?:[0-9]{2}|[0-9]{4})|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2})"
 )
-_AMOUNT = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+\.[0-9]{2}")
-_CURRENCY_BEFORE = frozenset("$£€¥")
-_UNIT_AFTER = re.compile(
+AMOUNT = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+\.[0-9]{2}")
+CURRENCY_BEFORE = frozenset("$£€¥")
+UNIT_AFTER = re.compile(
     r"[ \t]*(?:%|percent|dollars?|bucks|euros?|pounds?|cents?|kg|kilos?|grams?|miles?|km|"
     r"meters?|metres?|feet|foot|inch(?:es)?|degrees?|people|units|pieces|items|boxes|times)\b"
 )
 
 # -- the words said next to a number --------------------------------------------------------
 
-_KEYWORDS = re.compile(
+KEYWORDS = re.compile(
     r"\b(?=[a-gil-wz234])(?:"
     # Numbers of things that are not the caller's secrets.
     r"(?P<benign>(?:order|confirmation|reference|ref|booking|reservation|ticket|invoice|"
@@ -160,9 +159,9 @@ _KEYWORDS = re.compile(
     r"text(?:[ \t]+me)?(?:[ \t]+(?:at|on))?|dial|whatsapp|fax|number)"
     r")\b"
 )
-_CONTEXT_WINDOW = 50
+CONTEXT_WINDOW = 50
 """How far before a number (in characters) a word still says what it is."""
-_LINK_AFTER = re.compile(
+LINK_AFTER = re.compile(
     r"[ \t,]{0,3}(?P<verb>(?:is|was|as|are|that'?s|that[ \t]+is|it'?s)[ \t]{1,3})?"
     r"(?:(?:my|the|your|our|a|an|his|her|their)[ \t]{1,3})?"
 )
@@ -173,22 +172,22 @@ code". Without a verb only a code or an id word counts ("... 1234 my order" is n
 
 # Patterns that start with a character class (the lookbehind comes after it) let the regex
 # engine skip ahead to where that class matches instead of trying every position.
-_NINO = re.compile(
+NINO = re.compile(
     r"([A-Za-z])(?<![A-Za-z0-9].)[ \t]?([A-Za-z])[ \t]?((?:[0-9][ \t]?){5}[0-9])"
     r"(?:[ \t]?([A-Da-d]))?(?![A-Za-z0-9])"
 )
-_NINO_FIRST = frozenset("ABCEGHJKLMNOPRSTWXYZ")
-_NINO_SECOND = frozenset("ABCEGHJKLMNPRSTWXYZ")
-_NINO_BAD_PREFIX = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
-_DNI = re.compile(r"([0-9])(?<![A-Za-z0-9].)([0-9]{7})[ \t-]?([A-Za-z])(?![A-Za-z0-9])")
-_NIE = re.compile(r"([XYZxyz])(?<![A-Za-z0-9].)[ \t-]?([0-9]{7})[ \t-]?([A-Za-z])(?![A-Za-z0-9])")
-_DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+NINO_FIRST = frozenset("ABCEGHJKLMNOPRSTWXYZ")
+NINO_SECOND = frozenset("ABCEGHJKLMNPRSTWXYZ")
+NINO_BAD_PREFIX = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+DNI = re.compile(r"([0-9])(?<![A-Za-z0-9].)([0-9]{7})[ \t-]?([A-Za-z])(?![A-Za-z0-9])")
+NIE = re.compile(r"([XYZxyz])(?<![A-Za-z0-9].)[ \t-]?([0-9]{7})[ \t-]?([A-Za-z])(?![A-Za-z0-9])")
+DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
 _OMOCODE = "0-9LMNPQRSTUVlmnpqrstuv"
-_CODICE_FISCALE = re.compile(
+CODICE_FISCALE = re.compile(
     rf"[A-Za-z](?<![A-Za-z0-9].)[A-Za-z]{{5}}[{_OMOCODE}]{{2}}[A-Za-z][{_OMOCODE}]{{2}}[A-Za-z]"
     rf"[{_OMOCODE}]{{3}}[A-Za-z](?![A-Za-z0-9])"
 )
-_CF_ODD = dict(
+CF_ODD = dict(
     zip(
         "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
         [1, 0, 5, 7, 9, 13, 15, 17, 19, 21]
@@ -197,7 +196,7 @@ _CF_ODD = dict(
         strict=True,
     )
 )
-_ID_VALUE = re.compile(
+ID_VALUE = re.compile(
     r"[ \t:,#]{0,3}(?:(?:is|was|number|no|it'?s)[ \t:,]{1,3}){0,3}"
     r"([a-z0-9]{1,20}(?:-[a-z0-9]{1,20}){0,4})(?![\w-])"
 )
@@ -205,12 +204,12 @@ _ID_VALUE = re.compile(
 
 # -- e-mail addresses, written and spoken ---------------------------------------------------
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
 _TLDS = (
     "com|org|net|edu|gov|mil|int|info|biz|io|co|uk|us|ca|de|fr|es|it|nl|be|ch|at|ie|eu|au|nz|"
     "se|no|dk|fi|pl|pt|mx|br|ar|in|jp|cn|ru|me|tv|ai|app|dev|email|online|xyz|example|test"
 )
-_SPOKEN_EMAIL = re.compile(
+SPOKEN_EMAIL = re.compile(
     r"(?<![\w.@+-])(?P<local>[a-z0-9](?:[ \t][a-z0-9]){1,30}(?![\w'])"
     r"|[a-z0-9][\w'-]{0,40}(?:(?:[ \t]?[._+][ \t]?|[ \t]{1,2}(?:dot|period|underscore|dash|"
     r"hyphen|plus)[ \t]{1,2})[a-z0-9][\w'-]{0,40}){0,5})"
@@ -219,14 +218,14 @@ _SPOKEN_EMAIL = re.compile(
     rf"[a-z0-9][a-z0-9-]{{0,62}}){{0,4}}(?:[ \t]?\.[ \t]?|[ \t]{{1,2}}(?:dot|period)[ \t]{{1,2}})"
     rf"(?:{_TLDS}))(?![\w'])"
 )
-_EMAIL_END = re.compile(
+EMAIL_END = re.compile(
     rf"(?:[ \t]?\.[ \t]?|[ \t]{{1,2}}(?:dot|period)[ \t]{{1,2}})(?:{_TLDS})(?![\w'])"
 )
 """How every spoken address ends (the last separator and the top-level domain): found in one
 cheap scan, it bounds where the costly pattern above is tried."""
-_EMAIL_SPAN = 1024
-"""More than the longest text :data:`_SPOKEN_EMAIL` can match (every part of it is bounded)."""
-_NOT_A_MAILBOX = frozenset(
+EMAIL_SPAN = 1024
+"""More than the longest text :data:`SPOKEN_EMAIL` can match (every part of it is bounded)."""
+NOT_A_MAILBOX = frozenset(
     "look it its me us him her them you online there here site website page found available "
     "find visit check is are was be been stay staying arrive arrived home work back later "
     "least all once that this what where which up out now go going get meet email mail "
