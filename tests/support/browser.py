@@ -208,10 +208,16 @@ class Browser:
 
 
 def _stale(element: Any) -> bool:
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
     try:
         element.tag_name  # noqa: B018
     except StaleElementReferenceException:
         return True
+    except WebDriverException as e:
+        # Chromium's other answer for a node of a page that has been replaced, depending on
+        # when in the navigation it is asked.
+        if "does not belong to the document" in str(e):
+            return True
+        raise
     return False
