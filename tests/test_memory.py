@@ -581,6 +581,22 @@ def test_unverified_calls_never_push_out_what_a_verified_caller_said() -> None:
     assert len(profile.current_facts) == MAX_CURRENT_FACTS
 
 
+def test_a_label_keeps_only_its_last_past_value_and_every_withdrawal() -> None:
+    profile = CallerProfile(user_id="u")
+    for n, way in enumerate(["calls", "texts", "e-mail", "texts"]):
+        said = [FactOp(op="add", label="Contact", value=way, evidence=f"I prefer {way}")]
+        profile = _merged(profile, said, n, verified=True)
+    dog = [FactOp(op="add", label="pet", value="a dog", evidence="I have a dog")]
+    profile = _merged(profile, dog, 4, verified=True)
+    gone = [FactOp(op="withdraw", label="pet", evidence="forget the dog")]
+    profile = _merged(profile, gone, 5, verified=True)
+    assert [(f.label, f.value, f.status) for f in profile.facts] == [
+        ("contact", "e-mail", "replaced"),  # the value "texts" replaced last; "calls" is gone
+        ("contact", "texts", "current"),
+        ("pet", "a dog", "withdrawn"),
+    ]
+
+
 async def test_forget_the_whole_booking_takes_the_calls_about_it(line: Line) -> None:
     await line.call(
         [("assistant", AGENT_HELLO), ("user", "We're planning the December party for twenty.")],

@@ -175,6 +175,29 @@ async def test_profiles_compressed_without_the_dictionary_still_read(
         assert len(rewritten) < len(zlib.compress(codec.inflate(rewritten), 6))
 
 
+async def test_profiles_compressed_with_an_earlier_dictionary_still_read(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    # 0.2's first dictionary (the JSON's fixed parts) before the words of phone calls joined
+    # it: such a profile reads, and the next save writes the current one.
+    async with RedisMemoryStore(config) as store:
+        user_id = await _one_call(store, "room-z5")
+        profile_key = store.keys.profile(user_id)
+        current = await redis_client.get(profile_key)
+        assert isinstance(current, bytes)
+        deflater = zlib.compressobj(6, zdict=codec.PROFILE_ZDICT_V2)
+        earlier = deflater.compress(codec.inflate(current)) + deflater.flush()
+        await redis_client.set(profile_key, earlier, ex=60)
+        found = await store.lookup(store.hasher.hash(PHONE))
+        assert found.profile is not None and found.profile.name == "Ana"
+        await _one_call(store, "room-z6")
+        rewritten = await redis_client.get(profile_key)
+        assert isinstance(rewritten, bytes)
+        assert int.from_bytes(rewritten[2:6], "big") == zlib.adler32(codec.PROFILE_ZDICT)
+        profile = await store.get_profile(user_id)
+        assert profile is not None and profile.call_count == 2
+
+
 async def test_a_profile_compressed_with_an_unknown_dictionary_is_set_aside(
     config: RedisConfig, redis_client: aioredis.Redis
 ) -> None:

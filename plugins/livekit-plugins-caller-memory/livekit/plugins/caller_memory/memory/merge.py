@@ -208,11 +208,18 @@ def _same_label(label: str, facts: Iterable[Fact]) -> Fact | None:
 
 def _bounded(facts: Iterable[Fact]) -> list[Fact]:
     # The newest facts are kept, verified ones first: unverified calls (a spoofer's, say)
-    # never push out what a verified caller said.
+    # never push out what a verified caller said. Of the values a label had before, only the
+    # last is kept ("texts, was: calls"): the operator sees what changed, and a caller who
+    # changes their mind every call does not fill their memory with history.
     ordered = sorted(facts, key=lambda f: f.id)
     current = sorted(
         (f for f in ordered if f.current), key=lambda f: (f.verified, f.id), reverse=True
     )[:MAX_CURRENT_FACTS]
-    past = [f for f in ordered if not f.current][-MAX_PAST_FACTS:]
+    last_replaced = {text.normalize(f.label): f.id for f in ordered if f.status == "replaced"}
+    past = [
+        f
+        for f in ordered
+        if f.status == "withdrawn" or last_replaced.get(text.normalize(f.label)) == f.id
+    ][-MAX_PAST_FACTS:]
     keep = {f.id for f in current} | {f.id for f in past}
     return [f for f in ordered if f.id in keep]

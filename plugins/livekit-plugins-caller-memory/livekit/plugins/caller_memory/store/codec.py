@@ -61,7 +61,7 @@ PROFILE_ZDICT_V1 = (
     b'"call_count":5,"first_call_at":"2026-","last_call_at":"2026-","consented_at":"2026-'
 )
 """The dictionary of 0.1's profiles (schema 1), still read."""
-PROFILE_ZDICT = (
+PROFILE_ZDICT_V2 = (
     b'"status":"withdrawn","status":"replaced","verified":false},"source":"fallback",'
     b'"summary":"Caller said: ","caller said ","I\'m ","the ","my ","and ","to ",'
     b'{"v":2,"user_id":"","facts":[{"id":1,"label":"name","value":"","evidence":"'
@@ -71,11 +71,32 @@ PROFILE_ZDICT = (
     b'"verified":true},{"session_id":"AJ_","at":"2026-","summary":"'
     b'"call_count":5,"first_call_at":"2026-","last_call_at":"2026-","consented_at":"2026-'
 )
-"""The preset dictionary profiles are compressed with: their JSON's fixed parts, the most
-frequent last (deflate codes a near match in fewer bits). Never edit it: stored profiles name
-it by its checksum. A better one is added next to it under its own checksum (:data:`_ZDICTS`),
-and all stay readable."""
-_ZDICTS = {zlib.adler32(d): d for d in (PROFILE_ZDICT, PROFILE_ZDICT_V1)}
+"""The first dictionary of schema 2's profiles, still read."""
+PHONE_LINE_WORDS = (
+    b"invoice receipt refund payment card price cost deposit balance account "
+    b"delivery pickup collect order parcel address postcode "
+    b"booking appointment reservation consultation visit check-up service repair "
+    b"cancel cancelled reschedule moved confirmed confirm available availability "
+    b"reminder callback call back text message email phone "
+    b"January February March April May June July August September October November December "
+    b"Monday Tuesday Wednesday Thursday Friday Saturday Sunday weekend "
+    b"morning afternoon evening today tomorrow next week last week month year "
+    b"wants wanted needs needed would like asked whether asked about asked for called to "
+    b"said says told agreed prefers preferred prefer usually always never "
+    b"their husband wife son daughter mother father partner "
+    b"they were he she his her them with from about after before because being "
+    b"which when what where how long that this will can could should "
+    b"for and the of to in on at a an is it was "
+)
+"""Words of any business's phone calls, the most frequent last: what the summaries, facts
+and evidence are written in. Chosen for callers of every kind of business, not from the
+benchmark's (about 7 % off its profiles, 4.5 % off the memory-quality dataset's calls)."""
+PROFILE_ZDICT = PHONE_LINE_WORDS + PROFILE_ZDICT_V2
+"""The preset dictionary profiles are compressed with: words of phone calls, then the
+profile's JSON fixed parts, the most frequent last (deflate codes a near match in fewer bits).
+Never edit it: stored profiles name it by its checksum. A better one is added next to it under
+its own checksum (:data:`_ZDICTS`), and all stay readable."""
+_ZDICTS = {zlib.adler32(d): d for d in (PROFILE_ZDICT, PROFILE_ZDICT_V2, PROFILE_ZDICT_V1)}
 _FDICT = 0x20
 """The bit of a zlib header's second byte that says a preset dictionary is needed."""
 MAX_PROFILE_BYTES = 1 << 20
