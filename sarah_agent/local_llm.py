@@ -41,12 +41,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from livekit.plugins.caller_memory.server.process import (
     ChildExited,
     ChildNotReady,
+    StartsAndStops,
     log_tail,
     spawn,
     stop_process,
@@ -147,10 +147,7 @@ def engine_version() -> str:
         return "?"
 
 
-_Server = TypeVar("_Server", bound="LocalLLMServer")
-
-
-class LocalLLMServer:
+class LocalLLMServer(StartsAndStops):
     """llama.cpp's HTTP server with the local model, in a child process on loopback.
 
     The server answers OpenAI's ``/v1/chat/completions`` (streaming, ``response_format`` with a
@@ -324,18 +321,6 @@ class LocalLLMServer:
             _track(self, False)
             if proc is not None:
                 stop_process(proc, timeout, "local model server")
-
-    def __enter__(self: _Server) -> _Server:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"

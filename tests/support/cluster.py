@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import redis
@@ -50,6 +49,7 @@ from livekit.plugins.caller_memory.server import (
     server_version,
 )
 from livekit.plugins.caller_memory.server.binaries import ensure_executable
+from livekit.plugins.caller_memory.server.process import StartsAndStops
 
 from .servers import TestServer
 
@@ -331,7 +331,7 @@ def _info_dict(text: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- the cluster
 
 
-class LocalCluster:
+class LocalCluster(StartsAndStops):
     """A Redis Cluster of private servers on loopback, for tests.
 
     Args:
@@ -504,18 +504,6 @@ class LocalCluster:
         if self._owns_dir and self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
-
-    def __enter__(self) -> LocalCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ properties
 

@@ -17,8 +17,6 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TypeVar
 from urllib.parse import quote
 
 import redis
@@ -29,11 +27,18 @@ from redis.retry import Retry
 from .._folders import private_folder
 from ..log import logger
 from .binaries import EmbeddedServerError, find_server_binary
-from .process import ChildExited, ChildNotReady, log_tail, spawn, stop_process, wait_until_ready
+from .process import (
+    ChildExited,
+    ChildNotReady,
+    StartsAndStops,
+    log_tail,
+    spawn,
+    stop_process,
+    wait_until_ready,
+)
 
 __all__ = ["EmbeddedRedis"]
 
-_Server = TypeVar("_Server", bound="EmbeddedRedis")
 
 LOG_FILE_NAME = "embedded-redis.log"
 _START_TIMEOUT_S = 10.0
@@ -47,7 +52,7 @@ class _PortInUse(EmbeddedServerError):
     """The server could not bind its port; retried when the port was picked automatically."""
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(StartsAndStops):
     """A private ``redis-server`` (or ``valkey-server``) child process.
 
     The server binds to loopback by default, keeps its data and its log
@@ -337,18 +342,6 @@ class EmbeddedRedis:
         if self._owns_dir and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
-
-    def __enter__(self: _Server) -> _Server:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

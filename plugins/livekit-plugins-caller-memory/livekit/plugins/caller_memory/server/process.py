@@ -9,7 +9,8 @@ model's server of ``sarah_agent.local_llm``, the nodes of the tests' cluster thr
 - :func:`wait_until_ready`: poll a readiness probe the caller gives until it says yes, the
   child exits, or the time is up;
 - :func:`stop_process`: SIGTERM (with SIGCONT, for a stopped child), wait, SIGKILL, reap;
-- :func:`log_tail`: the last lines a child wrote to its log, for an error message.
+- :func:`log_tail`: the last lines a child wrote to its log, for an error message;
+- :class:`StartsAndStops`: ``with server:`` for a class that has ``start`` and ``stop``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,49 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 from ..log import logger
 
-__all__ = ["ChildExited", "ChildNotReady", "log_tail", "spawn", "stop_process", "wait_until_ready"]
+__all__ = [
+    "ChildExited",
+    "ChildNotReady",
+    "StartsAndStops",
+    "log_tail",
+    "spawn",
+    "stop_process",
+    "wait_until_ready",
+]
 
 _PR_SET_PDEATHSIG = 1
+
+
+_Self = TypeVar("_Self", bound="StartsAndStops")
+
+
+class StartsAndStops:
+    """``with server:`` starts it and stops it, whatever happens in between."""
+
+    def start(self) -> None:
+        """Start the server (and wait until it is ready)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server; safe to call twice."""
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class ChildExited(Exception):
