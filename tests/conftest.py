@@ -62,6 +62,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServe
 
 
 @pytest.fixture
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestServer]:
+    """A server of this test's own, to pause, kill, fill or restart; resumed if paused and
+    stopped after the test. ``@pytest.mark.durable`` (on a test or a module) gives it
+    append-only persistence, for a test that restarts it and expects its data back."""
+    durable = request.node.get_closest_marker("durable") is not None
+    own = TestServer(data_dir=tmp_path / "redis", appendonly=durable)
+    own.start()
+    yield own
+    if own.paused:
+        own.resume()
+    own.stop()
+
+
+@pytest.fixture
 def config(redis_server: TestServer, tmp_path: Path) -> RedisConfig:
     """Settings pointing at the private server, with a key prefix of this test's own."""
     return RedisConfig(

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,7 @@ PHONE = "+14155550150"
 DIGITS = "4155550150"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[TestServer]:
-    """A server of this test's own, with append-only persistence, to pause, kill or fill."""
-    srv = TestServer(data_dir=tmp_path / "redis", appendonly=True)
-    srv.start()
-    yield srv
-    if srv.paused:
-        srv.resume()
-    srv.stop()
+pytestmark = pytest.mark.durable
 
 
 async def _journal_holds(store: RedisMemoryStore, session_id: str, text: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,6 @@ SUMMARY = answer(
     op("add", "name", "Ivy", "this is Ivy"),
     op("add", "cleaning", "Friday", "Friday, please"),
 )
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[TestServer]:
-    srv = TestServer(data_dir=tmp_path / "redis", appendonly=False)
-    srv.start()
-    yield srv
-    if srv.paused:
-        srv.resume()
-    srv.stop()
 
 
 def _settings(server: TestServer, tmp_path: Path, **extra: Any) -> RedisConfig:

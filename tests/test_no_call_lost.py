@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from livekit.agents import Agent
 from livekit.agents.llm import ChatContext, ChatMessage
 
@@ -47,16 +45,6 @@ from .support.waiting import eventually
 
 INSTRUCTIONS = "You are Sarah, the receptionist of a dental practice."
 NUMBER = "+14155550401"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[TestServer]:
-    srv = TestServer(data_dir=tmp_path / "redis", appendonly=False)
-    srv.start()
-    yield srv
-    if srv.paused:
-        srv.resume()
-    srv.stop()
 
 
 def _config(server: TestServer, tmp_path: Path, **extra: object) -> RedisConfig:

@@ -41,6 +41,8 @@ from .support.cli import operator_cli
 from .support.servers import TestServer
 from .support.waiting import eventually
 
+pytestmark = pytest.mark.durable
+
 PHONE = "+14155550150"
 CALLS = 10
 
@@ -90,15 +92,6 @@ class FileThreads:
     def temp_writes(self) -> int:
         """Temporary files opened (one per outbox write tried)."""
         return sum(1 for event, path, _ in self.seen if event == "open" and path.endswith(".tmp"))
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[TestServer]:
-    """A server of this test's own, to stop and start again."""
-    srv = TestServer(data_dir=tmp_path / "redis", appendonly=True)
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def _config(server: TestServer, data_dir: Path, **changes: Any) -> RedisConfig:

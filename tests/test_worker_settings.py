@@ -12,10 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-
-import pytest
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
 from livekit.plugins.caller_memory.worker_settings import VARIABLE
@@ -25,14 +23,6 @@ from .support.servers import TestServer
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = "+14155550402"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[TestServer]:
-    srv = TestServer(data_dir=tmp_path / "redis", appendonly=False)
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def _worker(folder: Path, plan: Mapping[str, object]) -> subprocess.CompletedProcess[str]:
