@@ -59,7 +59,8 @@ from .caller_view import (
     time_element,
     why_refused,
 )
-from .health import CHART_HOURS, SAMPLE_KEYS, HealthMonitor, store_kind
+from .census import CHART_HOURS
+from .health import HealthMonitor, store_kind
 from .logins import (
     ForwardedHeaders,
     LoginRecords,
@@ -69,6 +70,7 @@ from .logins import (
     session_signing_key,
 )
 from .paging import erasure_request_page, parse_cursor, request_time
+from .sampling import SAMPLE_KEYS
 from .security import CSRF_FIELD, SecurityHeaders, csrf_ok, csrf_token, new_csrf_token
 from .settings import ConsoleSettings
 
