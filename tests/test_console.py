@@ -28,7 +28,6 @@ from livekit.plugins.caller_memory import (
     SessionManager,
 )
 from livekit.plugins.caller_memory.console import ConsoleSettings, create_app, main
-from livekit.plugins.caller_memory.console.audit import AuditLog
 from livekit.plugins.caller_memory.console.caller_view import REDACTION_TAGS
 from livekit.plugins.caller_memory.redaction import Redactor
 from livekit.plugins.caller_memory.store import MemoryStore
@@ -37,13 +36,16 @@ from .conftest import replace
 from .support.cluster import LocalCluster
 from .support.console import (
     ANA,
+    SETTINGS,
     TOKEN,
     ConsoleClient,
     ConsoleProcess,
+    audit_entries,
     client,
     connected,
     console_env,
     holds_number,
+    logged_in,
     next_call_prompt,
     seed_ana,
     seed_call,
@@ -51,7 +53,6 @@ from .support.console import (
 )
 from .support.waiting import eventually
 
-SETTINGS = ConsoleSettings(token=TOKEN, stats_ttl_s=0)
 PAGES = ["/", "/callers", "/health", "/health/panel"]
 FORMS = [
     "/caller",
@@ -68,10 +69,6 @@ async def store(config: RedisConfig) -> AsyncIterator[MemoryStore]:
     """The plain Redis store of ``config`` (this module's tests seed callers through it)."""
     async with connected(config) as impl:
         yield impl
-
-
-def _audit(config: RedisConfig) -> list[dict[str, object]]:
-    return AuditLog(config.data_dir / "console" / "audit.jsonl").read()
 
 
 def _facts_shown(html: str) -> dict[str, dict[str, object]]:
@@ -124,7 +121,7 @@ async def test_a_wrong_token_is_refused_audited_and_throttled(config: RedisConfi
             await browser.login(token="wrong-token-wrong-token")
         page = await browser.login()  # the right token, after ten failures in a minute
         assert page.status == 429 and "Too many failed logins" in page.text
-    refused = [r for r in _audit(config) if r["action"] == "login_refused"]
+    refused = [r for r in audit_entries(config) if r["action"] == "login_refused"]
     assert len(refused) == 10
     assert refused[0]["who"] == "Dana" and refused[0]["client"] == "127.0.0.1"
 
@@ -190,7 +187,7 @@ async def test_a_reverse_proxy_names_the_operator(config: RedisConfig, store: Me
         found = await browser.post("/caller", {"number": "415-555-0134"}, headers=proxy)
         assert "Ana Lopez" in found.text
         assert "Log out" not in found.text  # the proxy logs people out
-    assert [r["who"] for r in _audit(config)] == ["dpo@example.org"]
+    assert [r["who"] for r in audit_entries(config)] == ["dpo@example.org"]
 
 
 def test_a_login_is_required_and_settings_are_checked(config: RedisConfig) -> None:
@@ -219,10 +216,6 @@ async def test_nothing_is_shown_when_the_audit_log_cannot_be_written(
 # -- a caller's page, export and erasure ---------------------------------------------------
 
 
-async def _logged_in(browser: ConsoleClient) -> None:
-    assert (await browser.login()).url.endswith("/callers")
-
-
 async def test_a_caller_found_by_any_spelling_shows_what_is_remembered(
     config: RedisConfig, store: MemoryStore
 ) -> None:
@@ -236,7 +229,7 @@ async def test_a_caller_found_by_any_spelling_shows_what_is_remembered(
         end=False,
     )
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         for spelling in ("(415) 555-0134", "415.555.0134", "+1 415 555 0134", "4155550134"):
             page = await browser.post("/caller", {"number": spelling})
             text = page.visible_text()
@@ -285,7 +278,7 @@ async def test_a_caller_found_by_any_spelling_shows_what_is_remembered(
         assert "Nothing is held about this caller" in missing.text
         wrong = await browser.post("/caller", {"number": "hello 12"})
         assert wrong.status == 422 and "hello" not in wrong.visible_text()
-    views = [r for r in _audit(config) if r["action"] == "view"]
+    views = [r for r in audit_entries(config) if r["action"] == "view"]
     user_id = store.hasher.hash(ANA)
     assert views[0]["user_ids"] == [user_id] and views[0]["found"] is True
     assert views[-1] == {**views[-1], "user_ids": [], "found": False}
@@ -297,7 +290,7 @@ async def test_export_is_the_json_of_the_export_command(
 ) -> None:
     await seed_ana(store)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         page = await browser.post("/caller/export", {"number": "415 555 0134"})
     assert page.headers["content-type"] == "application/json"
     assert re.fullmatch(
@@ -327,7 +320,7 @@ async def test_export_is_the_json_of_the_export_command(
     }
     assert mornings["said_at"].endswith("Z")
     assert {f["verified"] for f in profile["facts"]} == {True, False}  # the unverified call's
-    exports = [r for r in _audit(config) if r["action"] == "export"]
+    exports = [r for r in audit_entries(config) if r["action"] == "export"]
     assert exports[0]["user_ids"] == [store.hasher.hash(ANA)] and exports[0]["keys"] == 6
 
 
@@ -337,7 +330,7 @@ async def test_erase_shows_what_will_go_then_erases_it(
     await seed_ana(store)
     before = await SessionManager(store).export_caller(ANA)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         confirm = await browser.post("/caller/erase", {"number": "(415) 555-0134"})
         assert "Erase everything listed" in confirm.text
         for key in before["keys"]:
@@ -348,7 +341,7 @@ async def test_erase_shows_what_will_go_then_erases_it(
         again = await browser.post("/caller", {"number": ANA})
         assert "Nothing is held about this caller" in again.text
     assert (await SessionManager(store).export_caller(ANA))["keys"] == {}
-    erased = [r for r in _audit(config) if r["action"] == "erase"]
+    erased = [r for r in audit_entries(config) if r["action"] == "erase"]
     assert erased == [
         {
             **erased[0],
@@ -372,7 +365,7 @@ async def test_one_wrong_fact_is_withdrawn_with_a_reason_and_audited(
     others = {f.value for f in before.current_facts} - {"mornings"}
     form = {"number": "(415) 555-0134", "fact_id": str(mornings.id)}
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         await browser.post("/caller", {"number": ANA})
         confirm = await browser.post("/caller/fact/withdraw", form)
         text = confirm.visible_text()
@@ -443,7 +436,7 @@ async def test_one_wrong_fact_is_withdrawn_with_a_reason_and_audited(
         f.status for f in before.facts if f.id != mornings.id
     ]
 
-    withdrawn = [r for r in _audit(config) if r["action"] == "withdraw_fact"]
+    withdrawn = [r for r in audit_entries(config) if r["action"] == "withdraw_fact"]
     assert withdrawn == [
         {
             "at": withdrawn[0]["at"],
@@ -469,7 +462,7 @@ async def test_an_erasure_request_is_reviewed_then_carried_out(
     user_id = store.hasher.hash(ANA)
     await store.request_erasure(user_id)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         listed = await browser.get("/callers")
         assert user_id in listed.text
         review = await browser.post("/requests/erase", {"user_id": user_id})
@@ -484,7 +477,7 @@ async def test_an_erasure_request_is_reviewed_then_carried_out(
         assert gone.status == 404
         odd = await browser.post("/requests/erase", {"user_id": "a}b", "confirm": "yes"})
         assert odd.status == 404
-    erased = [r for r in _audit(config) if r["action"] == "erase"]
+    erased = [r for r in audit_entries(config) if r["action"] == "erase"]
     assert erased[0]["via"] == "request" and erased[0]["user_ids"] == [user_id]
 
 
@@ -532,7 +525,7 @@ async def test_health_shows_the_store_its_counts_and_calls_per_hour(
     await seed_ana(store)
     await seed_call(store, "+1 415 555 0142", "AJ_bo_1", ["Hi"], {"summary": "Hi."}, end=False)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         text = await _health_checks(browser, callers=2)
     assert "Redis 127.0.0.1" in text
     assert "1 call in progress" in text and "0 orphaned calls waiting" in text
@@ -545,7 +538,7 @@ async def test_health_says_when_the_store_is_down(config: RedisConfig) -> None:
         free.bind(("127.0.0.1", 0))
         down = replace(config, url=f"redis://127.0.0.1:{free.getsockname()[1]}")
     async with served(create_app(down, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         text = (await browser.get("/health")).visible_text()
         assert "not answering" in text and "Connection refused" in text
         page = await browser.post("/caller", {"number": ANA})
@@ -559,7 +552,7 @@ async def test_the_console_of_an_agent_process_shares_its_in_process_memory(
     await seed_ana(memory)
     app = create_app(settings=SETTINGS, manager=SessionManager(memory))
     async with served(app) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         assert "Ana Lopez" in (await browser.post("/caller", {"number": ANA})).text
         text = (await browser.get("/health")).visible_text()
         assert "in-process memory" in text and "1 caller" in text
@@ -576,7 +569,7 @@ async def test_on_a_redis_cluster(config: RedisConfig, redis_cluster: LocalClust
         await seed_ana(store)
         app = create_app(on_cluster, settings=SETTINGS)
         async with served(app) as url, client(url) as browser:
-            await _logged_in(browser)
+            await logged_in(browser)
             assert "Ana Lopez" in (await browser.post("/caller", {"number": "415-555-0134"})).text
             exported = await browser.post("/caller/export", {"number": ANA})
             assert len(json.loads(exported.text)["keys"]) == 6
@@ -608,7 +601,7 @@ async def test_on_the_embedded_private_server(config: RedisConfig, tmp_path: Pat
         manager = await app.state.console.manager()
         assert manager.store.config.is_explicit  # the private server the console started
         await seed_ana(manager.store)
-        await _logged_in(browser)
+        await logged_in(browser)
         assert "Ana Lopez" in (await browser.post("/caller", {"number": ANA})).text
         text = await _health_checks(browser, callers=1)
         assert "private server" in text

@@ -20,7 +20,6 @@ import itertools
 import json
 import os
 import re
-import signal
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +31,6 @@ import pytest
 from livekit.plugins.caller_memory import RedisConfig, SessionManager
 from livekit.plugins.caller_memory.store import MemoryStore
 
-from .conftest import TEST_SECRET
 from .support.browser import ARTIFACTS, Browser, browser_missing
 from .support.console import (
     ANA,
@@ -42,11 +40,13 @@ from .support.console import (
     console_env,
     holds_number,
     next_call_prompt,
+    process_config,
+    running_console,
     seed_ana,
     seed_call,
+    worker_call,
 )
 from .support.servers import TestServer
-from .test_console_front_desk import worker_call
 
 pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
 
@@ -61,14 +61,8 @@ def console_config(
     redis_server: TestServer, tmp_path_factory: pytest.TempPathFactory
 ) -> RedisConfig:
     """The settings the console process and the test share (a key prefix of their own)."""
-    return RedisConfig(
-        url=redis_server.url,
-        key_prefix=f"browser{next(_prefixes)}",
-        phone_hash_secret=TEST_SECRET,
-        default_region="US",
-        data_dir=tmp_path_factory.mktemp("console-data"),
-        lookup_timeout_ms=10_000,
-    )
+    data = tmp_path_factory.mktemp("console-data")
+    return process_config(redis_server, f"browser{next(_prefixes)}", data)
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +71,8 @@ def console(
 ) -> Iterator[ConsoleProcess]:
     """The console, served by its own command in a process of its own."""
     log = tmp_path_factory.mktemp("console-log") / "console.log"
-    process = ConsoleProcess(console_env(console_config), log)
-    process.start()
-    yield process
-    # Uvicorn ends by re-raising the SIGTERM it was stopped with, once shut down cleanly.
-    assert process.stop() in (0, -signal.SIGTERM), process.text()
+    with running_console(console_env(console_config), log) as process:
+        yield process
     assert "Application shutdown complete" in process.text()
 
 
@@ -230,14 +221,8 @@ async def test_the_number_is_in_no_log_line_url_or_header(
 @pytest.fixture(scope="module")
 def desk_config(redis_server: TestServer, tmp_path_factory: pytest.TempPathFactory) -> RedisConfig:
     """A console's settings with no region set (national numbers are not read by default)."""
-    return RedisConfig(
-        url=redis_server.url,
-        key_prefix=f"desk{next(_prefixes)}",
-        phone_hash_secret=TEST_SECRET,
-        default_region=None,
-        data_dir=tmp_path_factory.mktemp("desk-data"),
-        lookup_timeout_ms=10_000,
-    )
+    data = tmp_path_factory.mktemp("desk-data")
+    return process_config(redis_server, f"desk{next(_prefixes)}", data, default_region=None)
 
 
 @pytest.fixture(scope="module")
@@ -522,20 +507,11 @@ async def test_a_national_number_is_found_in_the_country_of_the_phone_line_witho
 ) -> None:
     # A console of its own (no MEMORY_DEFAULT_REGION) over a prefix whose calls came in on a
     # US line: a worker recorded the line's region when it read a caller's number.
-    config = RedisConfig(
-        url=redis_server.url,
-        key_prefix=f"line{next(_prefixes)}",
-        phone_hash_secret=TEST_SECRET,
-        default_region=None,
-        data_dir=tmp_path,
-        lookup_timeout_ms=10_000,
-    )
+    config = process_config(redis_server, f"line{next(_prefixes)}", tmp_path, default_region=None)
     async with connected(config) as store:
         await _seed_one_call(store, "+14155550106", "AJ_line_bo")
     await worker_call(config, "4155550107", "+14155550000", "AJ_line_other")
-    process = ConsoleProcess(console_env(config), tmp_path / "console.log")
-    process.start()
-    try:
+    with running_console(console_env(config), tmp_path / "console.log") as process:
         _fresh_login(browser, process.url)
         said = browser.driver.find_element("css selector", "#region-line").text
         assert said == (
@@ -548,5 +524,3 @@ async def test_a_national_number_is_found_in_the_country_of_the_phone_line_witho
         assert "The number was read as a number of United States (+1)." in text
         assert "MEMORY_" not in _outside_folds(browser)
         browser.screenshot("desk-phone-line")
-    finally:
-        assert process.stop() in (0, -signal.SIGTERM), process.text()

@@ -15,29 +15,27 @@ from datetime import timezone
 
 import pytest
 import redis.asyncio as aioredis
-from livekit.agents import Agent
 
-from livekit.plugins.caller_memory import CallerMemory, RedisConfig
-from livekit.plugins.caller_memory.console import ConsoleSettings, create_app
+from livekit.plugins.caller_memory import RedisConfig
+from livekit.plugins.caller_memory.console import create_app
 from livekit.plugins.caller_memory.console.caller_view import why_refused
 from livekit.plugins.caller_memory.exceptions import InvalidPhoneNumberError
 from livekit.plugins.caller_memory.identity import normalize_phone
 from livekit.plugins.caller_memory.store import InMemoryStore, MemoryStore, RedisMemoryStore
-from livekit.plugins.caller_memory.testing import (
-    ScriptedLLM,
-    join,
-    leave,
-    offline_job,
-    shut_down,
-    sip_caller,
-    text_session,
-)
 
 from .conftest import replace
-from .support.console import TOKEN, ConsoleClient, Page, client, connected, seed_call, served
-from .support.facts import answer
+from .support.console import (
+    SETTINGS,
+    Page,
+    client,
+    connected,
+    logged_in,
+    outside_folds,
+    seed_call,
+    served,
+    worker_call,
+)
 
-SETTINGS = ConsoleSettings(token=TOKEN, stats_ttl_s=0)
 BO = "+14155550101"
 TYPED = "(415) 555-0101"
 """Bo's number as the find box's placeholder spells numbers (no country code)."""
@@ -70,10 +68,6 @@ async def store(desk: RedisConfig) -> AsyncIterator[MemoryStore]:
         yield impl
 
 
-async def _logged_in(browser: ConsoleClient) -> None:
-    assert (await browser.login()).url.endswith("/callers")
-
-
 def _box(page: Page) -> str:
     """What the find box holds."""
     found = re.search(r'<input name="number"[^>]*value="([^"]*)"', page.text)
@@ -81,15 +75,11 @@ def _box(page: Page) -> str:
     return html.unescape(found.group(1))
 
 
-def _outside_folds(page: Page) -> str:
-    return re.sub(r"<details.*?</details>", " ", page.text, flags=re.S)
-
-
 async def test_a_national_number_is_refused_in_plain_words_until_the_country_is_given(
     desk: RedisConfig, store: MemoryStore
 ) -> None:
     async with served(create_app(desk, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         callers = await browser.get("/callers")
         assert '<select name="region"' in callers.text and '<option value="US">' in callers.text
 
@@ -117,7 +107,7 @@ async def test_a_national_number_is_refused_in_plain_words_until_the_country_is_
         assert "United Kingdom (+44)" in ignored.visible_text()  # an unknown code changes nothing
 
         async with client(url) as other:  # another operator is asked for theirs
-            await _logged_in(other)
+            await logged_in(other)
             assert (await other.post("/caller", {"number": TYPED})).status == 422
             assert (await other.post("/caller", {"number": BO})).status == 200  # +1: no need
 
@@ -126,7 +116,7 @@ async def test_export_erase_and_withdraw_read_numbers_in_the_operators_country(
     desk: RedisConfig, store: MemoryStore
 ) -> None:
     async with served(create_app(desk, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         await browser.post("/caller", {"number": TYPED, "region": "US"})
         exported = await browser.post("/caller/export", {"number": TYPED})
         assert exported.headers["content-type"] == "application/json"
@@ -143,26 +133,8 @@ async def test_export_erase_and_withdraw_read_numbers_in_the_operators_country(
         assert "the export lists each fact" in missing.text  # in the details fold
         erase = await browser.post("/caller/erase", {"number": TYPED})
         assert "Erase everything listed" in erase.text
-        assert store.keys.profile(store.hasher.hash(BO)) not in _outside_folds(erase)
+        assert store.keys.profile(store.hasher.hash(BO)) not in outside_folds(erase).text
         assert store.keys.profile(store.hasher.hash(BO)) in erase.text  # folded for support
-
-
-async def worker_call(config: RedisConfig, number: str, trunk: str, job: str) -> None:
-    """One inbound SIP call to the trunk number ``trunk``, through a worker's CallerMemory
-    (LiveKit's real room, participant and session classes; only the model is scripted)."""
-    memory = CallerMemory(config=config)
-    caller = sip_caller(number, "sip_caller", attributes={"sip.trunkPhoneNumber": trunk})
-    with offline_job(job, fake=False) as ctx:
-        join(ctx.room, caller)
-        session = text_session(ScriptedLLM("Hello!", summary=answer("Asked the hours.")))
-        await memory.attach(ctx, session, Agent(instructions="You are Sarah."))
-        await session.start(Agent(instructions="You are Sarah."))
-        await session.run(user_input="When do you open?")
-        leave(ctx.room, caller)
-        await session.aclose()
-        await memory.on_session_end(ctx)
-        await shut_down(ctx)
-    await memory.aclose()
 
 
 async def test_the_country_of_the_phone_line_is_used_when_the_calls_name_one(
@@ -173,7 +145,7 @@ async def test_the_country_of_the_phone_line_is_used_when_the_calls_name_one(
     assert await redis_client.zrange(store.keys.trunk_regions(), 0, -1) == [b"US"]
     assert 0 < await redis_client.ttl(store.keys.trunk_regions()) <= desk.profile_ttl_seconds
     async with served(create_app(desk, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         callers = await browser.get("/callers")
         said = "Numbers without a country code are read as United States (+1) numbers, the " \
             "country of your phone line. Change"  # fmt: skip
@@ -189,7 +161,7 @@ async def test_the_country_of_the_phone_line_is_used_when_the_calls_name_one(
     # phone lines' countries listed first.
     await worker_call(desk, "020 7183 8750", "+44 20 7183 8000", "AJ_line_2")
     async with served(create_app(desk, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         refused = await browser.post("/caller", {"number": TYPED})
         assert refused.status == 422
         assert "This number has no country code. Choose the country" in refused.visible_text()
@@ -220,7 +192,7 @@ async def test_with_the_region_configured_nothing_is_asked(
 ) -> None:
     assert config.default_region == "US"
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         found = await browser.post("/caller", {"number": TYPED})
         assert found.status == 200 and "Bo Chen" in found.text
         assert 'name="region"' not in found.text
@@ -237,7 +209,7 @@ async def test_times_are_utc_time_elements_for_the_consoles_own_script(
     first = profile.first_call_at.astimezone(timezone.utc)
     utc = first.strftime("%Y-%m-%d %H:%M UTC")
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         page = await browser.post("/caller", {"number": BO})
         element = (
             f'<time datetime="{first.strftime("%Y-%m-%dT%H:%M:%SZ")}" title="{utc}">{utc}</time>'

@@ -10,7 +10,6 @@ requests page with next and previous links that lose and repeat nothing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import CallSummary, RedisConfig
-from livekit.plugins.caller_memory.console import ConsoleSettings, create_app
+from livekit.plugins.caller_memory.console import create_app
 from livekit.plugins.caller_memory.console.health import HealthMonitor, store_kind
 from livekit.plugins.caller_memory.console.paging import PAGE_SIZE
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
@@ -28,11 +27,19 @@ from livekit.plugins.caller_memory.store import MemoryStore, RedisMemoryStore
 
 from .conftest import TEST_SECRET, replace
 from .support.cluster import LocalCluster
-from .support.console import TOKEN, ConsoleClient, Page, client, seed_call, served
+from .support.console import (
+    SETTINGS,
+    ConsoleClient,
+    Page,
+    client,
+    logged_in,
+    outside_folds,
+    seed_call,
+    served,
+)
 from .support.servers import TestServer
 from .support.waiting import eventually
 
-SETTINGS = ConsoleSettings(token=TOKEN, stats_ttl_s=0)
 CALLERS = 1500
 """Callers of the populated store: more keys than one random draw (4,000) reads."""
 
@@ -108,10 +115,6 @@ def _tile(page: Page, tile_id: str) -> tuple[int, int]:
     return numbers[0], (numbers[1] if "±" in shown else 0)
 
 
-async def _logged_in(browser: ConsoleClient) -> None:
-    assert (await browser.login()).url.endswith("/callers")
-
-
 async def _full_count(browser: ConsoleClient) -> Page:
     """Press the full count's button, and wait for its result on the page."""
     await browser.post("/health/count", {})
@@ -131,7 +134,7 @@ async def test_the_page_answers_without_scanning_and_says_what_is_exact(
 ) -> None:
     await _populate(store, 40)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         before = await _scans(own_server.url)
         page = await browser.get("/health")
         panel = await browser.get("/health/panel", headers={"HX-Request": "true"})
@@ -156,7 +159,7 @@ async def test_the_full_count_runs_only_when_asked_and_is_timestamped(
     await _populate(store, 30)
     await seed_call(store, "+1 415 555 0142", "AJ_bo_1", ["Hi"], {"summary": "Hi."}, end=False)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         before = await _scans(own_server.url)
         for _ in range(3):
             await browser.get("/health")
@@ -185,7 +188,7 @@ async def test_estimates_hold_the_full_count_within_their_stated_margins(
     for i in range(3):  # calls in progress: journals among the session keys
         await seed_call(store, f"+1 415 555 02{i:02d}", f"AJ_open_{i}", ["Hi"], {}, end=False)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         estimated = await browser.get("/health")
         counted = await _full_count(browser)
     exact = (await store.stats())["callers"]
@@ -256,7 +259,7 @@ async def test_on_a_cluster_each_primary_draws_its_share(
     try:
         await _populate(store, 300)
         async with served(create_app(on_cluster, settings=SETTINGS)) as url, client(url) as b:
-            await _logged_in(b)
+            await logged_in(b)
             page = await b.get("/health")
         assert "Redis Cluster" in page.visible_text()
         exact = (await store.stats())["callers"]
@@ -269,12 +272,6 @@ async def test_on_a_cluster_each_primary_draws_its_share(
         for key in [k async for k in store.client.scan_iter(match="healthc:*")]:
             await store.client.delete(key)
         await store.disconnect()
-
-
-def _outside_folds(page: Page) -> str:
-    """What the page shows without opening a fold: its text less every ``<details>``."""
-    folded = re.sub(r"<details\b.*?</details>", " ", page.text, flags=re.S)
-    return dataclasses.replace(page, text=folded).visible_text()
 
 
 _WRONG_SINGULAR = re.compile(r"(?<!± )\b1 (calls|callers|keys|requests|turns)\b")
@@ -293,15 +290,15 @@ async def test_the_page_says_its_counts_in_words_and_folds_the_names(
     record = SessionRecord(session_id="AJ_out_1", user_id="u", started_at=now, ended_at=now)
     Outbox(config.data_dir / "outbox").put(record, phone_hash=None)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         pages = {"estimated": await browser.get("/health")}
         pages["counted"] = await _full_count(browser)
     for name, page in pages.items():
-        shown, bare = page.visible_text(), _outside_folds(page)
+        shown, bare = page.visible_text(), outside_folds(page).visible_text()
         assert "MEMORY_" not in bare and f"{config.key_prefix}:" not in bare, name
         assert _WRONG_SINGULAR.findall(shown) == [], name
         assert _WRONG_PLURAL.findall(shown) == [], name
-    bare = _outside_folds(pages["counted"])
+    bare = outside_folds(pages["counted"]).visible_text()
     assert "1 call waiting, none unreadable" in bare
     assert "1 call in progress" in bare and "0 orphaned calls waiting" in bare
     assert "1 erasure request " in bare and "0 keys without an expiry" in bare
@@ -331,7 +328,7 @@ async def test_erasure_requests_come_a_page_at_a_time(
     for user_id in asked:
         await store.request_erasure(user_id)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         first = await browser.get("/callers")
         shown = await _request_ids(first)
         assert len(shown) == PAGE_SIZE and _link(first, "prev") is None
@@ -365,7 +362,7 @@ async def test_requests_made_in_the_same_millisecond_split_across_pages_exactly(
         await store.add_request(key, user_id, ttl=86400, at=at)
     await store.add_request(key, "last", ttl=86400, at=at + 1)
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
-        await _logged_in(browser)
+        await logged_in(browser)
         first = await browser.get("/callers")
         assert await _request_ids(first) == [*early, *tied[:2]]
         later = _link(first, "next")

@@ -14,30 +14,29 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from livekit.plugins.caller_memory import ConfigError, RedisConfig
 from livekit.plugins.caller_memory.console import ConsoleSettings, create_app
-from livekit.plugins.caller_memory.console.audit import AuditLog
 
-from .conftest import TEST_SECRET
 from .support.browser import ARTIFACTS, Browser, browser_missing
 from .support.console import (
     ANA,
     TOKEN,
     ConsoleClient,
     ConsoleProcess,
+    audit_entries,
     client,
     connected,
     console_env,
+    process_config,
+    running_console,
     seed_ana,
     served,
 )
@@ -53,10 +52,6 @@ ENDED = "Your login has ended"
 _prefixes = itertools.count()
 
 
-def _audit(config: RedisConfig) -> list[dict[str, Any]]:
-    return AuditLog(config.data_dir / "console" / "audit.jsonl").read()
-
-
 @contextlib.asynccontextmanager
 async def client_from(base: str, address: str) -> AsyncIterator[ConsoleClient]:
     """A :class:`ConsoleClient` whose connections come from ``address`` (a loopback address
@@ -67,11 +62,6 @@ async def client_from(base: str, address: str) -> AsyncIterator[ConsoleClient]:
         yield ConsoleClient(base, session)
 
 
-def _stop(process: ConsoleProcess) -> None:
-    # Uvicorn ends by re-raising the SIGTERM it was stopped with, once shut down cleanly.
-    assert process.stop() in (0, -signal.SIGTERM), process.text()
-
-
 # -- in a real browser -----------------------------------------------------------------------
 
 
@@ -80,14 +70,8 @@ def console_config(
     redis_server: TestServer, tmp_path_factory: pytest.TempPathFactory
 ) -> RedisConfig:
     """The settings the console processes and the tests share (a key prefix of their own)."""
-    return RedisConfig(
-        url=redis_server.url,
-        key_prefix=f"logins{next(_prefixes)}",
-        phone_hash_secret=TEST_SECRET,
-        default_region="US",
-        data_dir=tmp_path_factory.mktemp("console-data"),
-        lookup_timeout_ms=10_000,
-    )
+    data = tmp_path_factory.mktemp("console-data")
+    return process_config(redis_server, f"logins{next(_prefixes)}", data)
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +80,8 @@ def console(
 ) -> Iterator[ConsoleProcess]:
     """The console with a login token, served by its own command in a process of its own."""
     log = tmp_path_factory.mktemp("console-log") / "console.log"
-    process = ConsoleProcess(console_env(console_config), log)
-    process.start()
-    yield process
-    _stop(process)
+    with running_console(console_env(console_config), log) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +131,7 @@ async def test_a_cookie_copied_before_logout_is_refused_after_it(
     assert "Log out" not in browser.text()
     browser.screenshot("login-ended")
     assert not await _cookie_works(console.url, cookie["value"])  # and refused to a copy
-    actions = [(r["who"], r["action"]) for r in _audit(console_config)]
+    actions = [(r["who"], r["action"]) for r in audit_entries(console_config)]
     assert ("Dana", "logout") in actions
 
 
@@ -168,7 +150,7 @@ async def test_ten_bad_logins_from_one_client_leave_another_clients_login_workin
 
     _log_in(browser, console.url, name="Erin")  # from 127.0.0.1: logs in as ever
     browser.screenshot("login-after-another-clients-failures")
-    refused = [r for r in _audit(console_config) if r["action"] == "login_refused"]
+    refused = [r for r in audit_entries(console_config) if r["action"] == "login_refused"]
     assert len(refused) == 10 and {r["client"] for r in refused} == {"127.0.0.2"}
 
 
@@ -181,10 +163,8 @@ def proxied(
         console_config, MEMORY_CONSOLE_AUTH="proxy", MEMORY_CONSOLE_PROXY_SECRET=PROXY_SECRET
     )
     del env["MEMORY_CONSOLE_TOKEN"]
-    process = ConsoleProcess(env, tmp_path_factory.mktemp("proxied") / "console.log")
-    process.start()
-    yield process
-    _stop(process)
+    with running_console(env, tmp_path_factory.mktemp("proxied") / "console.log") as process:
+        yield process
 
 
 @needs_browser
@@ -213,7 +193,7 @@ async def test_behind_a_proxy_only_a_request_with_its_secret_names_an_operator(
         assert "Ana Lopez" in browser.text()
     finally:
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
-    viewed = [r["who"] for r in _audit(console_config) if r["action"] == "view"]
+    viewed = [r["who"] for r in audit_entries(console_config) if r["action"] == "view"]
     assert viewed == ["dpo@example.org"]
 
 
@@ -291,7 +271,7 @@ async def test_forwarded_for_from_a_peer_nobody_named_is_not_what_the_audit_log_
                 )
             page = await browser.post("/login", {"name": "Dana", "token": TOKEN})
             assert page.status == 429
-    records = _audit(config)
+    records = audit_entries(config)
     assert {r["client"] for r in records} == {"127.0.0.1"}
     assert [r["action"] for r in records[:2]] == ["login", "view"]
     assert "203.0.113.7" not in process.text()  # nor in the access log
@@ -312,7 +292,7 @@ async def test_a_named_proxys_forwarded_for_is_what_the_audit_log_records(
             await stranger.get("/login")
             headers = {"X-Forwarded-For": "192.0.2.66"}
             await stranger.post("/login", {"name": "Erin", "token": TOKEN}, headers=headers)
-    clients = {r["who"]: r["client"] for r in _audit(config) if r["action"] == "login"}
+    clients = {r["who"]: r["client"] for r in audit_entries(config) if r["action"] == "login"}
     assert clients == {"Dana": "198.51.100.23", "Erin": "127.0.0.3"}
     assert '198.51.100.23:0 - "POST /login HTTP/1.1" 303' in process.text()
 

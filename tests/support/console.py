@@ -1,19 +1,23 @@
 """The operator console under test: callers seeded through real calls, the console served for
-real (uvicorn in this process, or ``python -m ...console`` in a process of its own), and an
-HTTP client that logs in and sends forms with their CSRF token as a browser does.
+real (uvicorn in this process, or ``python -m ...console`` in a process of its own), an HTTP
+client that logs in and sends forms with their CSRF token as a browser does, and what the
+console test modules share: their settings, the audit log as read back, a page's text outside
+its folds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,21 +25,47 @@ from typing import Any
 
 import aiohttp
 import uvicorn
+from livekit.agents import Agent
 from starlette.applications import Starlette
 
-from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
+from livekit.plugins.caller_memory import (
+    CallerMemory,
+    RedisConfig,
+    RedisMemoryStore,
+    SessionManager,
+)
+from livekit.plugins.caller_memory.console import ConsoleSettings
+from livekit.plugins.caller_memory.console.audit import AuditLog
 from livekit.plugins.caller_memory.store import MemoryStore
-from livekit.plugins.caller_memory.testing import ScriptedLLM
+from livekit.plugins.caller_memory.testing import (
+    ScriptedLLM,
+    join,
+    leave,
+    offline_job,
+    shut_down,
+    sip_caller,
+    text_session,
+)
 
+from ..conftest import TEST_SECRET
+from .facts import answer
+from .servers import TestServer
 from .waiting import eventually
 
 __all__ = [
     "ANA",
+    "SETTINGS",
     "TOKEN",
     "ConsoleClient",
     "ConsoleProcess",
     "Page",
+    "audit_entries",
     "console_env",
+    "logged_in",
+    "outside_folds",
+    "process_config",
+    "running_console",
+    "worker_call",
     "holds_number",
     "next_call_prompt",
     "seed_ana",
@@ -47,6 +77,9 @@ __all__ = [
 
 TOKEN = "console-test-token-7d1f0b9e"
 """The console token of the tests (16+ characters)."""
+SETTINGS = ConsoleSettings(token=TOKEN, stats_ttl_s=0)
+"""The console of the tests served in their own process: the test token, and the health page's
+sample drawn afresh on every load."""
 
 
 async def seed_call(
@@ -93,6 +126,24 @@ async def connected(config: RedisConfig) -> AsyncIterator[MemoryStore]:
         yield store
     finally:
         await store.disconnect()
+
+
+async def worker_call(config: RedisConfig, number: str, trunk: str, job: str) -> None:
+    """One inbound SIP call to the trunk number ``trunk``, through a worker's CallerMemory
+    (LiveKit's real room, participant and session classes; only the model is scripted)."""
+    memory = CallerMemory(config=config)
+    caller = sip_caller(number, "sip_caller", attributes={"sip.trunkPhoneNumber": trunk})
+    with offline_job(job, fake=False) as ctx:
+        join(ctx.room, caller)
+        session = text_session(ScriptedLLM("Hello!", summary=answer("Asked the hours.")))
+        await memory.attach(ctx, session, Agent(instructions="You are Sarah."))
+        await session.start(Agent(instructions="You are Sarah."))
+        await session.run(user_input="When do you open?")
+        leave(ctx.room, caller)
+        await session.aclose()
+        await memory.on_session_end(ctx)
+        await shut_down(ctx)
+    await memory.aclose()
 
 
 ANA = "+14155550134"
@@ -161,6 +212,27 @@ def holds_number(text: str, number: str = ANA) -> bool:
     spaces, dots, dashes or brackets, or not at all)."""
     tail = re.sub(r"\D", "", number)[-7:]
     return any(tail in re.sub(r"\D", "", run) for run in re.findall(r"[\d()+.\s-]{7,}", text))
+
+
+def audit_entries(config: RedisConfig) -> list[dict[str, Any]]:
+    """The console's audit log of ``config`` (its default place), read back."""
+    return AuditLog(config.data_dir / "console" / "audit.jsonl").read()
+
+
+def process_config(
+    server: TestServer, key_prefix: str, data_dir: Path, default_region: str | None = "US"
+) -> RedisConfig:
+    """The settings a console in a process of its own and its tests share: ``server``, a key
+    prefix of their own, and a generous lookup budget (a loaded machine must not turn a
+    returning caller into a new one)."""
+    return RedisConfig(
+        url=server.url,
+        key_prefix=key_prefix,
+        phone_hash_secret=TEST_SECRET,
+        default_region=default_region,
+        data_dir=data_dir,
+        lookup_timeout_ms=10_000,
+    )
 
 
 def console_env(config: RedisConfig, **extra: str) -> dict[str, str]:
@@ -241,6 +313,19 @@ class ConsoleProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def running_console(env: Mapping[str, str], log: Path) -> Iterator[ConsoleProcess]:
+    """A console process, started; stopped at the end, where it must have shut down cleanly
+    (uvicorn ends by re-raising the SIGTERM it was stopped with, once shut down cleanly)."""
+    process = ConsoleProcess(env, log)
+    process.start()
+    try:
+        yield process
+    finally:
+        status = process.stop()
+    assert status in (0, -signal.SIGTERM), process.text()
 
 
 @contextlib.asynccontextmanager
@@ -359,3 +444,15 @@ async def client(base: str) -> AsyncIterator[ConsoleClient]:
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as session:
         yield ConsoleClient(base, session)
+
+
+async def logged_in(browser: ConsoleClient) -> None:
+    """Log in with the test token; the callers page must follow."""
+    assert (await browser.login()).url.endswith("/callers")
+
+
+def outside_folds(page: Page) -> Page:
+    """The page less every ``<details>`` fold: what it shows before one is opened."""
+    return dataclasses.replace(
+        page, text=re.sub(r"<details\b.*?</details>", " ", page.text, flags=re.S)
+    )

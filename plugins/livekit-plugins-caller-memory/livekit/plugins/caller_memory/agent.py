@@ -42,7 +42,8 @@ from livekit.agents import Agent, AgentServer, AgentSession, JobContext, llm
 
 from . import prompts, worker_settings
 from .calls import SessionContext, SessionManager
-from .config import RedisConfig, settings_variables
+from .config import RedisConfig
+from .config_sources import settings_variables
 from .identity import in_trunk_region, trunk_region
 from .log import logger
 from .models import CallerProfile

@@ -6,31 +6,34 @@ the environment (``RedisConfig.from_env()``); a keyword wins over the environmen
 
 from __future__ import annotations
 
-import ipaddress
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import SplitResult, parse_qs, quote, urlsplit
+from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
 from platformdirs import user_data_path
-from pydantic import (
-    AliasChoices,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
-from pydantic.fields import FieldInfo
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from . import worker_settings
+from .config_checks import (
+    check_cluster_nodes,
+    check_host,
+    check_previous_secrets,
+    check_redact,
+    check_secret,
+)
+from .config_sources import VariableSource, alias, describe_invalid
 from .exceptions import ConfigError
-from .log import logger, once
-from .redaction import KINDS as REDACTION_KINDS
-from .secret import MIN_LENGTH, is_quoted, secret_bytes, weakness
+from .redis_url import (
+    bracketed,
+    check_url,
+    compose_url,
+    host_port,
+    url_database,
+    url_server,
+    without_password,
+)
+from .secret import MIN_LENGTH, earlier_keys
 
 __all__ = ["RedisConfig"]
 
@@ -74,60 +77,6 @@ DEFAULT_OUTBOX_FLUSH_S = 30.0
 """How often calls kept in the local outbox are retried."""
 
 
-def _env(field: str, var: str) -> Any:
-    # Both the Python keyword and the environment variable are accepted.
-    return AliasChoices(field, var)
-
-
-class _Variables(PydanticBaseSettingsSource):
-    """Each setting from its own ``REDIS_*`` / ``MEMORY_*`` variable: the environment first,
-    then a ``.env`` file in the working folder.
-
-    The fields also accept their Python name as a keyword (``RedisConfig(port=6380)``);
-    pydantic-settings' own environment source would then search the environment for that name
-    too, and ``PORT`` or ``HOST`` (set by Heroku, Cloud Run, a shell) would configure Redis.
-    """
-
-    def __init__(self, settings_cls: type[BaseSettings], env_file: Path) -> None:
-        super().__init__(settings_cls)
-        self._values = settings_variables(env_file)
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        """The value of the setting's variable, if set."""
-        variable = _variable(field_name)
-        return self._values.get(variable), variable, False
-
-    def __call__(self) -> dict[str, Any]:
-        values = {}
-        for name, field in self.settings_cls.model_fields.items():
-            value, _, _ = self.get_field_value(field, name)
-            if value is not None:
-                values[name] = value
-        return values
-
-
-def settings_variables(env_file: Path = Path(".env")) -> dict[str, str | None]:
-    """The variables settings are read from: the environment, then ``env_file``.
-
-    In a LiveKit job process, the worker's instead (see :mod:`.worker_settings`): those it
-    read at its start, under this process's own environment; ``.env`` is not read again.
-    """
-    found: dict[str, str | None] = {}
-    worker = worker_settings.inherited()
-    if worker is not None:
-        found.update(worker)
-    elif env_file.is_file():
-        found.update(dotenv_values(env_file, encoding="utf-8"))
-    found.update(os.environ)
-    return {name.upper(): value for name, value in found.items()}
-
-
-def _variable(field_name: str) -> str:
-    info = RedisConfig.model_fields[field_name]
-    assert isinstance(info.validation_alias, AliasChoices)
-    return str(info.validation_alias.choices[-1])
-
-
 class RedisConfig(BaseSettings):
     """Where Redis is and how caller memory uses it.
 
@@ -148,140 +97,140 @@ class RedisConfig(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as e:
-            raise ConfigError(_describe(e)) from None
+            raise ConfigError(describe_invalid(e, RedisConfig)) from None
 
-    url: SecretStr | None = Field(None, validation_alias=_env("url", "REDIS_URL"))
-    host: str = Field("localhost", validation_alias=_env("host", "REDIS_HOST"))
-    port: int = Field(6379, ge=1, le=65535, validation_alias=_env("port", "REDIS_PORT"))
-    username: str | None = Field(None, validation_alias=_env("username", "REDIS_USERNAME"))
-    password: SecretStr | None = Field(None, validation_alias=_env("password", "REDIS_PASSWORD"))
-    db: int = Field(0, ge=0, validation_alias=_env("db", "REDIS_DB"))
-    ssl: bool = Field(False, validation_alias=_env("ssl", "REDIS_SSL"))
+    url: SecretStr | None = Field(None, validation_alias=alias("url", "REDIS_URL"))
+    host: str = Field("localhost", validation_alias=alias("host", "REDIS_HOST"))
+    port: int = Field(6379, ge=1, le=65535, validation_alias=alias("port", "REDIS_PORT"))
+    username: str | None = Field(None, validation_alias=alias("username", "REDIS_USERNAME"))
+    password: SecretStr | None = Field(None, validation_alias=alias("password", "REDIS_PASSWORD"))
+    db: int = Field(0, ge=0, validation_alias=alias("db", "REDIS_DB"))
+    ssl: bool = Field(False, validation_alias=alias("ssl", "REDIS_SSL"))
     ssl_ca_certs: str | None = Field(
-        None, validation_alias=_env("ssl_ca_certs", "REDIS_SSL_CA_CERTS")
+        None, validation_alias=alias("ssl_ca_certs", "REDIS_SSL_CA_CERTS")
     )
     socket_timeout: float = Field(
-        2.0, gt=0, validation_alias=_env("socket_timeout", "REDIS_SOCKET_TIMEOUT")
+        2.0, gt=0, validation_alias=alias("socket_timeout", "REDIS_SOCKET_TIMEOUT")
     )
 
-    persistence: bool = Field(True, validation_alias=_env("persistence", "MEMORY_PERSISTENCE"))
+    persistence: bool = Field(True, validation_alias=alias("persistence", "MEMORY_PERSISTENCE"))
     session_ttl_hours: float = Field(
         DEFAULT_SESSION_TTL_HOURS,
         gt=0,
         description=f"How long a call's full data is kept, in hours: more than 0, at most "
         f"{MAX_SESSION_TTL_HOURS} (365 days).",
-        validation_alias=_env("session_ttl_hours", "MEMORY_SESSION_TTL_HOURS"),
+        validation_alias=alias("session_ttl_hours", "MEMORY_SESSION_TTL_HOURS"),
     )
     profile_ttl_days: float = Field(
         DEFAULT_PROFILE_TTL_DAYS,
         gt=0,
         description="How long a caller is remembered after their last call, in days: more "
         f"than 0, at most {MAX_PROFILE_TTL_DAYS} (10 years).",
-        validation_alias=_env("profile_ttl_days", "MEMORY_PROFILE_TTL_DAYS"),
+        validation_alias=alias("profile_ttl_days", "MEMORY_PROFILE_TTL_DAYS"),
     )
     key_prefix: str = Field(
         DEFAULT_KEY_PREFIX,
         min_length=1,
         pattern=r"^[A-Za-z0-9_.-]+$",
-        validation_alias=_env("key_prefix", "MEMORY_KEY_PREFIX"),
+        validation_alias=alias("key_prefix", "MEMORY_KEY_PREFIX"),
     )
     phone_hash_secret: SecretStr | None = Field(
-        None, validation_alias=_env("phone_hash_secret", "MEMORY_PHONE_HASH_SECRET")
+        None, validation_alias=alias("phone_hash_secret", "MEMORY_PHONE_HASH_SECRET")
     )
     phone_hash_previous_secrets: SecretStr | None = Field(
         None,
-        validation_alias=_env("phone_hash_previous_secrets", "MEMORY_PHONE_HASH_PREVIOUS_SECRETS"),
+        validation_alias=alias("phone_hash_previous_secrets", "MEMORY_PHONE_HASH_PREVIOUS_SECRETS"),
     )
     require_secret: bool = Field(
-        False, validation_alias=_env("require_secret", "MEMORY_REQUIRE_SECRET")
+        False, validation_alias=alias("require_secret", "MEMORY_REQUIRE_SECRET")
     )
     default_region: str | None = Field(
         None,
         pattern=r"^[A-Za-z]{2}$",
-        validation_alias=_env("default_region", "MEMORY_DEFAULT_REGION"),
+        validation_alias=alias("default_region", "MEMORY_DEFAULT_REGION"),
     )
     data_dir: Path = Field(
         default_factory=lambda: user_data_path("caller-memory"),
-        validation_alias=_env("data_dir", "MEMORY_DATA_DIR"),
+        validation_alias=alias("data_dir", "MEMORY_DATA_DIR"),
     )
     embedded_redis: bool = Field(
-        True, validation_alias=_env("embedded_redis", "MEMORY_EMBEDDED_REDIS")
+        True, validation_alias=alias("embedded_redis", "MEMORY_EMBEDDED_REDIS")
     )
     lookup_timeout_ms: float = Field(
         DEFAULT_LOOKUP_TIMEOUT_MS,
         gt=0,
-        validation_alias=_env("lookup_timeout_ms", "MEMORY_LOOKUP_TIMEOUT_MS"),
+        validation_alias=alias("lookup_timeout_ms", "MEMORY_LOOKUP_TIMEOUT_MS"),
     )
     summary_timeout_s: float = Field(
         DEFAULT_SUMMARY_TIMEOUT_S,
         gt=0,
-        validation_alias=_env("summary_timeout_s", "MEMORY_SUMMARY_TIMEOUT_S"),
+        validation_alias=alias("summary_timeout_s", "MEMORY_SUMMARY_TIMEOUT_S"),
     )
     save_timeout_s: float = Field(
         DEFAULT_SAVE_TIMEOUT_S,
         gt=0,
-        validation_alias=_env("save_timeout_s", "MEMORY_SAVE_TIMEOUT_S"),
+        validation_alias=alias("save_timeout_s", "MEMORY_SAVE_TIMEOUT_S"),
     )
     max_sessions: int = Field(
         DEFAULT_MAX_SESSIONS,
         ge=1,
         le=100,
-        validation_alias=_env("max_sessions", "MEMORY_MAX_SESSIONS"),
+        validation_alias=alias("max_sessions", "MEMORY_MAX_SESSIONS"),
     )
     max_summaries: int = Field(
         DEFAULT_MAX_SUMMARIES,
         ge=1,
         le=50,
-        validation_alias=_env("max_summaries", "MEMORY_MAX_SUMMARIES"),
+        validation_alias=alias("max_summaries", "MEMORY_MAX_SUMMARIES"),
     )
 
-    cluster: bool | None = Field(None, validation_alias=_env("cluster", "REDIS_CLUSTER"))
+    cluster: bool | None = Field(None, validation_alias=alias("cluster", "REDIS_CLUSTER"))
     cluster_nodes: str | None = Field(
         None,
         description="more nodes of a Redis Cluster to start from, host:port,host:port: the "
         "workers and the CLI reach the cluster while the node REDIS_URL names is down",
-        validation_alias=_env("cluster_nodes", "REDIS_CLUSTER_NODES"),
+        validation_alias=alias("cluster_nodes", "REDIS_CLUSTER_NODES"),
     )
     max_connections: int = Field(
-        50, ge=1, le=10_000, validation_alias=_env("max_connections", "REDIS_MAX_CONNECTIONS")
+        50, ge=1, le=10_000, validation_alias=alias("max_connections", "REDIS_MAX_CONNECTIONS")
     )
     journal_turns: bool = Field(
-        True, validation_alias=_env("journal_turns", "MEMORY_JOURNAL_TURNS")
+        True, validation_alias=alias("journal_turns", "MEMORY_JOURNAL_TURNS")
     )
     orphan_after_s: float = Field(
         DEFAULT_ORPHAN_AFTER_S,
         gt=0,
-        validation_alias=_env("orphan_after_s", "MEMORY_ORPHAN_AFTER_S"),
+        validation_alias=alias("orphan_after_s", "MEMORY_ORPHAN_AFTER_S"),
     )
     outbox_flush_s: float = Field(
         DEFAULT_OUTBOX_FLUSH_S,
         gt=0,
-        validation_alias=_env("outbox_flush_s", "MEMORY_OUTBOX_FLUSH_S"),
+        validation_alias=alias("outbox_flush_s", "MEMORY_OUTBOX_FLUSH_S"),
     )
 
     consent_required: bool = Field(
-        False, validation_alias=_env("consent_required", "MEMORY_CONSENT_REQUIRED")
+        False, validation_alias=alias("consent_required", "MEMORY_CONSENT_REQUIRED")
     )
     unverified_disclosure: Literal["none", "name", "context", "full"] = Field(
-        "name", validation_alias=_env("unverified_disclosure", "MEMORY_UNVERIFIED_DISCLOSURE")
+        "name", validation_alias=alias("unverified_disclosure", "MEMORY_UNVERIFIED_DISCLOSURE")
     )
     trust_caller_id: bool = Field(
-        False, validation_alias=_env("trust_caller_id", "MEMORY_TRUST_CALLER_ID")
+        False, validation_alias=alias("trust_caller_id", "MEMORY_TRUST_CALLER_ID")
     )
     verified_attribute: str = Field(
-        "sip.verstat", validation_alias=_env("verified_attribute", "MEMORY_VERIFIED_ATTRIBUTE")
+        "sip.verstat", validation_alias=alias("verified_attribute", "MEMORY_VERIFIED_ATTRIBUTE")
     )
     verified_values: str = Field(
         "TN-Validation-Passed,TN-Validation-Passed-A",
-        validation_alias=_env("verified_values", "MEMORY_VERIFIED_VALUES"),
+        validation_alias=alias("verified_values", "MEMORY_VERIFIED_VALUES"),
     )
     trust_participant_numbers: bool = Field(
         False,
-        validation_alias=_env("trust_participant_numbers", "MEMORY_TRUST_PARTICIPANT_NUMBERS"),
+        validation_alias=alias("trust_participant_numbers", "MEMORY_TRUST_PARTICIPANT_NUMBERS"),
     )
     redact: str = Field(
         "card,national_id,otp,email,phone",
-        validation_alias=_env("redact", "MEMORY_REDACT"),
+        validation_alias=alias("redact", "MEMORY_REDACT"),
     )
 
     @field_validator("session_ttl_hours", "profile_ttl_days")
@@ -295,37 +244,12 @@ class RedisConfig(BaseSettings):
     @field_validator("host")
     @classmethod
     def _check_host(cls, value: str) -> str:
-        host = value.strip()
-        if not host:
-            raise ValueError("is empty: set the server's name or address (e.g. localhost)")
-        if "://" in host:
-            raise ValueError("is a URL: set it in REDIS_URL, and only a host name in REDIS_HOST")
-        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        try:
-            return str(ipaddress.ip_address(bare))  # an IPv6 address's colons are no port
-        except ValueError:
-            pass
-        if ":" in host:
-            raise ValueError(
-                "holds a port (host:port): set the host in REDIS_HOST and the port in "
-                "REDIS_PORT, or both in REDIS_URL"
-            )
-        if any(c in host for c in "/@?# \t"):
-            raise ValueError("must be a host name or an IP address, nothing else")
-        return host
+        return check_host(value)
 
     @field_validator("redact")
     @classmethod
     def _check_redact(cls, value: str) -> str:
-        kinds = [k.strip() for k in value.split(",") if k.strip()]
-        if kinds == ["none"]:
-            return ""
-        if not kinds:  # an empty value must not switch redaction off: only "none" does
-            return ",".join(REDACTION_KINDS)
-        unknown = set(kinds) - set(REDACTION_KINDS)
-        if unknown:
-            raise ValueError(f"unknown kind(s) {sorted(unknown)}; use {','.join(REDACTION_KINDS)}")
-        return ",".join(kinds)
+        return check_redact(value)
 
     @property
     def redact_kinds(self) -> list[str]:
@@ -342,36 +266,22 @@ class RedisConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Keywords first, then ``REDIS_*`` / ``MEMORY_*`` variables, then ``.env``."""
-        return init_settings, _Variables(settings_cls, Path(".env"))
+        return init_settings, VariableSource(settings_cls, Path(".env"))
 
     @field_validator("phone_hash_secret")
     @classmethod
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None  # unset and empty mean the same: no secret
-        problem = weakness(value.get_secret_value())
-        if problem is not None:
-            raise ValueError(problem)
-        _warn_if_quoted("MEMORY_PHONE_HASH_SECRET", [value.get_secret_value()])
-        return value
+        return check_secret(value)
 
     @field_validator("phone_hash_previous_secrets")
     @classmethod
     def _check_previous(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        # An old secret being rotated out may be weak (that can be why it goes): any length.
-        _warn_if_quoted("MEMORY_PHONE_HASH_PREVIOUS_SECRETS", value.get_secret_value().split(","))
-        return value
+        return check_previous_secrets(value)
 
     @field_validator("cluster_nodes")
     @classmethod
     def _check_cluster_nodes(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        for node in value.split(","):
-            _host_port(node)
-        return value
+        return check_cluster_nodes(value)
 
     @field_validator("default_region", mode="before")
     @classmethod
@@ -390,28 +300,7 @@ class RedisConfig(BaseSettings):
     def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            # The URL may hold a password: name the variable, never echo the value.
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        # redis-py reads a database it cannot parse as 0: another database, silently.
-        databases = parse_qs(parts.query).get("db", [])
-        if parts.scheme != "unix":
-            try:
-                port = parts.port  # raises for a port that is no number, or past 65535
-            except ValueError:
-                port = 0
-            if port == 0:  # an explicit 0 too: no server listens there
-                raise ValueError(
-                    "the port (after the host and ':') must be a number from 1 to 65535"
-                )
-            if parts.path.strip("/"):
-                databases.append(parts.path.strip("/"))
-        if not all(db.isdigit() for db in databases):
-            raise ValueError(
-                "the database (the path after the port, e.g. redis://host:6379/0, or ?db=) "
-                "must be a number"
-            )
+        check_url(value.get_secret_value())
         return value
 
     @classmethod
@@ -445,35 +334,18 @@ class RedisConfig(BaseSettings):
         """The nodes of ``REDIS_CLUSTER_NODES``, as ``(host, port)``; empty when unset."""
         if self.cluster_nodes is None:
             return []
-        return [_host_port(node) for node in self.cluster_nodes.split(",")]
+        return [host_port(node) for node in self.cluster_nodes.split(",")]
 
     @property
     def previous_secrets(self) -> list[bytes]:
-        """Earlier hashing secrets, newest first: callers found under them are moved.
-
-        A current secret given with surrounding whitespace (a trailing newline) or quotes was
-        used as given by the plugin 0.1; it now counts without them, and its 0.1 forms come
-        first here, so that those callers are moved rather than lost.
-        """
-        found: list[bytes] = []
-
-        def add(key: bytes) -> None:
-            if key not in found:
-                found.append(key)
-
-        if self.phone_hash_secret is not None:
-            raw = self.phone_hash_secret.get_secret_value().encode()
-            # As the plugin 0.1 used it: as given, then without whitespace (quotes kept).
-            for earlier in (raw, raw.strip()):
-                if earlier != secret_bytes(raw):
-                    add(earlier)
-        if self.phone_hash_previous_secrets is not None:
-            raw_list = self.phone_hash_previous_secrets.get_secret_value()
-            for item in raw_list.split(","):
-                if item.strip():
-                    add(secret_bytes(item))
-                    add(item.strip().encode())  # its quoted form, if it had quotes
-        return found
+        """Earlier hashing secrets, newest first: callers found under them are moved (the 0.1
+        forms of the current one first: :func:`~.secret.earlier_keys`)."""
+        current = self.phone_hash_secret
+        previous = self.phone_hash_previous_secrets
+        return earlier_keys(
+            current.get_secret_value() if current is not None else None,
+            previous.get_secret_value() if previous is not None else None,
+        )
 
     def check_secret(self) -> None:
         """Raise when ``MEMORY_REQUIRE_SECRET`` is on and ``MEMORY_PHONE_HASH_SECRET`` is not set.
@@ -518,15 +390,8 @@ class RedisConfig(BaseSettings):
         """The connection URL, password included: hand it to a client, never to a log."""
         if self.url is not None:
             return self.url.get_secret_value()
-        host = _bracketed(self.host)
-        auth = ""
-        if self.password is not None:
-            user = quote(self.username or "", safe="")
-            auth = f"{user}:{quote(self.password.get_secret_value(), safe='')}@"
-        elif self.username:
-            auth = f"{quote(self.username, safe='')}@"
-        scheme = "rediss" if self.ssl else "redis"
-        return f"{scheme}://{auth}{host}:{self.port}/{self.db}"
+        password = self.password.get_secret_value() if self.password is not None else None
+        return compose_url(self.host, self.port, self.db, self.username, password, self.ssl)
 
     def __repr_args__(self) -> Any:
         """The fields as pydantic shows them, except that with ``REDIS_URL`` the connection
@@ -536,7 +401,7 @@ class RedisConfig(BaseSettings):
             yield from super().__repr_args__()
             return
         parts = urlsplit(self.url.get_secret_value())
-        shown: dict[str, Any] = {"url": _without_password(parts)}
+        shown: dict[str, Any] = {"url": without_password(parts)}
         if parts.scheme == "unix":
             shown.update(host=None, port=None)
         else:
@@ -557,71 +422,10 @@ class RedisConfig(BaseSettings):
         """The database number: ``REDIS_DB``, or the one ``REDIS_URL`` names."""
         if self.url is None:
             return self.db
-        parts = urlsplit(self.url.get_secret_value())
-        # As redis-py reads it: ?db= first, then the path (not a unix socket's).
-        named = parse_qs(parts.query).get("db", [])
-        if parts.scheme != "unix" and parts.path.strip("/"):
-            named.append(parts.path.strip("/"))
-        return int(named[0]) if named and named[0].isdigit() else 0
+        return url_database(self.url.get_secret_value())
 
     def describe_server(self) -> str:
         """Where the server is, for messages: host and port, no credentials."""
         if self.url is not None:
-            parts = urlsplit(self.url.get_secret_value())
-            if parts.scheme == "unix":
-                return f"unix:{parts.path}"
-            return f"{_bracketed(parts.hostname or 'localhost')}:{parts.port or 6379}"
-        return f"{_bracketed(self.host)}:{self.port}"
-
-
-def _bracketed(host: str) -> str:
-    """``[::1]`` for an IPv6 address (its colons are not a port's), other hosts as they are."""
-    return f"[{host}]" if ":" in host else host
-
-
-def _warn_if_quoted(variable: str, secrets: list[str]) -> None:
-    """Say once that quotes around a secret were taken off (never the secret itself)."""
-    if any(is_quoted(s) for s in secrets) and once(f"quoted:{variable}"):
-        logger.warning(
-            "%s is written with quotes around it: they are not part of the secret and are "
-            "left out (callers saved under the quoted form are moved at their next call)",
-            variable,
-        )
-
-
-def _without_password(parts: SplitResult) -> str:
-    """The URL with ``***`` for its password, in the user part or the query."""
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = f"{parts.username}:" if parts.username else ":"
-        netloc = f"{user}***@{netloc.rsplit('@', 1)[1]}"
-    query = "&".join(
-        "password=***" if item.lower().startswith("password=") else item
-        for item in parts.query.split("&")
-    )
-    rest = f"{parts.path}{'?' + query if query else ''}"
-    return f"{parts.scheme}://{netloc}{rest}"
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else ""
-        var = _variable(field) if field in RedisConfig.model_fields else field
-        # item["msg"] describes the rule; item["input"] is left out on purpose (secrets).
-        lines.append(f"{var}: {str(item['msg']).removeprefix('Value error, ')}")
-    return (
-        f"Invalid caller-memory configuration: {'; '.join(lines)} "
-        "(fix it in the environment or in .env)"
-    )
-
-
-def _host_port(node: str) -> tuple[str, int]:
-    """``host:port`` (an IPv6 address in brackets) of ``REDIS_CLUSTER_NODES``."""
-    host, sep, port = node.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(
-            "each node must be host:port with a port from 1 to 65535, nodes separated by commas"
-        )
-    return host, int(port)
+            return url_server(self.url.get_secret_value())
+        return f"{bracketed(self.host)}:{self.port}"

@@ -35,6 +35,7 @@ __all__ = [
     "MIN_GUESSES_LOG10",
     "MIN_LENGTH",
     "dev_secret_path",
+    "earlier_keys",
     "is_quoted",
     "load_dev_secret",
     "secret_bytes",
@@ -77,6 +78,34 @@ def is_quoted(secret: str) -> bool:
     :func:`secret_bytes` takes off)."""
     value = secret.strip()
     return len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+
+
+def earlier_keys(current: str | None, previous: str | None) -> list[bytes]:
+    """The HMAC keys callers may have been saved under, newest first: those of the comma
+    separated ``previous`` secrets, and the 0.1 forms of ``current``.
+
+    A current secret given with surrounding whitespace (a trailing newline) or quotes was used
+    as given by the plugin 0.1; it now counts without them, and its 0.1 forms come first, so
+    that those callers are moved rather than lost.
+    """
+    found: list[bytes] = []
+
+    def add(key: bytes) -> None:
+        if key not in found:
+            found.append(key)
+
+    if current is not None:
+        raw = current.encode()
+        # As the plugin 0.1 used it: as given, then without whitespace (quotes kept).
+        for earlier in (raw, raw.strip()):
+            if earlier != secret_bytes(raw):
+                add(earlier)
+    if previous is not None:
+        for item in previous.split(","):
+            if item.strip():
+                add(secret_bytes(item))
+                add(item.strip().encode())  # its quoted form, if it had quotes
+    return found
 
 
 def weakness(secret: str) -> str | None:

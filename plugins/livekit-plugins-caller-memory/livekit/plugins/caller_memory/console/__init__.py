@@ -6,11 +6,15 @@ fact, in a browser.
 the ``console`` extra (``pip install 'livekit-plugins-caller-memory[console]'``); the plugin
 itself never imports this package, and this module imports the web stack only when used.
 
-- :mod:`.app`: the pages, and :func:`create_app`;
+- :mod:`.app`: :func:`create_app`, the routes;
+- :mod:`.pages`: what every page shares (the store, who is asking, rendering), and the pages
+  by what they serve: :mod:`.caller_pages`, :mod:`.erasure_pages`, :mod:`.health_pages`,
+  :mod:`.login_pages`; :mod:`.rendering`: the templates' filters;
 - :mod:`.settings`: ``MEMORY_CONSOLE_*``, who may log in and how;
-- :mod:`.security`: security headers, allowed hosts, CSRF;
+- :mod:`.security`: security headers, allowed hosts, CSRF; :mod:`.logins`: logins, proxies;
 - :mod:`.audit`: the audit log;
-- :mod:`.caller_view`, :mod:`.health`: what the pages show;
+- :mod:`.caller_view`, :mod:`.health` (with :mod:`.sampling`, :mod:`.census`): what the
+  pages show;
 - :mod:`.serve`: the ``serve`` command.
 """
 

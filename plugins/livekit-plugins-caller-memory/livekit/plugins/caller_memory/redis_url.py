@@ -1,0 +1,110 @@
+"""Redis URLs and ``host:port``: reading them as redis-py does, and showing them without a
+password.
+
+A URL may hold a password: a check names what is wrong and never repeats the URL, and a URL
+shown (a repr, a message) has ``***`` where the password was.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, parse_qs, quote, urlsplit
+
+__all__ = [
+    "bracketed",
+    "check_url",
+    "compose_url",
+    "host_port",
+    "url_database",
+    "url_server",
+    "without_password",
+]
+
+
+def check_url(url: str) -> None:
+    """Raise ``ValueError`` for a ``REDIS_URL`` that redis-py would refuse or misread."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        # The URL may hold a password: name the variable, never echo the value.
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    # redis-py reads a database it cannot parse as 0: another database, silently.
+    databases = parse_qs(parts.query).get("db", [])
+    if parts.scheme != "unix":
+        try:
+            port = parts.port  # raises for a port that is no number, or past 65535
+        except ValueError:
+            port = 0
+        if port == 0:  # an explicit 0 too: no server listens there
+            raise ValueError("the port (after the host and ':') must be a number from 1 to 65535")
+        if parts.path.strip("/"):
+            databases.append(parts.path.strip("/"))
+    if not all(db.isdigit() for db in databases):
+        raise ValueError(
+            "the database (the path after the port, e.g. redis://host:6379/0, or ?db=) "
+            "must be a number"
+        )
+
+
+def url_database(url: str) -> int:
+    """The database number a URL names, as redis-py reads it: ``?db=`` first, then the path
+    (not a unix socket's); 0 when it names none."""
+    parts = urlsplit(url)
+    named = parse_qs(parts.query).get("db", [])
+    if parts.scheme != "unix" and parts.path.strip("/"):
+        named.append(parts.path.strip("/"))
+    return int(named[0]) if named and named[0].isdigit() else 0
+
+
+def url_server(url: str) -> str:
+    """Where a URL's server is, for messages: host and port (or the socket), no credentials."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    return f"{bracketed(parts.hostname or 'localhost')}:{parts.port or 6379}"
+
+
+def compose_url(
+    host: str, port: int, db: int, username: str | None, password: str | None, tls: bool
+) -> str:
+    """The URL of separate connection settings, password included: for a client, never a log."""
+    auth = ""
+    if password is not None:
+        user = quote(username or "", safe="")
+        auth = f"{user}:{quote(password, safe='')}@"
+    elif username:
+        auth = f"{quote(username, safe='')}@"
+    scheme = "rediss" if tls else "redis"
+    return f"{scheme}://{auth}{bracketed(host)}:{port}/{db}"
+
+
+def bracketed(host: str) -> str:
+    """``[::1]`` for an IPv6 address (its colons are not a port's), other hosts as they are."""
+    return f"[{host}]" if ":" in host else host
+
+
+def without_password(parts: SplitResult) -> str:
+    """The URL with ``***`` for its password, in the user part or the query."""
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = f"{parts.username}:" if parts.username else ":"
+        netloc = f"{user}***@{netloc.rsplit('@', 1)[1]}"
+    query = "&".join(
+        "password=***" if item.lower().startswith("password=") else item
+        for item in parts.query.split("&")
+    )
+    rest = f"{parts.path}{'?' + query if query else ''}"
+    return f"{parts.scheme}://{netloc}{rest}"
+
+
+def host_port(node: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 address in brackets) of ``REDIS_CLUSTER_NODES``.
+
+    Raises:
+        ValueError: ``node`` is not ``host:port`` with a port from 1 to 65535.
+    """
+    host, sep, port = node.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(
+            "each node must be host:port with a port from 1 to 65535, nodes separated by commas"
+        )
+    return host, int(port)
