@@ -8,12 +8,10 @@ import logging
 import os
 import re
 import sys
-import traceback
 from pathlib import Path
 
-from livekit.plugins.caller_memory import CallerMemoryError
 from livekit.plugins.caller_memory import __version__ as plugin_version
-from livekit.plugins.caller_memory.exceptions import error_line
+from livekit.plugins.caller_memory.exceptions import run_command
 from livekit.plugins.caller_memory.log import logger
 from livekit.plugins.caller_memory.server import resolve_default_redis
 
@@ -242,28 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     if command not in ("replay", "console", "dev", "start"):
         print(f"❌ unknown command {command!r}: use replay, console, dev or start", file=sys.stderr)
         return 2
-    try:
-        if command == "replay":
-            return _replay(rest, verbose)
-        return _serve(command, rest, verbose)
-    except KeyboardInterrupt:
-        print(f"sarah {command}: interrupted", file=sys.stderr)
-        return 130
-    except (_Unready, ReplayError, CallerMemoryError, OSError) as e:
-        # A setting or a file to fix: say which, in one line; -v adds the traceback.
-        if verbose:
-            traceback.print_exc()
-        print(f"❌ sarah {command}: {error_line(e)}", file=sys.stderr)
-        return 1
-    except Exception as e:
-        if verbose:
-            raise
-        print(
-            f"❌ sarah {command}: unexpected {type(e).__name__}: {error_line(e)} "
-            "(run with -v for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+    return run_command(
+        lambda: _replay(rest, verbose) if command == "replay" else _serve(command, rest, verbose),
+        verbose=verbose,
+        expected=(_Unready, ReplayError),  # a setting or a file to fix
+        name=f"sarah {command}",
+    )
 
 
 if __name__ == "__main__":

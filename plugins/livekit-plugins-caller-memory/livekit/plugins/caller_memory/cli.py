@@ -36,7 +36,6 @@ import json
 import logging
 import secrets
 import sys
-import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone  # datetime.UTC is Python 3.11+
 from typing import Any
@@ -50,7 +49,7 @@ from .config import MAX_PROFILE_TTL_DAYS, RedisConfig
 from .console import main as console_main
 from .console.audit import AuditLog, default_audit_log
 from .console.settings import AuditSettings
-from .exceptions import CallerMemoryError, StoreUnavailableError, error_line
+from .exceptions import CallerMemoryError, StoreUnavailableError, error_line, run_command
 from .log import logger
 from .outbox import Outbox
 from .prefixes import open_operator_memory
@@ -439,27 +438,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logger.addFilter(_NOT_TWICE)
     try:
+        return run_command(lambda: _quiet_when_unavailable(args), verbose=verbose)
+    finally:
+        logger.removeFilter(_NOT_TWICE)
+
+
+def _quiet_when_unavailable(args: argparse.Namespace) -> int:
+    try:
         return _run(args)
     except StoreUnavailableError:
         return 1  # the guide's troubleshooting text is logged already
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (CallerMemoryError, OSError) as e:
-        if verbose:
-            traceback.print_exc()
-        print(f"❌ {error_line(e)}", file=sys.stderr)
-        return 1
-    except Exception as e:
-        if verbose:
-            raise
-        print(
-            f"❌ unexpected {type(e).__name__}: {error_line(e)} (run with -v for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
-    finally:
-        logger.removeFilter(_NOT_TWICE)
 
 
 def _run(args: argparse.Namespace) -> int:
