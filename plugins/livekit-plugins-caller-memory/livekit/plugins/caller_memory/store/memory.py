@@ -22,7 +22,8 @@ from ..config import RedisConfig
 from ..identity import PhoneHasher
 from ..version import __version__
 from . import codec
-from .base import CallWrite, Fetched, MemoryStore, MovedCaller, WriteOutcome
+from .base import MemoryStore
+from .records import CallWrite, Fetched, MovedCaller, WriteOutcome
 
 __all__ = ["InMemoryStore"]
 

@@ -44,7 +44,8 @@ from ..timeouts import ContendedTimeout, LoopLateTimeout, deadline
 from ..troubleshooting import Diagnosis, diagnose
 from ..version import __version__
 from . import codec
-from .base import CallWrite, Fetched, MemoryStore, MovedCaller, WriteOutcome
+from .base import MemoryStore
+from .records import CallWrite, Fetched, MovedCaller, WriteOutcome
 
 __all__ = ["Client", "RedisMemoryStore"]
 
