@@ -3,8 +3,9 @@
 Memory lives as long as the process. Every policy (which keys a lookup renews, the merge, what
 erasure deletes) is :class:`~.base.MemoryStore`'s, shared with Redis; this module only does
 each atomic operation of :mod:`.primitives` on a dict, step for step as its Lua script does on
-Redis (the script is named on each method). Values are the bytes Redis would hold and TTLs are honoured, so the
-contract tests run unchanged against both stores and compare what each leaves behind.
+Redis (the script is named on each method). Values are the bytes Redis would hold and TTLs
+are honoured, so the contract tests run unchanged against both stores and compare what each
+leaves behind.
 
 Where Redis reads its own clock (``TIME`` in the scripts: heartbeats, orphans' age, erasure
 marks, a call's beginning), this store reads the process's ``time.time()``: there is one clock
