@@ -26,7 +26,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 from livekit.plugins.caller_memory.config import DEFAULT_KEY_PREFIX
 from livekit.plugins.caller_memory.console import ConsoleSettings, create_app
-from livekit.plugins.caller_memory.store.redis import _SCRIPTS, _SHAS
+from livekit.plugins.caller_memory.store.redis_client import _SCRIPTS, _SHAS
 from livekit.plugins.caller_memory.testing import ScriptedLLM
 
 from .conftest import TEST_SECRET

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
-from livekit.plugins.caller_memory.store.base import CallWrite, Fetched, WriteOutcome
+from livekit.plugins.caller_memory.store.records import CallWrite, Fetched, WriteOutcome
 from livekit.plugins.caller_memory.timeouts import ContendedTimeout, LoopLateTimeout, deadline
 
 from .conftest import TEST_SECRET

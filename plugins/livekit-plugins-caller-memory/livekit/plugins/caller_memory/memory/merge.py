@@ -24,7 +24,7 @@ from ..models import (
 from . import text
 from .summaries import CUES, distinct_words, scrub
 
-__all__ = ["apply_ops", "merge_call", "withdraw_fact"]
+__all__ = ["apply_ops", "merge_call", "withdraw_consent", "withdraw_fact"]
 
 
 def merge_call(
@@ -90,6 +90,15 @@ def withdraw_fact(profile: CallerProfile, fact_id: int) -> CallerProfile | None:
     withdrawal = FactOp(op="withdraw", id=fact_id)
     facts, stale = apply_ops(profile.facts, [withdrawal], at=at, verified=True, trusted=True)
     return profile.model_copy(update={"facts": facts, "calls": _scrubbed(profile.calls, stale)})
+
+
+def withdraw_consent(profile: CallerProfile) -> CallerProfile | None:
+    """``profile`` without the caller's consent (``consented_at``), all else kept; None when
+    there was none to withdraw. With ``MEMORY_CONSENT_REQUIRED``, their calls are then not
+    remembered until they agree again."""
+    if profile.consented_at is None:
+        return None
+    return profile.model_copy(update={"consented_at": None})
 
 
 def _swept(ops: Iterable[FactOp], facts: Sequence[Fact]) -> set[str]:

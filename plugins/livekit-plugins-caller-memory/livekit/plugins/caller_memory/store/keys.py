@@ -2,7 +2,7 @@
 
 The guide's four keys, plus three that exist only when needed. The braces are real Redis
 Cluster hash tags: a caller's phone mapping, profile and session list share the tag ``{hash}``
-(a caller's user id is their phone hash, see :func:`~.base.new_user_id`) and so one slot, where
+(a caller's user id is their phone hash, see :func:`new_user_id`) and so one slot, where
 one script can read or write all three at once.
 
 | key                                    | holds                                  | TTL      |
@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["KeyKind", "Keys"]
+__all__ = ["KeyKind", "Keys", "new_user_id"]
 
 KeyKind = Literal[
     "phone",
@@ -56,6 +56,16 @@ KeyKind = Literal[
     "regions",
     "other",
 ]
+
+
+def new_user_id(phone_hash: str) -> str:
+    """The user id given to a new caller: their phone hash.
+
+    It is as opaque as a random id (an HMAC under a secret that is not in Redis), and it lets
+    the call-start lookup name the profile keys before the phone key has answered, which
+    saves a round trip. A caller moved from a previous secret keeps the id they had.
+    """
+    return phone_hash
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,18 @@ class Keys:
         """The sorted set of the regions of the trunks calls came in on: member the region
         code (``US``), score when a worker last read a caller's number with it."""
         return f"{self.prefix}:trunk_regions"
+
+    def user_of(self, key: str) -> str | None:
+        """The user id a caller's key of this prefix names (``...:user:{id}:...``), or None.
+
+        Example:
+            >>> Keys("sarah").user_of("sarah:user:{u1}:profile")
+            'u1'
+        """
+        rest = key.removeprefix(f"{self.prefix}:")
+        if rest == key or not rest.startswith("user:{") or "}" not in rest:
+            return None
+        return rest[len("user:{") :].split("}", 1)[0]
 
     @staticmethod
     def caller_pattern() -> str:

@@ -2,9 +2,10 @@
 
 Memory lives as long as the process. Every policy (which keys a lookup renews, the merge, what
 erasure deletes) is :class:`~.base.MemoryStore`'s, shared with Redis; this module only does
-each atomic operation on a dict, step for step as its Lua script does on Redis (the script is
-named on each method). Values are the bytes Redis would hold and TTLs are honoured, so the
-contract tests run unchanged against both stores and compare what each leaves behind.
+each atomic operation of :mod:`.primitives` on a dict, step for step as its Lua script does on
+Redis (the script is named on each method). Values are the bytes Redis would hold and TTLs
+are honoured, so the contract tests run unchanged against both stores and compare what each
+leaves behind.
 
 Where Redis reads its own clock (``TIME`` in the scripts: heartbeats, orphans' age, erasure
 marks, a call's beginning), this store reads the process's ``time.time()``: there is one clock
@@ -22,7 +23,8 @@ from ..config import RedisConfig
 from ..identity import PhoneHasher
 from ..version import __version__
 from . import codec
-from .base import CallWrite, Fetched, MemoryStore, MovedCaller, WriteOutcome
+from .base import MemoryStore
+from .records import CallWrite, Fetched, MovedCaller, WriteOutcome
 
 __all__ = ["InMemoryStore"]
 
