@@ -14,6 +14,9 @@ async def entrypoint(ctx: JobContext) -> None:
     session.generate_reply(instructions=call.greeting_instructions)
 ```
 
+Each call attached is a :class:`~.call_memory.CallMemory`; what its agents are given is in
+:mod:`.agent_context`.
+
 How this holds in LiveKit's job model (``ipc/job_proc_executor.py``): each job runs in a process
 of its own, into which the worker pickles the entrypoint and ``on_session_end``. The
 entrypoint's module is imported there afresh, so ``memory`` is that process's own; the calls it
