@@ -1,0 +1,99 @@
+"""The caller's lookup at call start: their number hashed, their memory read, within the
+lookup budget, and what it cost (a metric, a span, a debug line)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import NamedTuple
+
+from opentelemetry.util.types import AttributeValue
+
+from ..exceptions import InvalidPhoneNumberError, WithheldNumberError
+from ..log import logger
+from ..store import CallerLookup, MemoryStore
+from ..telemetry import record_lookup, traced_span
+from ..timeouts import deadline
+from ..troubleshooting import diagnose
+from .state import LookupStatus
+
+__all__ = ["LookedUp", "look_up", "report_lookup"]
+
+
+class LookedUp(NamedTuple):
+    """A lookup's outcome: the caller's hashes and what the store holds for them."""
+
+    phone_hash: str | None
+    """None without a usable number."""
+    previous: list[str]
+    """The number's hashes under earlier secrets."""
+    lookup: CallerLookup | None
+    """None when the store did not answer (or there is no number)."""
+    status: LookupStatus
+
+
+async def look_up(store: MemoryStore, phone_number: str | None) -> LookedUp:
+    """The caller's hashes, and what the store holds for them, within the lookup budget.
+
+    Never raises: a withheld or bad number, an unreachable store or a lookup over its budget
+    each come back as a status (and a log line that never holds the number). The number is
+    checked first: its own problem decides before the store's.
+    """
+    if not phone_number:
+        return LookedUp(None, [], None, "no_number")
+    config = store.config
+    # With consent required, nothing is written before the caller agrees: not even a new
+    # caller's identity (the save mints it).
+    create = not config.consent_required
+    phone_hash: str | None = None
+    previous: list[str] = []
+    try:
+        async with deadline(config.lookup_timeout):  # one timer for all of it
+            phone_hash, previous = store.hasher.hashes(phone_number)
+            lookup = await store.lookup(phone_hash, previous=previous, create=create)
+    except WithheldNumberError:
+        return LookedUp(None, [], None, "no_number")
+    except InvalidPhoneNumberError as bad:
+        logger.warning("caller number unusable, call goes on without memory: %s", bad)
+        return LookedUp(None, [], None, "invalid_number")
+    except Exception as e:
+        if isinstance(e, TimeoutError):
+            # Over its budget: say why when the cause is this worker's, not Redis's.
+            cause = diagnose(e, config)
+            logger.warning(
+                "caller lookup over its budget%s, greeting as a new caller",
+                f" ({cause.reason})" if cause.in_worker else "",
+                extra={"budget_ms": config.lookup_timeout_ms},
+            )
+            return LookedUp(phone_hash, previous, None, "timeout")
+        # The store is down, or worse: the call goes on.
+        logger.warning(
+            "caller lookup failed (%s), greeting as a new caller",
+            diagnose(e, config).reason,
+            extra={"error": type(e).__name__},
+        )
+        return LookedUp(phone_hash, previous, None, "error")
+    status: LookupStatus = "returning" if lookup.is_returning else "new"
+    return LookedUp(phone_hash, previous, lookup, status)
+
+
+def report_lookup(session_id: str, status: LookupStatus, started: float, started_ns: int) -> None:
+    """Record a finished lookup: its metric, its span (when tracing), a debug line.
+
+    Args:
+        started: ``time.perf_counter()`` when it began.
+        started_ns: ``time.time_ns()`` when it began (the span's start).
+    """
+    lookup_ms = (time.perf_counter() - started) * 1000
+    attributes: dict[str, AttributeValue] = {
+        "session_id": session_id,
+        "caller_memory.status": status,
+    }
+    if traced := traced_span("caller_memory.lookup", started_ns, attributes):
+        traced.end()
+    record_lookup(status, lookup_ms)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "caller looked up",
+            extra={"session_id": session_id, "status": status, "lookup_ms": lookup_ms},
+        )
