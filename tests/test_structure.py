@@ -180,3 +180,13 @@ def test_every_module_imports_in_an_interpreter_that_loaded_none_of_the_package(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["FAILED"], result.stdout + result.stderr[-3000:]
+
+
+MAX_MODULE_LINES = 500
+"""A module a reader takes in at one sitting: past it, it holds more than one idea."""
+
+
+def test_no_module_of_the_plugin_is_longer_than_a_few_screens() -> None:
+    lengths = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    long = {name[len(NAME) + 1 :]: n for name, n in lengths.items() if n > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
