@@ -193,6 +193,21 @@ async def test_a_name_only_from_the_caller_naming_themself(line: Line) -> None:
     assert block(seen)["name"] == "Dan Okafor"
 
 
+async def test_a_name_with_a_common_word_added_does_not_replace_the_callers_name(
+    line: Line,
+) -> None:
+    # A small model's reading of "it's Dan again" (SmolLM2 did this in the memory benchmark):
+    # "again" is no part of a name, and the name remembered stays whole.
+    first = [("assistant", AGENT_HELLO), ("user", "Hi, this is Dan Okafor. My van is grinding.")]
+    await line.call(first, {"ops": [op("add", "name", "Dan Okafor", "this is Dan Okafor")]})
+    again = "Hey, it's Dan again, Dan Okafor, the Transit with the brakes."
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", again)],
+        {"ops": [op("add", "name", "Dan again", "it's Dan again")], "summary": "Brakes."},
+    )
+    assert block(seen)["name"] == "Dan Okafor"
+
+
 async def test_the_agents_own_name_is_refused_even_in_an_introduction(line: Line) -> None:
     seen = await line.call(
         [("assistant", AGENT_HELLO), ("user", "Oh hi, it's Sarah too, funny. I need brakes.")],

@@ -160,9 +160,11 @@ def check_name(
         return "not_self_named"
     wanted = text.normalize(name)
     given = [text.normalize(n) for n, _ in text.self_names(turn)]
-    # "Priya here, Priya Raman": the full name said in the turn that gives its first word.
+    # "Priya here, Priya Raman": the full name said in the turn that gives its first word,
+    # written as a name there ("it's Dan again" gives "Dan", never "Dan again").
     if wanted not in given and not (
-        any(set(g.split()) & set(wanted.split()) for g in given) and text.contains(turn, name)
+        any(set(g.split()) & set(wanted.split()) for g in given)
+        and text.written_as_name(turn, name)
     ):
         return "not_self_named"
     known = profile.name if profile is not None else None

@@ -29,6 +29,7 @@ __all__ = [
     "withdrawing_part",
     "withdraws",
     "words",
+    "written_as_name",
 ]
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
@@ -258,6 +259,16 @@ def self_names(turn: str) -> Iterator[tuple[str, str]]:
                 name = _trailing_name(m.group("before").split())
             if name:
                 yield name, piece.strip()
+
+
+def written_as_name(turn: str, name: str) -> bool:
+    """True when ``turn`` says ``name`` as a name: one to three capitalized words, none of
+    them a common word ("Dan Okafor" in "it's Dan again, Dan Okafor"; not "Dan again")."""
+    said = re.search(r"(?<!\w)" + re.escape(name.strip()) + r"(?!\w)", turn, re.IGNORECASE)
+    if said is None:
+        return False
+    tokens = said.group(0).split()
+    return 1 <= len(tokens) <= 3 and all(_is_name_word(w.strip(",.;:!")) for w in tokens)
 
 
 def _is_name_word(w: str) -> bool:
