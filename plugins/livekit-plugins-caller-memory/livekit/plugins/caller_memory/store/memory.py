@@ -24,7 +24,7 @@ from ..identity import PhoneHasher
 from ..version import __version__
 from . import codec
 from .base import MemoryStore
-from .records import CallWrite, Fetched, MovedCaller, WriteOutcome
+from .records import CallWrite, Fetched, MovedCaller, WriteOutcome, stats_report
 
 __all__ = ["InMemoryStore"]
 
@@ -115,21 +115,15 @@ class InMemoryStore(MemoryStore):
             kind = self._keys.kind(key)
             kinds[kind] = kinds.get(kind, 0) + 1
             journals += kind == "session" and isinstance(value, bytes) and codec.is_journal(value)
-        return {
-            "server": self.server,
-            "cluster": False,
-            "callers": kinds.get("phone", 0),
-            "profiles": kinds.get("profile", 0),
-            "sessions_kept": kinds.get("session", 0) - journals,
-            "calls_in_progress": journals,
-            "keys_by_kind": kinds,
-            "keys_set_aside": kinds.get("unreadable", 0),
-            "keys_without_ttl": 0,
-            "keys_without_ttl_sample": [],
-            "keys_past_longest_ttl": 0,
-            "keys_past_longest_ttl_sample": [],
-            "used_memory_bytes": 0,
-        }
+        return stats_report(
+            server=self.server,
+            cluster=False,
+            kinds=kinds,
+            journals=journals,
+            no_ttl=[],
+            too_long=[],
+            used_memory=0,
+        )
 
     def ttl(self, key: str) -> float | None:
         """Seconds left before ``key`` expires, or None when it does not exist."""

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 from ..config import LONGEST_TTL_SECONDS
 from ..log import logger
 from . import codec
+from .records import stats_report
 from .redis_client import RedisClient, error_code
 
 __all__ = ["RedisKeyspace"]
@@ -65,21 +66,15 @@ class RedisKeyspace(RedisClient):
             used = sum(int(v.get("used_memory", 0)) for v in info.values() if isinstance(v, dict))
         else:
             used = int(info.get("used_memory", 0))
-        return {
-            "server": self.server,
-            "cluster": self._cluster,
-            "callers": kinds.get("phone", 0),
-            "profiles": kinds.get("profile", 0),
-            "sessions_kept": kinds.get("session", 0) - journals,
-            "calls_in_progress": journals,
-            "keys_by_kind": kinds,
-            "keys_set_aside": kinds.get("unreadable", 0),
-            "keys_without_ttl": len(no_ttl),
-            "keys_without_ttl_sample": no_ttl[:5],
-            "keys_past_longest_ttl": len(too_long),
-            "keys_past_longest_ttl_sample": too_long[:5],
-            "used_memory_bytes": used,
-        }
+        return stats_report(
+            server=self.server,
+            cluster=self._cluster,
+            kinds=kinds,
+            journals=journals,
+            no_ttl=no_ttl,
+            too_long=too_long,
+            used_memory=used,
+        )
 
     async def read(self, key: str) -> bytes | None:
         """GET."""
