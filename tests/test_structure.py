@@ -190,3 +190,33 @@ def test_no_module_of_the_plugin_is_longer_than_a_few_screens() -> None:
     lengths = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     long = {name[len(NAME) + 1 :]: n for name, n in lengths.items() if n > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+LAYERS = {
+    "wiring": ["agent", "call_memory", "agent_context", "participants"],
+    "call": ["calls", "journal", "recovery", "outbox", "privacy", "summarizer", "prompts",
+             "redaction"],
+    "store": ["store"],
+    "memory model": ["memory", "models"],
+}  # fmt: skip
+"""CONTRIBUTING's layers, top to bottom: a module imports from its own layer, the layers below
+it, and the modules around them all (settings, identity, logging, the server helpers)."""
+
+
+def _layer(module: str) -> int | None:
+    top = module[len(NAME) + 1 :].split(".")[0]
+    return next((i for i, tops in enumerate(LAYERS.values()) if top in tops), None)
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    modules = _modules()
+    upward = []
+    for name, path in modules.items():
+        own = _layer(name) if name != NAME else None
+        if own is None:
+            continue
+        for target in _imported(name, path, modules):
+            layer = _layer(target) if target != NAME else None
+            if layer is not None and layer < own:
+                upward.append(f"{name[len(NAME) + 1 :]} -> {target[len(NAME) + 1 :]}")
+    assert not upward, "imports from a layer above: " + ", ".join(sorted(upward))

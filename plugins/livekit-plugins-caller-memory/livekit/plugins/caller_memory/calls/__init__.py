@@ -16,7 +16,8 @@ looks the caller up within the budget (:mod:`.lookup`); :meth:`~SessionManager.a
 records turns, redacted (:mod:`..redaction`), and journals them (:mod:`.turns`,
 :mod:`..journal`); :meth:`~SessionManager.end_session` summarizes (:mod:`..summarizer`) and
 saves, or keeps the call for later (:mod:`..recovery`). Consent, erasure and export are in
-:mod:`.rights` (the store's side in :mod:`..privacy`), the texts the LLM sees in
+:mod:`.rights` (carried out across the store, the outbox and the calls held by
+:mod:`..privacy`), the texts the LLM sees in
 :mod:`..prompts`.
 
 The modules: :mod:`.state` (what a call holds), :mod:`.lookup`, :mod:`.turns`,

@@ -33,8 +33,8 @@ __all__ = ["CallLifecycle"]
 
 
 class CallLifecycle:
-    """The calls in progress and their ends: a part of :class:`SessionManager`, which sets the
-    attributes below."""
+    """The calls in progress and their ends: a part of :class:`~.manager.SessionManager`,
+    which sets the attributes below."""
 
     _store: MemoryStore
     _config: RedisConfig
@@ -42,7 +42,7 @@ class CallLifecycle:
     """The calls started and not yet ended."""
     _ending: dict[str, CallState]
     """Calls whose end (summary, save) is running."""
-    _turns: TurnRecorder
+    _recorder: TurnRecorder
     _summarizer: Summarizer
     _recovery: Recovery
 
@@ -179,14 +179,14 @@ class CallLifecycle:
         """
         call = self._calls.get(session_id)
         if call is not None:
-            self._turns.add(call, role, text)
+            self._recorder.add(call, role, text)
 
     def turns(self, session_id: str) -> list[Turn]:
         """The turns recorded so far for a call in progress."""
         call = self._calls.get(session_id)
         if call is None:
             return []
-        self._turns.redact_now(call)
+        self._recorder.redact_now(call)
         return list(call.turns)
 
     # -- the end ---------------------------------------------------------------------------
@@ -219,7 +219,7 @@ class CallLifecycle:
 
     async def _end(self, call: CallState, llm: lk_llm.LLM[Any] | None) -> CallerProfile | None:
         session_id = call.session_id
-        await self._turns.redacted(call)
+        await self._recorder.redacted(call)
         if call.journal is not None:
             await call.journal.close(JOURNAL_GRACE_S)
         if call.phone_hash is None:

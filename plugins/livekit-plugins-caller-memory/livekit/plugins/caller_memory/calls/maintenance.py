@@ -11,7 +11,7 @@ __all__ = ["Maintenance"]
 
 
 class Maintenance:
-    """The outbox and the orphans: a part of :class:`SessionManager`, which sets the
+    """The outbox and the orphans: a part of :class:`~.manager.SessionManager`, which sets the
     attributes below."""
 
     _config: RedisConfig

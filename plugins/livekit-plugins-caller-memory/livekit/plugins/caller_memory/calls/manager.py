@@ -53,7 +53,7 @@ class SessionManager(CallLifecycle, CallerRights, Maintenance):
         self._store = store
         self._config = store.config
         redact = Redactor(self._config.redact_kinds, region=self._config.default_region or "US")
-        self._turns = TurnRecorder(store, redact)
+        self._recorder = TurnRecorder(store, redact)
         self._summarizer = Summarizer(llm, timeout=self._config.summary_timeout_s, redact=redact)
         self._owns_store = owns_store
         self._outbox = outbox or Outbox(self._config.data_dir / "outbox")
@@ -120,7 +120,7 @@ class SessionManager(CallLifecycle, CallerRights, Maintenance):
         for session_id in list(self._calls):
             await self.end_session(session_id)
         await self.stop_maintenance()
-        await self._recovery.close(held_wait_s)
+        await self.release_held(held_wait_s)
         if self._owns_store:
             await self._store.disconnect()
 

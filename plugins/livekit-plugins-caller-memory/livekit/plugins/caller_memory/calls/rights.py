@@ -1,5 +1,6 @@
 """A caller's rights over their memory: consent, not remembering a call, verification, and
-erasure and export (the store's side of those is in :mod:`..privacy`)."""
+erasure and export (carried out across the store, the outbox and the calls held by
+:mod:`..privacy`)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,15 @@ __all__ = ["CallerRights"]
 
 
 class CallerRights:
-    """What a caller may ask of their memory: a part of :class:`SessionManager`, which sets
-    the attributes below."""
+    """What a caller may ask of their memory: a part of :class:`~.manager.SessionManager`,
+    which sets the attributes below."""
 
     _store: MemoryStore
     _config: RedisConfig
     _outbox: Outbox
     _recovery: Recovery
     _calls: dict[str, CallState]
-    _turns: TurnRecorder
+    _recorder: TurnRecorder
 
     # -- during the call -------------------------------------------------------------------
 
@@ -48,7 +49,7 @@ class CallerRights:
         call = self._calls.get(session_id)
         if call is None:
             return
-        self._turns.redact_now(call)  # the turns said before the answer are kept before it
+        self._recorder.redact_now(call)  # the turns said before the answer are kept before it
         if granted:
             if (
                 not call.consented
@@ -169,7 +170,7 @@ class CallerRights:
 
     async def forget_user(self, user_id: str) -> list[str]:
         """:meth:`forget_caller` by user id: an operator acting on an erasure request a caller
-        made unverified (:meth:`~.store.MemoryStore.erasure_requests`)."""
+        made unverified (:meth:`~..store.MemoryStore.erasure_requests`)."""
         for call in self._calls.values():
             if call.user_id == user_id:
                 call.opt_out()

@@ -42,7 +42,7 @@ class SessionContext:
     follows ``MEMORY_UNVERIFIED_DISCLOSURE`` (see :attr:`disclosure`).
 
     Attributes:
-        session_id: The call, as given to :meth:`SessionManager.start_session`.
+        session_id: The call, as given to :meth:`~.manager.SessionManager.start_session`.
         user_id: The caller's id, or None when there is no usable number or the lookup
             did not finish within its budget.
         is_returning: True when the caller has a remembered profile.
@@ -59,8 +59,9 @@ class SessionContext:
             ``none`` (nothing, not even that the caller is known), or ``context``
             (everything, with the instruction not to volunteer earlier calls: a spoofer who
             asks hears it).
-        verified: The caller is verified: by the app (:meth:`SessionManager.mark_verified`),
-            by the network's attestation (STIR/SHAKEN), or ``MEMORY_TRUST_CALLER_ID``.
+        verified: The caller is verified: by the app
+            (:meth:`~.manager.SessionManager.mark_verified`), by the network's attestation
+            (STIR/SHAKEN), or ``MEMORY_TRUST_CALLER_ID``.
     """
 
     session_id: str
@@ -110,7 +111,7 @@ class SessionContext:
 
     def memory_prompt(self) -> str:
         """The profile as a fenced block of data for the LLM's context ("" when new); see
-        :func:`.prompts.memory_block`."""
+        :func:`..prompts.memory_block`."""
         return self.greeting_context  # the same block, made once at the lookup
 
 

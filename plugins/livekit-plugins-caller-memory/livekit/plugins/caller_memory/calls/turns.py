@@ -30,7 +30,7 @@ class TurnRecorder:
         self._redact = redact
 
     def add(self, call: CallState, role: str, text: str) -> None:
-        """Record one utterance of ``call``; see :meth:`SessionManager.add_turn`."""
+        """Record one utterance of ``call``; see :meth:`~.manager.SessionManager.add_turn`."""
         if not text or not text.strip():
             return
         if role not in ("user", "assistant"):
