@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from livekit.plugins.caller_memory import __version__ as plugin_version
-from livekit.plugins.caller_memory.exceptions import run_command
+from livekit.plugins.caller_memory.commands import run_command
 from livekit.plugins.caller_memory.log import logger
 from livekit.plugins.caller_memory.server import resolve_default_redis
 

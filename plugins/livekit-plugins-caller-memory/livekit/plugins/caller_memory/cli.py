@@ -45,11 +45,12 @@ from redis.exceptions import RedisError
 from . import privacy
 from ._usage import OneLineParser
 from .calls import SessionManager
+from .commands import error_line, run_command
 from .config import MAX_PROFILE_TTL_DAYS, RedisConfig
 from .console import main as console_main
 from .console.audit import AuditLog, default_audit_log
 from .console.settings import AuditSettings
-from .exceptions import CallerMemoryError, StoreUnavailableError, error_line, run_command
+from .exceptions import CallerMemoryError, StoreUnavailableError
 from .log import logger
 from .outbox import Outbox
 from .prefixes import open_operator_memory
