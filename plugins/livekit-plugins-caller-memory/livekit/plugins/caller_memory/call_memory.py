@@ -133,10 +133,8 @@ class CallMemory:
 
     def follow(self, room: rtc.Room) -> None:
         """Follow the session's events (turns, handoffs, the close) and the room's (the
-        caller joining, their attributes changing, their hang-up).
-
-        :meth:`CallerMemory.attach` drives a call's three steps, in this order: this,
-        :meth:`open`, and at the job's shutdown :meth:`before_exit`."""
+        caller joining, their attributes changing, their hang-up). :meth:`CallerMemory.attach`
+        drives a call's three steps, in order: this, :meth:`open`, then :meth:`before_exit`."""
         session = self._session
         session.on("conversation_item_added", self._on_item_added)
         session.on("close", self._on_close)
@@ -153,10 +151,8 @@ class CallMemory:
         phone_number: str | None,
         caller_wait_s: float | None,
     ) -> None:
-        """Find the caller, look them up, and give ``agent`` their memory.
-
-        The second of the steps :meth:`CallerMemory.attach` drives (after :meth:`follow`,
-        before :meth:`before_exit`); it explains the arguments."""
+        """Find the caller, look them up, and give ``agent`` their memory: the second step
+        :meth:`CallerMemory.attach` drives (which explains the arguments)."""
         if participant is not None:
             self._choice.take(participant)  # the app's word
             self._caller_arrived.set()
@@ -431,10 +427,7 @@ class CallMemory:
 
     async def before_exit(self, wait_s: float) -> None:
         """The job shuts down: make sure the call is saved, or in the outbox, within
-        ``wait_s``.
-
-        The last of the steps :meth:`CallerMemory.attach` drives (after :meth:`follow` and
-        :meth:`open`), from the job shutdown callback it adds."""
+        ``wait_s``. The last step :meth:`CallerMemory.attach` drives (its shutdown callback)."""
         # The last code LiveKit runs in the job, and the process may be killed any moment from
         # here. The save normally ended in on_session_end; if it still runs (on_session_end not
         # wired, a slow LLM or store), the call is put in the outbox first, then its save gets
