@@ -38,6 +38,7 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     __version__,
 )
+from livekit.plugins.caller_memory import version as plugin_version
 from livekit.plugins.caller_memory.models import SessionRecord
 from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.prefixes import (
@@ -47,7 +48,6 @@ from livekit.plugins.caller_memory.prefixes import (
     where,
 )
 from livekit.plugins.caller_memory.store import Keys
-from livekit.plugins.caller_memory.store import redis as redis_store
 from livekit.plugins.caller_memory.testing import Reply, ScriptedLLM
 from sarah_agent import __version__ as sarah_version
 from sarah_agent import replay as replay_module
@@ -836,7 +836,7 @@ async def test_stats_says_which_versions_saved_calls(
         await _save_a_call(store, "v-1", "+14155550111")
         await _save_a_call(store, "v-2", "+14155550112")
         # A newer worker of a rolling upgrade saves last.
-        monkeypatch.setattr(redis_store, "__version__", "0.2.1")
+        monkeypatch.setattr(plugin_version, "__version__", "0.2.1")
         await _save_a_call(store, "v-3", "+14155550113")
     done = _run([*CALLER_MEMORY, "stats"], tmp_path, REDIS_URL=config.redis_url(),
                 MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip

@@ -95,6 +95,13 @@ def test_secrets_stay_out_of_repr_and_errors(monkeypatch: pytest.MonkeyPatch) ->
     assert "REDIS_URL" in str(info.value) and "hunter2" not in str(info.value)
 
 
+def test_repr_shows_the_database_the_url_names_in_its_query() -> None:
+    # As redis-py reads it: ?db= first, then the path.
+    config = RedisConfig(url="redis://cache:6379?db=3")
+    assert config.database == 3
+    assert " db=3," in repr(config)  # the field, not only the URL's text
+
+
 @pytest.mark.parametrize(
     "settings",
     [

@@ -22,7 +22,7 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     SessionManager,
 )
-from livekit.plugins.caller_memory.agent import MEMORY_MESSAGE_ID
+from livekit.plugins.caller_memory.agent_context import MEMORY_MESSAGE_ID
 from livekit.plugins.caller_memory.models import Turn
 from livekit.plugins.caller_memory.testing import job_process
 

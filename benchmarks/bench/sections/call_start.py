@@ -83,7 +83,12 @@ async def bench_call_start(env: Env, plan: Plan, report: Report, population: Pop
     async def round_trip() -> object:
         h = rng.choice(hashes)
         return await store.fetch_caller(
-            keys.phone(h), keys.profile(h), keys.sessions(h), mint=None, ttl=ttl
+            keys.phone(h),
+            keys.profile(h),
+            keys.sessions(h),
+            keys.unreadable_phone(h),
+            mint=None,
+            ttl=ttl,
         )
 
     async def inflate() -> object:

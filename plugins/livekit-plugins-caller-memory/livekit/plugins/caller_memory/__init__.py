@@ -14,7 +14,8 @@ from typing import Any
 
 from livekit.agents import Plugin
 
-from .agent import CallerMemory, CallMemory, on_session_end
+from .agent import CallerMemory, on_session_end
+from .call_memory import CallMemory
 from .calls import SessionContext, SessionManager, get_session_manager, init_session_manager
 from .config import RedisConfig
 from .exceptions import (

@@ -42,7 +42,6 @@ from livekit import rtc
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, llm
 
 from . import worker_settings
-from .agent_context import MEMORY_MESSAGE_ID
 from .call_memory import CallMemory, OnCaller
 from .calls import SessionManager
 from .config import RedisConfig
@@ -50,7 +49,7 @@ from .config_sources import settings_variables
 from .log import logger
 from .store import MemoryStore
 
-__all__ = ["MEMORY_MESSAGE_ID", "CallMemory", "CallerMemory", "OnCaller", "on_session_end"]
+__all__ = ["CallerMemory", "on_session_end"]
 
 SHUTDOWN_MARGIN_S = 3.0
 """What the shutdown callback leaves of LiveKit's ``shutdown_process_timeout`` (the time between
@@ -236,7 +235,7 @@ class CallerMemory:
         )
         _calls.setdefault(ctx.job.id, []).append(call)
         self._open_calls.add(call)
-        call.follow(session, ctx.room)
+        call.follow(ctx.room)
 
         async def before_exit(reason: str) -> None:
             loop = asyncio.get_running_loop()

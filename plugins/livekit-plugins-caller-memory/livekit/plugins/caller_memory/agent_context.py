@@ -3,17 +3,14 @@ the tools that let the caller control that memory."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
 from typing import Any
 
 from livekit.agents import llm
 
 from . import prompts
 from .calls import SessionManager
-from .log import logger
 
-__all__ = ["MEMORY_MESSAGE_ID", "memory_tools", "run_now", "with_memory"]
+__all__ = ["MEMORY_MESSAGE_ID", "memory_tools", "with_memory"]
 
 MEMORY_MESSAGE_ID = "caller_memory"
 """Id of the system message that carries the caller's memory in an agent's context."""
@@ -57,32 +54,3 @@ def memory_tools(manager: SessionManager, session_id: str) -> list[llm.FunctionT
             llm.function_tool(record_memory_consent, description=prompts.RECORD_CONSENT.description)
         )
     return found
-
-
-def run_now(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a coroutine that does not suspend to its end, right here. Should it suspend after
-    all (a LiveKit release that changed it), it is finished as a task instead.
-
-    For the updates of an agent that has not started: ``Agent.update_chat_ctx`` and
-    ``update_tools`` then finish without suspending, and a task would race LiveKit's start of
-    the agent."""
-    try:
-        awaited = coroutine.send(None)
-    except StopIteration:
-        return
-    logger.warning("an agent update suspended; finishing it in the background")
-    asyncio.get_running_loop().create_task(_resume(coroutine, awaited))
-
-
-async def _resume(coroutine: Coroutine[Any, Any, None], awaited: Any) -> None:
-    # Drive a coroutine already started by hand: wait for what it is waiting on (a future, or
-    # None for a bare yield), then let it go on.
-    while True:
-        if awaited is None:
-            await asyncio.sleep(0)
-        else:
-            await asyncio.wait([awaited])
-        try:
-            awaited = coroutine.send(None)
-        except StopIteration:
-            return

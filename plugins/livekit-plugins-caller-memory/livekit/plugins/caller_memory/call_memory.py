@@ -13,7 +13,7 @@ from livekit import rtc
 from livekit.agents import Agent, AgentSession, JobContext, llm
 
 from . import prompts
-from .agent_context import memory_tools, run_now, with_memory
+from .agent_context import memory_tools, with_memory
 from .calls import SessionContext, SessionManager
 from .identity import in_trunk_region, trunk_region
 from .log import logger
@@ -27,6 +27,7 @@ from .participants import (
     trunk_phone_number,
     why_not_caller,
 )
+from .run_now import run_now
 
 __all__ = ["CallMemory", "OnCaller"]
 
@@ -130,9 +131,11 @@ class CallMemory:
 
     # -- the call's start (by CallerMemory.attach) -----------------------------------------
 
-    def follow(self, session: AgentSession[Any], room: rtc.Room) -> None:
+    def follow(self, room: rtc.Room) -> None:
         """Follow the session's events (turns, handoffs, the close) and the room's (the
-        caller joining, their attributes changing, their hang-up). Done by ``attach``."""
+        caller joining, their attributes changing, their hang-up). :meth:`CallerMemory.attach`
+        drives a call's three steps, in order: this, :meth:`open`, then :meth:`before_exit`."""
+        session = self._session
         session.on("conversation_item_added", self._on_item_added)
         session.on("close", self._on_close)
         room.on("participant_connected", self._on_participant_connected)
@@ -148,8 +151,8 @@ class CallMemory:
         phone_number: str | None,
         caller_wait_s: float | None,
     ) -> None:
-        """Find the caller, look them up, and give ``agent`` their memory: the end of
-        :meth:`CallerMemory.attach`, which explains the arguments."""
+        """Find the caller, look them up, and give ``agent`` their memory: the second step
+        :meth:`CallerMemory.attach` drives (which explains the arguments)."""
         if participant is not None:
             self._choice.take(participant)  # the app's word
             self._caller_arrived.set()
@@ -424,7 +427,7 @@ class CallMemory:
 
     async def before_exit(self, wait_s: float) -> None:
         """The job shuts down: make sure the call is saved, or in the outbox, within
-        ``wait_s`` (run from the job's shutdown callback)."""
+        ``wait_s``. The last step :meth:`CallerMemory.attach` drives (its shutdown callback)."""
         # The last code LiveKit runs in the job, and the process may be killed any moment from
         # here. The save normally ended in on_session_end; if it still runs (on_session_end not
         # wired, a slow LLM or store), the call is put in the outbox first, then its save gets

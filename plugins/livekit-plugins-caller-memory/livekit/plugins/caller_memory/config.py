@@ -20,7 +20,7 @@ from .config_checks import (
     check_host,
     check_previous_secrets,
     check_redact,
-    check_secret,
+    check_secret_strength,
 )
 from .config_sources import VariableSource, alias, describe_invalid
 from .exceptions import ConfigError
@@ -270,8 +270,8 @@ class RedisConfig(BaseSettings):
 
     @field_validator("phone_hash_secret")
     @classmethod
-    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        return check_secret(value)
+    def _check_secret_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_secret_strength(value)
 
     @field_validator("phone_hash_previous_secrets")
     @classmethod
@@ -401,17 +401,16 @@ class RedisConfig(BaseSettings):
             yield from super().__repr_args__()
             return
         parts = urlsplit(self.url.get_secret_value())
-        shown: dict[str, Any] = {"url": without_password(parts)}
+        # The database as redis-py reads the URL: ?db= first, then the path.
+        shown: dict[str, Any] = {"url": without_password(parts), "db": self.database}
         if parts.scheme == "unix":
             shown.update(host=None, port=None)
         else:
-            db = parts.path.strip("/")
             shown.update(
                 host=parts.hostname or "localhost",
                 port=parts.port or 6379,
                 username=parts.username or self.username,
                 password=SecretStr(parts.password) if parts.password else self.password,
-                db=int(db) if db.isdigit() else 0,
                 ssl=parts.scheme == "rediss",
             )
         for name, value in super().__repr_args__():

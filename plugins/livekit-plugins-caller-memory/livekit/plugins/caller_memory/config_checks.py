@@ -21,7 +21,7 @@ __all__ = [
     "check_host",
     "check_previous_secrets",
     "check_redact",
-    "check_secret",
+    "check_secret_strength",
     "warn_if_quoted",
 ]
 
@@ -61,7 +61,7 @@ def check_redact(value: str) -> str:
     return ",".join(kinds)
 
 
-def check_secret(value: SecretStr | None) -> SecretStr | None:
+def check_secret_strength(value: SecretStr | None) -> SecretStr | None:
     """``MEMORY_PHONE_HASH_SECRET``: strong enough (see :mod:`.secret`), or unset."""
     if value is None or not value.get_secret_value().strip():
         return None  # unset and empty mean the same: no secret

@@ -77,7 +77,7 @@ def settings_variables(env_file: Path = Path(".env")) -> dict[str, str | None]:
 
 
 def describe_invalid(error: ValidationError, settings_cls: type[BaseSettings]) -> str:
-    """What a :class:`~..exceptions.ConfigError` says of values refused: each variable and
+    """What a :class:`~.exceptions.ConfigError` says of values refused: each variable and
     the rule it breaks."""
     lines = []
     for item in error.errors():

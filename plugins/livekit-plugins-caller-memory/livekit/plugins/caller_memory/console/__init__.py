@@ -9,12 +9,13 @@ itself never imports this package, and this module imports the web stack only wh
 - :mod:`.app`: :func:`create_app`, the routes;
 - :mod:`.pages`: what every page shares (the store, who is asking, rendering), and the pages
   by what they serve: :mod:`.caller_pages`, :mod:`.erasure_pages`, :mod:`.health_pages`,
-  :mod:`.login_pages`; :mod:`.rendering`: the templates' filters;
+  :mod:`.login_pages`; :mod:`.caller_lookup`: a typed number read and its caller shown (for
+  the callers and erasure pages); :mod:`.rendering`: the templates' filters;
 - :mod:`.settings`: ``MEMORY_CONSOLE_*``, who may log in and how;
 - :mod:`.security`: security headers, allowed hosts, CSRF; :mod:`.logins`: logins, proxies;
 - :mod:`.audit`: the audit log;
-- :mod:`.caller_view`, :mod:`.health` (with :mod:`.sampling`, :mod:`.census`): what the
-  pages show;
+- :mod:`.caller_view`, :mod:`.health` (with :mod:`.sampling`, :mod:`.census` and
+  :mod:`.store_reads`): what the pages show;
 - :mod:`.serve`: the ``serve`` command.
 """
 

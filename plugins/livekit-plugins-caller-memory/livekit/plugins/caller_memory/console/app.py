@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..calls import SessionManager
 from ..config import RedisConfig
+from .caller_lookup import CallerFinder
 from .caller_pages import CallerPages
 from .erasure_pages import ErasurePages
 from .health_pages import HealthPages
@@ -69,8 +70,9 @@ def create_app(
     config = config or (manager.config if manager is not None else RedisConfig.from_env())
     settings = settings or ConsoleSettings()
     console = Console(config, settings, manager)
-    callers = CallerPages(console)
-    erasure = ErasurePages(console, callers)
+    finder = CallerFinder(console)  # one for both page sets: they share its regions cache
+    callers = CallerPages(console, finder)
+    erasure = ErasurePages(console, finder)
     health = HealthPages(console)
     logins = LoginPages(console)
     g = console.guarded

@@ -2,22 +2,22 @@
 
 As ``caller-memory stats`` does, with calls per hour from each profile's remembered calls and
 each caller's index of the calls held. Seconds at 10,000 callers: the health page runs it in
-the background. Also the few reads the health page shares with it (a sorted set's size, a
-scan), each as the kind of store answers it. Reading renews no TTL.
+the background. Reading renews no TTL.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, cast
+from typing import Any
 
-from ..store import InMemoryStore, MemoryStore, RedisMemoryStore
-from ..store.codec import UnreadableValue, decode_profile, text
+from ..models import utcnow
+from ..store import MemoryStore, RedisMemoryStore
+from ..store.codec import UnreadableValue, decode_profile
+from .store_reads import scan_keys, zcard
 
-__all__ = ["CHART_HOURS", "Census", "HourBar", "scan_keys", "take_census", "utcnow", "zcard"]
+__all__ = ["CHART_HOURS", "Census", "HourBar", "take_census"]
 
 CHART_HOURS = 24
 """The chart of calls per hour covers this many hours, the current one last."""
@@ -88,29 +88,6 @@ async def take_census(store: MemoryStore) -> Census:
         memory_sampled=len(sizes),
         calls_per_hour=_per_hour(when.values()),
     )
-
-
-def utcnow() -> datetime:
-    """Now, to the second: when a count or a sample was made."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-async def zcard(store: MemoryStore, key: str) -> int:
-    """The members of a sorted set (calls in progress, erasure requests)."""
-    if isinstance(store, RedisMemoryStore):
-        return int(await store.client.zcard(key))
-    return len(await store.read_members(key))
-
-
-async def scan_keys(store: MemoryStore, match: str) -> AsyncIterator[str]:
-    """The keys matching a pattern: SCAN on Redis (every master of a cluster)."""
-    if isinstance(store, RedisMemoryStore):
-        async for key in store.client.scan_iter(match=match, count=1000):
-            yield text(cast("bytes | str", key)) or ""
-    elif isinstance(store, InMemoryStore):
-        for key in list(store.dump()):
-            if fnmatch.fnmatchcase(key, match):
-                yield key
 
 
 def _per_hour(times: Iterable[float]) -> list[HourBar]:

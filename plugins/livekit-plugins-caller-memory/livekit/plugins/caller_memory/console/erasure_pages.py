@@ -22,7 +22,7 @@ from .. import privacy
 from ..exceptions import InvalidPhoneNumberError
 from ..identity import in_region
 from ..memory.merge import withdraw_fact
-from .caller_pages import CallerPages, last_digits
+from .caller_lookup import CallerFinder, last_digits
 from .caller_view import build_caller_view
 from .pages import Console, form_text, read_form
 from .paging import request_time
@@ -38,22 +38,22 @@ class ErasurePages:
 
     Args:
         console: The console whose store is changed.
-        callers: The callers pages (a caller is shown again through them).
+        finder: How a typed number is read and a caller shown (shared with the callers pages).
     """
 
-    def __init__(self, console: Console, callers: CallerPages) -> None:
+    def __init__(self, console: Console, finder: CallerFinder) -> None:
         self.console = console
-        self.callers = callers
+        self.finder = finder
 
     async def erase(self, request: Request, who: str) -> Response:
         """``POST /caller/erase``: what will go, then (``confirm=yes``) erase it all."""
-        found = await self.callers.look_up(request)
+        found = await self.finder.look_up(request)
         if isinstance(found, Response):
             return found
         number, view = found
         if form_text(await read_form(request), "confirm") != "yes":
             self.console.write_audit(request, who, "view", user_ids=view.user_ids, found=view.found)
-            return await self.callers.caller_page(request, "confirm_erase.html", number, view)
+            return await self.finder.caller_page(request, "confirm_erase.html", number, view)
         deleted = await (await self.console.manager()).forget_caller(number)
         return self._erased(request, who, view.user_ids, deleted, via="number")
 
@@ -80,7 +80,7 @@ class ErasurePages:
         if form_text(form, "confirm") != "yes":
             self.console.write_audit(request, who, "view", user_ids=[user_id], found=view.found)
             asked = datetime.fromtimestamp(asked_at, timezone.utc)
-            return await self.callers.caller_page(
+            return await self.finder.caller_page(
                 request, "confirm_erase.html", None, view, user_id=user_id, asked_at=asked
             )
         deleted = await manager.forget_user(user_id)
@@ -93,7 +93,7 @@ class ErasurePages:
         again (``caller-memory withdraw-fact``)."""
         form = await read_form(request)
         typed = form_text(form, "number")
-        number = in_region(typed, await self.callers.region(request, form))
+        number = in_region(typed, await self.finder.region(request, form))
         fact_id = form_text(form, "fact_id")
         manager = await self.console.manager()
         store = manager.store
@@ -103,7 +103,7 @@ class ErasurePages:
                 raise privacy.FactNotFoundError("no fact of this id")
             held = await privacy.find_fact(store, phone_hash, int(fact_id), previous)
         except InvalidPhoneNumberError as e:
-            return await self.callers.refuse_number(request, e, typed)
+            return await self.finder.refuse_number(request, e, typed)
         except privacy.FactNotFoundError as e:
             # The why (a setting to check, where to find the ids) goes in the details fold.
             said, _, why = str(e).partition(" (")
@@ -152,7 +152,7 @@ class ErasurePages:
         )
         view = build_caller_view(await manager.export_caller(number), store.keys)
         self.console.write_audit(request, who, "view", user_ids=view.user_ids, found=view.found)
-        return await self.callers.caller_page(
+        return await self.finder.caller_page(
             request, "caller.html", number, view, fact_actions=True, notice=notice
         )
 

@@ -31,11 +31,13 @@ from redis.exceptions import RedisError
 
 from ..config import RedisConfig
 from ..log import logger
+from ..models import utcnow
 from ..outbox import Outbox
 from ..store import InMemoryStore, MemoryStore, RedisMemoryStore
 from ..store.codec import UnreadableValue
-from .census import Census, scan_keys, take_census, utcnow, zcard
+from .census import Census, take_census
 from .sampling import SAMPLE_KEYS, Estimate, Sample, draw_sample
+from .store_reads import scan_keys, zcard
 
 __all__ = ["FullCount", "Health", "HealthMonitor", "Now", "store_kind"]
 

@@ -4,7 +4,8 @@ It holds the store the pages act through (opened on first use), says who is aski
 with the team's token, or named by a reverse proxy's header), guards the operators' pages
 (:meth:`Console.guarded`: a login, a CSRF token on every POST, and the store's and the audit
 log's failures said in words) and renders pages. The pages themselves are grouped by what they
-serve: :mod:`.caller_pages`, :mod:`.erasure_pages`, :mod:`.health_pages`, :mod:`.login_pages`.
+serve: :mod:`.caller_pages`, :mod:`.erasure_pages`, :mod:`.health_pages`, :mod:`.login_pages`
+(the first two find a caller with :mod:`.caller_lookup`).
 """
 
 from __future__ import annotations

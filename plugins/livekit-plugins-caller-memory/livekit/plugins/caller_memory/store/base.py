@@ -33,7 +33,7 @@ from .open_calls import OpenCalls
 from .primitives import to_ms
 from .profiles import MAX_CAS_ATTEMPTS, ProfileAccess
 from .records import CallerLookup, CallWrite, MovedCaller, VersionSaves
-from .rights import ERASURE_REQUEST_TTL_S, CallerRights
+from .rights import ERASURE_REQUEST_TTL_S, ErasureAndExport
 
 __all__ = ["MemoryStore"]
 
@@ -42,7 +42,7 @@ _REGION_NOTE_EVERY_S = 60.0
 (:meth:`MemoryStore.note_trunk_region`)."""
 
 
-class MemoryStore(CallerRights, OpenCalls, ProfileAccess):
+class MemoryStore(ErasureAndExport, OpenCalls, ProfileAccess):
     """Base class of the stores.
 
     Args:
@@ -126,6 +126,7 @@ class MemoryStore(CallerRights, OpenCalls, ProfileAccess):
             keys.phone(phone_hash),
             keys.profile(phone_hash),
             keys.sessions(phone_hash),
+            keys.unreadable_phone(phone_hash),
             mint=new_user_id(phone_hash) if mint else None,
             ttl=ttl,
         )
@@ -153,6 +154,7 @@ class MemoryStore(CallerRights, OpenCalls, ProfileAccess):
                 keys.phone(phone_hash),
                 keys.profile(phone_hash),
                 keys.sessions(phone_hash),
+                keys.unreadable_phone(phone_hash),
                 mint=new_user_id(phone_hash),
                 ttl=ttl,
             )

@@ -103,7 +103,7 @@ MAX_PROFILE_BYTES = 1 << 20
 """A profile is a few kilobytes; anything larger once inflated is not one of ours."""
 MAX_JOURNAL_BYTES = 2 << 20
 """A call's journal: 400 turns of 4,000 characters fit (a call keeps no more, see
-:data:`~..calls.MAX_TURNS`); past it, turns are saved at hang-up only."""
+:data:`~..models.MAX_TURNS`); past it, turns are saved at hang-up only."""
 JOURNAL_MARK = '{"journal"'
 """How a journal begins (its header's first key); a saved call's record never does."""
 _CURRENT_SCHEMA = f'{{"v":{SCHEMA_VERSION},'.encode()

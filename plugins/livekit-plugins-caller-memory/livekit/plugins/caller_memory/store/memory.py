@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import version
 from ..config import RedisConfig
 from ..identity import PhoneHasher
-from ..version import __version__
 from . import codec
 from .base import MemoryStore
-from .records import CallWrite, Fetched, MovedCaller, WriteOutcome, stats_report
+from .records import CallWrite, Fetched, MovedCaller, WriteOutcome
+from .stats import stats_report
 
 __all__ = ["InMemoryStore"]
 
@@ -147,7 +148,14 @@ class InMemoryStore(MemoryStore):
         return list(value) if isinstance(value, list) else []
 
     async def fetch_caller(
-        self, phone_key: str, profile_key: str, sessions_key: str, *, mint: str | None, ttl: int
+        self,
+        phone_key: str,
+        profile_key: str,
+        sessions_key: str,
+        aside_key: str,
+        *,
+        mint: str | None,
+        ttl: int,
     ) -> Fetched:
         """As ``lookup.lua``."""
         space = self._space
@@ -155,7 +163,7 @@ class InMemoryStore(MemoryStore):
         if wrong_type:  # set aside, as lookup.lua does
             value = space.get(phone_key)
             assert value is not None
-            space.set(f"{phone_key}:unreadable", value, ttl)
+            space.set(aside_key, value, ttl)
             space.delete(phone_key)
         if found is None and mint is not None:
             space.set(phone_key, mint.encode(), ttl)
@@ -240,9 +248,9 @@ class InMemoryStore(MemoryStore):
             calls = self._open_calls()
             if calls.pop(write.session_id, None) is not None:
                 self._set_open_calls(calls)
-            saves = self._scores(keys.versions())
-            saves[f"saves:{__version__}"] = saves.get(f"saves:{__version__}", 0) + 1
-            saves[f"last:{__version__}"] = int(now)
+            saves, saved_by = self._scores(keys.versions()), version.__version__
+            saves[f"saves:{saved_by}"] = saves.get(f"saves:{saved_by}", 0) + 1
+            saves[f"last:{saved_by}"] = int(now)
             space.set(keys.versions(), saves, profile_ttl)
             if write.phone_hash is not None:
                 space.expire(keys.phone(write.phone_hash), profile_ttl)

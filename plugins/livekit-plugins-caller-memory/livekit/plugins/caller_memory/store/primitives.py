@@ -142,7 +142,14 @@ class StorePrimitives(abc.ABC):
 
     @abc.abstractmethod
     async def fetch_caller(
-        self, phone_key: str, profile_key: str, sessions_key: str, *, mint: str | None, ttl: int
+        self,
+        phone_key: str,
+        profile_key: str,
+        sessions_key: str,
+        aside_key: str,
+        *,
+        mint: str | None,
+        ttl: int,
     ) -> Fetched:
         """Read a caller's three keys and renew their TTLs; with ``mint``, set the phone key
         to it if absent (``user_id`` is then None when this call minted it).

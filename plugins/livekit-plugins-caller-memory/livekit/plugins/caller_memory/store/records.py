@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from ..models import CallerProfile
 
@@ -22,7 +22,6 @@ __all__ = [
     "MovedCaller",
     "VersionSaves",
     "WriteOutcome",
-    "stats_report",
 ]
 
 
@@ -140,32 +139,3 @@ class HeldData:
     user_ids: list[str]
     keys: list[str]
     session_ids: list[str]
-
-
-def stats_report(
-    *,
-    server: str,
-    cluster: bool,
-    kinds: dict[str, int],
-    journals: int,
-    no_ttl: list[str],
-    too_long: list[str],
-    used_memory: int,
-) -> dict[str, Any]:
-    """What :meth:`~.base.MemoryStore.stats` answers, from the keys counted by kind (a
-    journal is a ``session`` key of a call not saved yet)."""
-    return {
-        "server": server,
-        "cluster": cluster,
-        "callers": kinds.get("phone", 0),
-        "profiles": kinds.get("profile", 0),
-        "sessions_kept": kinds.get("session", 0) - journals,
-        "calls_in_progress": journals,
-        "keys_by_kind": kinds,
-        "keys_set_aside": kinds.get("unreadable", 0),
-        "keys_without_ttl": len(no_ttl),
-        "keys_without_ttl_sample": no_ttl[:5],
-        "keys_past_longest_ttl": len(too_long),
-        "keys_past_longest_ttl_sample": too_long[:5],
-        "used_memory_bytes": used_memory,
-    }

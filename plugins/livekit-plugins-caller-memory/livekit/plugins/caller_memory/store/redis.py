@@ -5,7 +5,7 @@ Each atomic operation of :mod:`.primitives` is one round trip here: a Lua script
 :mod:`.redis_client` (the client, each operation's slot and deadline, the scripts) and the
 operations of :mod:`.redis_callers` (a caller's keys), :mod:`.redis_open_calls` (calls in
 progress) and :mod:`.redis_keyspace` (reads, deletes, counts); this module connects it (which
-server, TLS or not, a cluster or not) and writes a finished call.
+server, TLS or not, a cluster or not) and closes it.
 """
 
 from __future__ import annotations
@@ -19,20 +19,19 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from ..config import RedisConfig
+from ..identity import PhoneHasher
 from ..log import announce_store, logger, once
 from ..persistence import volatile_warning
 from ..server.connect import resolve_default_redis
 from ..timeouts import deadline
 from ..troubleshooting import Diagnosis, diagnose
-from ..version import __version__
-from . import codec
-from .records import CallWrite, WriteOutcome
 from .redis_callers import RedisCallers
 from .redis_client import Client, error_code
 from .redis_keyspace import RedisKeyspace
 from .redis_open_calls import RedisOpenCalls
 
-__all__ = ["Client", "RedisMemoryStore"]
+__all__ = ["RedisMemoryStore"]
 
 
 class RedisMemoryStore(RedisCallers, RedisOpenCalls, RedisKeyspace):
@@ -52,6 +51,20 @@ class RedisMemoryStore(RedisCallers, RedisOpenCalls, RedisKeyspace):
         ...     user_id = await store.get_or_create_user_id(phone_number="+1234567890")
         >>> await store.disconnect()
     """
+
+    def __init__(
+        self,
+        config: RedisConfig | None = None,
+        *,
+        client: Client | None = None,
+        hasher: PhoneHasher | None = None,
+        on_close: Any = None,
+    ) -> None:
+        super().__init__(config, client=client, hasher=hasher)
+        self._on_close = on_close
+        # Nothing to resolve with a client given: it is connected to whatever it is.
+        self._resolved = client is not None
+        self._connecting: asyncio.Task[bool] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -146,7 +159,7 @@ class RedisMemoryStore(RedisCallers, RedisOpenCalls, RedisKeyspace):
 
     async def _measure_clock(self) -> None:
         """TIME: how far this process's clock is from the server's (see
-        :meth:`~.base.MemoryStore.clock_ms`)."""
+        :meth:`~.primitives.StorePrimitives.clock_ms`)."""
         try:
             seconds, micros = await self.client.time()
         except ResponseError:  # refused (an ACL): the scripts' own TIME still orders what counts
@@ -220,59 +233,6 @@ class RedisMemoryStore(RedisCallers, RedisOpenCalls, RedisKeyspace):
             "redis_version": info.get("redis_version") or info.get("valkey_version"),
             "used_memory_human": info.get("used_memory_human"),
         }
-
-    # -- the save at hang-up -----------------------------------------------------------------
-    # Here, not in redis_callers.py: the save records this module's __version__ (the saves by
-    # version), which a test replaces to play a newer worker of a rolling upgrade.
-
-    async def write_call(self, write: CallWrite) -> tuple[WriteOutcome, bytes | None]:
-        """One EVALSHA of ``save_call.lua`` (plus a pipeline for the other slots on a cluster)."""
-        keys, config = self._keys, self._config
-        script_keys = [
-            keys.profile(write.user_id),
-            keys.sessions(write.user_id),
-            keys.unreadable_profile(write.user_id),
-            keys.calls(write.user_id),
-            keys.erased(write.user_id),
-        ]
-        others = [keys.session(write.session_id), keys.open_calls(), keys.versions()]
-        if write.phone_hash is not None:
-            others.append(keys.phone(write.phone_hash))
-        if not self._cluster:
-            script_keys += others
-        args = [
-            write.expected_profile or b"",
-            write.profile,
-            write.session_id,
-            write.session,
-            config.profile_ttl_seconds,
-            config.session_ttl_seconds,
-            config.max_sessions,
-            "1" if write.set_aside else "0",
-            write.started_ms,
-            0,  # unused: the script reads the server's clock
-            codec.MAX_PROFILE_BYTES,
-            __version__,
-        ]
-        async with self._op():
-            result = await self._run("save_call", script_keys, args)
-            outcome = int(result[0])
-            if outcome == 2:
-                return "erased", None
-            if outcome != 1:
-                return "changed", (result[1] or None)
-            now = int(result[1])  # the server's clock, in seconds
-            if self._cluster:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    pipe.set(others[0], write.session, ex=config.session_ttl_seconds)
-                    pipe.zrem(others[1], write.session_id)
-                    pipe.zincrby(others[2], 1, f"saves:{__version__}")
-                    pipe.zadd(others[2], {f"last:{__version__}": now})
-                    pipe.expire(others[2], config.profile_ttl_seconds)
-                    if write.phone_hash is not None:
-                        pipe.expire(others[3], config.profile_ttl_seconds)
-                    await pipe.execute()
-        return "written", None
 
 
 _TLS_PROBE_AFTER_S = 0.25

@@ -1,5 +1,5 @@
-"""A caller's keys in Redis: the call-start lookup, a caller moved to a new secret, a profile
-changed outside a save, a declined caller's identity dropped.
+"""A caller's keys in Redis: the call-start lookup, the save at hang-up, a caller moved to a new
+secret, a profile changed outside a save, a declined caller's identity dropped.
 
 Each is one round trip on the caller's ``{hash}`` slot (a Lua script of ``scripts/``). Where
 Redis takes no writes (a read-only replica, out of memory, an ACL user without them), the lookup
@@ -14,23 +14,31 @@ from typing import Any, cast
 
 from redis.exceptions import ResponseError
 
+from .. import version
 from . import codec
-from .records import Fetched, MovedCaller
-from .redis_client import RedisClient, warn_refused_once, write_refusal
+from .records import CallWrite, Fetched, MovedCaller, WriteOutcome
+from .redis_client import RedisStoreBase, warn_refused_once, write_refusal
 
 __all__ = ["RedisCallers"]
 
 
-class RedisCallers(RedisClient):
+class RedisCallers(RedisStoreBase):
     """The operations on one caller's keys (see :mod:`.primitives`)."""
 
     async def fetch_caller(
-        self, phone_key: str, profile_key: str, sessions_key: str, *, mint: str | None, ttl: int
+        self,
+        phone_key: str,
+        profile_key: str,
+        sessions_key: str,
+        aside_key: str,
+        *,
+        mint: str | None,
+        ttl: int,
     ) -> Fetched:
         """One EVALSHA of ``lookup.lua``. Where Redis takes no writes (a read-only replica,
         out of memory, an ACL user without them), plain reads instead: a returning caller is
         still recognized, and the save renews the TTLs later."""
-        script_keys = [phone_key, profile_key, sessions_key, f"{phone_key}:unreadable"]
+        script_keys = [phone_key, profile_key, sessions_key, aside_key]
         try:
             async with self._op():
                 found, profile, sessions, aside, at_ms = await self._run(
@@ -115,6 +123,57 @@ class RedisCallers(RedisClient):
                 user_id = codec.text(await client.get(phone_key)) or user_id
             await client.delete(*[k for k, uid in zip(old_phone_keys, found, strict=True) if uid])
         return user_id
+
+    async def write_call(self, write: CallWrite) -> tuple[WriteOutcome, bytes | None]:
+        """One EVALSHA of ``save_call.lua`` (plus a pipeline for the other slots on a cluster)."""
+        keys, config = self._keys, self._config
+        # Read now, not at import: a test replaces it to play a newer worker of an upgrade.
+        saved_by = version.__version__
+        script_keys = [
+            keys.profile(write.user_id),
+            keys.sessions(write.user_id),
+            keys.unreadable_profile(write.user_id),
+            keys.calls(write.user_id),
+            keys.erased(write.user_id),
+        ]
+        others = [keys.session(write.session_id), keys.open_calls(), keys.versions()]
+        if write.phone_hash is not None:
+            others.append(keys.phone(write.phone_hash))
+        if not self._cluster:
+            script_keys += others
+        args = [
+            write.expected_profile or b"",
+            write.profile,
+            write.session_id,
+            write.session,
+            config.profile_ttl_seconds,
+            config.session_ttl_seconds,
+            config.max_sessions,
+            "1" if write.set_aside else "0",
+            write.started_ms,
+            0,  # unused: the script reads the server's clock
+            codec.MAX_PROFILE_BYTES,
+            saved_by,
+        ]
+        async with self._op():
+            result = await self._run("save_call", script_keys, args)
+            outcome = int(result[0])
+            if outcome == 2:
+                return "erased", None
+            if outcome != 1:
+                return "changed", (result[1] or None)
+            now = int(result[1])  # the server's clock, in seconds
+            if self._cluster:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.set(others[0], write.session, ex=config.session_ttl_seconds)
+                    pipe.zrem(others[1], write.session_id)
+                    pipe.zincrby(others[2], 1, f"saves:{saved_by}")
+                    pipe.zadd(others[2], {f"last:{saved_by}": now})
+                    pipe.expire(others[2], config.profile_ttl_seconds)
+                    if write.phone_hash is not None:
+                        pipe.expire(others[3], config.profile_ttl_seconds)
+                    await pipe.execute()
+        return "written", None
 
     async def write_moved(self, moved: MovedCaller) -> bool:
         """One EVALSHA of ``move_caller.lua``."""

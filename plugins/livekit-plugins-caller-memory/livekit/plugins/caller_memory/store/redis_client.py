@@ -37,7 +37,7 @@ from ..log import logger
 from ..timeouts import ContendedTimeout, LoopLateTimeout, deadline
 from .base import MemoryStore
 
-__all__ = ["Client", "RedisClient", "error_code", "warn_refused_once", "write_refusal"]
+__all__ = ["Client", "RedisStoreBase", "error_code", "warn_refused_once", "write_refusal"]
 
 Client = aioredis.Redis | aioredis.RedisCluster
 """A plain or a cluster ``redis.asyncio`` client."""
@@ -68,10 +68,10 @@ _SHAS = {
 }
 
 
-class RedisClient(MemoryStore):
-    """A store on a ``redis.asyncio`` client: the client it opens or is given, and how each of
-    its operations runs (:meth:`_op`, :meth:`_run`). :class:`~.redis.RedisMemoryStore` is made
-    of it and the operations of :mod:`.redis_callers`, :mod:`.redis_open_calls` and
+class RedisStoreBase(MemoryStore):
+    """The base of the Redis store: the ``redis.asyncio`` client it opens or is given, and how
+    each of its operations runs (:meth:`_op`, :meth:`_run`). :class:`~.redis.RedisMemoryStore`
+    is made of it and the operations of :mod:`.redis_callers`, :mod:`.redis_open_calls` and
     :mod:`.redis_keyspace`."""
 
     def __init__(
@@ -80,15 +80,10 @@ class RedisClient(MemoryStore):
         *,
         client: Client | None = None,
         hasher: PhoneHasher | None = None,
-        on_close: Any = None,
     ) -> None:
         super().__init__(config, hasher=hasher)
         self._client = client
         self._owns_client = client is None
-        self._on_close = on_close
-        # Nothing to resolve with a client given: it is connected to whatever it is.
-        self._resolved = client is not None
-        self._connecting: asyncio.Task[bool] | None = None
         self._cluster = (
             bool(self._config.cluster)
             or bool(self._config.cluster_nodes)
@@ -217,7 +212,7 @@ def warn_refused_once(reason: str) -> None:
 
 
 class _Operation:
-    """The context of :meth:`RedisMemoryStore._op`: a class, not a generator-based context
+    """The context of :meth:`RedisStoreBase._op`: a class, not a generator-based context
     manager, because it runs on every call start (a generator costs ~10 µs more)."""
 
     __slots__ = ("_deadline", "_slots")

@@ -18,8 +18,8 @@ from redis.exceptions import RedisError, ResponseError
 from ..config import LONGEST_TTL_SECONDS
 from ..log import logger
 from . import codec
-from .records import stats_report
-from .redis_client import RedisClient, error_code
+from .redis_client import RedisStoreBase, error_code
+from .stats import stats_report
 
 __all__ = ["RedisKeyspace"]
 
@@ -27,7 +27,7 @@ _PURGE_WAIT_S = 10.0
 """How long an erasure waits for Redis to rewrite its append-only file."""
 
 
-class RedisKeyspace(RedisClient):
+class RedisKeyspace(RedisStoreBase):
     """Plain reads, deletes and sorted sets; the counts for operators; the purge of the
     append-only file (see :mod:`.primitives`)."""
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from . import codec
-from .redis_client import RedisClient
+from .redis_client import RedisStoreBase
 
 __all__ = ["RedisOpenCalls"]
 
@@ -24,7 +24,7 @@ _BEATS_PER_COMMAND = 1000
 """Calls per heartbeat script: its arguments stay far below Lua's stack limit."""
 
 
-class RedisOpenCalls(RedisClient):
+class RedisOpenCalls(RedisStoreBase):
     """The operations on the calls in progress (see :mod:`.primitives`)."""
 
     async def write_journal_header(self, session_id: str, header: str) -> None:

@@ -1,4 +1,6 @@
-"""A caller's rights over what is held about them: erasure, export, and erasure requests.
+"""The store's side of erasure and export: what is held about a caller, found, deleted or
+returned, and the erasures callers asked for. :mod:`..privacy` coordinates the store with the
+outbox and the calls held in memory.
 
 What is held is found from the phone mappings (current and previous secrets) and the user ids
 they name (:func:`held_data`); which keys and journals belong to the caller, and how a value is
@@ -17,14 +19,15 @@ from .keys import new_user_id
 from .primitives import StorePrimitives
 from .records import HeldData
 
-__all__ = ["ERASURE_REQUEST_TTL_S", "CallerRights"]
+__all__ = ["ERASURE_REQUEST_TTL_S", "ErasureAndExport"]
 
 ERASURE_REQUEST_TTL_S = 30 * 86400
 """How long an unverified caller's erasure request waits for an operator."""
 
 
-class CallerRights(StorePrimitives):
-    """Everything held about a caller: found, erased, exported; erasures callers asked for."""
+class ErasureAndExport(StorePrimitives):
+    """The store's side of erasure and export: everything held about a caller, found, erased
+    or exported; and the erasures callers asked for."""
 
     async def held_data(self, phone_hash: str, *, previous: Sequence[str] = ()) -> HeldData:
         """Every key that holds something about the caller of a phone hash.
