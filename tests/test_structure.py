@@ -193,7 +193,7 @@ def test_no_module_of_the_plugin_is_longer_than_a_few_screens() -> None:
 
 
 LAYERS = {
-    "wiring": ["agent", "call_memory", "agent_context", "participants"],
+    "wiring": ["agent", "call_memory", "agent_context", "run_now", "participants"],
     "call": ["calls", "journal", "recovery", "outbox", "privacy", "summarizer", "prompts",
              "redaction"],
     "store": ["store"],
