@@ -208,6 +208,22 @@ async def test_a_name_with_a_common_word_added_does_not_replace_the_callers_name
     assert block(seen)["name"] == "Dan Okafor"
 
 
+async def test_an_update_of_something_else_under_the_names_id_keeps_the_name(
+    line: Line,
+) -> None:
+    # SmolLM2 in the memory benchmark: an update carrying the name's id (1) and another label.
+    first = [("assistant", AGENT_HELLO), ("user", "Hi, this is Dan Okafor. My van is grinding.")]
+    await line.call(first, {"ops": [op("add", "name", "Dan Okafor", "this is Dan Okafor")]})
+    again = "Hey, it's Dan again, Dan Okafor, the Transit with the brakes."
+    wrong = "the Transit with the brakes"
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", again)],
+        {"ops": [op("update", wrong, wrong, wrong, id=1)], "summary": "Brakes."},
+    )
+    assert block(seen)["name"] == "Dan Okafor"
+    assert facts(seen)[wrong.lower()] == wrong  # said by the caller: kept, as its own fact
+
+
 async def test_the_agents_own_name_is_refused_even_in_an_introduction(line: Line) -> None:
     seen = await line.call(
         [("assistant", AGENT_HELLO), ("user", "Oh hi, it's Sarah too, funny. I need brakes.")],
