@@ -224,6 +224,30 @@ async def test_an_update_of_something_else_under_the_names_id_keeps_the_name(
     assert facts(seen)[wrong.lower()] == wrong  # said by the caller: kept, as its own fact
 
 
+async def test_a_withdrawal_finding_a_fact_with_part_of_it_takes_the_whole_from_summaries(
+    line: Line,
+) -> None:
+    # "forget the Friday brake job" finds the fact "the Transit with the brakes" (the one fact
+    # sharing a word): the earlier call's "Friday morning's fine" goes from the summaries too.
+    await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "My van grinds when I brake."),
+            ("assistant", "We could do the pads on Friday morning, would that work?"),
+            ("user", "Yeah, Friday morning's fine."),
+        ],
+        None,
+    )
+    said = "It's the Transit with the brakes."
+    transit = op("add", "van", "the Transit with the brakes", "the Transit with the brakes")
+    await line.call([("assistant", AGENT_HELLO), ("user", said)], {"ops": [transit]})
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Yeah, forget the Friday brake job, I sold it.")],
+        None,
+    )
+    assert "Friday" not in seen
+
+
 async def test_the_agents_own_name_is_refused_even_in_an_introduction(line: Line) -> None:
     seen = await line.call(
         [("assistant", AGENT_HELLO), ("user", "Oh hi, it's Sarah too, funny. I need brakes.")],

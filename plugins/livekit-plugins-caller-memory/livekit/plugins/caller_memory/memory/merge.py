@@ -151,6 +151,9 @@ def apply_ops(
                 by_id[target.id] = target.model_copy(update={"status": "withdrawn"})
                 stale += [target.value, target.evidence, target.label, op.evidence]
                 stale += distinct_words(f"{target.label} {target.value}", "")
+                # What the caller's own words withdraw goes too: the fact found may hold
+                # only part of it ("forget the Friday brake job" finds "brakes").
+                stale += distinct_words(op.evidence, "", ignore=CUES)
             continue
         if target is None and op.op == "add":
             target = _same_label(op.label, list(by_id.values()))
