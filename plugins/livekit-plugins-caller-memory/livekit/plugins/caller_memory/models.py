@@ -293,7 +293,9 @@ class CallerProfile(_Model):
     @property
     def name(self) -> str | None:
         """The caller's name, as they last gave it (a verified one before an unverified one)."""
-        names = [f for f in self.current_facts if f.label == NAME_LABEL]
+        names = sorted(
+            (f for f in self.facts if f.label == NAME_LABEL and f.current), key=_newest_first
+        )  # the name facts alone: every call start asks, and a profile holds 30 facts
         best = next((f for f in names if f.verified), names[0] if names else None)
         return best.value if best else None
 

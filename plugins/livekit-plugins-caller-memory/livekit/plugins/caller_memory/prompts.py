@@ -61,6 +61,9 @@ _UNVERIFIED = {
 
 MAX_FACTS_CHARS = 1_500
 """The facts the agent is given, newest first, stop at this many characters of JSON."""
+_json = json.JSONEncoder(ensure_ascii=False).encode
+"""JSON as the LLM reads it, from one encoder (``json.dumps`` with an option builds one per
+call, which the call start pays for every fact)."""
 
 
 def memory_block(profile: CallerProfile | None, disclosure: Disclosure) -> str:
@@ -75,9 +78,10 @@ def memory_block(profile: CallerProfile | None, disclosure: Disclosure) -> str:
     if profile is None or disclosure == "none":
         return ""
     if disclosure == "name":  # an unverified caller: the first name, and nothing else
-        if not profile.first_name:
+        first_name = profile.first_name
+        if not first_name:
             return ""
-        body = json.dumps({"name": profile.first_name}, ensure_ascii=False)  # first name only
+        body = _json({"name": first_name})
         return f"{_MEMORY_INTRO}{_UNVERIFIED['name']}\n<caller_memory>\n{body}\n</caller_memory>"
     current = profile.current_facts
     name = profile.name
@@ -98,7 +102,7 @@ def memory_block(profile: CallerProfile | None, disclosure: Disclosure) -> str:
         ]
     # One line of JSON (json's C encoder; an indented dump takes the pure-Python one, 3-4x
     # slower on the call start's path): models read it the same.
-    body = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    body = _json(data).replace("</", "<\\/")
     intro = _MEMORY_INTRO + _UNVERIFIED.get(disclosure, "")
     return f"{intro}\n<caller_memory>\n{body}\n</caller_memory>"
 
@@ -106,10 +110,6 @@ def memory_block(profile: CallerProfile | None, disclosure: Disclosure) -> str:
 _FACT_JSON = len('{"about": , "value": , "said": "2026-01-01"}')
 """What a fact's JSON holds besides its label and value (each a JSON string)."""
 _UNVERIFIED_JSON = len(', "caller_unverified": true')
-
-
-def _json_string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)  # a str alone takes json's C fast path
 
 
 def _facts(current: Sequence[Fact], name: str | None) -> list[dict[str, object]]:
@@ -123,7 +123,7 @@ def _facts(current: Sequence[Fact], name: str | None) -> list[dict[str, object]]
             "value": fact.value,
             "said": fact.last_said.date().isoformat(),
         }
-        size += _FACT_JSON + len(_json_string(fact.label)) + len(_json_string(fact.value))
+        size += _FACT_JSON + len(_json(fact.label)) + len(_json(fact.value))
         if not fact.verified:
             item["caller_unverified"] = True
             size += _UNVERIFIED_JSON
