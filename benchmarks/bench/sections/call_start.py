@@ -165,7 +165,8 @@ async def bench_call_start(env: Env, plan: Plan, report: Report, population: Pop
         f"Callers looked up at random over {len(numbers):,} with 5 calls kept (profile p50 "
         f"{stored5:,} B stored, {json5:,} B of JSON) and {len(small_numbers):,} with 1 call "
         f"kept ({stored1:,} B stored, {json1:,} B of JSON); the bare GET reads a random "
-        "caller's phone key too. The number is checked (normalize + HMAC), then looked up: one "
+        "caller's phone key too. The number is checked (normalize + HMAC) while Redis answers "
+        "a read-only lookup of the number as given: in `start_session` that step overlaps the "
         "round trip.",
         "",
         "| start_session / bare GET | p50 ratio | p99 ratio |",

@@ -259,6 +259,13 @@ class PhoneHasher:
         """Keyed hash of a number that is already in E.164."""
         return _hmac(self._key, e164)
 
+    def hash_as_given(self, raw: str) -> str | None:
+        """The keyed hash of ``raw`` taken as it is, when it is written in E.164 (``+`` and
+        digits, as SIP trunks send it), else None. Not a check: when ``raw`` turns out to be a
+        valid number in its normal form, this equals :meth:`hash`; a caller uses it to start a
+        read-only lookup while :meth:`hashes` checks the number."""
+        return _hmac(self._key, raw) if _E164.fullmatch(raw) else None
+
     def hashes(self, raw: str, *, strict: bool = True) -> tuple[str, list[str]]:
         """Check and normalize ``raw`` once; its keyed hash, and its hashes under the previous
         secrets (for rotation, newest first).

@@ -3,6 +3,7 @@ lookup budget, and what it cost (a metric, a span, a debug line)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import NamedTuple
@@ -36,27 +37,76 @@ async def look_up(store: MemoryStore, phone_number: str | None) -> LookedUp:
     """The caller's hashes, and what the store holds for them, within the lookup budget.
 
     Never raises: a withheld or bad number, an unreachable store or a lookup over its budget
-    each come back as a status (and a log line that never holds the number). The number is
-    checked first: its own problem decides before the store's.
+    each come back as a status (and a log line that never holds the number).
+
+    SIP trunks send numbers in E.164. The lookup of the number as given goes out at once,
+    read-only, and the number is checked while Redis answers: the check costs as much as a
+    fifth of the round trip. When the number was in its normal form already (nearly
+    always), that answer is the caller's; otherwise it is dropped.
     """
     if not phone_number:
         return LookedUp(None, [], None, "no_number")
     config = store.config
+    hasher = store.hasher
     # With consent required, nothing is written before the caller agrees: not even a new
     # caller's identity (the save mints it).
     create = not config.consent_required
+    checked: list[tuple[str, list[str]] | Exception] = []
+
+    def check() -> None:
+        try:
+            checked.append(hasher.hashes(phone_number))
+        except Exception as e:  # raised where the result is read
+            checked.append(e)
+
+    def hashes() -> tuple[str, list[str]]:
+        if not checked:
+            check()
+        result = checked[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
     phone_hash: str | None = None
     previous: list[str] = []
     try:
         async with deadline(config.lookup_timeout):  # one timer for all of it
-            phone_hash, previous = store.hasher.hashes(phone_number)
-            lookup = await store.lookup(phone_hash, previous=previous, create=create)
-    except WithheldNumberError:
-        return LookedUp(None, [], None, "no_number")
-    except InvalidPhoneNumberError as bad:
-        logger.warning("caller number unusable, call goes on without memory: %s", bad)
-        return LookedUp(None, [], None, "invalid_number")
+            early_hash = hasher.hash_as_given(phone_number)
+            lookup: CallerLookup | None = None
+            if early_hash is not None:
+                # The check runs as a callback of the event loop, once the request is out
+                # and this call waits for the answer: no task, no extra turn of the loop
+                # (a task for the early lookup cost ~14 µs more per call start).
+                pending = asyncio.get_running_loop().call_soon(check)
+                try:
+                    lookup = await store.lookup(early_hash, create=False)
+                except Exception:
+                    # The number's own problems come first; the store's failure counts
+                    # only when its answer was the caller's.
+                    phone_hash, previous = hashes()
+                    if phone_hash == early_hash:
+                        raise
+                finally:
+                    pending.cancel()
+            phone_hash, previous = hashes()
+            if phone_hash != early_hash:
+                lookup = None
+            if lookup is None or lookup.user_id is None and (create or previous):
+                # Not asked yet, or unknown as given: the full lookup (it mints a new
+                # caller's id, or finds one under a previous secret).
+                lookup = await store.lookup(phone_hash, previous=previous, create=create)
     except Exception as e:
+        # The number's own problem decides first (also when it surfaced as the store's
+        # failure or the budget running out while Redis answered), then the store's.
+        try:
+            phone_hash, previous = hashes()
+        except WithheldNumberError:
+            return LookedUp(None, [], None, "no_number")
+        except InvalidPhoneNumberError as bad:
+            logger.warning("caller number unusable, call goes on without memory: %s", bad)
+            return LookedUp(None, [], None, "invalid_number")
+        except Exception:
+            pass  # the check itself failed: reported below as the lookup's failure
         if isinstance(e, TimeoutError):
             # Over its budget: say why when the cause is this worker's, not Redis's.
             cause = diagnose(e, config)
