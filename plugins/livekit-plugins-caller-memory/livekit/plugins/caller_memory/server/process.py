@@ -15,6 +15,7 @@ model's server of ``sarah_agent.local_llm``, the nodes of the tests' cluster thr
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ctypes
 import os
@@ -48,16 +49,16 @@ _PR_SET_PDEATHSIG = 1
 _Self = TypeVar("_Self", bound="StartsAndStops")
 
 
-class StartsAndStops:
+class StartsAndStops(abc.ABC):
     """``with server:`` starts it and stops it, whatever happens in between."""
 
+    @abc.abstractmethod
     def start(self) -> None:
         """Start the server (and wait until it is ready)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stop(self) -> None:
         """Stop the server; safe to call twice."""
-        raise NotImplementedError
 
     def __enter__(self: _Self) -> _Self:
         self.start()
