@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -152,50 +153,48 @@ async def test_corrupt_profile_is_set_aside_without_personal_data_in_the_log(
         assert profile is not None and profile.call_count == 1
 
 
-async def test_profiles_compressed_without_the_dictionary_still_read(
-    config: RedisConfig, redis_client: aioredis.Redis
+def _zlib_plain(data: bytes) -> bytes:
+    return zlib.compress(data, 6)  # as 0.1 stored profiles: no dictionary (no FDICT bit)
+
+
+def _zlib_first_02_dictionary(data: bytes) -> bytes:
+    deflater = zlib.compressobj(6, zdict=codec.PROFILE_ZDICT_V2)  # the JSON's fixed parts only
+    return deflater.compress(data) + deflater.flush()
+
+
+@pytest.mark.parametrize(
+    ("earlier", "dictionary"),
+    [(_zlib_plain, None), (_zlib_first_02_dictionary, codec.PROFILE_ZDICT_V2)],
+    ids=["no dictionary", "first 0.2 dictionary"],
+)
+async def test_profiles_compressed_as_earlier_versions_did_still_read(
+    config: RedisConfig,
+    redis_client: aioredis.Redis,
+    earlier: Callable[[bytes], bytes],
+    dictionary: bytes | None,
 ) -> None:
-    # Earlier versions compressed profiles with plain zlib: those stay readable, and the next
-    # save writes the caller's profile with the preset dictionary, smaller.
+    # Those stay readable, and the next save writes the caller's profile with the current
+    # preset dictionary, smaller than plain zlib.
     async with RedisMemoryStore(config) as store:
-        user_id = await _one_call(store, "room-z1")
+        user_id = await _one_call(store, f"room-z-{earlier.__name__}")
         profile_key = store.keys.profile(user_id)
         current = await redis_client.get(profile_key)
         assert isinstance(current, bytes) and current[:1] == b"x" and current[1] & 0x20  # FDICT
-        plain = zlib.compress(codec.inflate(current), 6)
-        assert plain[1] & 0x20 == 0
-        await redis_client.set(profile_key, plain, ex=60)
+        stored = earlier(codec.inflate(current))
+        if dictionary is None:
+            assert stored[1] & 0x20 == 0
+        else:
+            assert int.from_bytes(stored[2:6], "big") == zlib.adler32(dictionary)
+        await redis_client.set(profile_key, stored, ex=60)
         found = await store.lookup(store.hasher.hash(PHONE))
         assert found.profile is not None and found.profile.name == "Ana"
-        await _one_call(store, "room-z2")
+        await _one_call(store, f"room-z2-{earlier.__name__}")
         rewritten = await redis_client.get(profile_key)
         assert isinstance(rewritten, bytes) and rewritten[1] & 0x20
-        profile = await store.get_profile(user_id)
-        assert profile is not None and profile.call_count == 2
-        assert len(rewritten) < len(zlib.compress(codec.inflate(rewritten), 6))
-
-
-async def test_profiles_compressed_with_an_earlier_dictionary_still_read(
-    config: RedisConfig, redis_client: aioredis.Redis
-) -> None:
-    # 0.2's first dictionary (the JSON's fixed parts) before the words of phone calls joined
-    # it: such a profile reads, and the next save writes the current one.
-    async with RedisMemoryStore(config) as store:
-        user_id = await _one_call(store, "room-z5")
-        profile_key = store.keys.profile(user_id)
-        current = await redis_client.get(profile_key)
-        assert isinstance(current, bytes)
-        deflater = zlib.compressobj(6, zdict=codec.PROFILE_ZDICT_V2)
-        earlier = deflater.compress(codec.inflate(current)) + deflater.flush()
-        await redis_client.set(profile_key, earlier, ex=60)
-        found = await store.lookup(store.hasher.hash(PHONE))
-        assert found.profile is not None and found.profile.name == "Ana"
-        await _one_call(store, "room-z6")
-        rewritten = await redis_client.get(profile_key)
-        assert isinstance(rewritten, bytes)
         assert int.from_bytes(rewritten[2:6], "big") == zlib.adler32(codec.PROFILE_ZDICT)
         profile = await store.get_profile(user_id)
         assert profile is not None and profile.call_count == 2
+        assert len(rewritten) < len(zlib.compress(codec.inflate(rewritten), 6))
 
 
 async def test_a_profile_compressed_with_an_unknown_dictionary_is_set_aside(
