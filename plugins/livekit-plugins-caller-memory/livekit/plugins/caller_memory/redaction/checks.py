@@ -1,18 +1,8 @@
-"""Check digits and number shapes: Luhn, card prefixes, SSN/ITIN ranges, NIR, codice fiscale."""
+"""Check digits and number shapes: card prefixes, SSN/ITIN ranges, NIR, codice fiscale."""
 
 from __future__ import annotations
 
 from .patterns import CF_ODD
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 def card_shaped(digits: str) -> bool:
