@@ -186,11 +186,11 @@ def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
     # withdrawal must never hit a fact the caller did not mean.
     current = [f for f in facts if f.current]
     by_id = next((f for f in facts if f.id == op.id), None)
-    if by_id is not None and by_id.label == NAME_LABEL and op.op != "withdraw":
-        if op.label not in ("", NAME_LABEL):  # only a name replaces the caller's name: a
-            return None  # small model put the name's id on "the Transit with the brakes"
     if by_id is not None:  # the fact meant; one already replaced or withdrawn is no target
-        return by_id if by_id.current else None
+        # Only a name replaces the caller's name (a small model put the name's id on an
+        # update labelled "the Transit with the brakes").
+        not_a_name = by_id.label == NAME_LABEL and op.label not in ("", NAME_LABEL)
+        return by_id if by_id.current and not (not_a_name and op.op != "withdraw") else None
     if op.op == "add":
         return None
     same = _same_label(op.label, current)
