@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, cli
-from livekit.plugins import caller_memory, openai
+from livekit.plugins import caller_memory, openai  # openai: the agent's own voice pipeline
 
 from livekit.plugins.caller_memory import RedisConfig
 from livekit.plugins.caller_memory.server import resolve_default_redis

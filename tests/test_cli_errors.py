@@ -382,6 +382,25 @@ def test_serve_on_a_busy_port_names_it(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1 and "--port 0" in done.stderr
 
 
+def test_no_redis_anywhere_is_said_once(tmp_path: Path) -> None:
+    # Nothing named, nothing on the port, and no server binary to start a private one: the
+    # command and the store it opens both ask, and the answer is said once.
+    done = _run([*CALLER_MEMORY, "check"], tmp_path, REDIS_PORT=REFUSED.rsplit(":", 1)[1],
+                MEMORY_REDIS_SERVER_BIN=str(tmp_path / "no-such-server"))  # fmt: skip
+    _no_traceback(done)
+    assert done.returncode == 1
+    assert done.stderr.count("no Redis configured") == 1, done.stderr
+    assert "MEMORY_REDIS_SERVER_BIN" in done.stderr
+
+
+def test_forget_refuses_a_number_that_is_none_before_asking(tmp_path: Path) -> None:
+    done = _run([*CALLER_MEMORY, "forget", "hello 555"], tmp_path, REDIS_URL=REFUSED)
+    _no_traceback(done)
+    assert done.returncode != 0
+    assert "a phone number has no letters" in done.stderr
+    assert "--yes" not in done.stderr  # not the prompt's question: the number's problem first
+
+
 def test_a_command_line_error_is_one_line(tmp_path: Path) -> None:
     done = _run([*CALLER_MEMORY, "withdraw-fact", "+14155550134", "two", "--reason", "x"],
                 tmp_path, REDIS_URL=REFUSED)  # fmt: skip

@@ -51,6 +51,7 @@ from .console import main as console_main
 from .console.audit import AuditLog, default_audit_log
 from .console.settings import AuditSettings
 from .exceptions import CallerMemoryError, StoreUnavailableError
+from .identity import normalize_phone
 from .log import logger
 from .outbox import Outbox
 from .prefixes import open_operator_memory
@@ -161,14 +162,17 @@ async def _watch_outbox(
 
 
 async def _forget(config: RedisConfig, number: str | None, user_id: str | None, yes: bool) -> int:
+    if number is not None:
+        # A number that is none is said before the question, not after the answer.
+        normalize_phone(number, default_region=config.default_region)
     if not yes:
         if not sys.stdin.isatty():
             print("❌ Add --yes to erase without a prompt.", file=sys.stderr)
             return 2
         answer = input("Erase everything held about this caller? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
-            print("Nothing erased.")
-            return 1
+            print("Nothing erased.")  # as the operator chose: nothing to fix
+            return 0
     async with _store(config) as store:
         manager = SessionManager(store)
         if user_id is not None:

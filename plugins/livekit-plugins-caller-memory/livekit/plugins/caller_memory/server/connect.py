@@ -31,7 +31,7 @@ from redis.retry import Retry
 
 from .._folders import private_folder
 from ..config import RedisConfig
-from ..log import label_store, logger
+from ..log import label_store, logger, once
 from .binaries import EmbeddedServerError
 from .embedded import EmbeddedRedis
 
@@ -53,19 +53,23 @@ def resolve_default_redis(config: RedisConfig) -> tuple[RedisConfig, EmbeddedRed
     """
     if not config.persistence or config.is_explicit or server_answers(config.host, config.port):
         return config, None
+    # Said once per process: a command and the store it opens, or each job of a worker, ask
+    # again, and the answer is the same.
     if not config.embedded_redis:
-        logger.error(
-            "no Redis configured and nothing answers on %s; set REDIS_URL, or "
-            "MEMORY_EMBEDDED_REDIS=true to start a local server",
-            config.describe_server(),
-        )
+        if once(f"no-redis:{config.describe_server()}"):
+            logger.error(
+                "no Redis configured and nothing answers on %s; set REDIS_URL, or "
+                "MEMORY_EMBEDDED_REDIS=true to start a local server",
+                config.describe_server(),
+            )
         return config, None
     try:
         url, embedded = ensure_local_redis(config.data_dir)
     except EmbeddedServerError as e:
         # No call fails for it: they go on without memory, and what they learn waits in the
         # outbox until a Redis answers.
-        logger.error("no Redis configured, none on %s, and %s", config.describe_server(), e)
+        if once(f"no-redis:{config.describe_server()}:{e}"):
+            logger.error("no Redis configured, none on %s, and %s", config.describe_server(), e)
         return config, None
     return config.replaced(url=url), embedded
 
