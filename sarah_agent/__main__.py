@@ -83,7 +83,7 @@ def _replay(argv: list[str], verbose: int) -> int:
         "--calls",
         type=Path,
         metavar="FILE",
-        help="a calls file (JSON; README: Calls file format); Sarah's recordings by default",
+        help="a calls file (JSON; docs/sarah.md, Calls file format); Sarah's recordings by default",
     )
     parser.add_argument(
         "-v",
