@@ -260,7 +260,7 @@ async def _stats(config: RedisConfig) -> int:
     stats["outbox_stray_temp_files"] = outbox.strays
     width = max(len(k) for k in stats)
     for key, value in stats.items():
-        print(f"{key.replace('_', ' '):<{width}}  {value}")
+        print(f"{key.replace('_', ' '):<{width}}  {_shown(value)}")
     trouble = {
         "keys without a TTL": stats["keys_without_ttl"],
         f"keys with a TTL past {MAX_PROFILE_TTL_DAYS} days, longer than any setting allows "
@@ -276,6 +276,15 @@ async def _stats(config: RedisConfig) -> int:
         if count:
             print(f"❌ {count} {what}", file=sys.stderr)
     return 1 if any(trouble.values()) else 0
+
+
+def _shown(value: object) -> str:
+    # A line of the stats as a person reads it: "phone 2 · profile 2", not a Python dict.
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {v}" for k, v in value.items()) or "none"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
 
 
 async def _say_persistence(store: MemoryStore) -> None:
