@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .exceptions import CallerErasedError
-from .log import logger, once
+from .log import logger
 from .models import CallerProfile, CallSummary, SessionRecord
 from .outbox import Outbox
 from .store import CallerLookup, MemoryStore
@@ -214,14 +214,11 @@ class Recovery:
         # The store may have been there all along (the worker's CPU, a call of the same
         # caller): "unavailable" only when the cause is the store's or the network's.
         what = "call not saved in time" if diagnosis.in_worker else "memory store unavailable"
-        # What to check is said with the first call of a cause, not again with every call.
-        hints = "".join(f" {hint}." for hint in diagnosis.hints)
-        if not once(f"outbox-hints:{diagnosis.reason}"):
-            hints = ""
+        hints = " ".join(f"{hint}." for hint in diagnosis.hints)
         extra = {"session_id": session_id, "error": type(failure).__name__}
         if on_disk:
             logger.warning(
-                "%s (%s): the call is kept in the local outbox and written %s.%s",
+                "%s (%s): the call is kept in the local outbox and written %s. %s",
                 what,
                 diagnosis.reason,
                 "with its next retry" if diagnosis.in_worker else "when the store is back",
@@ -231,7 +228,7 @@ class Recovery:
             return
         logger.error(
             "%s (%s), and the local outbox could not be written (%s): the call is held in "
-            "memory only, retried with the outbox, and lost if this process ends first.%s",
+            "memory only, retried with the outbox, and lost if this process ends first. %s",
             what,
             diagnosis.reason,
             _disk_reason(self._disk_error),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from ..models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from . import text
 from .checks import check_name
-from .summaries import SAID, replaced, states, subject, withdrawals, withdrawn_in
+from .summaries import SAID, states, subject, withdrawals, withdrawn_in
 
 __all__ = ["fallback_summary", "name_op", "salient_lines", "withdrawal_ops"]
 
@@ -67,10 +67,6 @@ def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list
     no fact is found (a tie, no shared word, or a caller remembered without an LLM, who has
     no facts), the withdrawal names no fact (id 0) but carries what it withdraws as its value:
     the merge then cuts those words from the calls' summaries.
-
-    An old value the caller says gave way to a new one ("I'm on Northfield now, not
-    Bluecrest": :func:`.summaries.replaced`) is withdrawn the same way, by its word: the
-    fact that holds it, or the earlier summaries' sentences that say it.
     """
     current = [f for f in profile.current_facts if f.label != NAME_LABEL] if profile else []
     ops: list[FactOp] = []
@@ -89,6 +85,4 @@ def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list
         elif said:
             what = part if subject(part) else before
             ops.append(FactOp(op="withdraw", value=what, evidence=part))
-    for words, old in replaced(turns):
-        ops.append(FactOp(op="withdraw", value=old, evidence=words))
     return ops

@@ -15,8 +15,8 @@ from . import text
 __all__ = [
     "CUES",
     "SAID",
+    "bare",
     "distinct_words",
-    "replaced",
     "scrub",
     "states",
     "subject",
@@ -35,7 +35,8 @@ CUES = text.stems(
 
 
 _COMMON = text.STOPWORDS | frozenset(
-    "prefers prefer wants want needs need said says booked booking thing things note".split()
+    "prefers prefer wants want needs need said says booked booking thing things note let "
+    "let's".split()
 )
 
 
@@ -45,11 +46,16 @@ def distinct_words(
     """The words that made ``old`` what it was and ``new`` is not ("bluecrest" of "insured
     with Bluecrest" replaced by "insured with Northfield"): a sentence holding one repeats it.
     Small words, and stems in ``ignore``, are never such words."""
-    now = {w.removesuffix("'s") for w in text.words(new)}
-    said = (w.removesuffix("'s") for w in text.words(old))  # "Tuesday's" says Tuesday
+    now = {bare(w) for w in text.words(new)}
+    said = (bare(w) for w in text.words(old) if w not in _COMMON)
     return [
         w for w in said if w not in now and w not in _COMMON and len(w) >= 3 and w[:5] not in ignore
     ]
+
+
+def bare(word: str) -> str:
+    """A normalized word without its possessive "'s": "Tuesday's" says Tuesday."""
+    return word.removesuffix("'s")
 
 
 def withdrawals(turns: Sequence[Turn]) -> list[tuple[str, str]]:
@@ -65,57 +71,6 @@ def withdrawals(turns: Sequence[Turn]) -> list[tuple[str, str]]:
                 found.append((sentence, before))
             before = sentence
     return found
-
-
-_REPLACED = tuple(
-    re.compile(pattern, re.IGNORECASE)
-    for pattern in (
-        # "I'm on Northfield now, not Bluecrest"
-        r"\bnow,?\s+(?P<span>not\s+(?P<old>[^,.;!?]{1,40}))",
-        # "I'm not allergic to penicillin after all"
-        r"\b(?P<span>not\s+(?P<old>(?:\S+\s+){0,4}?)after all)\b",
-        # "the Ranger instead of the Transit"
-        r"\b(?P<span>instead of\s+(?P<old>[^,.;!?]{1,40}))",
-    )
-)
-"""The plain ways of saying an old value gave way to a new one."""
-
-
-def replaced(turns: Sequence[Turn]) -> list[tuple[str, str]]:
-    """What the caller says no longer holds because something else does now ("I'm on
-    Northfield now, not Bluecrest", "it turns out I'm not allergic to penicillin after all,
-    it's latex"): for each such sentence of theirs, the words that say it ("not Bluecrest")
-    and the one that names the old value ("bluecrest"). The sentence itself still holds: it
-    states the new value.
-
-    Only these plain forms, never in a question, and never a number ("six now, not five": the
-    five of a remembered "Thursday at five" would go too).
-    """
-    found = []
-    for turn in turns:
-        if turn.role != "user":
-            continue
-        for sentence in text.sentences(turn.text):
-            if text.is_question(sentence) or text.withdrawing_part(sentence):
-                continue  # a withdrawal is withdrawals()'
-            for form in _REPLACED:
-                match = form.search(sentence)
-                old = [w.removesuffix("'s") for w in text.words(match["old"])] if match else []
-                named = [w for w in old if _names_a_value(w)]
-                if match and named:
-                    found.append((match["span"], named[-1]))
-                    break
-    return found
-
-
-def _names_a_value(word: str) -> bool:
-    return (
-        len(word) >= 3
-        and word not in _COMMON
-        and word not in text.FILLER
-        and word not in ("after", "all", "now", "instead")
-        and not text.numbers(word)
-    )
 
 
 def subject(words: str) -> set[str]:

@@ -19,7 +19,6 @@ __all__ = [
     "has_negation",
     "is_question",
     "negated",
-    "negated_words",
     "normalize",
     "numbers",
     "self_names",
@@ -161,27 +160,17 @@ def negated(text: str) -> tuple[set[str], set[str]]:
     """
     under: set[str] = set()
     free: set[str] = set()
-    for word, is_negated in _scoped(text):
-        if len(word) >= 3 and not word.isdigit():
-            (under if is_negated else free).add(word[:_STEM])
-    return under, free
-
-
-def negated_words(text: str) -> list[str]:
-    """The words of ``text`` under a negation (see :func:`negated`), in their order."""
-    return [word for word, is_negated in _scoped(text) if is_negated]
-
-
-def _scoped(text: str) -> Iterator[tuple[str, bool]]:
-    # Each word but the cues, and whether a negation covers it.
     for clause in _clauses(text):
+        ws = clause.split()
         scope = 0
-        for w in clause.split():
+        for w in ws:
             if w in _NEGATIONS or w.endswith("n't"):
                 scope = 5
                 continue
-            yield w, scope > 0
+            if len(w) >= 3 and not w.isdigit():
+                (under if scope else free).add(w[:_STEM])
             scope = max(0, scope - 1)
+    return under, free
 
 
 def has_negation(text: str) -> bool:
