@@ -18,6 +18,8 @@ from livekit.plugins.caller_memory import (
     RedisMemoryStore,
     SessionManager,
 )
+from livekit.plugins.caller_memory.memory.fallback import fallback_summary
+from livekit.plugins.caller_memory.models import Turn
 from livekit.plugins.caller_memory.redaction import Redactor
 
 from ..env import Env, Plan, Report, log
@@ -50,10 +52,14 @@ ADVERSARIAL = {
     "`4111 1111 1111 1111 …` (cards)": "4111 1111 1111 1111 ",
     "`aaaa…` (one word)": "a",
     "`a1a1…` (one word with digits)": "a1",
+    # Added with the hang-up's linear-time text rules: one long run of spaces.
+    "`not ␣…␣ x` (one run of 3,990 spaces)": "not" + " " * 3_990 + "x ",
 }
 TURN_CHARS = 4_000
 SYNC_CHARS = 400
 """The longest turn ``add_turn`` redacts at once (longer ones are redacted in slices)."""
+HANG_UP_TURNS = 20
+"""Turns of one shape in the call whose memory is made without an LLM at hang-up."""
 ADD_TURN_TARGET_MS = 1.0
 
 
@@ -96,8 +102,26 @@ async def hostile_turns(config: RedisConfig, *, runs: int) -> tuple[list[str], f
                 worst = max(worst, dist.p99)
                 if length == TURN_CHARS and _SLICED is not None:
                     rows.append(latency_row("one slice of it (background)", _slices(text, runs)))
+                if length == TURN_CHARS:
+                    rows.append(latency_row(_HANG_UP, _hang_up(text, max(10, runs // 20))))
     await manager.end_session("adversarial")
     return rows, worst
+
+
+_HANG_UP = f"its call's memory without an LLM, {HANG_UP_TURNS} such turns (hang-up)"
+
+
+def _hang_up(text: str, runs: int) -> Dist:
+    """How long the caller's memory of a call of such turns takes to make without an LLM
+    (:func:`fallback_summary`: the caller's lines, their name, what they withdrew), on the
+    event loop at hang-up."""
+    dist = Dist()
+    for i in range(runs):
+        turns = [Turn(role="user", text=f"{text[:-8]}{i:04d}{n:04d}") for n in range(HANG_UP_TURNS)]
+        start = time.perf_counter_ns()
+        fallback_summary(turns)
+        dist.samples.append(time.perf_counter_ns() - start)
+    return dist
 
 
 async def _drained(manager: SessionManager) -> None:

@@ -126,7 +126,7 @@ def states(sentence: str, stale: str) -> bool:
     )
 
 
-_PIECES = re.compile(r"(\s+/\s+|(?<=[.!?…])\s+|\n+)")
+_PIECES = re.compile(r"((?<!\s)\s+/\s+|(?<=[.!?…])\s+|\n+)")
 
 
 def scrub(summary: str, stale: Iterable[str]) -> str:

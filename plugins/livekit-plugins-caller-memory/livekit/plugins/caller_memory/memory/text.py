@@ -78,7 +78,7 @@ _QUESTION_START = frozenset(
     "is are am was were do does did what when where which who whom whose why how have has "
     "any anyone anybody".split()
 )
-_SENTENCE_END = re.compile(r"\s+/\s+|(?<=[.!?…])\s+|\n+")
+_SENTENCE_END = re.compile(r"(?<!\s)\s+/\s+|(?<=[.!?…])\s+|\n+")
 
 
 def normalize(text: str) -> str:
@@ -197,7 +197,7 @@ _KEPT = re.compile(
 def withdrawing_part(sentence: str) -> str:
     """The clauses of a sentence that withdraw ("forget what I said about Dev" of "I'm
     dropping the Outback off myself, forget what I said about Dev"), "" when none does."""
-    clauses = re.split(r"[,;:—–]\s*|\s+(?:and|so|but|because)\s+", sentence)
+    clauses = re.split(r"[,;:—–]\s*|(?<!\s)\s+(?:and|so|but|because)\s+", sentence)
     return ", ".join(c.strip() for c in clauses if c.strip() and withdraws(c))
 
 
@@ -221,7 +221,7 @@ def withdraws(text: str) -> bool:
 
 _INTRO = re.compile(
     r"(?:\bmy name is|\bmy name's|\bname's|\bthe name is|\bi am|\bi'm|\bim|\bthis is|\bit's|"
-    r"\bits|\bcall me)\s+(?P<after>.*)$|^(?P<before>.+?)\s+here$",
+    r"\bits|\bcall me)\s+(?P<after>.*)$|^(?P<before>.*?\S)\s+here$",
     re.IGNORECASE,
 )
 _NAME_WORD = re.compile(r"[A-Z][a-z'’\-]+(?:[A-Z][a-z]+)?\Z")
@@ -249,7 +249,9 @@ def self_names(turn: str) -> Iterator[tuple[str, str]]:
         sentence = sentence.strip()
         if not sentence or sentence.endswith("?"):
             continue
-        for piece in re.split(r"[,;:]\s*|\s+(?:and|but|so|because)\s+", sentence.rstrip(".!…")):
+        for piece in re.split(
+            r"[,;:]\s*|(?<!\s)\s+(?:and|but|so|because)\s+", sentence.rstrip(".!…")
+        ):
             m = _INTRO.search(piece.strip())
             if m is None:
                 continue
