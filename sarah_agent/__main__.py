@@ -12,8 +12,10 @@ from pathlib import Path
 
 from livekit.plugins.caller_memory import __version__ as plugin_version
 from livekit.plugins.caller_memory.commands import run_command
+from livekit.plugins.caller_memory.config import RedisConfig
 from livekit.plugins.caller_memory.log import logger
 from livekit.plugins.caller_memory.server import resolve_default_redis
+from livekit.plugins.caller_memory.store import open_store
 
 from . import __version__
 from .config import memory_config
@@ -194,6 +196,7 @@ def _serve(command: str, argv: list[str], verbose: int) -> int:
         config = chosen.config
     else:
         config, local_redis = resolve_default_redis(config)
+        print(asyncio.run(_memory_line(config, started=local_redis is not None)), file=sys.stderr)
     if config.url is not None:
         os.environ["REDIS_URL"] = config.redis_url()
     from livekit.agents import cli
@@ -207,6 +210,30 @@ def _serve(command: str, argv: list[str], verbose: int) -> int:
         if local_redis is not None:
             local_redis.stop()
     return 0
+
+
+async def _memory_line(config: RedisConfig, *, started: bool) -> str:
+    """Which store the worker's calls will use, and whether it answers now: said when the
+    worker starts, not at its first call. A store that does not answer stops nothing (calls
+    go on without memory, and what they learn waits in the outbox)."""
+    if not config.persistence:
+        return "Memory: in each call's process only (MEMORY_PERSISTENCE=false)"
+    if started:
+        named = "a private server this worker started"
+    elif config.is_explicit:
+        named = "REDIS_URL or REDIS_HOST"
+    else:
+        named = "no Redis named: the guide's localhost:6379"
+    store = await open_store(config)  # a failure is logged with the guide's text
+    try:
+        health = await store.health_check()
+    finally:
+        await store.disconnect()
+    if health["healthy"]:
+        state = f"ok, {health.get('latency_ms')} ms"
+    else:
+        state = f"❌ {health.get('error')}: calls go on without memory until it answers"
+    return f"Memory: {config.describe_server()} ({named}) · {state}"
 
 
 def _verbosity(args: list[str]) -> tuple[int, list[str]]:

@@ -359,6 +359,39 @@ def test_a_workers_first_line_is_its_version(tmp_path: Path) -> None:
     assert first.rstrip().endswith(": start")
 
 
+def test_a_worker_says_which_redis_its_calls_use_before_its_first_call(
+    redis_server: TestServer, tmp_path: Path
+) -> None:
+    # One line when the worker starts (not at its first call): where memory goes, and
+    # whether it answers; a Redis that does not answer stops nothing.
+    for url, state in ((redis_server.url, "· ok, "), (REFUSED, "· ❌ Redis connection failed")):
+        worker = subprocess.Popen(
+            [*SARAH, "start"],
+            env=_env(tmp_path, REDIS_URL=url, **_LIVEKIT_READY),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        hang = threading.Timer(60, os.killpg, (worker.pid, signal.SIGKILL))  # a hang fails
+        hang.start()
+        said: list[str] = []
+        try:
+            assert worker.stderr is not None
+            while len(said) < 30 and not (said and said[-1].startswith("Memory: ")):
+                said.append(worker.stderr.readline())
+        finally:
+            hang.cancel()
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+            if worker.stderr is not None:
+                worker.stderr.close()
+        line = said[-1]
+        assert line.startswith(f"Memory: 127.0.0.1:{url.rsplit(':', 1)[1]} (REDIS_URL"), said
+        assert state in line, line
+
+
 @pytest.mark.parametrize("port", ["99999", "-1", "http"])
 def test_serve_with_a_port_out_of_range_is_one_line_and_exit_2(port: str, tmp_path: Path) -> None:
     done = _run([*CALLER_MEMORY, "serve", "--port", port], tmp_path, REDIS_URL=REFUSED)
