@@ -128,8 +128,7 @@ def _names_backed(value: str, evidence: str, turns: Sequence[Turn]) -> bool:
 
 
 def _bare(words: str) -> set[str]:
-    # Words without a possessive or contracted "'s": "Mochi's" is Mochi, "Tuesday's" Tuesday.
-    return {w.removesuffix("'s") for w in text.words(words)}
+    return {text.bare(w) for w in text.words(words)}
 
 
 def _negation(value: str, evidence: str) -> str | None:

@@ -22,7 +22,7 @@ from ..models import (
     PastCall,
 )
 from . import text
-from .summaries import CUES, bare, distinct_words, scrub
+from .summaries import CUES, distinct_words, scrub
 
 __all__ = ["apply_ops", "merge_call", "withdraw_consent", "withdraw_fact"]
 
@@ -174,8 +174,8 @@ def apply_ops(
         next_id += 1
     # A word is stale only if no fact that still holds has it ("Tuesday" of a withdrawn
     # "cleaning on Tuesday at 9" stays in summaries while "cleaning on Tuesday at 10" holds).
-    holding = {bare(w) for f in by_id.values() if f.current for w in text.words(f.value)}
-    stale = [s for s in stale if " " in s.strip() or bare(text.normalize(s)) not in holding]
+    holding = {text.bare(w) for f in by_id.values() if f.current for w in text.words(f.value)}
+    stale = [s for s in stale if " " in s.strip() or text.bare(text.normalize(s)) not in holding]
     return _bounded(by_id.values()), stale
 
 

@@ -15,7 +15,6 @@ from . import text
 __all__ = [
     "CUES",
     "SAID",
-    "bare",
     "distinct_words",
     "scrub",
     "states",
@@ -35,8 +34,7 @@ CUES = text.stems(
 
 
 _COMMON = text.STOPWORDS | frozenset(
-    "prefers prefer wants want needs need said says booked booking thing things note let "
-    "let's".split()
+    "prefers prefer wants want needs need said says booked booking thing things note let".split()
 )
 
 
@@ -46,16 +44,11 @@ def distinct_words(
     """The words that made ``old`` what it was and ``new`` is not ("bluecrest" of "insured
     with Bluecrest" replaced by "insured with Northfield"): a sentence holding one repeats it.
     Small words, and stems in ``ignore``, are never such words."""
-    now = {bare(w) for w in text.words(new)}
-    said = (bare(w) for w in text.words(old) if w not in _COMMON)
+    now = {text.bare(w) for w in text.words(new)}
+    said = (text.bare(w) for w in text.words(old))  # "Tuesday's" says Tuesday
     return [
         w for w in said if w not in now and w not in _COMMON and len(w) >= 3 and w[:5] not in ignore
     ]
-
-
-def bare(word: str) -> str:
-    """A normalized word without its possessive "'s": "Tuesday's" says Tuesday."""
-    return word.removesuffix("'s")
 
 
 def withdrawals(turns: Sequence[Turn]) -> list[tuple[str, str]]:

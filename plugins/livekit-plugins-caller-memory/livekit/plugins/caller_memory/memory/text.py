@@ -14,6 +14,7 @@ from collections.abc import Iterator
 __all__ = [
     "FILLER",
     "STOPWORDS",
+    "bare",
     "contains",
     "dates",
     "has_negation",
@@ -100,6 +101,12 @@ def contains(haystack: str, needle: str) -> bool:
     return bool(n) and f" {n} " in f" {normalize(haystack)} "
 
 
+def bare(word: str) -> str:
+    """A normalized word without its possessive or contracted "'s": "Tuesday's" is Tuesday,
+    "Mochi's" Mochi."""
+    return word.removesuffix("'s")
+
+
 def stems(text: str) -> set[str]:
     """A word's first letters, for words of three letters or more: "mornings" and "morning"
     are one here, numbers excepted."""
@@ -111,7 +118,7 @@ def numbers(text: str) -> set[str]:
     "1200")."""
     found = set()
     for w in words(re.sub(r"(?<=\d)[,.](?=\d{3}\b)", "", text)):
-        w = w.removesuffix("'s")  # "eleven's great"
+        w = bare(w)  # "eleven's great"
         if w.isdigit():
             found.add(w.lstrip("0") or "0")
         elif w in _NUMBER_WORDS:
@@ -123,7 +130,7 @@ def numbers(text: str) -> set[str]:
 
 def dates(text: str) -> set[str]:
     """The day and month names in a text ("Fridays" and "Friday's" are "friday")."""
-    found = (w.removesuffix("'s").removesuffix("s") for w in words(text))
+    found = (bare(w).removesuffix("s") for w in words(text))
     return {w for w in found if w in _DATE_WORDS}
 
 
