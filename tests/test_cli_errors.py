@@ -334,10 +334,12 @@ def test_both_commands_say_their_version(tmp_path: Path) -> None:
     )
 
 
-def test_a_workers_first_line_is_its_version(tmp_path: Path) -> None:
+def _worker_says(tmp_path: Path, redis_url: str, until: str) -> list[str]:
+    """What ``sarah start`` writes on standard error, line by line, up to the first line that
+    starts with ``until`` (30 lines at most); the worker is then stopped."""
     worker = subprocess.Popen(
         [*SARAH, "start"],
-        env=_env(tmp_path, REDIS_URL=REFUSED, **_LIVEKIT_READY),
+        env=_env(tmp_path, REDIS_URL=redis_url, **_LIVEKIT_READY),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -346,15 +348,22 @@ def test_a_workers_first_line_is_its_version(tmp_path: Path) -> None:
     )
     hang = threading.Timer(60, os.killpg, (worker.pid, signal.SIGKILL))  # a hang is a failure
     hang.start()
+    said: list[str] = []
     try:
         assert worker.stderr is not None
-        first = worker.stderr.readline()
+        while len(said) < 30 and not (said and said[-1].startswith(until)):
+            said.append(worker.stderr.readline())
     finally:
         hang.cancel()
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
         if worker.stderr is not None:
             worker.stderr.close()
+    return said
+
+
+def test_a_workers_first_line_is_its_version(tmp_path: Path) -> None:
+    first = _worker_says(tmp_path, REFUSED, until="")[0]
     assert first.startswith(f"sarah {sarah_version} (livekit-plugins-caller-memory {__version__}")
     assert first.rstrip().endswith(": start")
 
@@ -365,28 +374,7 @@ def test_a_worker_says_which_redis_its_calls_use_before_its_first_call(
     # One line when the worker starts (not at its first call): where memory goes, and
     # whether it answers; a Redis that does not answer stops nothing.
     for url, state in ((redis_server.url, "· ok, "), (REFUSED, "· ❌ Redis connection failed")):
-        worker = subprocess.Popen(
-            [*SARAH, "start"],
-            env=_env(tmp_path, REDIS_URL=url, **_LIVEKIT_READY),
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        hang = threading.Timer(60, os.killpg, (worker.pid, signal.SIGKILL))  # a hang fails
-        hang.start()
-        said: list[str] = []
-        try:
-            assert worker.stderr is not None
-            while len(said) < 30 and not (said and said[-1].startswith("Memory: ")):
-                said.append(worker.stderr.readline())
-        finally:
-            hang.cancel()
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=30)
-            if worker.stderr is not None:
-                worker.stderr.close()
+        said = _worker_says(tmp_path, url, until="Memory: ")
         line = said[-1]
         assert line.startswith(f"Memory: 127.0.0.1:{url.rsplit(':', 1)[1]} (REDIS_URL"), said
         assert state in line, line
