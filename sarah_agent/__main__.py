@@ -19,7 +19,7 @@ from livekit.plugins.caller_memory.store import open_store
 
 from . import __version__
 from .config import memory_config
-from .replay import ReplayError, demo_store
+from .replay import ReplayError, demo_store, store_state
 
 __all__ = ["USAGE", "main", "version_line"]
 
@@ -229,10 +229,9 @@ async def _memory_line(config: RedisConfig, *, started: bool) -> str:
         health = await store.health_check()
     finally:
         await store.disconnect()
-    if health["healthy"]:
-        state = f"ok, {health.get('latency_ms')} ms"
-    else:
-        state = f"❌ {health.get('error')}: calls go on without memory until it answers"
+    state = store_state(health)
+    if not health["healthy"]:
+        state += ": calls go on without memory until it answers"
     return f"Memory: {config.describe_server()} ({named}) · {state}"
 
 

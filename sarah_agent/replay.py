@@ -73,6 +73,7 @@ __all__ = [
     "load_calls",
     "recording_llm",
     "replay",
+    "store_state",
 ]
 
 LLMChoice = Literal["recorded", "openai", "local"]
@@ -576,6 +577,13 @@ async def replay(
     return code
 
 
+def store_state(health: dict[str, Any]) -> str:
+    """A store's :meth:`~MemoryStore.health_check` as the ``Memory:`` line says it."""
+    if health["healthy"]:
+        return f"ok, {health.get('latency_ms')} ms"
+    return f"❌ {health.get('error')}"
+
+
 async def _replay_on(
     chosen: DemoStore,
     calls: list[RecordedCall],
@@ -590,8 +598,7 @@ async def _replay_on(
     store = await open_store(config)  # a failure is logged with the guide's text
     health = await store.health_check()
     healthy = bool(health["healthy"])
-    state = f"ok, {health.get('latency_ms')} ms" if healthy else f"❌ {health.get('error')}"
-    print(f"Memory: {chosen.label} · {state}")
+    print(f"Memory: {chosen.label} · {store_state(health)}")
     memory = CallerMemory(
         config=config, store=store, llm=summaries, use_session_llm=live_llm is not None
     )
