@@ -57,9 +57,7 @@ def _int_times(value: Any) -> Any:
 
 
 def _json(profile: CallerProfile, *, defaults: bool, user_id: bool, int_times: bool) -> bytes:
-    data = profile.model_dump(
-        mode="json", exclude_none=True, exclude_defaults=not defaults, exclude=None
-    )
+    data = profile.model_dump(mode="json", exclude_none=True, exclude_defaults=not defaults)
     data["v"] = profile.v  # kept whatever else goes: it says how to read the rest
     if not user_id:
         data.pop("user_id", None)
