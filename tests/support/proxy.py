@@ -46,6 +46,7 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[asyncio.Task[None]] = set()
         self.port = 0
 
     @property
@@ -81,6 +82,10 @@ class FaultProxy:
                 assert self._server is not None
                 self._server.close()
                 await self._close_all()
+                # A connection held in a black hole would outlive its loop: end each one.
+                for task in self._connections:
+                    task.cancel()
+                await asyncio.gather(*self._connections, return_exceptions=True)
 
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -99,6 +104,10 @@ class FaultProxy:
         self._writers.clear()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
         if self._mode == "refuse":
             client_w.close()
             return

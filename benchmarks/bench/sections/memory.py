@@ -29,8 +29,9 @@ from ..data import (
 )
 from ..env import Env, Plan, Report, log
 
-TARGET_BYTES = 1024
-"""The issue's target: at most 1 KB of 90-day data per caller with five calls kept."""
+TARGETS_BYTES = (1024, 1536)
+"""At most this much 90-day data per caller with five calls kept: 1 KB, the first performance
+issue's target (set before profiles held facts); 1.5 KB, the memory issue's."""
 
 
 async def used_memory(admin: aioredis.Redis) -> tuple[int, int]:
@@ -206,14 +207,15 @@ async def bench_memory(env: Env, plan: Plan, report: Report) -> Population:
         "5": (pct(stored_sizes, 50), pct(json_sizes, 50)),
         "1": (pct(small_sizes[1], 50), pct(small_sizes[0], 50)),
     }
-    report.targets.append(
+    report.targets += [
         (
-            f"≤ 1 KB ({TARGET_BYTES:,} B) of 90-day data per caller, 5 calls kept, at {n:,} "
-            "callers",
+            f"≤ {target / 1024:g} KB ({target:,} B) of 90-day data per caller, 5 calls kept, "
+            f"at {n:,} callers",
             f"{per_caller_data:,.0f} B",
-            per_caller_data <= TARGET_BYTES,
+            per_caller_data <= target,
         )
-    )
+        for target in TARGETS_BYTES
+    ]
 
     # MEMORY USAGE per key type, sampled.
     sample = rng.sample(callers, min(500, n))
