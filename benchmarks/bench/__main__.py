@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
 from livekit.plugins.caller_memory.server import EmbeddedRedis
+from livekit.plugins.caller_memory.server.binaries import ENV_SERVER_BIN
 
 from . import __doc__ as overview
 from .env import PREFIX, ROOT, SECRET, Env, Plan, Report, log
@@ -92,11 +93,15 @@ async def run(plan: Plan, seed: int) -> tuple[Report, list[str], tuple[float, fl
 
 
 def command_line(args: Iterable[str]) -> str:
-    """The command that ran the benchmark with ``args``, as the report shows it."""
+    """The command that ran the benchmark with ``args``, as the report shows it (with the
+    server binary it was told to use, when it was)."""
     exe = Path(sys.executable)
     with contextlib.suppress(ValueError):
         exe = exe.relative_to(Path.cwd())
-    return shlex.join([str(exe), "-m", "benchmarks.bench", *args])
+    command = shlex.join([str(exe), "-m", "benchmarks.bench", *args])
+    if binary := os.environ.get(ENV_SERVER_BIN, "").strip():
+        command = f"{ENV_SERVER_BIN}={shlex.quote(binary)} {command}"
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
