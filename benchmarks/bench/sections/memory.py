@@ -212,7 +212,7 @@ async def bench_memory(env: Env, plan: Plan, report: Report) -> Population:
             f"≤ {target / 1024:g} KB ({target:,} B) of 90-day data per caller, 5 calls kept, "
             f"at {n:,} callers",
             f"{per_caller_data:,.0f} B",
-            per_caller_data <= target,
+            round(per_caller_data) <= target,
         )
         for target in TARGETS_BYTES
     ]
