@@ -46,6 +46,16 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 _prefixes = itertools.count()
 
+LONG_FILES = ("test_real_llm_memory.py", "test_real_llm.py")
+"""Files whose tests wait a minute or more on a real model. They run first: pytest-xdist
+hands out files in collection order, and started last they kept one core busy for minutes
+while the other had nothing left to do."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long files first; every other test in its usual order."""
+    items.sort(key=lambda item: item.path.name not in LONG_FILES)
+
 
 def replace(config: RedisConfig, **changes: Any) -> RedisConfig:
     """``config`` with some settings changed, validated like any other."""
