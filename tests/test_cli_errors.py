@@ -422,6 +422,25 @@ def test_forget_refuses_a_number_that_is_none_before_asking(tmp_path: Path) -> N
     assert "--yes" not in done.stderr  # not the prompt's question: the number's problem first
 
 
+@pytest.mark.parametrize("command", ["export", "forget", "forget-from-stdin"])
+def test_a_command_given_no_number_says_so(tmp_path: Path, command: str) -> None:
+    # An empty caller id is a withheld one to the plugin; an operator simply typed none.
+    args = [command, ""] if command != "forget-from-stdin" else ["forget", "-"]
+    done = subprocess.run(
+        [*CALLER_MEMORY, *args],
+        env=_env(tmp_path, REDIS_URL=REFUSED),
+        cwd=tmp_path,
+        input="\n",  # what `forget -` reads: an empty line
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _no_traceback(done)
+    assert done.returncode == 1
+    assert "no number given" in done.stderr
+    assert "withheld" not in done.stderr
+
+
 def test_a_command_line_error_is_one_line(tmp_path: Path) -> None:
     done = _run([*CALLER_MEMORY, "withdraw-fact", "+14155550134", "two", "--reason", "x"],
                 tmp_path, REDIS_URL=REFUSED)  # fmt: skip

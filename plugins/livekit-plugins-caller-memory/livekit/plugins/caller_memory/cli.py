@@ -50,7 +50,7 @@ from .config import MAX_PROFILE_TTL_DAYS, RedisConfig
 from .console import main as console_main
 from .console.audit import AuditLog, default_audit_log
 from .console.settings import AuditSettings
-from .exceptions import CallerMemoryError, StoreUnavailableError
+from .exceptions import CallerMemoryError, InvalidPhoneNumberError, StoreUnavailableError
 from .identity import normalize_phone
 from .log import logger
 from .outbox import Outbox
@@ -342,7 +342,10 @@ def _login_name() -> str:
 
 def _number(value: str) -> str:
     # "-" reads the number from standard input, out of the shell history and `ps`.
-    return sys.stdin.readline().strip() if value == "-" else value
+    number = sys.stdin.readline().strip() if value == "-" else value
+    if not number.strip():  # to the plugin, a caller id with no number is a withheld one
+        raise InvalidPhoneNumberError("no number given")
+    return number
 
 
 async def _unused_test_number(store: MemoryStore) -> str:
