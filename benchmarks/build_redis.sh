@@ -2,8 +2,11 @@
 # Builds a Redis release the machine's package manager does not have (Debian 12 ships 7.0),
 # for the benchmark to run against, and prints the path of its redis-server:
 #
-#   bin=$(bash benchmarks/build_redis.sh) && MEMORY_REDIS_SERVER_BIN=$bin python -m benchmarks.bench
+#   bin=$(bash benchmarks/build_redis.sh) &&
+#       MEMORY_REDIS_SERVER_BIN=$bin python -m benchmarks.bench --callers 20000 --out -
 #
+# (`--out -` prints the report: without it a full run rewrites docs/PERFORMANCE.md, the Redis
+# 7.0 report. docs/PERFORMANCE-redis-8.md says how its own report was made.)
 # (The `&&` matters: without it a failed build leaves the variable empty, and the benchmark
 # runs against the redis-server on PATH instead.)
 #
