@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import (
     CallSummary,
+    InvalidPhoneNumberError,
     MemoryStore,
     RedisConfig,
     RedisMemoryStore,
@@ -237,6 +238,24 @@ async def test_an_existing_client_is_used_and_left_open(
     await store.get_or_create_user_id(phone_number=PHONE)
     await store.disconnect()
     assert await redis_client.ping()
+
+
+@pytest.mark.parametrize(
+    "number", ["hello 555", "", "anonymous", "+1415\ud800555", "+1" + "4" * 5000]
+)
+async def test_get_or_create_user_id_refuses_what_is_no_number_and_writes_nothing(
+    config: RedisConfig, redis_client: aioredis.Redis, number: str
+) -> None:
+    # The app's own call (docs/python-api.md): it raises, where a call's start goes on.
+    store = RedisMemoryStore(config)
+    assert await store.connect()
+    try:
+        with pytest.raises(InvalidPhoneNumberError) as raised:
+            await store.get_or_create_user_id(phone_number=number)
+    finally:
+        await store.disconnect()
+    assert number not in str(raised.value) or not number
+    assert await dump_keys(redis_client, config.key_prefix) == {}
 
 
 # -- the guide's troubleshooting messages, each against a server set up that way ---------------
