@@ -358,6 +358,40 @@ async def test_a_read_only_replica_still_recognizes_a_returning_caller(
     await manager.store.disconnect()
 
 
+async def test_a_redis_user_that_may_not_write_still_recognizes_a_returning_caller(
+    config: RedisConfig,
+    redis_server: TestServer,
+    redis_client: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The user may run the lookup script but not the writes inside it: Redis words that
+    # refusal as ERR (7.0 and 7.2+ each in their own words), not NOPERM.
+    manager = SessionManager(RedisMemoryStore(config))
+    assert await _call(manager, "c1", "my name is Ana") is not None
+    user = f"reader-{config.key_prefix}"
+    await redis_client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+reader-secret"],
+        keys=["*"],
+        categories=["+@all", "-@write"],
+    )
+    url = redis_server.url.replace("redis://", f"redis://{user}:reader-secret@", 1)
+    reader = RedisMemoryStore(replace(config, url=url))
+    try:
+        on_reader = SessionManager(reader)
+        with caplog.at_level(logging.WARNING, logger="livekit.plugins.caller_memory"):
+            ctx = await on_reader.start_session(session_id="c2", phone_number=NUMBER)
+        assert ctx.status == "returning" and ctx.caller_name == "Ana"
+        assert "the Redis user may not write" in caplog.text
+        on_reader.dont_remember("c2")
+        await on_reader.end_session("c2")
+    finally:
+        await reader.disconnect()
+        await manager.store.disconnect()
+        await redis_client.acl_deluser(user)
+
+
 async def test_out_of_memory_still_recognizes_a_returning_caller(
     config: RedisConfig, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:

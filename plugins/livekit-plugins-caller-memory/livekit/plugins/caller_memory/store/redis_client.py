@@ -175,6 +175,11 @@ _REFUSALS = {
     "NOPERM": "the Redis user may not write",
     "MISCONF": "Redis cannot persist to disk and refuses writes",
 }
+_SCRIPT_REFUSALS = (
+    "The user executing the script can't run",  # Redis 7.0
+    "ACL failure in script",  # Redis 7.2+, Valkey
+)
+"""How a command refused inside a script is worded: ``ERR``, not ``NOPERM``."""
 _warned: set[str] = set()
 
 
@@ -191,6 +196,8 @@ def write_refusal(error: ResponseError) -> str | None:
     for code, reason in _REFUSALS.items():
         if text.startswith(code) or f" {code} " in text:
             return reason
+    if any(words in text for words in _SCRIPT_REFUSALS):  # a user that may run the script
+        return _REFUSALS["NOPERM"]  # but not the writes in it
     return None
 
 
