@@ -155,11 +155,10 @@ async def bench_memory(env: Env, plan: Plan, report: Report) -> Population:
         await write_callers(env, chunk, small_sizes)
     small_mem, small_clients = await used_memory(admin)
     keys_after = await admin.dbsize()
-    doubled = (keys_before - 1).bit_length() != (keys_after - 1).bit_length()
+    table = 1 << (keys_before - 1).bit_length()  # the key table's slots: a power of two
     table_growth = (
-        f"including the key tables' doubling: {keys_before:,} → {keys_after:,} keys, past "
-        f"{2 ** (keys_after - 1).bit_length() // 2:,}"
-        if doubled
+        f"including the key tables' doubling: {keys_before:,} → {keys_after:,} keys, past {table:,}"
+        if keys_after > table
         else "the tables' growth not included"
     )
 
