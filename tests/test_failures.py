@@ -366,6 +366,29 @@ async def test_unreadable_profile_is_kept_aside_and_an_old_one_is_migrated(
     await store.disconnect()
 
 
+async def test_a_hand_edited_profile_with_a_blank_name_still_starts_the_call(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # Valid JSON of the current version, as a script or an operator could write it: its name
+    # is blank. An unverified caller is greeted by the first word of their name.
+    store = RedisMemoryStore(_config(server, tmp_path))
+    manager = SessionManager(store)
+    ctx = await _call(manager, "b-1", "hello")
+    assert ctx.user_id is not None
+    edited = {
+        "v": 2,
+        "user_id": ctx.user_id,
+        "call_count": 1,
+        "facts": [{"id": 1, "label": "name", "value": " \t", "said_at": "2026-01-05T10:00:00Z"}],
+    }
+    await store.client.set(store.keys.profile(ctx.user_id), json.dumps(edited), ex=60)
+    unverified = await manager.start_session(session_id="b-2", phone_number=PHONE)
+    assert unverified.status == "returning" and unverified.greeting_context == ""
+    assert unverified.caller_name is None
+    await manager.end_session("b-2")
+    await store.disconnect()
+
+
 async def test_acl_user(server: TestServer, tmp_path: Path) -> None:
     admin = aioredis.Redis.from_url(server.url)
     await admin.acl_setuser(

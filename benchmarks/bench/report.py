@@ -181,7 +181,10 @@ METHOD = [
     "and without the client buffers. A sample of callers saved through the real "
     "`save_call` path checks that the values are the same.",
     "- Whole call start: `SessionManager(store).start_session` of a random caller of the "
-    "memory section's keyspace, number in E.164; its steps timed on their own, each on a "
+    "memory section's keyspace, number in E.164: an unverified caller (the agent is given "
+    "what `MEMORY_UNVERIFIED_DISCLOSURE` allows: by default the first name), and apart a "
+    "verified one (`verified=True`, as for a network-attested call: the whole memory "
+    "block); its steps timed on their own, each on a "
     "random caller or on one of 500 profiles read back; all interleaved in a rotating "
     "order, back-to-back, then the whole call start and a bare `GET` paced one every 5 ms "
     "(sporadic). Each call opened is dropped without a save (`dont_remember`), off the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ __all__ = [
     "clean_text",
     "keep_ends",
     "migrate_profile",
+    "name_in",
     "to_json",
     "utcnow",
 ]
@@ -288,16 +290,17 @@ class CallerProfile(_Model):
     @property
     def current_facts(self) -> list[Fact]:
         """The facts that still hold, newest said first."""
-        return sorted((f for f in self.facts if f.current), key=_newest_first)
+        current = [f for f in self.facts if f.status == "current"]
+        current.sort(key=_newest_first)
+        return current
 
     @property
     def name(self) -> str | None:
         """The caller's name, as they last gave it (a verified one before an unverified one)."""
-        names = sorted(
-            (f for f in self.facts if f.label == NAME_LABEL and f.current), key=_newest_first
-        )  # the name facts alone: every call start asks, and a profile holds 30 facts
-        best = next((f for f in names if f.verified), names[0] if names else None)
-        return best.value if best else None
+        # The name facts alone: every call start asks, and a profile holds 30 facts.
+        names = [f for f in self.facts if f.label == NAME_LABEL and f.status == "current"]
+        names.sort(key=_newest_first)
+        return name_in(names)
 
     @property
     def last_summary(self) -> str | None:
@@ -316,8 +319,22 @@ class CallerProfile(_Model):
         return self.call_count > 0
 
 
+def name_in(current: Sequence[Fact]) -> str | None:
+    """The caller's name among current facts sorted newest first (see
+    :attr:`CallerProfile.current_facts`): the newest verified one, else the newest. A blank
+    one (a hand-edited profile) is no name."""
+    newest: str | None = None
+    for fact in current:
+        if fact.label == NAME_LABEL and fact.value.strip():
+            if fact.verified:
+                return fact.value
+            if newest is None:
+                newest = fact.value
+    return newest
+
+
 def _newest_first(fact: Fact) -> tuple[float, int]:
-    return (-fact.last_said.timestamp(), -fact.id)
+    return (-(fact.confirmed_at or fact.said_at).timestamp(), -fact.id)
 
 
 class SessionRecord(_Model):
