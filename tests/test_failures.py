@@ -389,6 +389,35 @@ async def test_a_hand_edited_profile_with_a_blank_name_still_starts_the_call(
     await store.disconnect()
 
 
+async def test_a_hand_edited_profile_with_times_without_a_zone_takes_the_next_call(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # Times without a UTC offset, as a script writing datetime.now().isoformat() leaves them.
+    store = RedisMemoryStore(_config(server, tmp_path, trust_caller_id=True))
+    manager = SessionManager(store)
+    user_id = (await _call(manager, "z-1", "hello")).user_id
+    assert user_id is not None
+    naive = "2026-01-05T10:00:00"
+    edited = {
+        "v": 2,
+        "user_id": user_id,
+        "call_count": 1,
+        "first_call_at": naive,
+        "last_call_at": naive,
+        "facts": [{"id": 1, "label": "name", "value": "Ana", "said_at": naive}],
+        "calls": [{"session_id": "z-0", "at": naive, "summary": "Asked for the invoice."}],
+    }
+    await store.client.set(store.keys.profile(user_id), json.dumps(edited), ex=60)
+    ctx = await _call(manager, "z-2", "It's Ana again, about the invoice")
+    assert ctx.status == "returning" and ctx.caller_name == "Ana"
+    profile = await store.get_profile(user_id)
+    assert profile is not None and profile.call_count == 2  # saved, not left in the outbox
+    assert facts(profile)["name"] == "Ana"
+    assert [c.session_id for c in profile.calls] == ["z-0", "z-2"]
+    assert not list(manager.outbox.folder.glob("*.json"))
+    await store.disconnect()
+
+
 async def test_acl_user(server: TestServer, tmp_path: Path) -> None:
     admin = aioredis.Redis.from_url(server.url)
     await admin.acl_setuser(

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -169,8 +170,8 @@ class Fact(_Model):
     label: StoredLabel
     value: StoredValue
     evidence: StoredEvidence = ""
-    said_at: datetime
-    confirmed_at: datetime | None = None
+    said_at: AwareDatetime
+    confirmed_at: AwareDatetime | None = None
     status: FactStatus = "current"
     verified: bool = True
 
@@ -261,7 +262,7 @@ class PastCall(_Model):
     """One earlier call, as remembered in the profile."""
 
     session_id: str
-    at: datetime
+    at: AwareDatetime
     summary: StoredSummary
     source: Literal["llm", "fallback"] = "llm"
     verified: bool = True
@@ -282,9 +283,9 @@ class CallerProfile(_Model):
     calls: list[PastCall] = Field(default_factory=list)
     """The most recent calls, oldest first, bounded by ``MEMORY_MAX_SUMMARIES``."""
     call_count: int = 0
-    first_call_at: datetime | None = None
-    last_call_at: datetime | None = None
-    consented_at: datetime | None = None
+    first_call_at: AwareDatetime | None = None
+    last_call_at: AwareDatetime | None = None
+    consented_at: AwareDatetime | None = None
     """When the caller agreed to be remembered (kept when ``MEMORY_CONSENT_REQUIRED``)."""
 
     @property
@@ -310,8 +311,8 @@ class CallerProfile(_Model):
     @property
     def first_name(self) -> str | None:
         """The first word of the caller's name: all an unverified caller is greeted with."""
-        name = self.name
-        return name.split()[0] if name else None
+        words = (self.name or "").split()  # a blank name (a hand-edited profile) has none
+        return words[0] if words else None
 
     @property
     def is_established(self) -> bool:
@@ -321,11 +322,10 @@ class CallerProfile(_Model):
 
 def name_in(current: Sequence[Fact]) -> str | None:
     """The caller's name among current facts sorted newest first (see
-    :attr:`CallerProfile.current_facts`): the newest verified one, else the newest. A blank
-    one (a hand-edited profile) is no name."""
+    :attr:`CallerProfile.current_facts`): the newest verified one, else the newest."""
     newest: str | None = None
     for fact in current:
-        if fact.label == NAME_LABEL and fact.value.strip():
+        if fact.label == NAME_LABEL:
             if fact.verified:
                 return fact.value
             if newest is None:
@@ -385,8 +385,12 @@ def migrate_profile(data: Any) -> Any:
     and ``last_call`` / ``created_at`` times, ``preferences`` possibly a list of notes.
     Version 1 (0.1.x) kept a name, preferences and open follow-ups: each becomes a current
     fact, said when the caller last called, with no evidence (0.1 kept none).
+    In any version, a time written without a zone (a profile edited by hand) is read as UTC.
     """
-    if not isinstance(data, dict) or data.get("v", 0) >= SCHEMA_VERSION:
+    if not isinstance(data, dict):
+        return data
+    data = _times_in_utc(data)
+    if data.get("v", 0) >= SCHEMA_VERSION:
         return data
     migrated = dict(data)
     last_call = migrated.pop("last_call", None) or migrated.get("last_call_at")
@@ -428,3 +432,34 @@ def migrate_profile(data: Any) -> Any:
     migrated["first_call_at"] = first_call
     migrated["v"] = SCHEMA_VERSION
     return migrated
+
+
+_PROFILE_TIMES = ("first_call_at", "last_call_at", "consented_at", "last_call", "created_at")
+_ITEM_TIMES = {"facts": ("said_at", "confirmed_at"), "calls": ("at",)}
+
+
+def _times_in_utc(data: dict[str, Any]) -> dict[str, Any]:
+    """A profile's times written without a zone (``datetime.now().isoformat()`` in a script that
+    edited it) read as UTC: a profile holds aware times only, which compare with each other."""
+    fixed = {k: _zoned(v) if k in _PROFILE_TIMES else v for k, v in data.items()}
+    for field, keys in _ITEM_TIMES.items():
+        items = fixed.get(field)
+        if isinstance(items, list):
+            fixed[field] = [
+                {k: _zoned(v) if k in keys else v for k, v in item.items()}
+                if isinstance(item, dict)
+                else item
+                for item in items
+            ]
+    return fixed
+
+
+def _zoned(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value  # not a time: validation says so
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=timezone.utc)
+    return value
