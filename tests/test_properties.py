@@ -40,7 +40,8 @@ from livekit.plugins.caller_memory import (
 )
 from livekit.plugins.caller_memory.memory import merge_call
 from livekit.plugins.caller_memory.memory import text as words
-from livekit.plugins.caller_memory.memory.fallback import name_op, salient_lines
+from livekit.plugins.caller_memory.memory.checks import check_answer
+from livekit.plugins.caller_memory.memory.fallback import fallback_summary, name_op, salient_lines
 from livekit.plugins.caller_memory.models import (
     MAX_CURRENT_FACTS,
     MAX_EVIDENCE,
@@ -55,6 +56,7 @@ from livekit.plugins.caller_memory.models import (
     NAME_LABEL,
     Fact,
     FactOp,
+    PastCall,
     Turn,
 )
 from livekit.plugins.caller_memory.participants import (
@@ -1002,6 +1004,68 @@ def test_a_profile_built_without_validation_still_gives_a_block() -> None:
     profile = CallerProfile.model_construct(user_id="u", call_count=1, facts=[fact], calls=[])
     shown = fenced(prompts.memory_block(profile, "full"))
     assert shown["facts"] == [{"about": "note", "value": half, "said": "2026-01-01"}]
+
+
+SAID_LINES = ["I'm Ana", "forget the drink", "it's Bob here", "no longer Ana", "drink: tea"]
+any_time = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
+)
+edited_profiles = st.builds(
+    CallerProfile,
+    user_id=st.just("u"),
+    facts=st.lists(
+        st.builds(
+            Fact,
+            id=st.integers(-3, 60),  # repeated, out of order, negative
+            label=st.sampled_from([NAME_LABEL, "drink"]) | fact_words,
+            value=st.sampled_from(["", " ", "Ana"]) | fact_words,
+            evidence=st.text(max_size=30),
+            said_at=any_time,
+            confirmed_at=st.none() | any_time,  # before it was said, too
+            status=st.sampled_from(["current", "replaced", "withdrawn"]),
+            verified=st.booleans(),
+        ),
+        max_size=3 * MAX_CURRENT_FACTS,
+    ),
+    calls=st.lists(
+        st.builds(
+            PastCall,
+            session_id=st.text(max_size=12),
+            at=any_time,
+            summary=st.text(max_size=80),
+            verified=st.booleans(),
+        ),
+        max_size=3 * MAX_SUMMARIES,
+    ),
+    call_count=st.integers(0, 10**9),
+    first_call_at=st.none() | any_time,
+    last_call_at=st.none() | any_time,
+)
+"""Profiles as a script or an operator could leave them: valid JSON of the current version,
+none of the invariants the merge keeps."""
+
+
+@settings(PURE, max_examples=300)
+@given(
+    profile=edited_profiles,
+    said=st.lists(st.sampled_from(SAID_LINES) | st.text(max_size=40), max_size=4),
+    ops=st.lists(fact_ops, max_size=MAX_OPS),
+    verified=st.booleans(),
+)
+def test_a_profile_edited_by_hand_still_greets_and_takes_the_next_call(
+    profile: CallerProfile, said: list[str], ops: list[FactOp], verified: bool
+) -> None:
+    for disclosure in ("name", "context", "full"):
+        block = prompts.memory_block(profile, disclosure)
+        assert block == "" or isinstance(fenced(block), dict)
+    # Hang-up: the model's answer checked against the call and this memory, or the fallback.
+    turns = [Turn(role="user", text=text) for text in said if text.strip()]
+    check_answer(ops, "The caller called.", turns, profile)
+    fallback_summary(turns, profile)
+    prompts.summary_request(turns, profile)
+    after, _ = merge(profile, ops, verified, 7)
+    assert codec.decode_profile(codec.encode_profile(after)) == after  # it can be stored
+    assert after.calls[-1].session_id == "s-7"
 
 
 @settings(PURE, max_examples=200)
