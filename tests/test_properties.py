@@ -1068,6 +1068,48 @@ def test_a_profile_edited_by_hand_still_greets_and_takes_the_next_call(
     assert after.calls[-1].session_id == "s-7"
 
 
+@settings(REDIS, max_examples=30)
+@given(
+    profile=edited_profiles,
+    said=st.lists(st.sampled_from(SAID_LINES) | st.text(max_size=40), max_size=4),
+    verified=st.booleans(),
+)
+def test_a_profile_edited_by_hand_in_redis_takes_the_next_call(
+    redis_server: TestServer,
+    tmp_path: Path,
+    profile: CallerProfile,
+    said: list[str],
+    verified: bool,
+) -> None:
+    async def scenario() -> None:
+        async with redis_store(redis_server, tmp_path) as store:
+            manager = SessionManager(store)
+            first = await manager.start_session(session_id="h-1", phone_number=CALLER_NUMBER)
+            manager.add_turn("h-1", "user", "hello")
+            await manager.end_session("h-1")
+            user_id = first.user_id
+            assert user_id is not None
+            # Written by a script, as plain JSON: what the store reads, not what it writes.
+            edited = profile.model_copy(update={"user_id": user_id}).model_dump_json()
+            await store.client.set(store.keys.profile(user_id), edited)
+
+            ctx = await manager.start_session(
+                session_id="h-2", phone_number=CALLER_NUMBER, verified=verified
+            )
+            assert ctx.status == "returning" and ctx.profile == profile.model_copy(
+                update={"user_id": user_id}
+            )
+            for text in said:
+                manager.add_turn("h-2", "user", text)
+            await manager.end_session("h-2")
+            assert not list(manager.outbox.folder.glob("*.json"))  # saved, not kept for later
+            stored = await store.get_profile(user_id)
+            assert stored is not None and stored.calls[-1].session_id == "h-2"
+            await manager.aclose()
+
+    run(scenario())
+
+
 @settings(PURE, max_examples=200)
 @given(calls=call_specs)
 def test_facts_stay_bounded_storable_and_replaying_a_call_changes_nothing(
