@@ -1040,9 +1040,14 @@ edited_profiles = st.builds(
     call_count=st.integers(0, 10**9),
     first_call_at=st.none() | any_time,
     last_call_at=st.none() | any_time,
+    consented_at=st.none() | any_time,
 )
 """Profiles as a script or an operator could leave them: valid JSON of the current version,
 none of the invariants the merge keeps."""
+ZONED_TIME = re.compile(
+    r'("(?:said_at|confirmed_at|at|first_call_at|last_call_at|consented_at)":"[^"]*)Z"'
+)
+"""A profile's times in its JSON, each with the zone pydantic writes (``Z``)."""
 
 
 @settings(PURE, max_examples=300)
@@ -1073,6 +1078,7 @@ def test_a_profile_edited_by_hand_still_greets_and_takes_the_next_call(
     profile=edited_profiles,
     said=st.lists(st.sampled_from(SAID_LINES) | st.text(max_size=40), max_size=4),
     verified=st.booleans(),
+    zoneless=st.booleans(),
 )
 def test_a_profile_edited_by_hand_in_redis_takes_the_next_call(
     redis_server: TestServer,
@@ -1080,6 +1086,7 @@ def test_a_profile_edited_by_hand_in_redis_takes_the_next_call(
     profile: CallerProfile,
     said: list[str],
     verified: bool,
+    zoneless: bool,
 ) -> None:
     async def scenario() -> None:
         async with redis_store(redis_server, tmp_path) as store:
@@ -1091,6 +1098,8 @@ def test_a_profile_edited_by_hand_in_redis_takes_the_next_call(
             assert user_id is not None
             # Written by a script, as plain JSON: what the store reads, not what it writes.
             edited = profile.model_copy(update={"user_id": user_id}).model_dump_json()
+            if zoneless:  # datetime.now().isoformat() in the script: UTC, without saying so
+                edited = ZONED_TIME.sub(r'\1"', edited)
             await store.client.set(store.keys.profile(user_id), edited)
 
             ctx = await manager.start_session(
