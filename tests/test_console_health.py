@@ -21,6 +21,7 @@ from livekit.plugins.caller_memory import CallSummary, RedisConfig
 from livekit.plugins.caller_memory.console import create_app
 from livekit.plugins.caller_memory.console.health import HealthMonitor, store_kind
 from livekit.plugins.caller_memory.console.paging import PAGE_SIZE
+from livekit.plugins.caller_memory.console.sampling import Sample, draw_sample
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.store import MemoryStore, RedisMemoryStore
@@ -132,7 +133,7 @@ async def _full_count(browser: ConsoleClient) -> Page:
 async def test_the_page_answers_without_scanning_and_says_what_is_exact(
     config: RedisConfig, store: MemoryStore, own_server: TestServer
 ) -> None:
-    await _populate(store, 40)
+    await _populate(store, CALLERS)  # more keys than a sample draws: estimated, not counted
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
         await logged_in(browser)
         before = await _scans(own_server.url)
@@ -150,7 +151,29 @@ async def test_the_page_answers_without_scanning_and_says_what_is_exact(
     assert _tile(page, "now-in-progress") == (0, 0)
     assert _tile(page, "now-no-ttl") == (0, 0)
     callers, margin = _tile(page, "now-callers")
-    assert margin > 0 and abs(callers - 40) <= margin
+    assert margin > 0 and abs(callers - CALLERS) <= margin
+
+
+async def test_a_store_with_fewer_keys_than_a_sample_is_counted_not_estimated(
+    config: RedisConfig, store: MemoryStore
+) -> None:
+    # RANDOMKEY favours some keys over others: over a few dozen keys of a kind its margins
+    # would not hold, so a database of no more keys than the draw is counted whole.
+    await _populate(store, 40)
+    await seed_call(store, "+1 415 555 0142", "AJ_open_1", ["Hi"], {}, end=False)
+    async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
+        await logged_in(browser)
+        page = await browser.get("/health")
+        counted = await _full_count(browser)
+    text = page.visible_text()
+    assert "Counted" in text and "999 times in 1,000" not in text
+    assert re.search(r"Counted ?: callers and calls held in full, from every one", text)
+    stats = await store.stats()
+    assert _tile(page, "now-callers") == (stats["callers"], 0) == (41, 0)
+    assert _tile(page, "now-held") == (stats["sessions_kept"], 0)
+    assert _tile(counted, "callers-count") == (41, 0)  # what the full count finds too
+    memory, _ = _tile(page, "now-memory")
+    assert memory > 100
 
 
 async def test_the_full_count_runs_only_when_asked_and_is_timestamped(
@@ -161,9 +184,8 @@ async def test_the_full_count_runs_only_when_asked_and_is_timestamped(
     async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
         await logged_in(browser)
         before = await _scans(own_server.url)
-        for _ in range(3):
-            await browser.get("/health")
-        assert await _scans(own_server.url) == before
+        for _ in range(3):  # a store this small is counted whole at each load; not the full count
+            assert 'id="callers-count"' not in (await browser.get("/health")).text
         page = await _full_count(browser)
         assert await _scans(own_server.url) > before  # the count read every key
         text = page.visible_text()
@@ -244,7 +266,7 @@ async def test_the_sample_counts_each_kind_of_key_as_the_store_names_it(
                 await admin.set(key, "x")
             sample = (await monitor.health()).sample
             assert sample is not None and sample.db_keys == 1
-            assert sample.kinds == {kind: sample.drawn} and sample.drawn == 200, key
+            assert sample.kinds == {kind: 1} and sample.exact, key  # counted whole: one key
     finally:
         await admin.aclose()
         await monitor.aclose()
@@ -264,10 +286,23 @@ async def test_on_a_cluster_each_primary_draws_its_share(
         assert "Redis Cluster" in page.visible_text()
         exact = (await store.stats())["callers"]
         assert exact == 300
+        # Counted whole when the cluster holds no more keys than a sample draws (other tests
+        # share it): exact then, within its margin otherwise.
         callers, margin = _tile(page, "now-callers")
-        assert margin > 0 and abs(callers - exact) <= margin
+        assert abs(callers - exact) <= margin
         memory, _ = _tile(page, "now-memory")
         assert memory > 100  # measured on the primaries that hold the callers drawn
+        # A draw smaller than the cluster: each primary draws its share of it.
+        cluster = store.client
+        assert isinstance(cluster, aioredis.RedisCluster)
+        drawn = await draw_sample(cluster, "healthc", 400)
+        assert not drawn.whole and abs(drawn.drawn - 400) <= len(cluster.get_primaries())
+        sample = Sample(
+            at=utcnow(), db_keys=drawn.db_keys, drawn=drawn.drawn, kinds=drawn.kinds,
+            exact=False, memory_per_caller=None, memory_sampled=0,
+        )  # fmt: skip
+        estimate = sample.estimate("phone")
+        assert estimate.margin > 0 and abs(estimate.value - exact) <= estimate.margin
     finally:
         for key in [k async for k in store.client.scan_iter(match="healthc:*")]:
             await store.client.delete(key)

@@ -272,7 +272,7 @@ class HealthMonitor:
                 db_keys=drawn.db_keys,
                 drawn=drawn.drawn,
                 kinds=drawn.kinds,
-                exact=False,
+                exact=drawn.whole,
                 memory_per_caller=round(sum(drawn.sizes) / len(drawn.sizes))
                 if drawn.sizes
                 else None,
@@ -291,6 +291,7 @@ class HealthMonitor:
             exact=True,
             memory_per_caller=None,  # in-process memory cannot say
             memory_sampled=0,
+            in_process=True,
         )
 
 

@@ -8,14 +8,19 @@
 -- (tests/test_console_health.py checks that both agree for every kind). Drawing and
 -- counting take Redis about 2-3 us a key (10 ms for 4,000 on this project's 2-core machine):
 -- other clients wait that long, once per MEMORY_CONSOLE_STATS_TTL_S.
+-- A database of no more keys than the draw is counted whole instead (SCAN, each key once):
+-- RANDOMKEY favours some keys over others (it picks among a few neighbours in the hash
+-- table), which evens out over thousands of keys of a kind but not over a few dozen, where
+-- the margins would not hold. Counting every key then costs no more than the draw.
 --   KEYS: none    ARGV: prefix, keys to draw, callers to measure (MEMORY USAGE)
---   -> {DBSIZE, keys drawn, {kind, count, kind, count, ...}, {bytes of a caller, ...}}
+--   -> {DBSIZE, keys drawn or counted, {kind, count, kind, count, ...}, {bytes of a caller,
+--       ...}, 1 when every key was counted}
 local prefix = ARGV[1] .. ':'
 local draws = tonumber(ARGV[2])
 local measure = tonumber(ARGV[3])
 local size = redis.call('DBSIZE')
 if size == 0 then
-  return {0, 0, {}, {}}
+  return {0, 0, {}, {}, 1}
 end
 
 -- Classified with anchored patterns from the prefix's end (no substring made: a draw costs
@@ -59,11 +64,7 @@ end
 
 local counts, drawn = {}, 0
 local users, seen = {}, {}
-for _ = 1, draws do
-  local key = redis.call('RANDOMKEY')
-  if not key then
-    break
-  end
+local function tally(key)
   drawn = drawn + 1
   local k = kind(key)
   counts[k] = (counts[k] or 0) + 1
@@ -73,6 +74,29 @@ for _ = 1, draws do
       seen[user] = true
       users[#users + 1] = user
     end
+  end
+end
+
+local whole = size <= draws
+if whole then
+  local cursor, counted = '0', {}
+  repeat
+    local page = redis.call('SCAN', cursor, 'COUNT', 1000)
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do
+      if not counted[key] then  -- SCAN may return a key twice
+        counted[key] = true
+        tally(key)
+      end
+    end
+  until cursor == '0'
+else
+  for _ = 1, draws do
+    local key = redis.call('RANDOMKEY')
+    if not key then
+      break
+    end
+    tally(key)
   end
 end
 
@@ -95,4 +119,4 @@ for _, user in ipairs(users) do
   end
   sizes[#sizes + 1] = total
 end
-return {size, drawn, flat, sizes}
+return {size, drawn, flat, sizes, whole and 1 or 0}

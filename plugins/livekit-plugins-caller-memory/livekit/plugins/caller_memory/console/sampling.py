@@ -3,8 +3,10 @@
 One read-only script (``sample.lua``: ``DBSIZE``, ``RANDOMKEY``, the keys counted by kind and a
 few callers' ``MEMORY USAGE``) draws :data:`SAMPLE_KEYS` keys, so only counts cross the wire;
 on a cluster it runs on each primary, with a share in proportion to its keys. Each count comes
-with its 99.9 % margin (a Wilson interval). No ``SCAN``: a sample costs the same at 100 callers
-and at 100,000.
+with its 99.9 % margin (a Wilson interval). No ``SCAN`` of a large database: a sample costs the
+same at 1,000 callers and at 100,000. A database of no more keys than the draw is counted whole
+by the same script, exactly (``RANDOMKEY`` is not uniform enough over a few dozen keys of a
+kind for the margins to hold).
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ class Sample:
     kinds: dict[str, int]
     """Drawn keys by :meth:`~..store.keys.Keys.kind` (``other``: not of this prefix)."""
     exact: bool
+    """Every key was counted: in-process memory, or a database of no more keys than the draw."""
     memory_per_caller: int | None
     memory_sampled: int
+    in_process: bool = False
+    """Counted in this process (in-process memory), not by Redis."""
 
     def estimate(self, kind: str) -> Estimate:
         """How many keys of ``kind`` the database holds, with the 99.9 % margin of the draw."""
@@ -93,6 +98,8 @@ class Drawn:
     kinds: dict[str, int]
     sizes: list[int]
     """Bytes of each caller measured (phone, profile and session-list keys)."""
+    whole: bool = False
+    """Every key was counted (a database of no more keys than the draw), not drawn."""
 
 
 async def draw_sample(client: Any, prefix: str, n: int) -> Drawn:
@@ -106,7 +113,7 @@ async def draw_sample(client: Any, prefix: str, n: int) -> Drawn:
     )
     total = sum(int(size) for size in sizes)
     if not total:
-        return Drawn(0, 0, {}, [])
+        return Drawn(0, 0, {}, [], whole=True)
     shares = [round(n * int(size) / total) for size in sizes]
     answers = await asyncio.gather(
         *(
@@ -117,14 +124,17 @@ async def draw_sample(client: Any, prefix: str, n: int) -> Drawn:
     )
     kinds: dict[str, int] = {}
     drawn, measured = 0, []
+    # Counted whole when every primary was (a primary with keys always gets a share then).
+    whole = len(answers) == len(primaries)
     for found in map(_drawn, answers):
+        whole = whole and found.whole
         drawn += found.drawn
         measured += found.sizes
         for kind, count in found.kinds.items():
             kinds[kind] = kinds.get(kind, 0) + count
     # Each node's share was rounded: weigh by what was drawn, not by what was asked; the size
     # is the one the shares were taken from.
-    return Drawn(total, drawn, kinds, measured[:MEMORY_SAMPLE_NOW])
+    return Drawn(total, drawn, kinds, measured[:MEMORY_SAMPLE_NOW], whole=whole)
 
 
 async def _run_sample(client: Any, node: Any, prefix: str, n: int, measure: int) -> Any:
@@ -139,6 +149,6 @@ async def _run_sample(client: Any, node: Any, prefix: str, n: int, measure: int)
 
 
 def _drawn(answer: Any) -> Drawn:
-    size, drawn, flat, sizes = answer
+    size, drawn, flat, sizes, whole = answer
     kinds = {text(flat[i]) or "": int(flat[i + 1]) for i in range(0, len(flat), 2)}
-    return Drawn(int(size), int(drawn), kinds, [int(s) for s in sizes])
+    return Drawn(int(size), int(drawn), kinds, [int(s) for s in sizes], whole=bool(whole))
