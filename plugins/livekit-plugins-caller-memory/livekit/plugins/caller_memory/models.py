@@ -291,7 +291,7 @@ class CallerProfile(_Model):
     @property
     def current_facts(self) -> list[Fact]:
         """The facts that still hold, newest said first."""
-        current = [f for f in self.facts if f.status == "current"]
+        current = [f for f in self.facts if f.current]
         current.sort(key=_last_said, reverse=True)
         return current
 
@@ -299,7 +299,7 @@ class CallerProfile(_Model):
     def name(self) -> str | None:
         """The caller's name, as they last gave it (a verified one before an unverified one)."""
         # The name facts alone: every call start asks, and a profile holds 30 facts.
-        names = [f for f in self.facts if f.label == NAME_LABEL and f.status == "current"]
+        names = [f for f in self.facts if f.label == NAME_LABEL and f.current]
         names.sort(key=_last_said, reverse=True)
         return name_in(names)
 
@@ -336,7 +336,7 @@ def name_in(current: Sequence[Fact]) -> str | None:
 def _last_said(fact: Fact) -> tuple[datetime, int]:
     # A profile's times all carry a zone (AwareDatetime): they compare as they are, which
     # sorts a caller's facts in a third of the time of comparing their timestamp().
-    return (fact.confirmed_at or fact.said_at, fact.id)
+    return (fact.last_said, fact.id)
 
 
 class SessionRecord(_Model):
