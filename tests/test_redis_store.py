@@ -117,21 +117,41 @@ async def test_a_lookup_is_one_round_trip_and_three_commands(
                 # The lookup's commands only (not INFO, nor a new connection's CLIENT SETINFO).
                 if k.startswith("cmdstat_") and k[8:].split("|")[0] not in ("info", "client")
             }
-            # One script: TYPE checks the phone key, GETEX names the id (SET mints a new one);
-            # STRLEN bounds the profile, GETEX + LRANGE read the caller, and the GETEXs and an
-            # EXPIRE renew the three TTLs.
+            # One script: GETEX names the id (SET mints a new one); STRLEN bounds the profile,
+            # GETEX reads it, and the GETEXs and an EXPIRE renew the three TTLs (the session
+            # list is not read).
             expected = {
                 "cmdstat_evalsha": 1,  # the one command sent; inside it, run by the server:
-                "cmdstat_type": 1,
                 "cmdstat_getex": 2,
                 "cmdstat_strlen": 1,
-                "cmdstat_lrange": 1,
                 "cmdstat_expire": 1,
                 "cmdstat_time": 1,  # the call's beginning, on the server's clock
             }
             if not returning:
                 expected["cmdstat_set"] = 1
             assert {k: v for k, v in used.items() if v} == expected
+
+
+@pytest.mark.parametrize("left", ["profile and sessions", "sessions"])
+async def test_a_caller_whose_number_mapping_expired_first_is_still_the_same_caller(
+    config: RedisConfig, redis_client: aioredis.Redis, left: str
+) -> None:
+    # The phone key went first (evicted, or deleted by hand); what is left of the caller is
+    # theirs, not a new caller's: the lookup sees it without reading the session list.
+    async with RedisMemoryStore(config) as store:
+        user_id = await _one_call(store, "room-5")
+        phone_hash = store.hasher.hash(PHONE)
+        assert user_id == phone_hash
+        p = config.key_prefix
+        await redis_client.delete(f"{p}:phone:{{{phone_hash}}}")
+        if left == "sessions":
+            await redis_client.delete(f"{p}:user:{{{user_id}}}:profile")
+        found = await store.lookup(phone_hash)
+        assert found.user_id == user_id and not found.is_new
+        assert found.is_returning is (left != "sessions")
+        assert found.session_ids == (["room-5"] if left != "sessions" else [])
+        assert await store.get_session_ids(user_id) == ["room-5"]
+        assert await redis_client.ttl(f"{p}:user:{{{user_id}}}:sessions") > 89 * 86400
 
 
 async def test_corrupt_profile_is_set_aside_without_personal_data_in_the_log(

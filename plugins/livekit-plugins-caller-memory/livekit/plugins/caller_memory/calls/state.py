@@ -50,7 +50,8 @@ class SessionContext:
             block of data as :meth:`memory_prompt` ("" for a new caller), following the
             disclosure (the first name only for an unverified caller, by default).
         profile: The caller's profile, when returning.
-        recent_session_ids: The caller's recent session ids, oldest first.
+        recent_session_ids: The session ids of the calls the profile remembers, oldest
+            first (the caller's session list: ``get_session_ids``).
         status: How the lookup went: ``returning``, ``new``, ``no_number``,
             ``invalid_number``, ``timeout`` (over budget) or ``error`` (store unreachable).
         disclosure: What of the memory the agent is given: ``full`` (everything; the

@@ -139,7 +139,7 @@ class MemoryStore(ErasureAndExport, OpenCalls, ProfileAccess):
             )
         user_id = fetched.user_id
         if user_id is None and mint:
-            if fetched.profile is None and not fetched.session_ids:
+            if fetched.profile is None and not fetched.has_sessions:
                 return CallerLookup(user_id=phone_hash, is_new=True, at_ms=at_ms)
             user_id = phone_hash  # the mapping had expired before the profile: same caller
         if user_id is None and previous:
@@ -176,7 +176,6 @@ class MemoryStore(ErasureAndExport, OpenCalls, ProfileAccess):
             user_id=user_id,
             is_new=False,
             profile=profile,
-            session_ids=fetched.session_ids,
             profile_raw=fetched.profile,
             at_ms=at_ms,
         )

@@ -51,10 +51,11 @@ class _Keyspace:
     def set(self, key: str, value: Value, ttl: float) -> None:
         self._data[key] = (value, self._clock() + ttl)
 
-    def expire(self, key: str, ttl: float) -> None:
+    def expire(self, key: str, ttl: float) -> bool:
         value = self.get(key)
         if value is not None:
             self.set(key, value, ttl)
+        return value is not None
 
     def ttl(self, key: str) -> float | None:
         if self.get(key) is None:
@@ -173,24 +174,23 @@ class InMemoryStore(MemoryStore):
             user_id=found.decode() if found is not None else None,
             profile=fetched.profile,
             profile_wrong_type=fetched.profile_wrong_type,
-            session_ids=fetched.session_ids,
+            has_sessions=fetched.has_sessions,
             phone_set_aside=wrong_type,
             at_ms=self.clock_ms(),
         )
 
     async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
-        """As the pipeline of the Redis store: GETEX, LRANGE, EXPIRE (a profile larger than
+        """As the pipeline of the Redis store: GETEX, EXPIRE (a profile larger than
         any caller memory writes comes back as unreadable, as from ``lookup.lua``)."""
         profile, wrong_type = self._string(profile_key)
         if profile is not None and len(profile) > codec.MAX_PROFILE_BYTES:
             profile, wrong_type = None, True
         self._space.expire(profile_key, ttl)
-        self._space.expire(sessions_key, ttl)
         return Fetched(
             user_id=None,
             profile=profile,
             profile_wrong_type=wrong_type,
-            session_ids=self._list(sessions_key),
+            has_sessions=self._space.expire(sessions_key, ttl),
         )
 
     async def adopt_previous(

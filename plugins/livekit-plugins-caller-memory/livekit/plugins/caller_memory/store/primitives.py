@@ -151,8 +151,9 @@ class StorePrimitives(abc.ABC):
         mint: str | None,
         ttl: int,
     ) -> Fetched:
-        """Read a caller's three keys and renew their TTLs; with ``mint``, set the phone key
-        to it if absent (``user_id`` is then None when this call minted it).
+        """Read a caller's phone key and profile, renew the TTLs of those and of their session
+        list (``has_sessions``: it exists; its ids are not read); with ``mint``, set the phone
+        key to it if absent (``user_id`` is then None when this call minted it).
 
         Keys: :meth:`Keys.phone`, :meth:`Keys.profile`, :meth:`Keys.sessions` (one ``{hash}``
         tag) and :meth:`Keys.unreadable_phone`, where a phone key of the wrong type is set
@@ -160,7 +161,7 @@ class StorePrimitives(abc.ABC):
 
     @abc.abstractmethod
     async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
-        """Read a profile and its session list, renewing both TTLs (``user_id`` is None).
+        """Read a profile, renewing its TTL and its session list's (``user_id`` is None).
 
         Keys: :meth:`Keys.profile`, :meth:`Keys.sessions` of a user keyed elsewhere than the
         phone hash. One round trip, not atomic (reads, and TTLs that only move forward)."""

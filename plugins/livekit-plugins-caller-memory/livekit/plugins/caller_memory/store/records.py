@@ -34,8 +34,6 @@ class CallerLookup:
     is_new: bool
     """True when this lookup created the identity: the caller has never called before."""
     profile: CallerProfile | None = None
-    session_ids: list[str] = field(default_factory=list)
-    """Recent session ids, oldest first."""
     profile_raw: bytes | None = field(default=None, repr=False)
     """The profile exactly as stored: the starting point of the compare-and-set at hang-up."""
     at_ms: int | None = None
@@ -47,6 +45,12 @@ class CallerLookup:
         """True when the caller has a remembered profile."""
         return self.profile is not None
 
+    @property
+    def session_ids(self) -> list[str]:
+        """The session ids of the calls the profile remembers, oldest first (the caller's
+        session list, up to ``MEMORY_MAX_SESSIONS`` of them: ``get_session_ids``)."""
+        return [call.session_id for call in self.profile.calls] if self.profile else []
+
 
 @dataclass(frozen=True)
 class Fetched:
@@ -57,7 +61,8 @@ class Fetched:
     profile_wrong_type: bool = False
     """The profile key holds something else than a string (another program's key), or a
     value larger than any profile."""
-    session_ids: list[str] = field(default_factory=list)
+    has_sessions: bool = False
+    """The caller's session list exists (it is not read at call start)."""
     phone_set_aside: bool = False
     """The phone key held the wrong type and was set aside (:meth:`Keys.unreadable_phone`)."""
     at_ms: int | None = None

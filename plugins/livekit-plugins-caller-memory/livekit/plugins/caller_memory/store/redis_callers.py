@@ -56,17 +56,17 @@ class RedisCallers(RedisStoreBase):
             user_id=codec.text(found),
             profile=None if wrong_type else profile,
             profile_wrong_type=wrong_type,
-            session_ids=[codec.text(s) or "" for s in sessions],
+            has_sessions=bool(sessions),
             phone_set_aside=bool(aside),
             at_ms=int(at_ms),
         )
 
     async def _read_caller(self, phone_key: str, profile_key: str, sessions_key: str) -> Fetched:
-        # GET, STRLEN, GET (when not too large), LRANGE: reads only, each failing on its own.
+        # GET, STRLEN, GET (when not too large), EXISTS: reads only, each failing on its own.
         async with self._op(), self.client.pipeline(transaction=False) as pipe:
             pipe.get(phone_key)
             pipe.strlen(profile_key)
-            pipe.lrange(sessions_key, 0, -1)
+            pipe.exists(sessions_key)
             found, size, sessions = await pipe.execute(raise_on_error=False)
         profile: bytes | None = None
         unreadable = isinstance(size, Exception) or size > codec.MAX_PROFILE_BYTES
@@ -80,18 +80,15 @@ class RedisCallers(RedisStoreBase):
             user_id=None if isinstance(found, Exception) else codec.text(found),
             profile=profile,
             profile_wrong_type=unreadable,
-            session_ids=[]
-            if isinstance(sessions, Exception)
-            else [codec.text(s) or "" for s in sessions],
+            has_sessions=sessions is True or sessions == 1,
         )
 
     async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
-        """GETEX and LRANGE in one pipeline."""
+        """GETEX and EXPIRE in one pipeline."""
         async with self._op(), self.client.pipeline(transaction=False) as pipe:
             pipe.getex(profile_key, ex=ttl)
-            pipe.lrange(sessions_key, 0, -1)
             pipe.expire(sessions_key, ttl)
-            profile, sessions, _ = await pipe.execute(raise_on_error=False)
+            profile, sessions = await pipe.execute(raise_on_error=False)
         for result in (profile, sessions):
             # A WRONGTYPE key is the caller's bad luck, not an outage: anything else raises.
             if isinstance(result, Exception) and not isinstance(result, ResponseError):
@@ -101,9 +98,7 @@ class RedisCallers(RedisStoreBase):
             user_id=None,
             profile=None if wrong_type else profile,
             profile_wrong_type=wrong_type,
-            session_ids=[]
-            if isinstance(sessions, ResponseError)
-            else [codec.text(s) or "" for s in sessions],
+            has_sessions=sessions is True,
         )
 
     async def adopt_previous(

@@ -1,27 +1,33 @@
 -- The call-start lookup in one command (one round trip, one billed command on Upstash):
--- name or mint the caller's id, read the profile and the session list, and renew the three
--- keys' TTLs, so a caller who keeps calling keeps their memory. The keys share the caller's
--- {hash} tag: one slot on a cluster.
+-- name or mint the caller's id, read the profile, and renew the three keys' TTLs, so a
+-- caller who keeps calling keeps their memory. The keys share the caller's {hash} tag: one
+-- slot on a cluster.
 --   KEYS: phone, profile, sessions, phone set aside (phone .. ':unreadable')
 --   ARGV: the id to mint ('' = do not mint), ttl (seconds), largest profile (bytes)
 --   -> {user id, or false when unknown (and minted now), profile or false or {'err'},
---       session ids, 1 when a phone key of the wrong type was set aside, now (Unix ms)}
+--       1 when the session list exists, 1 when a phone key of the wrong type was set aside,
+--       now (Unix ms)}
+-- The session list is not read: its ids are the profile's calls' (or GET them later), and
+-- each command a script calls costs it a few microseconds, a list's reply the most.
 -- "Now" is the server's clock (TIME): the call's beginning, which an erasure is compared
 -- with (mark_erased.lua, save_call.lua), whatever the worker's own clock says.
--- A profile or session list of the wrong type, or a profile larger than any caller memory
--- writes, comes back as {'err'} / {} instead of failing the lookup (and without sending a
--- huge value over): the call goes on, and the save sets the bad value aside. A phone key of
--- the wrong type is set aside here (it names no one), so the caller gets an identity.
+-- A profile of the wrong type, or larger than any caller memory writes, comes back as
+-- {'err'} instead of failing the lookup (and without sending a huge value over): the call
+-- goes on, and the save sets the bad value aside. A phone key of the wrong type is set
+-- aside here (it names no one), so the caller gets an identity.
 -- A script runs alone: of two first calls from one number at once, exactly one mints the id,
 -- and the other finds it.
 local aside = 0
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind ~= 'string' and kind ~= 'none' then
+local found = redis.pcall('GETEX', KEYS[1], 'EX', ARGV[2])
+if type(found) == 'table' then
+  -- READONLY, OOM, NOPERM...: the worker falls back to plain reads. WRONGTYPE: another
+  -- program's key, set aside.
+  if not string.find(found.err, '^WRONGTYPE') then return found end
   redis.call('RENAME', KEYS[1], KEYS[4])
   redis.call('EXPIRE', KEYS[4], ARGV[2])
   aside = 1
+  found = false
 end
-local found = redis.call('GETEX', KEYS[1], 'EX', ARGV[2])
 if not found and ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 end
@@ -32,11 +38,9 @@ if type(size) == 'number' and size > tonumber(ARGV[3]) then
   profile = {'err'}
 else
   profile = redis.pcall('GETEX', KEYS[2], 'EX', ARGV[2])
+  if type(profile) == 'table' and profile.err then profile = {'err'} end
 end
-local sessions = redis.pcall('LRANGE', KEYS[3], 0, -1)
-redis.pcall('EXPIRE', KEYS[3], ARGV[2])
-if type(profile) == 'table' and profile.err then profile = {'err'} end
-if type(sessions) == 'table' and sessions.err then sessions = {} end
+local sessions = redis.call('EXPIRE', KEYS[3], ARGV[2])
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return {found, profile, sessions, aside, now_ms}
