@@ -6,12 +6,14 @@ import logging
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis.asyncio as aioredis
 
 from livekit.plugins.caller_memory import (
     CallSummary,
+    ConfigError,
     InvalidPhoneNumberError,
     MemoryStore,
     RedisConfig,
@@ -336,6 +338,49 @@ async def test_password_server_says_noauth_or_wrongpass(
         good = RedisMemoryStore(replace(config, password="s3cret-pass"))
         assert await good.connect()
         await good.disconnect()
+
+
+PASSWORD = "p@ss#1/x?y%z"
+"""A password with every character that ends a part of a URL."""
+
+
+@pytest.mark.parametrize("spelling", ["percent-encoded", "raw"])
+async def test_a_password_with_url_characters_in_redis_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, spelling: str
+) -> None:
+    # Raw, "redis://:p@ss#1/...@host" reads as host "ss": the store would try to reach it and
+    # name it in the error, a piece of the password. It is refused as what it is instead.
+    with TestServer(appendonly=False, password=PASSWORD) as server:
+        password = quote(PASSWORD, safe="") if spelling == "percent-encoded" else PASSWORD
+        url = f"redis://:{password}@127.0.0.1:{server.port}/0"
+        if spelling == "percent-encoded":
+            store = RedisMemoryStore(RedisConfig(url=url, data_dir=tmp_path))
+            assert await store.connect()
+            await store.disconnect()
+            return
+        with pytest.raises(ConfigError) as info:
+            RedisConfig(url=url, data_dir=tmp_path)
+        message = str(info.value)
+        assert "REDIS_URL: its password" in message and "%23" in message
+        assert "REDIS_PASSWORD" in message
+        for piece in ("p@ss", "#1", "x?y", "y%z", "127.0.0.1"):
+            assert piece not in message
+
+
+async def test_redis_url_without_a_password_takes_redis_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with TestServer(appendonly=False, password=PASSWORD) as server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        store = RedisMemoryStore(RedisConfig(url=url, password=PASSWORD, data_dir=tmp_path))
+        assert await store.connect()
+        await store.disconnect()
+        # Without it, the guide's message, and where else the password may go.
+        with caplog.at_level(logging.ERROR, logger="livekit.plugins.caller_memory"):
+            bare = RedisMemoryStore(RedisConfig(url=url, data_dir=tmp_path))
+            assert await bare.connect() is False
+        assert bare.last_error == "Redis connection failed: NOAUTH Authentication required"
+        assert "Set REDIS_PASSWORD in .env" in caplog.text and "REDIS_URL" in caplog.text
 
 
 async def test_tls_against_a_plain_server_says_ssl_handshake_failed(

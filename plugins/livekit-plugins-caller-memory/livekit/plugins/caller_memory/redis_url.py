@@ -26,6 +26,14 @@ def check_url(url: str) -> None:
     if parts.scheme not in ("redis", "rediss", "unix"):
         # The URL may hold a password: name the variable, never echo the value.
         raise ValueError("must start with redis://, rediss:// or unix://")
+    if _split_in_the_credentials(parts):
+        # Read as it stands, a piece of the password would be taken for the host (and shown
+        # in a connection error), or the port: say what it is instead.
+        raise ValueError(
+            "its password (or user name) holds a character that ends that part of a URL: "
+            "percent-encode it (# as %23, / as %2F, ? as %3F, @ as %40, % as %25), "
+            "or leave it out of the URL and set REDIS_PASSWORD"
+        )
     # redis-py reads a database it cannot parse as 0: another database, silently.
     databases = parse_qs(parts.query).get("db", [])
     if parts.scheme != "unix":
@@ -42,6 +50,17 @@ def check_url(url: str) -> None:
             "the database (the path after the port, e.g. redis://host:6379/0, or ?db=) "
             "must be a number"
         )
+
+
+def _split_in_the_credentials(parts: SplitResult) -> bool:
+    # An '@' that urlsplit left after the host (in the path, a query's name or the fragment)
+    # ended a user name or password: a '/', '?' or '#' in it cut the URL short before it.
+    # A database number, a query's name and a fragment never hold one; a query's value may.
+    return (
+        "@" in parts.path
+        or "@" in parts.fragment
+        or any("@" in item.partition("=")[0] for item in parts.query.split("&"))
+    )
 
 
 def url_database(url: str) -> int:

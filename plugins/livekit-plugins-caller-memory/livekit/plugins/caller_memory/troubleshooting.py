@@ -89,6 +89,8 @@ def diagnose(error: BaseException, config: RedisConfig) -> Diagnosis:
                 "WRONGPASS invalid username-password pair",
                 (
                     "Check REDIS_PASSWORD (and REDIS_USERNAME for an ACL user) in .env",
+                    "Or the password in REDIS_URL (redis://user:password@host:port/0), "
+                    "where @ # / ? % must be percent-encoded (%40 %23 %2F %3F %25)",
                     "For cloud: copy the password again from the dashboard",
                 ),
             )
@@ -96,6 +98,7 @@ def diagnose(error: BaseException, config: RedisConfig) -> Diagnosis:
             "NOAUTH Authentication required",
             (
                 "Set REDIS_PASSWORD in .env",
+                "Or put it in REDIS_URL: redis://:password@host:port/0",
                 "For cloud: copy the password from the dashboard",
             ),
         )

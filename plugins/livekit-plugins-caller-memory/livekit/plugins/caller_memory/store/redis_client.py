@@ -129,8 +129,12 @@ class RedisStoreBase(MemoryStore):
             options["ssl_cert_reqs"] = "required"
             if config.ssl_ca_certs:
                 options["ssl_ca_certs"] = config.ssl_ca_certs
-        if config.url is not None and config.username and "@" not in url:
-            options["username"] = config.username
+        if config.url is not None and "@" not in url:
+            # A URL without credentials: REDIS_USERNAME and REDIS_PASSWORD still apply.
+            if config.username:
+                options["username"] = config.username
+            if config.password is not None:
+                options["password"] = config.password.get_secret_value()
         if self._cluster:
             # Ride through a failover: slot moves and a dead master are retried with backoff.
             options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.02), 6)
