@@ -227,6 +227,49 @@ def test_file_blocks_are_the_files_and_build_their_agent_server(
     assert process_gone(owner["server"], within=30)
 
 
+@pytest.mark.server_binary
+def test_the_example_wants_the_secret_to_start_in_production(
+    redis_server: TestServer, tmp_path: Path
+) -> None:
+    # Without a secret, each machine would key callers with its own development secret and
+    # recognize no one across machines: LiveKit's `start` refuses before any job runs, and
+    # `dev` says which secret it uses when the worker starts, not at its first call.
+    env = _clean_env(
+        REDIS_URL=redis_server.url,
+        MEMORY_DATA_DIR=str(tmp_path / "data"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        LIVEKIT_URL=f"ws://127.0.0.1:{closed_port()}",
+        LIVEKIT_API_KEY="devkey",
+        LIVEKIT_API_SECRET="a-livekit-secret-of-32-characters!",
+        OPENAI_API_KEY="sk-not-used",
+    )
+    out = _run([sys.executable, str(EXAMPLE), "start"], env, tmp_path)
+    assert out.returncode != 0
+    assert (
+        "MEMORY_PHONE_HASH_SECRET is required to start a worker in production"
+        in (out.stderr.strip().splitlines()[-1])
+    )
+    assert not (tmp_path / "config").exists()  # no development secret made for it
+
+    worker = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), "dev"],
+        env={**env, "NO_COLOR": "1"},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()  # before LiveKit's first line
+        worker.stderr.readline()  # the next line: by then the secret is written
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=60)
+    assert first.startswith("MEMORY_PHONE_HASH_SECRET is not set: using this machine's"), first
+    assert (tmp_path / "config" / "caller-memory" / "phone-hash.secret").exists(), first
+
+
 def test_the_check_sample_is_what_check_prints(redis_server: TestServer, tmp_path: Path) -> None:
     pattern = r"```bash\ncaller-memory check\n((?:# .*\n)+)```"
     samples = [m for path in DOCS for m in re.finditer(pattern, path.read_text())]

@@ -15,7 +15,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore
+import pytest
+
+from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, worker_settings
 from livekit.plugins.caller_memory.worker_settings import VARIABLE
 
 from .conftest import TEST_SECRET
@@ -76,3 +78,19 @@ async def test_a_bad_value_written_to_dotenv_while_the_worker_runs_does_not_stop
     found = await store.lookup(store.hasher.hash(NUMBER), create=False)
     assert found.profile is not None and found.profile.call_count == 3
     await store.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("argv", "production"),
+    [
+        (["start"], True),  # python agent.py start
+        (["start", "agent.py", "--log-level", "INFO"], True),  # python -m livekit.agents start
+        (["start", "agent.py", "--dev", "--cli-addr", "x"], False),  # lk agent dev
+        (["dev"], False),
+        (["console"], False),
+        (["download-files"], False),
+        ([], False),
+    ],
+)
+def test_production_is_livekits_start_without_dev(argv: list[str], production: bool) -> None:
+    assert worker_settings.in_production(argv) is production

@@ -19,13 +19,22 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 
-__all__ = ["VARIABLE", "inherited", "is_child_process", "publish"]
+__all__ = ["VARIABLE", "in_production", "inherited", "is_child_process", "publish"]
 
 VARIABLE = "CALLER_MEMORY_WORKER_SETTINGS"
 """The environment variable that carries a worker's settings to its job processes."""
 _PREFIXES = ("REDIS_", "MEMORY_")
+
+
+def in_production(argv: Sequence[str] | None = None) -> bool:
+    """This process runs LiveKit's ``start`` command, the production worker: ``python agent.py
+    start`` (LiveKit's Python CLI) or ``python -m livekit.agents start`` (what a LiveKit Cloud
+    image runs); not ``dev``, nor ``start --dev`` (how ``lk agent dev`` runs it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return args[:1] == ["start"] and "--dev" not in args
 
 
 def is_child_process() -> bool:
