@@ -422,6 +422,35 @@ def test_forget_refuses_a_number_that_is_none_before_asking(tmp_path: Path) -> N
     assert "--yes" not in done.stderr  # not the prompt's question: the number's problem first
 
 
+@pytest.mark.server_binary
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_forget_names_the_store_before_it_asks(
+    redis_server: TestServer, tmp_path: Path, answer: str
+) -> None:
+    # An operator at a terminal reads which Redis and prefix would lose the caller before
+    # saying yes to an erasure that cannot be undone.
+    controller, terminal = pty.openpty()
+    try:
+        with subprocess.Popen(
+            [*CALLER_MEMORY, "forget", "+14155550188"],
+            env={**_env(tmp_path, REDIS_URL=redis_server.url), "PYTHONUNBUFFERED": "1"},
+            cwd=tmp_path,
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # one stream: the order as the operator sees it
+            text=True,
+        ) as forget:
+            os.write(controller, f"{answer}\n".encode())
+            said, _ = forget.communicate(timeout=120)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert forget.returncode == 0, said
+    assert said.index("memory: Redis ") < said.index("Erase everything held about this caller?")
+    assert ("Nothing erased." in said) is (answer == "n")
+    assert ("Erased:" in said) is (answer == "y")
+
+
 @pytest.mark.parametrize("command", ["export", "forget", "forget-from-stdin"])
 def test_a_command_given_no_number_says_so(tmp_path: Path, command: str) -> None:
     # An empty caller id is a withheld one to the plugin; an operator simply typed none.

@@ -165,15 +165,17 @@ async def _forget(config: RedisConfig, number: str | None, user_id: str | None, 
     if number is not None:
         # A number that is none is said before the question, not after the answer.
         normalize_phone(number, default_region=config.default_region)
-    if not yes:
-        if not sys.stdin.isatty():
-            print("❌ Add --yes to erase without a prompt.", file=sys.stderr)
-            return 2
-        answer = input("Erase everything held about this caller? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("Nothing erased.")  # as the operator chose: nothing to fix
-            return 0
-    async with _store(config) as store:
+    if not yes and not sys.stdin.isatty():
+        print("❌ Add --yes to erase without a prompt.", file=sys.stderr)
+        return 2
+    async with _store(config) as store:  # says which store, before the question
+        if not yes:
+            answer = await asyncio.to_thread(
+                input, "Erase everything held about this caller? [y/N] "
+            )
+            if answer.strip().lower() not in ("y", "yes"):
+                print("Nothing erased.")  # as the operator chose: nothing to fix
+                return 0
         manager = SessionManager(store)
         if user_id is not None:
             deleted = await manager.forget_user(user_id)

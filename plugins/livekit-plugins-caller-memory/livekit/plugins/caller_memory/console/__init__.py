@@ -38,14 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the console (``caller-memory serve``); see ``--help`` for the arguments.
 
     Returns:
-        The exit status: 0 after a clean stop, 1 when it cannot start, 2 for a usage error or
-        a missing ``console`` extra.
+        The exit status: 0 after a clean stop, 1 when it cannot start (a missing ``console``
+        extra too: something to install), 2 for a usage error.
     """
     try:
         from .serve import run
     except ImportError as e:
         print(f"❌ The console needs the console extra ({e.name} is missing): {EXTRA_HINT}")
-        return 2
+        return 1
     return run(argv)
 
 
