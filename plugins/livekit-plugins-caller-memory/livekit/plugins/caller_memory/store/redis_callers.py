@@ -80,7 +80,7 @@ class RedisCallers(RedisStoreBase):
             user_id=None if isinstance(found, Exception) else codec.text(found),
             profile=profile,
             profile_wrong_type=unreadable,
-            has_sessions=sessions is True or sessions == 1,
+            has_sessions=sessions == 1,  # EXISTS: 1, or an error
         )
 
     async def fetch_profile(self, profile_key: str, sessions_key: str, ttl: int) -> Fetched:
