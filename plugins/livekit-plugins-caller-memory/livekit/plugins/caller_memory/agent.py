@@ -46,9 +46,8 @@ from .call_memory import CallMemory, OnCaller
 from .calls import SessionManager
 from .config import RedisConfig
 from .config_sources import settings_variables
-from .exceptions import ConfigError
 from .log import logger
-from .secret import MIN_LENGTH, load_dev_secret
+from .secret import load_dev_secret
 from .store import MemoryStore
 
 __all__ = ["CallerMemory", "on_session_end"]
@@ -138,9 +137,11 @@ class CallerMemory:
         # Read and checked now, when the worker starts: a bad setting fails the worker, not a
         # call. Its job processes then read the same variables, never .env again.
         self._config = config or (store.config if store else RedisConfig.from_env())
-        self._config.check_secret()
-        if not worker_settings.is_child_process():  # the worker, not one of its jobs
-            _check_secret_at_start(self._config)
+        worker = not worker_settings.is_child_process()  # the worker, not one of its jobs
+        self._config.check_secret(production=worker and worker_settings.in_production())
+        if worker:
+            if self._config.phone_hash_secret is None:
+                load_dev_secret()  # its warning when the worker starts, not at its first call
             worker_settings.publish(settings_variables())
             logger.info(
                 "caller memory settings checked; its jobs will use them: %s, key prefix %r",
@@ -275,21 +276,6 @@ class CallerMemory:
         if self._manager is not None:
             await self._manager.aclose()
             self._manager = None
-
-
-def _check_secret_at_start(config: RedisConfig) -> None:
-    # Without a secret, callers are keyed by this machine's development secret: in production
-    # every machine (or container) would key them its own way and recognize no one. LiveKit's
-    # `start` refuses, as `sarah start` does, unless MEMORY_REQUIRE_SECRET=false says so.
-    if config.phone_hash_secret is not None:
-        return
-    if worker_settings.in_production() and "require_secret" not in config.model_fields_set:
-        raise ConfigError(
-            "MEMORY_PHONE_HASH_SECRET is required to start a worker in production (LiveKit's "
-            f"start): set it to {MIN_LENGTH}+ random characters, the same on every worker "
-            "(MEMORY_REQUIRE_SECRET=false keys callers with this machine's development secret)"
-        )
-    load_dev_secret()  # its warning when the worker starts, not at its first call
 
 
 def _unpickled(

@@ -347,16 +347,28 @@ class RedisConfig(BaseSettings):
             previous.get_secret_value() if previous is not None else None,
         )
 
-    def check_secret(self) -> None:
-        """Raise when ``MEMORY_REQUIRE_SECRET`` is on and ``MEMORY_PHONE_HASH_SECRET`` is not set.
+    def check_secret(self, *, production: bool = False) -> None:
+        """Raise when ``MEMORY_PHONE_HASH_SECRET`` is not set and required: by
+        ``MEMORY_REQUIRE_SECRET=true``, or by ``production`` (a worker run with LiveKit's
+        ``start``) unless ``MEMORY_REQUIRE_SECRET`` says otherwise.
 
         Raises:
             ConfigError: The secret is required and missing.
         """
-        if self.require_secret and self.phone_hash_secret is None:
+        if self.phone_hash_secret is not None:
+            return
+        fix = f"set it to {MIN_LENGTH}+ random characters, the same on every worker"
+        if self.require_secret:
             raise ConfigError(
-                "MEMORY_PHONE_HASH_SECRET is required (MEMORY_REQUIRE_SECRET=true): set it to "
-                f"{MIN_LENGTH}+ random characters, the same on every worker"
+                f"MEMORY_PHONE_HASH_SECRET is required (MEMORY_REQUIRE_SECRET=true): {fix}"
+            )
+        if production and "require_secret" not in self.model_fields_set:
+            # Each machine (or container) would key callers with a development secret of its
+            # own and recognize no one.
+            raise ConfigError(
+                "MEMORY_PHONE_HASH_SECRET is required to start a worker in production "
+                f"(LiveKit's start): {fix} (MEMORY_REQUIRE_SECRET=false keys callers with this "
+                "machine's development secret)"
             )
 
     @property

@@ -7,8 +7,8 @@
 --   -> {user id, or false when unknown (and minted now), profile or false or {'err'},
 --       1 when the session list exists, 1 when a phone key of the wrong type was set aside,
 --       now (Unix ms)}
--- The session list is not read: its ids are the profile's calls' (or GET them later), and
--- each command a script calls costs it a few microseconds, a list's reply the most.
+-- The session list is not read: its ids are the profile's calls' (get_session_ids reads it),
+-- and each command a script calls costs it a few microseconds, a list's reply the most.
 -- "Now" is the server's clock (TIME): the call's beginning, which an erasure is compared
 -- with (mark_erased.lua, save_call.lua), whatever the worker's own clock says.
 -- A profile of the wrong type, or larger than any caller memory writes, comes back as
