@@ -19,6 +19,7 @@ import pytest
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 from livekit.plugins.caller_memory.memory import merge_call
+from livekit.plugins.caller_memory.memory.changes import called_off
 from livekit.plugins.caller_memory.memory.fallback import fallback_summary
 from livekit.plugins.caller_memory.memory.summaries import scrub
 from livekit.plugins.caller_memory.memory.text import self_names
@@ -705,3 +706,129 @@ async def test_forget_the_whole_booking_takes_the_calls_about_it(line: Line) -> 
         None,
     )
     assert "twenty" not in seen and "nut" not in seen and "table for two on Sunday" in seen
+
+
+# -- what a caller changes without saying "forget" -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("said", "old"),
+    [
+        ("Thursday isn't going to work, I've got a work trip.", ["Thursday"]),
+        ("I need to move Saturday's dental check.", ["Saturday's"]),
+        ("So I need to push my appointment, Friday's out.", ["Friday's"]),
+        ("Can we push Saturday's table to eight instead of 7:15?", ["7:15"]),
+        ("I'm on Northfield now, not Bluecrest.", ["Bluecrest"]),
+        (
+            "It turns out I'm not allergic to penicillin after all, it's latex.",
+            ["allergic to penicillin"],
+        ),  # fmt: skip
+        ("Bit of news, I sold the Transit.", ["Transit"]),
+        ("I can't do 5 pm, how about 6 pm?", ["5 pm"]),
+        ("I'm busy Monday but Tuesday works.", ["Monday"]),
+        # Where a booking goes is new, not called off.
+        ("Can I move the food pickup to Saturday?", []),
+        ("Could you do Friday instead?", []),
+        ("Can we switch to Saturday instead?", []),
+        ("Yes, Thursday at 5:30, please.", []),
+        ("I may need to move it.", []),
+        ("I'm not busy Monday.", []),
+        # What follows "not" or "instead of" must be a value, and a kept day is kept.
+        ("I'm not changing my appointment after all.", []),
+        ("It hurts all the time now, not only with cold drinks.", []),
+        ("Don't move my Tuesday appointment.", []),
+        ("We sold the house and moved closer.", ["house"]),
+    ],
+)
+def test_what_a_sentence_calls_off(said: str, old: list[str]) -> None:
+    assert list(called_off(said)) == old
+
+
+async def test_without_an_llm_a_day_called_off_leaves_the_earlier_calls(line: Line) -> None:
+    await line.call(
+        [
+            ("assistant", "Dr. Chen has Thursday at 5:30."),
+            ("user", "Yes, Thursday at 5:30, please. And the filling feels rough."),
+        ],
+        None,
+    )
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "I need to move Thursday, something came up. Could I do Monday instead?"),
+        ],
+        None,
+    )
+    assert "Thursday at 5:30" not in seen
+    assert "And the filling feels rough." in seen and "Could I do Monday instead?" in seen
+
+
+async def test_without_an_llm_a_value_replaced_by_name_leaves_the_earlier_calls(
+    line: Line,
+) -> None:
+    await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "I'm with Bluecrest for insurance. 7:15 is fine for the table."),
+        ],
+        None,
+    )
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "I'm on Northfield now, not Bluecrest. Can we make it eight instead of 7:15?"),
+        ],
+        None,
+    )
+    earlier = seen.split("Caller said:")[1]  # the first call's summary
+    assert "Bluecrest for insurance" not in earlier and "7:15 is fine" not in earlier
+    assert "Northfield now" in seen
+
+
+async def test_a_change_the_model_missed_replaces_the_old_fact(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "I'm with Bluecrest for insurance.")],
+        {
+            "ops": [op("add", "insurance", "Bluecrest", "I'm with Bluecrest for insurance")],
+            "summary": "",
+        },
+    )
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "I'm on Northfield now, not Bluecrest.")],
+        {  # a new label: the model did not see that it replaces the old fact
+            "ops": [op("add", "insurer", "Northfield", "I'm on Northfield now")],
+            "summary": "",
+        },
+    )
+    assert facts(seen) == {"insurer": "Northfield"}
+
+
+async def test_a_day_the_caller_moves_something_to_takes_nothing_from_memory(line: Line) -> None:
+    await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "Mochi's check-up on Saturday is fine. I'll get the food Thursday."),
+        ],
+        None,
+    )
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Can I move the food pickup to Saturday?")],
+        None,
+    )
+    assert "Mochi's check-up on Saturday is fine." in seen
+
+
+async def test_a_value_called_off_never_takes_the_callers_name(line: Line) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Hi, this is Marcus Bell. The van needs brakes.")],
+        None,
+    )
+    seen = await line.call(
+        [
+            ("assistant", AGENT_HELLO),
+            ("user", "The account is under my married name now, not Bell. Same van."),
+        ],
+        None,
+    )
+    assert block(seen)["name"] == "Marcus Bell"
+    assert "The van needs brakes." in seen

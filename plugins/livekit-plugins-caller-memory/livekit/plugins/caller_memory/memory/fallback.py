@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from ..models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from . import text
+from .changes import change_ops
 from .checks import check_name
 from .summaries import SAID, states, subject, withdrawals, withdrawn_in
 
@@ -18,15 +19,17 @@ __all__ = ["fallback_summary", "name_op", "salient_lines", "withdrawal_ops"]
 
 def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None) -> CallSummary:
     """A summary built from the transcript alone: the caller's salient lines, an ``add`` of
-    their name when they gave it plainly ("I'm Marcus Bell", "Dan Okafor here"), and a
-    ``withdraw`` of each remembered fact they plainly withdrew (:func:`withdrawal_ops`)."""
+    their name when they gave it plainly ("I'm Marcus Bell", "Dan Okafor here"), a
+    ``withdraw`` of each remembered fact they plainly withdrew (:func:`withdrawal_ops`), and
+    of each old value they called off (:func:`.changes.change_ops`)."""
     lines = salient_lines(turns)
     summary = SAID + " / ".join(lines) if lines else "Call with no words from the caller."
     if len(summary) > MAX_SUMMARY:
         summary = summary[: MAX_SUMMARY - 1] + "…"
     name = name_op(turns, profile)
     ops = [name] if name else []
-    return CallSummary(summary=summary, ops=ops + withdrawal_ops(turns, profile), source="fallback")
+    ops += withdrawal_ops(turns, profile) + change_ops(turns)
+    return CallSummary(summary=summary, ops=ops, source="fallback")
 
 
 def salient_lines(turns: Sequence[Turn]) -> list[str]:

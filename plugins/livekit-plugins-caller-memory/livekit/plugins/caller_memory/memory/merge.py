@@ -147,6 +147,8 @@ def apply_ops(
         if op.op == "withdraw":
             if target is None and trusted and not op.id:  # no fact named: what it says goes
                 stale += distinct_words(op.value or op.evidence, "", ignore=CUES)
+                if text.numbers(op.value):  # "7:15", "5 pm": words too short to go alone
+                    stale.append(op.value)
             elif target is not None and trusted:
                 by_id[target.id] = target.model_copy(update={"status": "withdrawn"})
                 stale += [target.value, target.evidence, target.label, op.evidence]
@@ -196,6 +198,9 @@ def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
     same = _same_label(op.label, current)
     if same is not None:
         return same
+    # Found by its words, a fact is never the caller's name ("my married name now, not Bell"):
+    # a name goes only by its id or its label.
+    current = [f for f in current if f.label != NAME_LABEL]
     said = text.stems(f"{op.label} {op.value}") or text.stems(op.evidence)
     scored = sorted(
         ((len(said & text.stems(f"{f.label} {f.value}")), f) for f in current),

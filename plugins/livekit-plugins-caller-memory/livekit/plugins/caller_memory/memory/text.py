@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Iterator
 
 __all__ = [
+    "DATE_WORDS",
     "FILLER",
     "STOPWORDS",
     "bare",
@@ -44,11 +45,12 @@ _NUMBER_WORDS = {
     )
 } | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
      "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000"}  # fmt: skip
-_DATE_WORDS = frozenset(
+DATE_WORDS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april "
     "may june july august september october november december today tomorrow tonight "
     "yesterday weekend".split()
 )
+"""The words that name a day or a month."""
 _NEGATIONS = frozenset(
     "no not never nothing none nobody neither nor without cannot can't don't doesn't didn't "
     "isn't aren't wasn't weren't won't wouldn't shouldn't haven't hasn't hadn't ain't".split()
@@ -131,7 +133,7 @@ def numbers(text: str) -> set[str]:
 def dates(text: str) -> set[str]:
     """The day and month names in a text ("Fridays" and "Friday's" are "friday")."""
     found = (bare(w).removesuffix("s") for w in words(text))
-    return {w for w in found if w in _DATE_WORDS}
+    return {w for w in found if w in DATE_WORDS}
 
 
 def sentences(text: str) -> list[str]:
@@ -239,7 +241,7 @@ _NOT_NAMES = (
         "afraid happy glad sure new ready available free done interested running late again "
         "thanks thank please mister mr mrs ms miss dr doctor".split()
     )
-    | _DATE_WORDS
+    | DATE_WORDS
 )
 
 
