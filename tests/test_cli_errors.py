@@ -1003,3 +1003,45 @@ def test_replay_shows_a_bar_on_a_terminal_for_many_calls(
     piped = _run([*SARAH, "replay", "--calls", str(many)], tmp_path, REDIS_URL=config.redis_url(),
                  MEMORY_KEY_PREFIX=config.key_prefix)  # fmt: skip
     assert piped.returncode == 0 and "━" not in piped.stdout + piped.stderr
+
+
+# -- a full Redis ------------------------------------------------------------------------------
+
+
+async def test_forget_erases_a_caller_from_a_redis_that_is_out_of_memory(tmp_path: Path) -> None:
+    # A full Redis (maxmemory, noeviction) refuses the erasure's mark, a write; the deletes
+    # free room for it. A caller who asked to be forgotten is, whatever the server's state.
+    number = "+14155550166"
+    with TestServer(appendonly=False) as server:
+        config = RedisConfig(
+            url=server.url, phone_hash_secret=STRONG_SECRET, data_dir=tmp_path / "seed"
+        )
+        store = RedisMemoryStore(config)
+        record = SessionRecord(
+            session_id="AJ_full", started_at=datetime.now(timezone.utc), consented=True
+        )
+        lookup = await store.lookup(store.hasher.hash(number))
+        await store.save_call(
+            record, CallSummary(summary="Brakes squeal."), phone_hash=store.hasher.hash(number),
+            base=lookup,
+        )  # fmt: skip
+        await store.disconnect()
+        admin = redis.Redis.from_url(server.url)
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")  # full, and still full after the erasure's deletes
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            admin.set("one more", "x")
+        check = _run([*CALLER_MEMORY, "check"], tmp_path, REDIS_URL=server.url)
+        forget = _run([*CALLER_MEMORY, "forget", number, "--yes"], tmp_path, REDIS_URL=server.url)
+        export = _run([*CALLER_MEMORY, "export", number], tmp_path, REDIS_URL=server.url)
+        erased = [k for k in admin.scan_iter() if b":erased" in k]
+        admin.close()
+    _no_traceback(check)
+    assert check.returncode == 1
+    assert "OOM command not allowed" in check.stderr and "unexpected" not in check.stderr
+    _no_traceback(forget)
+    assert forget.returncode == 0, forget.stderr
+    assert "Erased: 5 Redis key(s)" in forget.stdout  # phone, profile, sessions, calls, session
+    assert export.returncode == 0
+    assert json.loads(export.stdout) == {"user_ids": [], "keys": {}, "outbox": {}}
+    assert len(erased) == 1  # the mark that refuses a call begun before it

@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone  # datetime.UTC is Python 3.11+
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from . import privacy
 from ._usage import OneLineParser
@@ -57,6 +57,7 @@ from .outbox import Outbox
 from .prefixes import open_operator_memory
 from .progress import on_terminal, progress
 from .store import MemoryStore, RedisMemoryStore, VersionSaves, open_store
+from .troubleshooting import diagnose
 from .version import __version__
 
 __all__ = ["main"]
@@ -106,11 +107,26 @@ async def _check(config: RedisConfig) -> int:
             return 1
         print(f"✅ Connected! Latency: {health['latency_ms']}ms ({health['server']})")
         await _say_persistence(store)
+        if health.get("full"):
+            full = OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'")
+            print(diagnose(full, config).render(health["server"]), file=sys.stderr)
+            return 1
         number = await _unused_test_number(store)
-        user_id = await store.get_or_create_user_id(phone_number=number)
-        print(f"User ID: {user_id}")
-        removed = await store.forget(store.hasher.hash(number))
-        await store.delete([store.keys.erased(user_id)])  # a test identity needs no guard
+        phone_hash = store.hasher.hash(number)
+        try:
+            user_id = await store.get_or_create_user_id(phone_number=number)
+            kept = await store.read(store.keys.phone(phone_hash)) is not None
+            print(f"User ID: {user_id}")
+        finally:  # also when the output is closed early (`check | head -1`) or interrupted
+            removed = await store.forget(phone_hash)
+            await store.delete([store.keys.erased(phone_hash)])  # a test identity needs no guard
+        if not kept:
+            print(
+                "❌ Redis did not keep the test identity: it takes no writes (the line above "
+                "says why)",
+                file=sys.stderr,
+            )
+            return 1
         print(f"Test identity removed ({len(removed)} key).")
         return 0
 
@@ -474,6 +490,14 @@ def _run(args: argparse.Namespace) -> int:
     # The workers' rule here too: with the secret required, a command under another one
     # would look for callers where they are not.
     config.check_secret()
+    try:
+        return _command(args, config)
+    except RedisError as e:  # refused mid-command (out of memory, a replica...): the guide's text
+        print(diagnose(e, config).render(config.describe_server()), file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace, config: RedisConfig) -> int:
     if args.command == "check":
         return asyncio.run(_check(config))
     if args.command == "flush":

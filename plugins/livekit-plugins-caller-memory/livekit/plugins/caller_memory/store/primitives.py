@@ -24,9 +24,14 @@ from ..identity import PhoneHasher, load_hasher
 from .keys import Keys
 from .records import CallerLookup, CallWrite, Fetched, MovedCaller, WriteOutcome
 
-__all__ = ["StorePrimitives", "from_ms", "to_ms"]
+__all__ = ["StoreFull", "StorePrimitives", "from_ms", "to_ms"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class StoreFull(RuntimeError):
+    """The store refused a write for want of memory (Redis at ``maxmemory`` with
+    ``noeviction``); deletes still go through, and free room."""
 
 
 def from_ms(unix_ms: int) -> datetime:
@@ -299,7 +304,11 @@ class StorePrimitives(abc.ABC):
     async def mark_erased(self, user_ids: Sequence[str], *, ttl: int) -> None:
         """Set each user's :meth:`Keys.erased` to now on the store's clock (Unix ms; Redis's
         ``TIME``, never the eraser's own clock), with ``ttl``: one round trip per user
-        (``mark_erased.lua``), each atomic."""
+        (``mark_erased.lua``), each atomic.
+
+        Raises:
+            StoreFull: The store refused the write for want of memory.
+        """
 
     @abc.abstractmethod
     async def add_request(

@@ -211,8 +211,9 @@ class RedisMemoryStore(RedisCallers, RedisOpenCalls, RedisKeyspace):
 
         Returns:
             ``{"healthy": True, "latency_ms": 0.21, "server": "localhost:6379",
-            "redis_version": "7.0.15", "used_memory_human": "1.2M"}``, or ``healthy`` False
-            with the guide's ``error`` text.
+            "redis_version": "7.0.15", "used_memory_human": "1.2M", "full": False}``
+            (``full``: at ``maxmemory`` with ``noeviction``, so writes are refused), or
+            ``healthy`` False with the guide's ``error`` text.
         """
         try:
             async with self._op():
@@ -232,6 +233,10 @@ class RedisMemoryStore(RedisCallers, RedisOpenCalls, RedisKeyspace):
             "server": self.server,
             "redis_version": info.get("redis_version") or info.get("valkey_version"),
             "used_memory_human": info.get("used_memory_human"),
+            # At maxmemory and evicting nothing: writes that add data are refused (saves go
+            # to the outbox), while reads and deletes go on.
+            "full": 0 < int(info.get("maxmemory") or 0) <= int(info.get("used_memory") or 0)
+            and info.get("maxmemory_policy") == "noeviction",
         }
 
 

@@ -37,7 +37,14 @@ from ..log import logger
 from ..timeouts import ContendedTimeout, LoopLateTimeout, deadline
 from .base import MemoryStore
 
-__all__ = ["Client", "RedisStoreBase", "error_code", "warn_refused_once", "write_refusal"]
+__all__ = [
+    "Client",
+    "RedisStoreBase",
+    "error_code",
+    "out_of_memory",
+    "warn_refused_once",
+    "write_refusal",
+]
 
 Client = aioredis.Redis | aioredis.RedisCluster
 """A plain or a cluster ``redis.asyncio`` client."""
@@ -57,11 +64,15 @@ _SCRIPTS = {
         "beat",
         "add_now",
         "mark_erased",
+        "delete",
         "drop_identity",
         "move_caller",
         "replace_value",
     )
 }
+# The erasure's mark on a full Redis (maxmemory, noeviction): a caller who asked to be forgotten
+# is, and the mark is a few bytes. Script flags need Redis 7.0 or Valkey; 6.2 refuses them.
+_SCRIPTS["mark_erased_when_full"] = "#!lua flags=allow-oom\n" + _SCRIPTS["mark_erased"]
 _SHAS = {
     name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
     for name, source in _SCRIPTS.items()
@@ -203,6 +214,11 @@ def write_refusal(error: ResponseError) -> str | None:
     if any(words in text for words in _SCRIPT_REFUSALS):  # a user that may run the script
         return _REFUSALS["NOPERM"]  # but not the writes in it
     return None
+
+
+def out_of_memory(error: ResponseError) -> bool:
+    """True when Redis refused a write for want of memory (``maxmemory``, ``noeviction``)."""
+    return write_refusal(error) == _REFUSALS["OOM"]
 
 
 def error_code(error: ResponseError) -> str:

@@ -18,7 +18,8 @@ from redis.exceptions import RedisError, ResponseError
 from ..config import LONGEST_TTL_SECONDS
 from ..log import logger
 from . import codec
-from .redis_client import RedisStoreBase, error_code
+from .primitives import StoreFull
+from .redis_client import RedisStoreBase, error_code, out_of_memory
 from .stats import stats_report
 
 __all__ = ["RedisKeyspace"]
@@ -109,10 +110,21 @@ class RedisKeyspace(RedisStoreBase):
 
     async def mark_erased(self, user_ids: Sequence[str], *, ttl: int) -> None:
         """One EVALSHA of ``mark_erased.lua`` per user (each in its own slot): SET erased to
-        the server's TIME (ms) EX ttl."""
+        the server's TIME (ms) EX ttl. On a full Redis, the same script flagged
+        ``allow-oom`` (Redis 7.0+, Valkey); :class:`StoreFull` where that is refused too."""
         for user_id in user_ids:
-            async with self._op():
-                await self._run("mark_erased", [self._keys.erased(user_id)], [ttl])
+            keys = [self._keys.erased(user_id)]
+            try:
+                async with self._op():
+                    await self._run("mark_erased", keys, [ttl])
+            except ResponseError as e:
+                if not out_of_memory(e):
+                    raise
+                try:  # the same script, flagged to run on a full Redis (7.0+)
+                    async with self._op():
+                        await self._run("mark_erased_when_full", keys, [ttl])
+                except ResponseError:
+                    raise StoreFull("Redis is out of memory (maxmemory)") from e
 
     async def add_request(
         self, key: str, member: str, *, ttl: int, at: float | None = None
@@ -180,8 +192,8 @@ class RedisKeyspace(RedisStoreBase):
         return False
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
-        """EXISTS and DEL of each key in one transaction (one per slot on a cluster: a
-        caller's own keys share one)."""
+        """One EVALSHA of ``delete.lua`` (one per slot on a cluster: a caller's own keys
+        share one); it runs on a full Redis too, which refuses a MULTI transaction."""
         groups: dict[int, list[str]] = {}
         client = self.client
         for key in keys:
@@ -189,11 +201,7 @@ class RedisKeyspace(RedisStoreBase):
             groups.setdefault(slot, []).append(key)
         deleted: list[str] = []
         for group in groups.values():
-            async with self._op(), self.client.pipeline(transaction=True) as pipe:
-                for key in group:
-                    pipe.exists(key)
-                for key in group:
-                    pipe.delete(key)
-                results = await pipe.execute()
-            deleted += [k for k, found in zip(group, results[: len(group)], strict=True) if found]
+            async with self._op():
+                found = await self._run("delete", group, [])
+            deleted += [group[int(i) - 1] for i in found]
         return deleted

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..log import logger
 from . import codec
 from .held import caller_keys, erased_users, exported, is_journal_of, phone_keys
 from .keys import new_user_id
-from .primitives import StorePrimitives
+from .primitives import StoreFull, StorePrimitives
 from .records import HeldData
 
 __all__ = ["ERASURE_REQUEST_TTL_S", "ErasureAndExport"]
@@ -90,8 +91,16 @@ class ErasureAndExport(StorePrimitives):
 
     async def _erase(self, held: HeldData) -> list[str]:
         users = erased_users(self._keys, held.user_ids, held.keys)
-        await self.mark_erased(users, ttl=self._config.profile_ttl_seconds)
-        deleted = await self.delete(held.keys)
+        ttl = self._config.profile_ttl_seconds
+        try:
+            await self.mark_erased(users, ttl=ttl)
+            deleted = await self.delete(held.keys)
+        except StoreFull:
+            # A full Redis refuses the mark but not the deletes, which make room for it. A
+            # save that slips in between needs room too, and the mark refuses what comes after.
+            logger.warning("Redis is out of memory (maxmemory): erasing first, marking after")
+            deleted = await self.delete(held.keys)
+            await self.mark_erased(users, ttl=ttl)
         await self.drop_open_calls(held.session_ids)
         await self.remove_members(self._keys.erasure_requests(), users)  # they are answered
         return deleted
