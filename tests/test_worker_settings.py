@@ -9,12 +9,14 @@ LiveKit's own job processes (forkserver), each importing the agent's module afre
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import phonenumbers
 import pytest
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, worker_settings
@@ -94,3 +96,33 @@ async def test_a_bad_value_written_to_dotenv_while_the_worker_runs_does_not_stop
 )
 def test_production_is_livekits_start_without_dev(argv: list[str], production: bool) -> None:
     assert worker_settings.in_production(argv) is production
+
+
+def _made_in_a_job_process(queue: multiprocessing.Queue[tuple[int, bool]]) -> None:
+    from livekit.plugins.caller_memory import CallerMemory, secret
+
+    CallerMemory()  # as the agent's module makes it, imported afresh in a job process
+    regions = phonenumbers.PhoneMetadata._region_metadata  # loaded as numbers are first read
+    queue.put((secret.weakness.cache_info().currsize, "US" in regions))
+
+
+def test_a_job_process_loads_what_its_first_lookup_needs_before_its_call() -> None:
+    # LiveKit runs each call in a process of its own, made ahead of the call: the secret's
+    # check and phonenumbers' patterns are loaded then, not while the caller waits.
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[tuple[int, bool]] = context.Queue()
+    env = {"MEMORY_PHONE_HASH_SECRET": TEST_SECRET, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        child = context.Process(target=_made_in_a_job_process, args=(queue,))
+        child.start()
+        checked, us_loaded = queue.get(timeout=120)
+        child.join(timeout=60)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assert checked >= 1 and us_loaded

@@ -18,6 +18,7 @@ folder, 0700, the file 0600; a file that others can read is refused.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import stat
@@ -108,9 +109,11 @@ def earlier_keys(current: str | None, previous: str | None) -> list[bytes]:
     return found
 
 
+@functools.lru_cache(maxsize=8)
 def weakness(secret: str) -> str | None:
     """Why ``secret`` is too weak for a phone-hash secret, or None when it is strong enough.
-    Never repeats the secret."""
+    Never repeats the secret. Remembered: the settings check it, then the hasher, and zxcvbn
+    takes ~16 ms, which a job process's first call would wait for."""
     value = secret_bytes(secret).decode(errors="replace")
     if len(value) < MIN_LENGTH:
         return f"must be at least {MIN_LENGTH} characters long"
