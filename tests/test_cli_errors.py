@@ -115,6 +115,7 @@ BAD_SETTINGS = [
         "MEMORY_PHONE_HASH_SECRET",
     ),
     ({"MEMORY_DEFAULT_REGION": "USA"}, "MEMORY_DEFAULT_REGION"),
+    ({"MEMORY_DEFAULT_REGION": "XX"}, "MEMORY_DEFAULT_REGION"),  # the pattern's, no country
     ({"MEMORY_REDACT": "cards"}, "MEMORY_REDACT"),
     ({"MEMORY_LOOKUP_TIMEOUT_MS": "soon"}, "MEMORY_LOOKUP_TIMEOUT_MS"),
     ({"REDIS_HOST": "127.0.0.1:6390"}, "REDIS_HOST"),  # not redis-py's "Port could not be cast"

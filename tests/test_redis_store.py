@@ -23,7 +23,7 @@ from livekit.plugins.caller_memory import (
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 from livekit.plugins.caller_memory.store import codec
 
-from .conftest import dump_keys, replace
+from .conftest import TEST_SECRET, dump_keys, replace
 from .support.facts import call_summary, fact_op
 from .support.servers import TestServer
 
@@ -338,6 +338,27 @@ async def test_password_server_says_noauth_or_wrongpass(
         good = RedisMemoryStore(replace(config, password="s3cret-pass"))
         assert await good.connect()
         await good.disconnect()
+
+
+@pytest.mark.parametrize("password", [None, "wrong-password"])
+async def test_a_refused_password_is_a_call_start_failure_not_a_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, password: str | None
+) -> None:
+    # NOAUTH and WRONGPASS never heal in a moment: retried, they spent the lookup's budget
+    # and the call was told "over its budget" (raise MEMORY_LOOKUP_TIMEOUT_MS: no help).
+    with TestServer(appendonly=False, password="s3cret-pass") as server:
+        config = RedisConfig(
+            host="127.0.0.1", port=server.port, password=password, data_dir=tmp_path,
+            phone_hash_secret=TEST_SECRET,
+        )  # fmt: skip
+        manager = SessionManager(RedisMemoryStore(config))
+        with caplog.at_level(logging.WARNING, logger="livekit.plugins.caller_memory"):
+            ctx = await manager.start_session(session_id="AJ_pw", phone_number="+14155550177")
+        manager.dont_remember("AJ_pw")
+        await manager.aclose()
+    assert ctx.status == "error"
+    assert "caller lookup failed (NOAUTH" in caplog.text or "(WRONGPASS" in caplog.text
+    assert "over its budget" not in caplog.text
 
 
 PASSWORD = "p@ss#1/x?y%z"

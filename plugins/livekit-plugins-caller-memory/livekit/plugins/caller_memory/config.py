@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from phonenumbers import SUPPORTED_REGIONS
 from platformdirs import user_data_path
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -287,7 +288,13 @@ class RedisConfig(BaseSettings):
     @classmethod
     def _upper_region(cls, value: object) -> object:
         if isinstance(value, str):
-            return value.strip().upper() or None
+            region = value.strip().upper() or None
+            if region is not None and len(region) == 2 and region not in SUPPORTED_REGIONS:
+                # "XX" passes the pattern, then every national number fails at each call
+                raise ValueError(
+                    "not a region phonenumbers knows: use an ISO code, e.g. US, GB, DE"
+                )
+            return region
         return value
 
     @property

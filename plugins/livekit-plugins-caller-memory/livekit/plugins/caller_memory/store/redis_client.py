@@ -21,14 +21,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import RedisConfig
@@ -77,6 +79,19 @@ _SHAS = {
     name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
     for name, source in _SCRIPTS.items()
 }
+
+
+def _worth_retrying(error: Exception) -> bool:
+    # A refused password (NOAUTH, WRONGPASS) or user is not a blip: retried, it only spends
+    # the call's lookup budget (0.5 s before the troubleshooting text, against 0.13 s).
+    return not isinstance(error, (AuthenticationError, AuthorizationError))
+
+
+def _retry(backoff: ExponentialBackoff, retries: int) -> Retry:
+    try:
+        return Retry(backoff, retries, is_retryable=_worth_retrying)
+    except TypeError:  # pragma: no cover - redis-py before is_retryable retries those too
+        return Retry(backoff, retries)
 
 
 class RedisStoreBase(MemoryStore):
@@ -129,7 +144,7 @@ class RedisStoreBase(MemoryStore):
             "socket_timeout": None,
             "socket_connect_timeout": config.socket_timeout,
             # A blip is retried once, fast; the call-start budget bounds the rest.
-            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            "retry": _retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
             "retry_on_error": [RedisConnectionError, RedisTimeoutError],
             "health_check_interval": 30,
             "client_name": "caller-memory",
@@ -148,7 +163,7 @@ class RedisStoreBase(MemoryStore):
                 options["password"] = config.password.get_secret_value()
         if self._cluster:
             # Ride through a failover: slot moves and a dead master are retried with backoff.
-            options["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.02), 6)
+            options["retry"] = _retry(ExponentialBackoff(cap=0.5, base=0.02), 6)
             for option in ("retry_on_error", "health_check_interval", "client_name"):
                 options.pop(option)
             # A cluster has no databases: drop the /db of the URL.
