@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from livekit.plugins.caller_memory import RedisConfig, RedisMemoryStore, SessionManager
 from livekit.plugins.caller_memory.models import (
@@ -363,3 +364,35 @@ async def test_temporary_files_a_crash_left_are_dealt_with_at_start_and_counted(
     assert "Outbox: 1 stray temporary file(s) left by a crash: 0 whole call(s) put back, 1 " \
         "removed." in flushed.stdout, flushed.stdout  # fmt: skip
     assert _stat(operator_cli(config, "stats").stdout, "outbox stray temp files") == "0"
+
+
+async def test_a_flush_writes_only_the_calls_of_its_own_prefix_and_secret(tmp_path: Path) -> None:
+    # Two agents on one machine share the default outbox folder. A call one of them kept while
+    # its Redis was down is its own: another agent's flush (another prefix, or another secret,
+    # under which its phone hash names no one) leaves it for it.
+    with TestServer(appendonly=False) as down:
+        alpha_down = _config(down, tmp_path, key_prefix="alpha")
+    manager = SessionManager(RedisMemoryStore(alpha_down))  # its Redis is gone
+    await manager.start_session(session_id="AJ_kept", phone_number="+14155550190")
+    manager.add_turn("AJ_kept", "user", "My parcel is late again.")
+    assert await manager.end_session("AJ_kept") is None
+    await manager.aclose()
+    assert len(manager.outbox) == 1
+
+    with TestServer(appendonly=False) as server:
+        beta = operator_cli(_config(server, tmp_path, key_prefix="beta"), "flush")
+        other_secret = operator_cli(
+            _config(server, tmp_path, key_prefix="alpha", phone_hash_secret=TEST_SECRET[::-1]),
+            "flush",
+        )
+        admin = redis.Redis.from_url(server.url)
+        nothing_yet = sorted(k.decode() for k in admin.keys("*"))
+        alpha = operator_cli(_config(server, tmp_path, key_prefix="alpha"), "flush")
+        written = sorted(k.decode() for k in admin.keys("*"))
+        admin.close()
+    for done in (beta, other_secret):
+        assert done.returncode == 0, done.stderr
+        assert "1 call(s) of another key prefix or phone-hash secret" in done.stdout
+    assert nothing_yet == []
+    assert alpha.returncode == 0 and "1 of 1 call(s) saved" in alpha.stdout
+    assert "alpha:session:{AJ_kept}" in written and not any("beta" in k for k in written)

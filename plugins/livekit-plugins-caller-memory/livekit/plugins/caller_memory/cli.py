@@ -155,6 +155,12 @@ async def _flush(config: RedisConfig) -> int:
         orphans = await store.orphans_waiting(config.orphan_after_s)
     unreadable = manager.outbox.unreadable
     print(f"Outbox: {saved} of {waiting} call(s) saved, {left} waiting.")
+    if manager.outbox.foreign:
+        print(
+            f"Outbox: {manager.outbox.foreign} call(s) of another key prefix or phone-hash "
+            "secret left for the workers that use it (MEMORY_KEY_PREFIX, "
+            "MEMORY_PHONE_HASH_SECRET)."
+        )
     print(f"Calls recovered from the journals of dead workers: {recovered}, {orphans} left.")
     if unreadable:
         print(

@@ -378,6 +378,9 @@ class OutboxEntry(_Model):
     record: SessionRecord
     phone_hash: str | None = None
     kept_at: datetime
+    target: str | None = None
+    """Whose call it is: the key prefix and a fingerprint of the phone-hash secret
+    (:func:`..outbox.outbox_target`). None in entries of versions before it: any store."""
 
 
 def migrate_profile(data: Any) -> Any:

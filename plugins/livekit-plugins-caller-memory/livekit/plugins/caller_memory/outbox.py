@@ -44,7 +44,7 @@ from .models import OutboxEntry, SessionRecord, to_json, utcnow
 from .store import MemoryStore
 from .summarizer import fallback_summary
 
-__all__ = ["STRAY_AFTER_S", "Held", "Outbox", "Strays", "file_thread"]
+__all__ = ["STRAY_AFTER_S", "Held", "Outbox", "Strays", "file_thread", "outbox_target"]
 
 _T = TypeVar("_T")
 
@@ -126,10 +126,16 @@ class Outbox:
 
     Args:
         folder: Where the entries live (created on first write).
+        target: Whose calls this outbox keeps (:func:`outbox_target`): written into each
+            entry. Agents on one machine share the default folder; a flush writes only the
+            calls of its own store's prefix and secret, and leaves the others.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, target: str | None = None) -> None:
         self._folder = folder
+        self._target = target
+        self.foreign = 0
+        """Calls the last flush left for another prefix or secret (:func:`outbox_target`)."""
 
     @property
     def folder(self) -> Path:
@@ -265,7 +271,7 @@ class Outbox:
             if saved:
                 await _off_loop(_fsync_dir, self._folder)
                 logger.info("calls from the outbox saved", extra={"saved": saved})
-            return saved, await self.count()
+            return saved, await self.count() - self.foreign
         finally:
             # On the thread that took it (a lock of filelock belongs to its thread), even when
             # this flush is cancelled: the release is queued, not awaited.
@@ -273,7 +279,12 @@ class Outbox:
 
     async def _save_all(self, store: MemoryStore) -> int:
         saved = 0
+        ours = outbox_target(store)
+        foreign = 0
         for path, entry in await _off_loop(self._read_all):
+            if entry.target not in (None, ours):
+                foreign += 1  # another agent's (prefix or secret) on this machine: its own
+                continue
             try:
                 summary = entry.record.summary or fallback_summary(entry.record.turns)
                 await store.save_call(
@@ -300,6 +311,13 @@ class Outbox:
                 continue
             await _off_loop(_unlink, path)
             saved += 1
+        if foreign and not self.foreign:
+            logger.info(
+                "outbox calls of another key prefix or phone-hash secret left for their own "
+                "workers",
+                extra={"calls": foreign},
+            )
+        self.foreign = foreign
         return saved
 
     # -- on the outbox's thread ------------------------------------------------------------
@@ -309,7 +327,9 @@ class Outbox:
 
     def _write(self, record: SessionRecord, phone_hash: str | None) -> Path:
         private_folder(self._folder)
-        entry = OutboxEntry(record=record, phone_hash=phone_hash, kept_at=utcnow())
+        entry = OutboxEntry(
+            record=record, phone_hash=phone_hash, kept_at=utcnow(), target=self._target
+        )
         path = self._folder / f"{_file_id(record.session_id)}.json"
         tmp = path.with_suffix(f".{os.getpid()}{_TMP}")
         try:
@@ -384,6 +404,13 @@ class Outbox:
             return False
         os.replace(tmp, path)
         return True
+
+
+def outbox_target(store: MemoryStore) -> str:
+    """Whose calls an outbox entry holds: the store's key prefix and a fingerprint of its
+    phone-hash secret (an HMAC of a fixed text, which tells nothing of the secret). A call
+    kept under one is never written under another: its phone hash means nothing there."""
+    return f"{store.config.key_prefix} {store.hasher.hash_e164('caller-memory outbox')}"
 
 
 def _parse(raw: bytes) -> OutboxEntry | None:

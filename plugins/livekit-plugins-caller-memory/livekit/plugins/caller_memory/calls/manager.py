@@ -10,7 +10,7 @@ from livekit.agents import llm as lk_llm
 
 from ..config import RedisConfig
 from ..exceptions import CallerMemoryError
-from ..outbox import Outbox
+from ..outbox import Outbox, outbox_target
 from ..recovery import CLOSE_WAIT_S, Recovery
 from ..redaction import Redactor
 from ..store import MemoryStore, open_store
@@ -56,7 +56,9 @@ class SessionManager(CallLifecycle, CallerRights, Maintenance):
         self._recorder = TurnRecorder(store, redact)
         self._summarizer = Summarizer(llm, timeout=self._config.summary_timeout_s, redact=redact)
         self._owns_store = owns_store
-        self._outbox = outbox or Outbox(self._config.data_dir / "outbox")
+        self._outbox = outbox or Outbox(
+            self._config.data_dir / "outbox", target=outbox_target(store)
+        )
         self._calls: dict[str, CallState] = {}
         self._ending: dict[str, CallState] = {}
         self._recovery = Recovery(
