@@ -385,10 +385,10 @@ async def test_a_flush_writes_only_the_calls_of_its_own_prefix_and_secret(tmp_pa
             _config(server, tmp_path, key_prefix="alpha", phone_hash_secret=TEST_SECRET[::-1]),
             "flush",
         )
-        admin = redis.Redis.from_url(server.url)
-        nothing_yet = sorted(k.decode() for k in admin.keys("*"))
+        admin = redis.Redis.from_url(server.url, decode_responses=True)
+        nothing_yet = sorted(admin.keys("*"))
         alpha = operator_cli(_config(server, tmp_path, key_prefix="alpha"), "flush")
-        written = sorted(k.decode() for k in admin.keys("*"))
+        written = sorted(admin.keys("*"))
         admin.close()
     for done in (beta, other_secret):
         assert done.returncode == 0, done.stderr

@@ -19,6 +19,7 @@ from livekit.plugins.caller_memory import (
     RedisConfig,
     RedisMemoryStore,
     SessionManager,
+    StoreUnavailableError,
 )
 from livekit.plugins.caller_memory.models import SessionRecord, Turn, utcnow
 from livekit.plugins.caller_memory.store import codec
@@ -463,3 +464,20 @@ async def test_a_number_in_e164_but_not_in_its_normal_form_is_one_caller_with_it
         as_given = store.hasher.hash_as_given("+310612345678")
         assert as_given is not None and as_given != first.user_id
         assert not await redis_client.exists(store.keys.phone(as_given))
+
+
+async def test_memory_persistence_false_never_writes_to_redis(tmp_path: Path) -> None:
+    # "memory then lives in the process": a RedisMemoryStore made anyway (the guide's API)
+    # says so, and writes nothing to the Redis its settings name.
+    with TestServer(appendonly=False) as server:
+        config = RedisConfig(
+            url=server.url, persistence=False, data_dir=tmp_path, phone_hash_secret=TEST_SECRET
+        )
+        store = RedisMemoryStore(config)
+        assert await store.connect() is False
+        assert store.last_error is not None and "MEMORY_PERSISTENCE=false" in store.last_error
+        with pytest.raises(StoreUnavailableError, match="open_store"):
+            await store.get_or_create_user_id(phone_number="+14155550178")
+        admin = aioredis.Redis.from_url(server.url)
+        assert await admin.dbsize() == 0
+        await admin.aclose()

@@ -27,7 +27,7 @@ from ..server.connect import resolve_default_redis
 from ..timeouts import deadline
 from ..troubleshooting import Diagnosis, diagnose
 from .redis_callers import RedisCallers
-from .redis_client import Client, error_code
+from .redis_client import NOT_PERSISTENT, Client, error_code
 from .redis_keyspace import RedisKeyspace
 from .redis_open_calls import RedisOpenCalls
 
@@ -77,6 +77,10 @@ class RedisMemoryStore(RedisCallers, RedisOpenCalls, RedisKeyspace):
         server, found or started (``MEMORY_EMBEDDED_REDIS=false`` turns that off). A server
         this store started is stopped by :meth:`disconnect`.
         """
+        if not self._config.persistence and self._client is None:
+            self.last_error = NOT_PERSISTENT
+            logger.error(NOT_PERSISTENT)
+            return False
         await self._resolve_default_server()
         try:
             async with self._op():

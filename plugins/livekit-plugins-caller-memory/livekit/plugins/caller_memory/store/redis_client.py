@@ -34,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import RedisConfig
+from ..exceptions import StoreUnavailableError
 from ..identity import PhoneHasher
 from ..log import logger
 from ..timeouts import ContendedTimeout, LoopLateTimeout, deadline
@@ -48,6 +49,11 @@ __all__ = [
     "write_refusal",
 ]
 
+NOT_PERSISTENT = (
+    "MEMORY_PERSISTENCE=false: caller memory lives in this process, and a RedisMemoryStore "
+    "stores nothing; open the store with open_store() (or init_session_manager()), or set "
+    "MEMORY_PERSISTENCE=true"
+)
 Client = aioredis.Redis | aioredis.RedisCluster
 """A plain or a cluster ``redis.asyncio`` client."""
 
@@ -136,6 +142,9 @@ class RedisStoreBase(MemoryStore):
 
     def _make_client(self) -> Client:
         config = self._config
+        if not config.persistence:
+            # Memory lives in the process: no Redis is written, not even one a URL names.
+            raise StoreUnavailableError(NOT_PERSISTENT)
         options: dict[str, Any] = {
             # Bytes: a large profile is stored compressed; text is decoded where it is read.
             "decode_responses": False,
