@@ -380,3 +380,25 @@ async def test_a_call_redis_never_heard_is_in_the_outbox_before_a_kill_during_it
         "Friday, please.",
     ]
     await store.disconnect()
+
+
+async def test_a_copy_kept_at_shutdown_goes_once_the_save_lands(tmp_path: Path) -> None:
+    # The job shuts down while the call's end still runs (a slow summary): a copy goes to
+    # the outbox. The save then lands after all: the copy goes, and no worker counts it as a
+    # call still waiting (it would only be stored once, as a replay).
+    with TestServer(appendonly=False) as server:
+        manager = SessionManager(
+            RedisMemoryStore(_config(server, tmp_path)),
+            llm=ScriptedLLM(summary=answer("Asked about a filling."), summary_delay=1.0),
+            owns_store=True,
+        )
+        await manager.start_session(session_id="AJ_slow", phone_number=NUMBER)
+        manager.add_turn("AJ_slow", "user", "My filling feels rough.")
+        ending = asyncio.ensure_future(manager.end_session("AJ_slow"))
+        await eventually(lambda: manager.keep_unfinished("AJ_slow"))
+        assert len(manager.outbox) == 1  # kept, as the process may be killed now
+        profile = await ending
+        waiting = len(manager.outbox)
+        await manager.aclose()
+    assert profile is not None and profile.call_count == 1
+    assert waiting == 0

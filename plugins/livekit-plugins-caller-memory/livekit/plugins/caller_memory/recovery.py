@@ -173,10 +173,11 @@ class Recovery:
             )
             return None
 
-    async def drop_copy(self, path: Path) -> None:
-        """The call was saved: its early copy is not needed (a replay would store it once)."""
+    async def drop_copy(self, path: Path | None, session_id: str) -> None:
+        """The call was saved: its copy in the outbox, made early (``path``) or at shutdown,
+        is not needed (a replay would store it once)."""
         try:
-            await self._outbox.adiscard(path)
+            await self._outbox.adiscard(path or self._outbox.path_of(session_id))
         except Exception as e:
             logger.debug("early outbox copy left for a replay", extra={"error": type(e).__name__})
 

@@ -254,8 +254,9 @@ class CallLifecycle:
             previous=call.previous_hashes,
             base=base,
         )
-        if early is not None and profile is not None:
-            await self._recovery.drop_copy(early)
+        if profile is not None and (early is not None or call.kept):
+            # Saved after all: the copy made early, or at shutdown, would only be a replay.
+            await self._recovery.drop_copy(early, session_id)
         return profile
 
     def keep_unfinished(self, session_id: str) -> bool:
@@ -272,6 +273,7 @@ class CallLifecycle:
             return False
         summary = call.summary or fallback_summary(call.consented_turns)
         if self._recovery.keep(call.record(summary), call.phone_hash):
+            call.kept = True
             logger.warning(
                 "call end still running at shutdown: a copy of the call is in the local outbox "
                 "(a save that lands later makes it a replay, stored once)",

@@ -155,6 +155,8 @@ class CallState:
     withdrawal: asyncio.Task[None] | None = None
     """The caller withdrew the consent given in an earlier call: its effect on the store."""
     summary: CallSummary | None = None
+    kept: bool = False
+    """A copy of the call went to the outbox at shutdown while its end was still running."""
     """Set once the call is summarized at hang-up."""
     unredacted: list[tuple[str, str]] = field(default_factory=list)
     """Long turns (role, text) waiting for their redaction, and every turn said after them:
