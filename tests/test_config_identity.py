@@ -502,3 +502,21 @@ def test_an_empty_redact_setting_keeps_redaction_on(monkeypatch: pytest.MonkeyPa
     assert RedisConfig.from_env().redact_kinds == ["card", "national_id", "otp", "email", "phone"]
     monkeypatch.setenv("MEMORY_REDACT", "none")
     assert RedisConfig.from_env().redact_kinds == []
+
+
+@pytest.mark.parametrize(
+    ("caller_id", "region", "said"),
+    [
+        ("12345", None, "an extension or a short code"),  # a PBX extension: no region helps
+        ("sip:1001@pbx.local", None, "an extension or a short code"),
+        ("1001", "US", "an extension or a short code"),
+        ("📞+14155550134", None, "only digits, spaces"),  # not "no country code"
+        ("\ud800", None, "only digits, spaces"),
+    ],
+)
+def test_a_caller_id_that_is_no_number_is_told_what_it_is(
+    caller_id: str, region: str | None, said: str
+) -> None:
+    with pytest.raises(InvalidPhoneNumberError, match=said) as refused:
+        normalize_phone(caller_id, default_region=region)
+    assert "country code" not in str(refused.value)

@@ -78,6 +78,15 @@ def is_withheld(raw: str) -> bool:
     return digits in WITHHELD_DIGITS
 
 
+_PUNCTUATION = frozenset("+()-./–—")
+"""What a phone number is written with besides digits and spaces (any script's digits)."""
+_SHORTEST_NATIONAL = 5
+"""Fewer digits make no caller's number anywhere (Saint Helena's have five)."""
+_SHORTEST_CALLER_ID = 7
+"""With no region to read them in, fewer digits are an extension ("1001", "12345"), not a
+national number a region would make valid."""
+
+
 def normalize_phone(raw: str, *, default_region: str | None = None, strict: bool = True) -> str:
     """Check a phone number in any common spelling and normalize it to E.164.
 
@@ -107,8 +116,14 @@ def normalize_phone(raw: str, *, default_region: str | None = None, strict: bool
     text = _strip_uri(raw.strip())
     if _LETTERS.search(text):
         raise InvalidPhoneNumberError("a phone number has no letters")
+    if any(not (c.isdigit() or c.isspace() or c in _PUNCTUATION) for c in text):
+        raise InvalidPhoneNumberError("a phone number holds only digits, spaces and + ( ) - . /")
     if text.startswith("00"):
         text = "+" + text[2:]  # the international call prefix of Europe and elsewhere
+    shortest = _SHORTEST_NATIONAL if default_region else _SHORTEST_CALLER_ID
+    if not text.startswith("+") and sum(c.isdigit() for c in text) < shortest:
+        # A PBX extension ("1001") or a short code: no region would make it a caller's number.
+        raise InvalidPhoneNumberError("not a valid phone number (an extension or a short code?)")
     if not text.startswith("+") and default_region is None:
         raise InvalidPhoneNumberError(
             "the number has no country code; set MEMORY_DEFAULT_REGION to accept national "
