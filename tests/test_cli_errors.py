@@ -958,7 +958,7 @@ def test_stats_counts_a_key_with_a_ttl_past_any_setting(
     assert done.returncode == 1
     assert "\nkeys without ttl " in done.stdout and "\nkeys past longest ttl " in done.stdout
     [said] = [line for line in done.stderr.splitlines() if line.startswith("❌")]
-    assert said.startswith("❌ 1 keys with a TTL past 3650 days, longer than any setting allows")
+    assert said.startswith("❌ 1 key with a TTL past 3650 days, longer than any setting allows")
     assert "MEMORY_PROFILE_TTL_DAYS" in said
 
 
@@ -1046,3 +1046,11 @@ async def test_forget_erases_a_caller_from_a_redis_that_is_out_of_memory(tmp_pat
     assert export.returncode == 0
     assert json.loads(export.stdout) == {"user_ids": [], "keys": {}, "outbox": {}}
     assert len(erased) == 1  # the mark that refuses a call begun before it
+
+
+def test_an_unknown_option_before_the_command_is_named(tmp_path: Path) -> None:
+    done = _run([*CALLER_MEMORY, "--bogus"], tmp_path, REDIS_URL=REFUSED)
+    _no_traceback(done)
+    assert done.returncode == 2
+    assert "unrecognized arguments: --bogus" in done.stderr
+    assert "required" not in done.stderr  # not "the following arguments are required: command"

@@ -279,7 +279,7 @@ async def test_a_phone_key_of_the_wrong_type_is_set_aside_and_reported(
         b"another program's list"
     ]
     stats = operator_cli(config, "stats")
-    assert stats.returncode == 1 and "1 keys set aside" in stats.stderr
+    assert stats.returncode == 1 and "1 key set aside" in stats.stderr
     flushed = operator_cli(config, "flush")
     assert flushed.returncode == 0
     await manager.store.disconnect()

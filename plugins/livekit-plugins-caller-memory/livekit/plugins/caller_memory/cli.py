@@ -285,20 +285,25 @@ async def _stats(config: RedisConfig) -> int:
     width = max(len(k) for k in stats)
     for key, value in stats.items():
         print(f"{key.replace('_', ' '):<{width}}  {_shown(value)}")
-    trouble = {
-        "keys without a TTL": stats["keys_without_ttl"],
-        f"keys with a TTL past {MAX_PROFILE_TTL_DAYS} days, longer than any setting allows "
-        "(written with an unbounded MEMORY_PROFILE_TTL_DAYS or MEMORY_SESSION_TTL_HOURS before "
-        "0.2.0; a caller's next call shortens theirs)": stats["keys_past_longest_ttl"],
-        "keys set aside (wrong type or unreadable; keys ending in ':unreadable')": stats.get(
-            "keys_set_aside", 0
-        ),
-        "unreadable outbox files": stats["outbox_unreadable"],
-        "orphaned calls waiting for recovery (caller-memory flush)": stats["orphans_waiting"],
+    past = (
+        f"with a TTL past {MAX_PROFILE_TTL_DAYS} days, longer than any setting allows (written "
+        "with an unbounded MEMORY_PROFILE_TTL_DAYS or MEMORY_SESSION_TTL_HOURS before 0.2.0; a "
+        "caller's next call shortens theirs)"
+    )
+    aside = "set aside (wrong type or unreadable; keys ending in ':unreadable')"
+    trouble = {  # (one, many): count
+        ("key without a TTL", "keys without a TTL"): stats["keys_without_ttl"],
+        (f"key {past}", f"keys {past}"): stats["keys_past_longest_ttl"],
+        (f"key {aside}", f"keys {aside}"): stats.get("keys_set_aside", 0),
+        ("unreadable outbox file", "unreadable outbox files"): stats["outbox_unreadable"],
+        (
+            "orphaned call waiting for recovery (caller-memory flush)",
+            "orphaned calls waiting for recovery (caller-memory flush)",
+        ): stats["orphans_waiting"],
     }
-    for what, count in trouble.items():
+    for (one, many), count in trouble.items():
         if count:
-            print(f"❌ {count} {what}", file=sys.stderr)
+            print(f"❌ {count} {one if count == 1 else many}", file=sys.stderr)
     return 1 if any(trouble.values()) else 0
 
 
