@@ -27,7 +27,7 @@ from livekit.plugins.caller_memory import (
 )
 from livekit.plugins.caller_memory.memory import merge_call
 from livekit.plugins.caller_memory.models import MAX_TURNS, SessionRecord, utcnow
-from livekit.plugins.caller_memory.store import codec
+from livekit.plugins.caller_memory.store import InMemoryStore, codec
 from livekit.plugins.caller_memory.testing import ScriptedLLM
 
 from .conftest import TEST_SECRET, replace
@@ -484,3 +484,22 @@ def test_summaries_with_any_text_are_kept(tmp_path: Path) -> None:
     decoded = codec.decode_profile(stored)
     assert decoded.calls[-1].summary == "Booked \ufffd"
     assert decoded.name == "Ana\ufffd" and decoded.facts[0].evidence == "I'm Ana\ufffd"
+
+
+async def test_a_turn_or_a_call_past_its_bounds_is_cut_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = InMemoryStore(RedisConfig(persistence=False, phone_hash_secret=TEST_SECRET))
+    manager = SessionManager(store)
+    await manager.start_session(session_id="AJ_long", phone_number="+14155550179")
+    secret_words = "my account password is hunter2 " * 4000
+    with caplog.at_level(logging.INFO, logger="livekit.plugins.caller_memory"):
+        manager.add_turn("AJ_long", "user", secret_words)
+        for i in range(MAX_TURNS + 5):
+            manager.add_turn("AJ_long", "user", f"line {i}")
+    turns = manager.turns("AJ_long")
+    assert len(turns) == MAX_TURNS and turns[-1].text == f"line {MAX_TURNS + 4}"
+    assert len(turns[0].text) <= 4_000
+    cut = [r.getMessage() for r in caplog.records if "cut to its bounds" in r.getMessage()]
+    assert cut == ["call cut to its bounds: a turn keeps its first 4,000 characters"]
+    assert "hunter2" not in caplog.text

@@ -156,6 +156,8 @@ class CallState:
     """The caller withdrew the consent given in an earlier call: its effect on the store."""
     summary: CallSummary | None = None
     kept: bool = False
+    cut: bool = False
+    """A turn or the call was cut to its bounds (said once per call)."""
     """A copy of the call went to the outbox at shutdown while its end was still running."""
     """Set once the call is summarized at hang-up."""
     unredacted: list[tuple[str, str]] = field(default_factory=list)

@@ -7,6 +7,7 @@ import asyncio
 
 from ..config import RedisConfig
 from ..journal import Journal
+from ..log import logger
 from ..models import MAX_TURN_CHARS, MAX_TURNS, JournalHeader, Turn, clean_text
 from ..redaction import Redactor
 from ..redaction.slices import SLICE_CHARS, SlicedRedaction
@@ -35,7 +36,10 @@ class TurnRecorder:
             return
         if role not in ("user", "assistant"):
             raise ValueError("role must be 'user' or 'assistant'")
-        text = clean_text(text.strip()[:MAX_TURN_CHARS])
+        text = text.strip()
+        if len(text) > MAX_TURN_CHARS:
+            self._say_cut(call, f"a turn keeps its first {MAX_TURN_CHARS:,} characters")
+        text = clean_text(text[:MAX_TURN_CHARS])
         if call.unredacted or (len(text) > SLICE_CHARS and self._redact.enabled):
             # Turns keep their order: any turn after a long one waits behind it.
             call.unredacted.append((role, text))
@@ -45,6 +49,12 @@ class TurnRecorder:
                 )
             return
         self._keep(call, Turn(role=role, text=self._redact(text)))
+
+    @staticmethod
+    def _say_cut(call: CallState, bound: str) -> None:
+        if not call.cut:
+            call.cut = True
+            logger.info("call cut to its bounds: %s", bound, extra={"session_id": call.session_id})
 
     async def _redact_in_slices(self, call: CallState) -> None:
         while call.unredacted:
@@ -74,6 +84,7 @@ class TurnRecorder:
     def _keep(self, call: CallState, turn: Turn) -> None:
         """Keep a redacted turn in the call, and journal it."""
         if len(call.turns) >= MAX_TURNS:
+            self._say_cut(call, f"a call keeps its first and last {MAX_TURNS // 2} turns")
             # Keep the opening of the call; drop from the middle to make room for the end.
             del call.turns[MAX_TURNS // 2]
             if call.consent_from > MAX_TURNS // 2:
