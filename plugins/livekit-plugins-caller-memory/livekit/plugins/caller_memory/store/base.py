@@ -168,7 +168,8 @@ class MemoryStore(ErasureAndExport, OpenCalls, ProfileAccess):
             fetched = await self.fetch_profile(keys.profile(user_id), keys.sessions(user_id), ttl)
         if fetched.profile_wrong_type:
             logger.warning(
-                "caller profile key holds the wrong type, treating the caller as new",
+                "caller profile key holds what caller memory does not write (another type, or a "
+                "value larger than any profile), treating the caller as new",
                 extra={"key": keys.profile(user_id)},
             )
         profile = self._parse_profile(user_id, fetched.profile) if load_profile else None
