@@ -83,12 +83,10 @@ _NOT_VALUES = text.STOPWORDS | frozenset(
 than later", "now, not next week", "not that bad after all")."""
 _MAX_WORDS = 4
 _CUES = re.compile(
-    r"\b(?:instead of|rather than|after all|now,?\s+not|sold|got rid of|gave away|work|happen|"
-    r"out|busy|stuck|away|working|make|do|manage|get|come|move|change|switch|push|postpone|"
-    r"reschedule|rebook)\b",
+    rf"\b(?:instead of|rather than|after all|now,?\s+not|sold|got rid of|gave away|{_WHEN})",
     re.IGNORECASE,
 )
-"""Any of the words above: a turn without one calls nothing off."""
+"""What every form above holds: a turn without any calls nothing off."""
 
 
 def called_off(sentence: str) -> Iterator[str]:
