@@ -1,13 +1,17 @@
-"""The commands' argument parser: a command line it cannot understand is one line, exit 2."""
+"""The commands' argument parser: a command line it cannot understand is one line, exit 2;
+and the ``caller-memory`` command line it reads."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-__all__ = ["OneLineParser"]
+from .privacy import MAX_REASON
+from .version import __version__
+
+__all__ = ["OneLineParser", "caller_memory_parser"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -21,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
         (argparse would only say that the command is missing)."""
         given = list(sys.argv[1:] if args is None else args)
         known = {option for action in self._actions for option in action.option_strings}
-        for arg in given:
+        for arg in given if self._subparsers is not None else ():
             if not arg.startswith("-") or arg == "-":
                 break  # the command: its own parser judges what follows
             flags = arg.split("=", 1)[0]
@@ -39,3 +43,88 @@ class OneLineParser(argparse.ArgumentParser):
         if message:
             sys.stderr.write(message)
         sys.exit(status)
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="log what happens (INFO; -vv: DEBUG) and show tracebacks",
+    )
+
+
+def caller_memory_parser() -> argparse.ArgumentParser:
+    """The ``caller-memory`` command line: its options and commands (:mod:`.cli` runs them)."""
+    parser = OneLineParser(
+        prog="caller-memory",
+        description="Check and look after the caller-memory store (settings from the "
+        "environment and .env: REDIS_URL, REDIS_HOST, ..., MEMORY_*).",
+    )
+    _add_verbose(parser, 0)
+    parser.add_argument("--version", action="version", version=f"caller-memory {__version__}")
+    # -v is accepted after the command too (`caller-memory check -v`); SUPPRESS keeps a
+    # command's parser from resetting a -v given before it.
+    common = OneLineParser(add_help=False)
+    _add_verbose(common, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "check", parents=[common], help="connect, print the latency, create a test identity"
+    )
+    forget = commands.add_parser(
+        "forget",
+        parents=[common],
+        help="erase everything held about a caller (every key, and the outbox)",
+    )
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("number", nargs="?", help="the caller's number, any spelling; - reads stdin")
+    who.add_argument("--user-id", help="the caller's user id (from `caller-memory requests`)")
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    commands.add_parser(
+        "requests",
+        parents=[common],
+        help="list the erasures callers asked for on a call, unverified",
+    )
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="print everything held about a caller as JSON (subject access)",
+    )
+    export.add_argument("number", help="the caller's number, any spelling; - reads stdin")
+    withdraw = commands.add_parser(
+        "withdraw-fact",
+        parents=[common],
+        help="withdraw one wrong fact of a caller (the agent no longer hears it), audited",
+    )
+    withdraw.add_argument("number", help="the caller's number, any spelling; - reads stdin")
+    withdraw.add_argument("fact_id", type=int, help="the fact's id (as `export` shows it)")
+    withdraw.add_argument(
+        "--reason",
+        required=True,
+        help=f"why it is wrong, for the audit log (up to {MAX_REASON} characters; "
+        "no caller data: not the fact itself, nor a number)",
+    )
+    withdraw.add_argument(
+        "--operator",
+        default=None,
+        help="who withdraws it, for the audit log (default: your login name)",
+    )
+    commands.add_parser(
+        "stats",
+        parents=[common],
+        help="callers, sessions, memory, outbox depth, keys by kind and keys without a TTL",
+    )
+    commands.add_parser(
+        "serve",
+        help="the operator console in a browser: find, export and erase callers, withdraw a "
+        "wrong fact, see health (needs the console extra; caller-memory serve --help)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "flush",
+        parents=[common],
+        help="write the calls kept in the local outbox to Redis, and recover the calls of "
+        "workers that died mid-call",
+    )
+    return parser

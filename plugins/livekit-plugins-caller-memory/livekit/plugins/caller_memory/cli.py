@@ -38,12 +38,11 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone  # datetime.UTC is Python 3.11+
-from typing import Any
 
 from redis.exceptions import OutOfMemoryError, RedisError
 
 from . import privacy
-from ._usage import OneLineParser
+from ._usage import caller_memory_parser
 from .calls import SessionManager
 from .commands import error_line, run_command
 from .config import MAX_PROFILE_TTL_DAYS, RedisConfig
@@ -58,7 +57,6 @@ from .prefixes import open_operator_memory
 from .progress import on_terminal, progress
 from .store import MemoryStore, RedisMemoryStore, VersionSaves, open_store
 from .troubleshooting import diagnose
-from .version import __version__
 
 __all__ = ["main"]
 
@@ -386,90 +384,6 @@ async def _unused_test_number(store: MemoryStore) -> str:
     raise CallerMemoryError("every test number is taken; is another check running?")
 
 
-def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=default,
-        help="log what happens (INFO; -vv: DEBUG) and show tracebacks",
-    )
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="caller-memory",
-        description="Check and look after the caller-memory store (settings from the "
-        "environment and .env: REDIS_URL, REDIS_HOST, ..., MEMORY_*).",
-    )
-    _add_verbose(parser, 0)
-    parser.add_argument("--version", action="version", version=f"caller-memory {__version__}")
-    # -v is accepted after the command too (`caller-memory check -v`); SUPPRESS keeps a
-    # command's parser from resetting a -v given before it.
-    common = OneLineParser(add_help=False)
-    _add_verbose(common, argparse.SUPPRESS)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "check", parents=[common], help="connect, print the latency, create a test identity"
-    )
-    forget = commands.add_parser(
-        "forget",
-        parents=[common],
-        help="erase everything held about a caller (every key, and the outbox)",
-    )
-    who = forget.add_mutually_exclusive_group(required=True)
-    who.add_argument("number", nargs="?", help="the caller's number, any spelling; - reads stdin")
-    who.add_argument("--user-id", help="the caller's user id (from `caller-memory requests`)")
-    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    commands.add_parser(
-        "requests",
-        parents=[common],
-        help="list the erasures callers asked for on a call, unverified",
-    )
-    export = commands.add_parser(
-        "export",
-        parents=[common],
-        help="print everything held about a caller as JSON (subject access)",
-    )
-    export.add_argument("number", help="the caller's number, any spelling; - reads stdin")
-    withdraw = commands.add_parser(
-        "withdraw-fact",
-        parents=[common],
-        help="withdraw one wrong fact of a caller (the agent no longer hears it), audited",
-    )
-    withdraw.add_argument("number", help="the caller's number, any spelling; - reads stdin")
-    withdraw.add_argument("fact_id", type=int, help="the fact's id (as `export` shows it)")
-    withdraw.add_argument(
-        "--reason",
-        required=True,
-        help=f"why it is wrong, for the audit log (up to {privacy.MAX_REASON} characters; "
-        "no caller data: not the fact itself, nor a number)",
-    )
-    withdraw.add_argument(
-        "--operator",
-        default=None,
-        help="who withdraws it, for the audit log (default: your login name)",
-    )
-    commands.add_parser(
-        "stats",
-        parents=[common],
-        help="callers, sessions, memory, outbox depth, keys by kind and keys without a TTL",
-    )
-    commands.add_parser(
-        "serve",
-        help="the operator console in a browser: find, export and erase callers, withdraw a "
-        "wrong fact, see health (needs the console extra; caller-memory serve --help)",
-        add_help=False,
-    )
-    commands.add_parser(
-        "flush",
-        parents=[common],
-        help="write the calls kept in the local outbox to Redis, and recover the calls of "
-        "workers that died mid-call",
-    )
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``caller-memory`` command: exit 0 when done, 1 with one line saying what to fix
     (or the guide's troubleshooting text), 2 for a command line that cannot be understood."""
@@ -477,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = next((i for i, arg in enumerate(given) if arg not in ("-v", "-vv", "--verbose")), 0)
     if given[first : first + 1] == ["serve"]:  # the console parses its own options
         return console_main(given[first + 1 :])
-    args = _parser().parse_args(given)
+    args = caller_memory_parser().parse_args(given)
     verbose = int(args.verbose)
     # A command prints its results; the library's log stays at WARNING unless -v asks.
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
