@@ -76,8 +76,7 @@ _TIME = re.compile(r"\d[:.]\d|\b(?:am|pm|o'clock|past|quarter|half)\b", re.IGNOR
 _ARTICLE = re.compile(r"^(?:the|a|an|my|our|your)\s+", re.IGNORECASE)
 _NOT_VALUES = text.STOPWORDS | frozenset(
     "later sooner wait usual next every much right whole same other one old new sure bad big "
-    "problem "
-    "end deal today tomorrow tonight yesterday weekend".split()
+    "problem end deal today tomorrow tonight yesterday weekend".split()
 )
 """First words of what follows "instead of" or "not" that make it no value ("sooner rather
 than later", "now, not next week", "not that bad after all")."""
