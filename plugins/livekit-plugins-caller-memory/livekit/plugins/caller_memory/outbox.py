@@ -231,12 +231,9 @@ class Outbox:
         await _off_loop(self._discard, path)
 
     async def adiscard_call(self, session_id: str) -> None:
-        """Delete the entry of one call, if there is one (its caller was erased), off the loop."""
-        await self.adiscard(self.path_of(session_id))
-
-    def path_of(self, session_id: str) -> Path:
-        """Where the entry of a call is (one per call: a later copy replaces an earlier)."""
-        return self._folder / f"{_file_id(session_id)}.json"
+        """Delete the entry of one call, if there is one (its caller was erased, or it was
+        saved after all), off the loop."""
+        await self.adiscard(self._folder / f"{_file_id(session_id)}.json")
 
     def _discard(self, path: Path) -> None:
         try:

@@ -160,8 +160,8 @@ class Recovery:
     async def copy_early(self, record: SessionRecord, phone_hash: str) -> Path | None:
         """Put a call whose end is starting in the outbox before its summary and save run,
         when nothing else would survive the process being killed meanwhile (its journal
-        missed turns). Returns the file, for :meth:`drop_copy` once the call is saved; None
-        when the disk refused (the save then keeps the call as usual)."""
+        missed turns). Returns the file (:meth:`drop_copy` removes it once the call is saved);
+        None when the disk refused (the save then keeps the call as usual)."""
         try:
             return await self._outbox.aput(record, phone_hash=phone_hash)
         except Exception as e:
@@ -173,11 +173,11 @@ class Recovery:
             )
             return None
 
-    async def drop_copy(self, path: Path | None, session_id: str) -> None:
-        """The call was saved: its copy in the outbox, made early (``path``) or at shutdown,
-        is not needed (a replay would store it once)."""
+    async def drop_copy(self, session_id: str) -> None:
+        """The call was saved: its copy in the outbox (one file per call, made early or at
+        shutdown) is not needed (a replay would store it once)."""
         try:
-            await self._outbox.adiscard(path or self._outbox.path_of(session_id))
+            await self._outbox.adiscard_call(session_id)
         except Exception as e:
             logger.debug("early outbox copy left for a replay", extra={"error": type(e).__name__})
 

@@ -24,7 +24,6 @@ from pydantic import TypeAdapter, ValidationError
 from . import prompts
 from .log import logger
 from .memory import check_answer, fallback_summary, text
-from .memory.changes import change_ops
 from .memory.fallback import name_op, salient_lines, withdrawal_ops
 from .memory.summaries import SAID, retracted, scrub, withdrawn_in
 from .models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
@@ -179,9 +178,7 @@ def checked_summary(
         kept = [*kept, name] if name else kept
     # A withdrawal that names no fact goes first: it is about what earlier calls hold, never
     # about a fact this call adds (a sentence can withdraw and state at once).
-    code = [
-        op for op in withdrawal_ops(turns, profile) + change_ops(turns) if not _withdrawn(op, kept)
-    ]
+    code = [op for op in withdrawal_ops(turns, profile) if not _withdrawn(op, kept)]
     kept = [op for op in code if not op.id] + kept + [op for op in code if op.id]
     # Memory keeps what holds: the summary's sentences about what the caller withdrew go. And
     # what the model did not make a fact of stays in the caller's own words, first: memory

@@ -256,7 +256,7 @@ class CallLifecycle:
         )
         if profile is not None and (early is not None or call.kept):
             # Saved after all: the copy made early, or at shutdown, would only be a replay.
-            await self._recovery.drop_copy(early, session_id)
+            await self._recovery.drop_copy(session_id)
         return profile
 
     def keep_unfinished(self, session_id: str) -> bool:

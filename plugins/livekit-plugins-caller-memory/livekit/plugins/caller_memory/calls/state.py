@@ -155,11 +155,11 @@ class CallState:
     withdrawal: asyncio.Task[None] | None = None
     """The caller withdrew the consent given in an earlier call: its effect on the store."""
     summary: CallSummary | None = None
+    """Set once the call is summarized at hang-up."""
     kept: bool = False
+    """A copy of the call went to the outbox at shutdown while its end was still running."""
     cut: bool = False
     """A turn or the call was cut to its bounds (said once per call)."""
-    """A copy of the call went to the outbox at shutdown while its end was still running."""
-    """Set once the call is summarized at hang-up."""
     unredacted: list[tuple[str, str]] = field(default_factory=list)
     """Long turns (role, text) waiting for their redaction, and every turn said after them:
     in this process's memory only, never in :attr:`turns`, the journal or a save."""

@@ -19,17 +19,16 @@ __all__ = ["fallback_summary", "name_op", "salient_lines", "withdrawal_ops"]
 
 def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None) -> CallSummary:
     """A summary built from the transcript alone: the caller's salient lines, an ``add`` of
-    their name when they gave it plainly ("I'm Marcus Bell", "Dan Okafor here"), a
-    ``withdraw`` of each remembered fact they plainly withdrew (:func:`withdrawal_ops`), and
-    of each old value they called off (:func:`.changes.change_ops`)."""
+    their name when they gave it plainly ("I'm Marcus Bell", "Dan Okafor here"), and a
+    ``withdraw`` of each remembered fact they plainly withdrew or called off
+    (:func:`withdrawal_ops`)."""
     lines = salient_lines(turns)
     summary = SAID + " / ".join(lines) if lines else "Call with no words from the caller."
     if len(summary) > MAX_SUMMARY:
         summary = summary[: MAX_SUMMARY - 1] + "…"
     name = name_op(turns, profile)
     ops = [name] if name else []
-    ops += withdrawal_ops(turns, profile) + change_ops(turns)
-    return CallSummary(summary=summary, ops=ops, source="fallback")
+    return CallSummary(summary=summary, ops=ops + withdrawal_ops(turns, profile), source="fallback")
 
 
 def salient_lines(turns: Sequence[Turn]) -> list[str]:
@@ -70,6 +69,9 @@ def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list
     no fact is found (a tie, no shared word, or a caller remembered without an LLM, who has
     no facts), the withdrawal names no fact (id 0) but carries what it withdraws as its value:
     the merge then cuts those words from the calls' summaries.
+
+    Then a ``withdraw`` of each old value the caller called off without saying "forget"
+    ("Thursday isn't going to work", "now, not Bluecrest": :func:`.changes.change_ops`).
     """
     current = [f for f in profile.current_facts if f.label != NAME_LABEL] if profile else []
     ops: list[FactOp] = []
@@ -88,4 +90,4 @@ def withdrawal_ops(turns: Sequence[Turn], profile: CallerProfile | None) -> list
         elif said:
             what = part if subject(part) else before
             ops.append(FactOp(op="withdraw", value=what, evidence=part))
-    return ops
+    return ops + change_ops(turns)
