@@ -118,10 +118,13 @@ class FaultProxy:
             return
         self._writers |= {client_w, server_w}
         try:
-            await asyncio.gather(
-                self._pipe(client_r, server_w, replies=False),
-                self._pipe(server_r, client_w, replies=True),
-            )
+            # stop() cancels a held connection: it ends quietly, since Python 3.11's stream
+            # server prints a traceback for a connection task that ends cancelled.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(
+                    self._pipe(client_r, server_w, replies=False),
+                    self._pipe(server_r, client_w, replies=True),
+                )
         finally:
             for writer in (client_w, server_w):
                 self._writers.discard(writer)
