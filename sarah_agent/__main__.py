@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from livekit.plugins.caller_memory import __version__ as plugin_version
+from livekit.plugins.caller_memory._usage import OneLineParser
 from livekit.plugins.caller_memory.commands import run_command
 from livekit.plugins.caller_memory.config import RedisConfig
 from livekit.plugins.caller_memory.log import logger
@@ -74,7 +75,7 @@ class _Unready(Exception):
 
 
 def _replay(argv: list[str], verbose: int) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sarah replay",
         description="Play recorded calls through the real plugin and a real AgentSession "
         "(a job, a room, a SIP caller), and print what memory did with each call.",

@@ -481,6 +481,23 @@ def test_a_command_line_error_is_one_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--llm", "someone"], "argument --llm: invalid choice: 'someone'"),
+    ],
+    ids=["unknown-option", "bad-choice"],
+)
+def test_a_replay_command_line_error_is_one_line(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    done = _run([*SARAH, "replay", *args], tmp_path, REDIS_URL=REFUSED)
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()  # no usage block
+    assert line.startswith(f"❌ sarah replay: {said}") and "sarah replay --help" in line
+
+
 def test_console_settings_have_upper_bounds(tmp_path: Path) -> None:
     done = _run([*CALLER_MEMORY, "serve"], tmp_path, REDIS_URL=REFUSED,
                 MEMORY_CONSOLE_SESSION_HOURS="99999999")  # fmt: skip
