@@ -98,7 +98,10 @@ class Console:
         async with self._opening:
             if self._manager is None:
                 # No maintenance here: flushing outboxes and recovering calls is the workers'.
-                self._manager = SessionManager(await open_store(self.config))
+                store = await open_store(
+                    self.config, while_down="the console's pages say so until Redis answers"
+                )
+                self._manager = SessionManager(store)
             return self._manager
 
     async def monitor(self) -> HealthMonitor:

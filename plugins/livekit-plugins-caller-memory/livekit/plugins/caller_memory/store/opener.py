@@ -21,13 +21,18 @@ __all__ = ["open_store"]
 
 
 async def open_store(
-    config: RedisConfig | None = None, *, connect_later: bool = False
+    config: RedisConfig | None = None,
+    *,
+    connect_later: bool = False,
+    while_down: str = "calls go on without it until Redis answers",
 ) -> MemoryStore:
     """Open the store the settings ask for (see the module docs). Never raises for a down Redis.
 
     Args:
         config: Settings; :meth:`RedisConfig.from_env` when omitted.
         connect_later: Connect (and detect a cluster) in the background instead of waiting.
+        while_down: What goes on while Redis is down, for the line logged then (a worker's
+            calls by default; the operator console says what it shows).
 
     Raises:
         ConfigError: A setting is invalid.
@@ -44,5 +49,5 @@ async def open_store(
         store.connect_soon()
         return store
     if not await store.connect():
-        logger.error("caller memory is unavailable: calls go on without it until Redis answers")
+        logger.error("caller memory is unavailable: %s", while_down)
     return store
