@@ -130,6 +130,7 @@ def test_a_config_built_in_code_never_echoes_a_secret(settings: dict[str, object
         ("REDIS_SSL", "maybe"),
         ("MEMORY_PERSISTENCE", "perhaps"),
         ("MEMORY_SESSION_TTL_HOURS", "0"),
+        ("MEMORY_SESSION_TTL_HOURS", "0.0001"),
         ("MEMORY_PROFILE_TTL_DAYS", "-5"),
         ("MEMORY_KEY_PREFIX", "has space"),
         ("MEMORY_DEFAULT_REGION", "USA"),
@@ -373,10 +374,11 @@ def test_a_database_that_is_no_number_is_refused_without_echoing_the_url(
         assert RedisConfig.from_env().url is not None
 
 
-def test_every_ttl_has_a_stated_upper_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_ttl_has_a_stated_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value, bound in [
         ("MEMORY_PROFILE_TTL_DAYS", "3651", "at most 3650 days (10 years)"),
         ("MEMORY_SESSION_TTL_HOURS", "8761", "at most 8760 hours (365 days)"),
+        ("MEMORY_SESSION_TTL_HOURS", "0.5", "at least 1 hour: a call's journal lives"),
     ]:
         monkeypatch.setenv(name, value)
         with pytest.raises(ConfigError) as info:

@@ -48,6 +48,9 @@ MAX_PROFILE_TTL_DAYS = 3650
 is a typo (``MEMORY_PROFILE_TTL_DAYS=99999999`` would be 274,000 years), refused at start-up."""
 MAX_SESSION_TTL_HOURS = 8760
 """The longest a call's full data may be kept: 365 days (a year of transcripts)."""
+MIN_SESSION_TTL_HOURS = 1
+"""The shortest: a call's journal lives this long from its first turn, so it must outlast a
+call and the wait before a crashed call is recovered (``MEMORY_ORPHAN_AFTER_S``)."""
 LONGEST_TTL_SECONDS = MAX_PROFILE_TTL_DAYS * 86400
 _TTL_BOUNDS = {
     "profile_ttl_days": (
@@ -118,8 +121,8 @@ class RedisConfig(BaseSettings):
     session_ttl_hours: float = Field(
         DEFAULT_SESSION_TTL_HOURS,
         gt=0,
-        description=f"How long a call's full data is kept, in hours: more than 0, at most "
-        f"{MAX_SESSION_TTL_HOURS} (365 days).",
+        description=f"How long a call's full data is kept, in hours: at least "
+        f"{MIN_SESSION_TTL_HOURS}, at most {MAX_SESSION_TTL_HOURS} (365 days).",
         validation_alias=alias("session_ttl_hours", "MEMORY_SESSION_TTL_HOURS"),
     )
     profile_ttl_days: float = Field(
@@ -240,6 +243,12 @@ class RedisConfig(BaseSettings):
         most, what = _TTL_BOUNDS[str(info.field_name)]
         if value > most:
             raise ValueError(f"must be at most {most} {what}")
+        if info.field_name == "session_ttl_hours" and value < MIN_SESSION_TTL_HOURS:
+            raise ValueError(
+                f"must be at least {MIN_SESSION_TTL_HOURS} hour: a call's journal lives this "
+                "long, and a shorter one would expire during the call, before a crashed call "
+                "could be recovered"
+            )
         return value
 
     @field_validator("host")
