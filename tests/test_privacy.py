@@ -393,6 +393,40 @@ async def test_export_and_forget_commands(config: RedisConfig) -> None:
     assert "0134" not in forgotten.stdout + forgotten.stderr
 
 
+async def test_an_identity_the_guide_api_made_for_any_number_is_exported_and_erased(
+    config: RedisConfig,
+) -> None:
+    # The guide's get_or_create_user_id takes any E.164 string ("+1234567890", its own
+    # example), which no numbering plan holds: the operator's commands reach it all the same.
+    # A number as implausible that holds nothing is still refused, not "nothing held".
+    store = RedisMemoryStore(config)
+    assert await store.connect()
+    user_id = await store.get_or_create_user_id(phone_number="+1234567890")
+    await store.disconnect()
+    env = {
+        **os.environ,
+        "REDIS_URL": config.redis_url(),
+        "MEMORY_KEY_PREFIX": config.key_prefix,
+        "MEMORY_PHONE_HASH_SECRET": TEST_SECRET,
+        "MEMORY_DATA_DIR": str(config.data_dir),
+    }
+    cli = [sys.executable, "-m", "livekit.plugins.caller_memory.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    exported = run("export", "+1234567890")
+    assert exported.returncode == 0, exported.stderr
+    assert user_id in exported.stdout
+    typo = run("forget", "+1234567891", "--yes")
+    assert typo.returncode == 1 and "not a valid phone number" in typo.stderr
+    forgotten = run("forget", "+1234567890", "--yes")
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert "Erased: 1 Redis key(s)" in forgotten.stdout  # the phone mapping: no call yet
+    again = run("export", "+1234567890")  # nothing is held under it any more
+    assert again.returncode == 1 and "not a valid phone number" in again.stderr
+
+
 def _forget_me_llm(asked: list[str]) -> ScriptedLLM:
     def agent_llm(chat_ctx: ChatContext) -> Any:
         role, text = last_item(chat_ctx)

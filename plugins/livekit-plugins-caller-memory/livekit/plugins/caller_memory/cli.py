@@ -183,8 +183,9 @@ async def _watch_outbox(
 
 async def _forget(config: RedisConfig, number: str | None, user_id: str | None, yes: bool) -> int:
     if number is not None:
-        # A number that is none is said before the question, not after the answer.
-        normalize_phone(number, default_region=config.default_region)
+        # A number that is none is said before the question, not after the answer (one that
+        # no numbering plan holds is judged after it: privacy.caller_hashes).
+        normalize_phone(number, default_region=config.default_region, strict=False)
     if not yes and not sys.stdin.isatty():
         print("❌ Add --yes to erase without a prompt.", file=sys.stderr)
         return 2
@@ -225,7 +226,7 @@ async def _withdraw_fact(
     config: RedisConfig, number: str, fact_id: int, reason: str, operator: str
 ) -> int:
     async with _store(config) as store:
-        phone_hash, previous = store.hasher.hashes(number)
+        phone_hash, previous = await privacy.caller_hashes(store, number)
         held = await privacy.find_fact(store, phone_hash, fact_id, previous)
         try:
             reason = privacy.check_reason(reason, held.fact, region=config.default_region)

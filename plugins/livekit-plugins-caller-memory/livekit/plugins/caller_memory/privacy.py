@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .exceptions import CallerMemoryError
+from .exceptions import CallerMemoryError, InvalidPhoneNumberError
 from .log import logger
 from .memory import text
 from .models import CallerProfile, Fact
@@ -30,6 +30,7 @@ __all__ = [
     "FactNotFoundError",
     "HeldFact",
     "InvalidReasonError",
+    "caller_hashes",
     "check_reason",
     "export_caller",
     "find_fact",
@@ -43,6 +44,30 @@ MAX_REASON = 200
 _MIN_REASON = 4
 _MAX_REASON_DIGITS = 6
 """More digits than this in a reason may be a phone number: refused."""
+
+
+async def caller_hashes(store: MemoryStore, phone_number: str) -> tuple[str, list[str]]:
+    """The keyed hashes of a caller whose rights are exercised (erasure, export, a fact
+    withdrawn), current then previous secrets.
+
+    The number is checked as a caller's is. One that no numbering plan holds is taken as given
+    only when an identity was made for it that way (the guide's get_or_create_user_id takes
+    any E.164 string, such as +1234567890): no identity is out of an operator's reach, and
+    a mistyped number is still refused rather than found holding nothing.
+
+    Raises:
+        InvalidPhoneNumberError: phone_number is not a phone number (or is withheld).
+    """
+    try:
+        return store.hasher.hashes(phone_number)
+    except InvalidPhoneNumberError as refused:
+        try:
+            as_given = store.hasher.hashes(phone_number, strict=False)
+        except InvalidPhoneNumberError:
+            raise refused from None
+        if not (await store.held_data(as_given[0], previous=as_given[1])).user_ids:
+            raise refused from None
+        return as_given
 
 
 async def forget_caller(

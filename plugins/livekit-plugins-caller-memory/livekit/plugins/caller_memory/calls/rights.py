@@ -157,7 +157,7 @@ class CallerRights:
         Raises:
             InvalidPhoneNumberError: ``phone_number`` is not a phone number.
         """
-        phone_hash, previous = self._caller_hashes(phone_number, session_id)
+        phone_hash, previous = await self._caller_hashes(phone_number, session_id)
         if phone_hash is None:
             return []
         hashes = {phone_hash, *previous}
@@ -182,14 +182,14 @@ class CallerRights:
         Raises:
             InvalidPhoneNumberError: ``phone_number`` is not a phone number.
         """
-        phone_hash, previous = self._store.hasher.hashes(phone_number)
+        phone_hash, previous = await privacy.caller_hashes(self._store, phone_number)
         return await privacy.export_caller(self._store, self._outbox, phone_hash, previous)
 
-    def _caller_hashes(
+    async def _caller_hashes(
         self, phone_number: str | None, session_id: str | None
     ) -> tuple[str | None, list[str]]:
         if phone_number is not None:
-            return self._store.hasher.hashes(phone_number)
+            return await privacy.caller_hashes(self._store, phone_number)
         call = self._calls.get(session_id or "")
         if call is None:
             return None, []

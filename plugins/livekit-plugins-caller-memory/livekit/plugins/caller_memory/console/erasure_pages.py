@@ -98,7 +98,7 @@ class ErasurePages:
         manager = await self.console.manager()
         store = manager.store
         try:
-            phone_hash, previous = store.hasher.hashes(number)
+            phone_hash, previous = await privacy.caller_hashes(store, number)
             if not fact_id.isdigit() or len(fact_id) > 9:
                 raise privacy.FactNotFoundError("no fact of this id")
             held = await privacy.find_fact(store, phone_hash, int(fact_id), previous)

@@ -45,13 +45,23 @@ class ErasureAndExport(StorePrimitives):
             if user_id and user_id not in user_ids:
                 user_ids.append(user_id)
         candidates = list(dict.fromkeys([*user_ids, *hashes]))
-        return await self._held(phone_keys(self._keys, hashes), candidates, set(hashes))
+        return await self._held(
+            phone_keys(self._keys, hashes), candidates, set(hashes), named=user_ids
+        )
 
     async def held_data_of_user(self, user_id: str) -> HeldData:
         """Every key that holds something about one user id (an operator's erasure request)."""
         return await self._held(phone_keys(self._keys, [user_id]), [user_id], {user_id})
 
-    async def _held(self, phones: list[str], user_ids: list[str], hashes: set[str]) -> HeldData:
+    async def _held(
+        self,
+        phones: list[str],
+        user_ids: list[str],
+        hashes: set[str],
+        *,
+        named: Sequence[str] = (),
+    ) -> HeldData:
+        # named: the ids a phone mapping names, held even before any call was saved.
         keys = self._keys
         held = list(phones)
         session_ids: list[str] = []
@@ -59,7 +69,12 @@ class ErasureAndExport(StorePrimitives):
         for user_id in user_ids:
             listed = await self.read_list(keys.sessions(user_id))
             indexed = await self.read_members(keys.calls(user_id))
-            if listed or indexed or await self.read(keys.profile(user_id)) is not None:
+            if (
+                user_id in named
+                or listed
+                or indexed
+                or await self.read(keys.profile(user_id)) is not None
+            ):
                 found_users.append(user_id)
             held += caller_keys(keys, user_id)
             session_ids += listed + indexed
