@@ -3,6 +3,7 @@ memory poisoning, redaction and what an unverified caller's agent is told. Real 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -353,6 +354,34 @@ async def test_forget_erases_everything_about_the_caller_at_once(
     assert await manager.export_caller(NUMBER) == {"user_ids": [], "keys": {}, "outbox": {}}
     other = await store.lookup(store.hasher.hash("+442079460958"), create=False)
     assert other.profile is not None
+    await store.disconnect()
+
+
+async def test_no_moment_shows_a_caller_marked_erased_with_their_memory_readable(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    # A call that begins after an erasure's mark must not read what is being erased: the mark
+    # and the deletion of the caller's keys are one step. Another connection looks at the
+    # caller's mark and profile together (MULTI) while each of 15 callers is erased.
+    manager = SessionManager(RedisMemoryStore(config))
+    store = manager.store
+    snapshots: list[tuple[int, int]] = []
+    for i in range(15):
+        number = f"+1415555{i + 150:04d}"
+        await manager.start_session(session_id=f"m-{i}", phone_number=number)
+        manager.add_turn(f"m-{i}", "user", "my name is Ana")
+        await manager.end_session(f"m-{i}")
+        phone_hash = store.hasher.hash(number)
+        mark, profile = store.keys.erased(phone_hash), store.keys.profile(phone_hash)
+        erasing = asyncio.create_task(manager.forget_caller(number))
+        while not erasing.done():
+            async with redis_client.pipeline(transaction=True) as pipe:
+                pipe.exists(mark).exists(profile)
+                marked, held = await pipe.execute()
+            snapshots.append((marked, held))
+        assert await erasing
+    assert (1, 1) not in snapshots
+    assert (0, 1) in snapshots and (1, 0) in snapshots  # it looked before and after
     await store.disconnect()
 
 

@@ -407,3 +407,8 @@ class InMemoryStore(MemoryStore):
     async def delete(self, keys: Sequence[str]) -> list[str]:
         """Delete, and say which existed."""
         return [key for key in keys if self._space.delete(key)]
+
+    async def erase(self, keys: Sequence[str], user_ids: Sequence[str], *, ttl: int) -> list[str]:
+        """As ``erase.lua``: the marks, then the deletes (nothing runs between them here)."""
+        await self.mark_erased(user_ids, ttl=ttl)
+        return await self.delete(keys)

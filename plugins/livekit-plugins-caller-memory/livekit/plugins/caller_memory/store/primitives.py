@@ -297,6 +297,16 @@ class StorePrimitives(abc.ABC):
         """Delete ``keys`` atomically (per slot on a cluster); return those that existed."""
 
     @abc.abstractmethod
+    async def erase(self, keys: Sequence[str], user_ids: Sequence[str], *, ttl: int) -> list[str]:
+        """Mark each user erased (as :meth:`mark_erased`) and delete ``keys``, atomically (per
+        slot on a cluster: a caller's own keys and mark share one); return the keys that
+        existed. No read sees the mark without the deletion.
+
+        Raises:
+            StoreFull: The store refused the marks for want of memory; nothing was deleted.
+        """
+
+    @abc.abstractmethod
     async def remove_members(self, key: str, members: Sequence[str]) -> None:
         """Remove members from a sorted set (one command)."""
 

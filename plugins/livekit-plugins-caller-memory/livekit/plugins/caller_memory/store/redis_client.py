@@ -73,6 +73,7 @@ _SCRIPTS = {
         "add_now",
         "mark_erased",
         "delete",
+        "erase",
         "drop_identity",
         "move_caller",
         "replace_value",

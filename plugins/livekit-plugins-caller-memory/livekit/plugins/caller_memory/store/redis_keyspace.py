@@ -1,9 +1,9 @@
 """Redis keys read, deleted and counted one by one: what erasure, export and operators need.
 
-Plain reads of a string, a list or a sorted set; deletes, one transaction per slot; the erasure
-marks and the operators' sorted sets (``mark_erased.lua``, ``add_now.lua``); the counts of
-``caller-memory stats`` (a scan of the prefix); and the rewrite of the append-only file after an
-erasure, so that deleted data leaves the server's disk too.
+Plain reads of a string, a list or a sorted set; deletes, one script per slot; erasure (its
+marks and deletes at once, ``erase.lua``) and the operators' sorted sets (``add_now.lua``); the
+counts of ``caller-memory stats`` (a scan of the prefix); and the rewrite of the append-only
+file after an erasure, so that deleted data leaves the server's disk too.
 """
 
 from __future__ import annotations
@@ -191,16 +191,42 @@ class RedisKeyspace(RedisStoreBase):
         logger.warning("the append-only file rewrite after an erasure is still running")
         return False
 
-    async def delete(self, keys: Sequence[str]) -> list[str]:
-        """One EVALSHA of ``delete.lua`` (one per slot on a cluster: a caller's own keys
-        share one); it runs on a full Redis too, which refuses a MULTI transaction."""
+    async def erase(self, keys: Sequence[str], user_ids: Sequence[str], *, ttl: int) -> list[str]:
+        """One EVALSHA of ``erase.lua`` (one per slot on a cluster: a caller's own keys and
+        mark share one).
+
+        Raises:
+            StoreFull: Redis refused the marks for want of memory, before deleting anything.
+        """
+        marks = [self._keys.erased(u) for u in user_ids]
+        deleted: list[str] = []
+        for group in self._by_slot([*marks, *keys]):
+            marked = [key for key in group if key in marks]
+            doomed = [key for key in group if key not in marks]
+            try:
+                async with self._op():
+                    found = await self._run("erase", marked + doomed, [len(marked), ttl])
+            except ResponseError as e:
+                if not out_of_memory(e):
+                    raise
+                raise StoreFull("Redis is out of memory (maxmemory)") from e
+            deleted += [doomed[int(i) - 1] for i in found]
+        return deleted
+
+    def _by_slot(self, keys: Sequence[str]) -> list[list[str]]:
+        """``keys`` grouped by cluster slot (one group on a single server)."""
         groups: dict[int, list[str]] = {}
         client = self.client
         for key in keys:
             slot = client.keyslot(key) if isinstance(client, aioredis.RedisCluster) else 0
             groups.setdefault(slot, []).append(key)
+        return list(groups.values())
+
+    async def delete(self, keys: Sequence[str]) -> list[str]:
+        """One EVALSHA of ``delete.lua`` (one per slot on a cluster: a caller's own keys
+        share one); it runs on a full Redis too, which refuses a MULTI transaction."""
         deleted: list[str] = []
-        for group in groups.values():
+        for group in self._by_slot(keys):
             async with self._op():
                 found = await self._run("delete", group, [])
             deleted += [group[int(i) - 1] for i in found]

@@ -90,10 +90,11 @@ class ErasureAndExport(StorePrimitives):
     async def forget(self, phone_hash: str, *, previous: Sequence[str] = ()) -> list[str]:
         """Delete everything held about the caller of a phone hash, and keep them erased.
 
-        Each user id is first marked erased (:meth:`Keys.erased`, kept as long as a caller's
-        memory is): from then on, the save of a call of theirs that began before (on another
-        worker, from an outbox, from a journal) is refused atomically. Then every key of
-        :meth:`held_data` is deleted, one transaction per slot.
+        Each user id is marked erased (:meth:`Keys.erased`, kept as long as a caller's memory
+        is): from then on, the save of a call of theirs that began before (on another worker,
+        from an outbox, from a journal) is refused atomically. Every key of :meth:`held_data`
+        is deleted in the same script as the marks of its slot (:meth:`erase`): a call that
+        begins after the mark never reads what is erased.
 
         Returns:
             The keys that existed and were deleted (empty when the number is unknown).
@@ -108,8 +109,7 @@ class ErasureAndExport(StorePrimitives):
         users = erased_users(self._keys, held.user_ids, held.keys)
         ttl = self._config.profile_ttl_seconds
         try:
-            await self.mark_erased(users, ttl=ttl)
-            deleted = await self.delete(held.keys)
+            deleted = await self.erase(held.keys, users, ttl=ttl)
         except StoreFull:
             # A full Redis refuses the mark but not the deletes, which make room for it. A
             # save that slips in between needs room too, and the mark refuses what comes after.
