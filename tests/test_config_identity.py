@@ -143,6 +143,9 @@ def test_a_config_built_in_code_never_echoes_a_secret(settings: dict[str, object
         ("REDIS_URL", "redis://127.0.0.1:63x9/0"),
         ("REDIS_URL", "redis://127.0.0.1:99999"),
         ("REDIS_URL", "redis://127.0.0.1:0"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/0?foo=bar"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/0?decode_responses=true"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/0?ssl_cert_reqs=none"),
         ("REDIS_CLUSTER_NODES", "10.0.0.2:6379,[::1]:0"),
         ("MEMORY_PROFILE_TTL_DAYS", "99999999"),
         ("MEMORY_SESSION_TTL_HOURS", "8761"),
@@ -370,6 +373,26 @@ def test_a_database_that_is_no_number_is_refused_without_echoing_the_url(
     assert "REDIS_URL: the database" in str(info.value) and "must be a number" in str(info.value)
     assert "hunter2" not in str(info.value) and "cache.internal" not in str(info.value)
     for fine in ("redis://h:6379", "redis://h:6379/", "redis://h:6379/12", "rediss://h/3?db=3"):
+        monkeypatch.setenv("REDIS_URL", fine)
+        assert RedisConfig.from_env().url is not None
+
+
+def test_a_url_query_is_checked_as_redis_py_would_take_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # redis-py passes a query's every name to the connection: an unknown one failed each
+    # connection with a TypeError, and decode_responses broke every returning caller's read.
+    for query, said in [
+        ("foo=bar", "its query names foo, which redis-py does not take from a URL"),
+        ("decode_responses=true", "sets decode_responses, which changes how Redis's replies"),
+        ("protocol=3", "sets protocol, which changes how Redis's replies are read"),
+        ("ssl_cert_reqs=none", "sets ssl_cert_reqs, an option of TLS connections: use a rediss"),
+    ]:
+        monkeypatch.setenv("REDIS_URL", f"redis://:hunter2@127.0.0.1:6379/0?{query}")
+        with pytest.raises(ConfigError) as info:
+            RedisConfig.from_env()
+        assert said in str(info.value) and "hunter2" not in str(info.value)
+    for fine in ("rediss://h:6380/0?ssl_cert_reqs=none", "redis://h/0?socket_timeout=3&db=0"):
         monkeypatch.setenv("REDIS_URL", fine)
         assert RedisConfig.from_env().url is not None
 

@@ -20,6 +20,29 @@ __all__ = [
 ]
 
 
+_QUERY_OPTIONS = frozenset(
+    {
+        "db", "client_name", "username", "password", "lib_name", "lib_version",
+        "max_connections", "health_check_interval", "retry_on_timeout", "retry_on_error",
+        "socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_read_size",
+        "timeout",
+    }
+)  # fmt: skip
+"""What a ``REDIS_URL``'s query may set, as redis-py's ``from_url`` passes it on."""
+_TLS_OPTIONS = frozenset(
+    {
+        "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile",
+        "ssl_password", "ssl_ciphers", "ssl_check_hostname", "ssl_min_version",
+        "ssl_include_verify_flags", "ssl_exclude_verify_flags",
+    }
+)  # fmt: skip
+"""The query's options of a TLS connection (``rediss://``) only."""
+_REPLY_OPTIONS = frozenset(
+    {"decode_responses", "encoding", "encoding_errors", "protocol", "legacy_responses"}
+)
+"""Options that change what the replies are read as: caller memory sets them itself."""
+
+
 def check_url(url: str) -> None:
     """Raise ``ValueError`` for a ``REDIS_URL`` that redis-py would refuse or misread."""
     parts = urlsplit(url)
@@ -50,6 +73,29 @@ def check_url(url: str) -> None:
             "the database (the path after the port, e.g. redis://host:6379/0, or ?db=) "
             "must be a number"
         )
+    for option in parse_qs(parts.query, keep_blank_values=True):
+        _check_option(option, tls=parts.scheme == "rediss")
+
+
+def _check_option(option: str, *, tls: bool) -> None:
+    # redis-py hands every name of the query to the connection as an argument: one it does not
+    # take fails every connection with a TypeError. An option's name is shown, never a value.
+    if option in _QUERY_OPTIONS or (tls and option in _TLS_OPTIONS):
+        return
+    if option in _REPLY_OPTIONS:
+        raise ValueError(
+            f"its query sets {option}, which changes how Redis's replies are read: caller "
+            "memory sets it itself; take it out of the URL"
+        )
+    if option in _TLS_OPTIONS:
+        raise ValueError(
+            f"its query sets {option}, an option of TLS connections: use a rediss:// URL"
+        )
+    shown = option if option.isidentifier() and len(option) <= 40 else "an option"
+    raise ValueError(
+        f"its query names {shown}, which redis-py does not take from a URL (known: db, "
+        "socket_timeout, client_name, max_connections, ssl_cert_reqs with rediss://...)"
+    )
 
 
 def _split_in_the_credentials(parts: SplitResult) -> bool:
