@@ -498,6 +498,15 @@ def test_a_replay_command_line_error_is_one_line(
     assert line.startswith(f"❌ sarah replay: {said}") and "sarah replay --help" in line
 
 
+@pytest.mark.parametrize("user_id", ["", "../../etc", "a b", "{x}"])
+def test_forget_refuses_what_is_no_user_id_before_writing(user_id: str, tmp_path: Path) -> None:
+    done = _run([*CALLER_MEMORY, "forget", "--user-id", user_id, "--yes"], tmp_path,
+                REDIS_URL=REFUSED)  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("❌ caller-memory forget: argument --user-id: not a user id")
+
+
 def test_console_settings_have_upper_bounds(tmp_path: Path) -> None:
     done = _run([*CALLER_MEMORY, "serve"], tmp_path, REDIS_URL=REFUSED,
                 MEMORY_CONSOLE_SESSION_HOURS="99999999")  # fmt: skip

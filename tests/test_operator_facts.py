@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -311,9 +312,11 @@ async def test_withdraw_fact_command(config: RedisConfig, tmp_path: Path) -> Non
         profile = await store.get_profile(user_id)
         assert profile is not None and booked in {f.id for f in profile.current_facts}
 
-        # MEMORY_CONSOLE_AUDIT_LOG names another audit log.
+        # MEMORY_CONSOLE_AUDIT_LOG names another audit log. The reason comes from a Latin-1
+        # terminal: a byte that is no UTF-8 is kept as U+FFFD, not a crash of the audit.
         elsewhere = tmp_path / "audit" / "operators.jsonl"
-        moved = _run(config, "withdraw-fact", ANA, str(booked), "--reason", "Booked in error",
+        latin1 = os.fsdecode(b"Booked in error, caf\xe9 line")
+        moved = _run(config, "withdraw-fact", ANA, str(booked), "--reason", latin1,
                      MEMORY_CONSOLE_AUDIT_LOG=str(elsewhere))  # fmt: skip
         assert moved.returncode == 0, moved.stderr
         assert "(1 earlier call summary cut)" in moved.stdout  # "booked ... Tuesday at 9am"
@@ -333,7 +336,7 @@ async def test_withdraw_fact_command(config: RedisConfig, tmp_path: Path) -> Non
     ]
     other = AuditLog(elsewhere).read()
     assert [(r["action"], r["fact_id"], r["reason"]) for r in other] == [
-        ("withdraw_fact", booked, "Booked in error")
+        ("withdraw_fact", booked, "Booked in error, caf\ufffd line")
     ]
     assert other[0]["who"]  # the login name
     for log in (audit.path, elsewhere):

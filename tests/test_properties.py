@@ -41,7 +41,13 @@ from livekit.plugins.caller_memory import (
 from livekit.plugins.caller_memory.memory import merge_call
 from livekit.plugins.caller_memory.memory import text as words
 from livekit.plugins.caller_memory.memory.checks import check_answer
-from livekit.plugins.caller_memory.memory.fallback import fallback_summary, name_op, salient_lines
+from livekit.plugins.caller_memory.memory.fallback import (
+    NO_WORDS,
+    NOTHING_TO_KEEP,
+    fallback_summary,
+    name_op,
+    salient_lines,
+)
 from livekit.plugins.caller_memory.models import (
     MAX_CURRENT_FACTS,
     MAX_EVIDENCE,
@@ -879,8 +885,10 @@ def test_the_fallback_summary_of_any_transcript_is_bounded(turns: list[tuple[str
     assert summary.source == "fallback"
     if salient_lines(kept):  # the caller said something that is not a withdrawal
         assert summary.summary.startswith("Caller said:")
+    elif any(turn.role == "user" and turn.text.strip() for turn in kept):
+        assert summary.summary == NOTHING_TO_KEEP  # "Hi" and "thanks", or only a withdrawal
     else:
-        assert summary.summary == "Call with no words from the caller."
+        assert summary.summary == NO_WORDS
 
 
 # -- facts merged call after call ------------------------------------------------------------

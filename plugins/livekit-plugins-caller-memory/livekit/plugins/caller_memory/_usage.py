@@ -4,6 +4,7 @@ and the ``caller-memory`` command line it reads."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -55,6 +56,16 @@ def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
+def _user_id(value: str) -> str:
+    # Ids are phone hashes (22 base64url characters; a caller moved from an old secret keeps
+    # the id they had): a typo, an empty id or a path is refused before anything is written.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", value):
+        raise argparse.ArgumentTypeError(
+            "not a user id: letters, digits, - and _ as `caller-memory requests` lists them"
+        )
+    return value
+
+
 def caller_memory_parser() -> argparse.ArgumentParser:
     """The ``caller-memory`` command line: its options and commands (:mod:`.cli` runs them)."""
     parser = OneLineParser(
@@ -79,7 +90,11 @@ def caller_memory_parser() -> argparse.ArgumentParser:
     )
     who = forget.add_mutually_exclusive_group(required=True)
     who.add_argument("number", nargs="?", help="the caller's number, any spelling; - reads stdin")
-    who.add_argument("--user-id", help="the caller's user id (from `caller-memory requests`)")
+    who.add_argument(
+        "--user-id",
+        type=_user_id,
+        help="the caller's user id (from `caller-memory requests`)",
+    )
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     commands.add_parser(
         "requests",

@@ -19,7 +19,7 @@ from typing import Any
 from .exceptions import CallerMemoryError, InvalidPhoneNumberError
 from .log import logger
 from .memory import text
-from .models import CallerProfile, Fact
+from .models import CallerProfile, Fact, clean_text
 from .outbox import Outbox
 from .recovery import Recovery
 from .redaction import Redactor
@@ -197,7 +197,7 @@ def check_reason(reason: str, fact: Fact, *, region: str | None = None) -> str:
         InvalidReasonError: It is missing or too short, too long, holds what looks like a
             number, an e-mail address or a card, or repeats the fact.
     """
-    folded = " ".join(reason.split())
+    folded = " ".join(clean_text(reason).split())  # a terminal's stray bytes: U+FFFD
     if len(folded) < _MIN_REASON:
         raise InvalidReasonError(
             "a reason is required: say in a few words why the fact is wrong (it is kept in "

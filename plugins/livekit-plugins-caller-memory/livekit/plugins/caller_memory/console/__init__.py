@@ -3,8 +3,9 @@ fact, in a browser.
 
 ``caller-memory serve`` (or ``python -m livekit.plugins.caller_memory.console``) runs it on
 127.0.0.1; :func:`create_app` gives the ASGI application to mount in one of your own. It needs
-the ``console`` extra (``pip install 'livekit-plugins-caller-memory[console]'``); the plugin
-itself never imports this package, and this module imports the web stack only when used.
+the ``console`` extra (``pip install './plugins/livekit-plugins-caller-memory[console]'`` from
+a clone); the plugin itself never imports this package, and this module imports the web stack
+only when used.
 
 - :mod:`.app`: :func:`create_app`, the routes;
 - :mod:`.pages`: what every page shares (the store, who is asking, rendering), and the pages
@@ -30,7 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["EXTRA_HINT", "ConsoleSettings", "create_app", "main"]
 
-EXTRA_HINT = "pip install 'livekit-plugins-caller-memory[console]'"
+EXTRA_HINT = (
+    "pip install './plugins/livekit-plugins-caller-memory[console]' from a clone of the "
+    "repository (the plugin is not on PyPI yet)"
+)
 """How to install what the console needs."""
 
 

@@ -14,7 +14,17 @@ from .changes import change_ops
 from .checks import check_name
 from .summaries import SAID, states, subject, withdrawals, withdrawn_in
 
-__all__ = ["fallback_summary", "name_op", "salient_lines", "withdrawal_ops"]
+__all__ = [
+    "NOTHING_TO_KEEP",
+    "NO_WORDS",
+    "fallback_summary",
+    "name_op",
+    "salient_lines",
+    "withdrawal_ops",
+]
+
+NO_WORDS = "Call with no words from the caller."
+NOTHING_TO_KEEP = "The caller said nothing to remember."
 
 
 def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None) -> CallSummary:
@@ -23,7 +33,12 @@ def fallback_summary(turns: Sequence[Turn], profile: CallerProfile | None = None
     ``withdraw`` of each remembered fact they plainly withdrew or called off
     (:func:`withdrawal_ops`)."""
     lines = salient_lines(turns)
-    summary = SAID + " / ".join(lines) if lines else "Call with no words from the caller."
+    if lines:
+        summary = SAID + " / ".join(lines)
+    elif any(turn.role == "user" and turn.text.strip() for turn in turns):
+        summary = NOTHING_TO_KEEP  # greetings, thanks, or only what they withdrew
+    else:
+        summary = NO_WORDS
     if len(summary) > MAX_SUMMARY:
         summary = summary[: MAX_SUMMARY - 1] + "…"
     name = name_op(turns, profile)
