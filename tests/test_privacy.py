@@ -376,7 +376,8 @@ async def test_no_moment_shows_a_caller_marked_erased_with_their_memory_readable
         erasing = asyncio.create_task(manager.forget_caller(number))
         while not erasing.done():
             async with redis_client.pipeline(transaction=True) as pipe:
-                pipe.exists(mark).exists(profile)
+                pipe.exists(mark)
+                pipe.exists(profile)
                 marked, held = await pipe.execute()
             snapshots.append((marked, held))
         assert await erasing
