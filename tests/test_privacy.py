@@ -419,8 +419,21 @@ async def test_export_and_forget_commands(config: RedisConfig) -> None:
     assert forgotten.returncode == 0, forgotten.stderr
     # The phone mapping, the profile, the session list, the index of calls, three calls.
     assert "Erased: 7 Redis key(s), 0 outbox entry(ies)." in forgotten.stdout
-    assert json.loads(run("export", NUMBER).stdout)["keys"] == {}
+    assert json.loads(run("export", NUMBER, "--operator", "Dana").stdout)["keys"] == {}
     assert "0134" not in forgotten.stdout + forgotten.stderr
+
+    # Each export and erasure is in the operators' audit log, as the console's are: who, what,
+    # the user ids and the counts, never a number.
+    audit = config.data_dir / "console" / "audit.jsonl"
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    user_id = data["user_ids"][0]
+    assert [(r["action"], r["via"], r["user_ids"], r["keys"]) for r in records] == [
+        ("export", "cli", [user_id], len(data["keys"])),
+        ("erase", "cli", [user_id], 7),
+        ("export", "cli", [], 0),
+    ]
+    assert records[-1]["who"] == "Dana" and all(r["who"] for r in records)
+    assert "0134" not in audit.read_text()
 
 
 async def test_an_identity_the_guide_api_made_for_any_number_is_exported_and_erased(

@@ -56,6 +56,14 @@ def _add_verbose(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
+def _add_operator(parser: argparse.ArgumentParser, does: str) -> None:
+    parser.add_argument(
+        "--operator",
+        default=None,
+        help=f"who {does}, for the audit log (default: your login name)",
+    )
+
+
 def _user_id(value: str) -> str:
     # Ids are phone hashes (22 base64url characters; a caller moved from an old secret keeps
     # the id they had): a typo, an empty id or a path is refused before anything is written.
@@ -86,7 +94,7 @@ def caller_memory_parser() -> argparse.ArgumentParser:
     forget = commands.add_parser(
         "forget",
         parents=[common],
-        help="erase everything held about a caller (every key, and the outbox)",
+        help="erase everything held about a caller (every key, and the outbox), audited",
     )
     who = forget.add_mutually_exclusive_group(required=True)
     who.add_argument("number", nargs="?", help="the caller's number, any spelling; - reads stdin")
@@ -96,6 +104,7 @@ def caller_memory_parser() -> argparse.ArgumentParser:
         help="the caller's user id (from `caller-memory requests`)",
     )
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _add_operator(forget, "erases")
     commands.add_parser(
         "requests",
         parents=[common],
@@ -104,9 +113,10 @@ def caller_memory_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export",
         parents=[common],
-        help="print everything held about a caller as JSON (subject access)",
+        help="print everything held about a caller as JSON (subject access), audited",
     )
     export.add_argument("number", help="the caller's number, any spelling; - reads stdin")
+    _add_operator(export, "exports")
     withdraw = commands.add_parser(
         "withdraw-fact",
         parents=[common],
@@ -120,11 +130,7 @@ def caller_memory_parser() -> argparse.ArgumentParser:
         help=f"why it is wrong, for the audit log (up to {MAX_REASON} characters; "
         "no caller data: not the fact itself, nor a number)",
     )
-    withdraw.add_argument(
-        "--operator",
-        default=None,
-        help="who withdraws it, for the audit log (default: your login name)",
-    )
+    _add_operator(withdraw, "withdraws it")
     commands.add_parser(
         "stats",
         parents=[common],

@@ -181,7 +181,14 @@ async def _watch_outbox(
             shown[0] = done
 
 
-async def _forget(config: RedisConfig, number: str | None, user_id: str | None, yes: bool) -> int:
+def _audit_log(config: RedisConfig) -> AuditLog:
+    """The operators' audit log, the console's (``MEMORY_CONSOLE_AUDIT_LOG``)."""
+    return AuditLog(AuditSettings().audit_log or default_audit_log(config))
+
+
+async def _forget(
+    config: RedisConfig, number: str | None, user_id: str | None, yes: bool, operator: str
+) -> int:
     if number is not None:
         # A number that is none is said before the question, not after the answer (one that
         # no numbering plan holds is judged after it: privacy.caller_hashes).
@@ -199,25 +206,38 @@ async def _forget(config: RedisConfig, number: str | None, user_id: str | None, 
                 return 0
         manager = SessionManager(store)
         if user_id is not None:
+            user_ids = [user_id]
             deleted = await manager.forget_user(user_id)
         else:
+            assert number is not None
+            phone_hash, previous = await privacy.caller_hashes(store, number)
+            user_ids = (await store.held_data(phone_hash, previous=previous)).user_ids
             deleted = await manager.forget_caller(number)
+    keys = [d for d in deleted if not d.startswith("outbox:")]
+    _audit_log(config).write(
+        operator, "erase", via="cli", user_ids=user_ids, keys=len(keys),
+        outbox_entries=len(deleted) - len(keys),
+    )  # fmt: skip
     if not deleted:
         print(
             "Nothing is held about this caller (under this phone-hash secret: the workers' "
             "MEMORY_PHONE_HASH_SECRET must be set here too).",
             file=sys.stderr,
         )
-    keys = [d for d in deleted if not d.startswith("outbox:")]
     print(f"Erased: {len(keys)} Redis key(s), {len(deleted) - len(keys)} outbox entry(ies).")
     for item in deleted:
         print(f"  {item}")
     return 0
 
 
-async def _export(config: RedisConfig, number: str) -> int:
+async def _export(config: RedisConfig, number: str, operator: str) -> int:
     async with _store(config) as store:
         data = await SessionManager(store).export_caller(number)
+    # Recorded first: nothing leaves unrecorded.
+    _audit_log(config).write(
+        operator, "export", via="cli", user_ids=data["user_ids"], keys=len(data["keys"]),
+        outbox_entries=len(data["outbox"]),
+    )  # fmt: skip
     print(json.dumps(data, indent=2, ensure_ascii=False))
     return 0
 
@@ -234,7 +254,7 @@ async def _withdraw_fact(
             print(f"❌ {error_line(e)}", file=sys.stderr)
             return 2
         # Recorded first: a withdrawal never happens unrecorded.
-        audit = AuditLog(AuditSettings().audit_log or default_audit_log(config))
+        audit = _audit_log(config)
         audit.write(operator, "withdraw_fact", via="cli", user_ids=[held.user_id],
                     fact_id=fact_id, reason=reason)  # fmt: skip
         stored = await store.withdraw_fact(held.user_id, fact_id)
@@ -430,15 +450,16 @@ def _command(args: argparse.Namespace, config: RedisConfig) -> int:
         return asyncio.run(_flush(config))
     if args.command == "stats":
         return asyncio.run(_stats(config))
+    operator = " ".join((getattr(args, "operator", None) or _login_name()).split())[:60]
+    operator = operator or "(unknown)"
     if args.command == "forget":
         number = None if args.number is None else _number(args.number)
-        return asyncio.run(_forget(config, number, args.user_id, args.yes))
+        return asyncio.run(_forget(config, number, args.user_id, args.yes, operator))
     if args.command == "requests":
         return asyncio.run(_requests(config))
     if args.command == "export":
-        return asyncio.run(_export(config, _number(args.number)))
+        return asyncio.run(_export(config, _number(args.number), operator))
     if args.command == "withdraw-fact":
-        operator = " ".join((args.operator or _login_name()).split())[:60] or "(unknown)"
         return asyncio.run(
             _withdraw_fact(config, _number(args.number), args.fact_id, args.reason, operator)
         )
