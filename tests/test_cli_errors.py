@@ -180,6 +180,31 @@ def test_a_data_folder_that_cannot_be_one_is_named(tmp_path: Path) -> None:
     assert "Not a directory" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+def test_an_outbox_folder_that_cannot_be_written_is_said_at_start(
+    redis_server: TestServer, tmp_path: Path
+) -> None:
+    # Found only at the first Redis outage, it lost the calls the outbox was to keep.
+    (tmp_path / "a-file").write_text("")
+    bad = str(tmp_path / "a-file" / "data")
+    done = _run([*CALLER_MEMORY, "check"], tmp_path, REDIS_URL=redis_server.url,
+                MEMORY_DATA_DIR=bad)  # fmt: skip
+    _no_traceback(done)
+    assert done.returncode == 1 and "✅ Connected!" in done.stdout
+    [said] = done.stderr.strip().splitlines()[-1:]
+    assert said.startswith("❌ MEMORY_DATA_DIR: the local outbox cannot be written in ")
+    assert "Not a directory" in said and "would be lost" in said
+    fine = _run([*CALLER_MEMORY, "check"], tmp_path, REDIS_URL=redis_server.url)
+    assert fine.returncode == 0 and "✅ Local outbox: " in fine.stdout
+    # A worker (the agent's CallerMemory(), in the worker's main process) does not start.
+    worker = subprocess.run(
+        [sys.executable, "-c", "from livekit.plugins import caller_memory as m; m.CallerMemory()"],
+        env=_env(tmp_path, REDIS_URL=redis_server.url, MEMORY_DATA_DIR=bad),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert worker.returncode == 1
+    assert "ConfigError: MEMORY_DATA_DIR: the local outbox cannot be written" in worker.stderr
+
+
 def test_the_python_api_says_the_same_line() -> None:
     from livekit.plugins.caller_memory import ConfigError
 

@@ -50,6 +50,7 @@ from .config import RedisConfig
 from .config_sources import settings_variables
 from .identity import load_hasher
 from .log import logger
+from .outbox import check_outbox_folder
 from .secret import load_dev_secret
 from .store import MemoryStore
 
@@ -156,6 +157,8 @@ class CallerMemory:
         worker = not worker_settings.is_child_process()  # the worker, not one of its jobs
         self._config.check_secret(production=worker and worker_settings.in_production())
         if worker:
+            if self._config.persistence:  # where calls wait while Redis is down
+                check_outbox_folder(self._config.data_dir)
             if self._config.phone_hash_secret is None:
                 load_dev_secret()  # its warning when the worker starts, not at its first call
             worker_settings.publish(settings_variables())

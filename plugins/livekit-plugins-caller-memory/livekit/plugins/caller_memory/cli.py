@@ -52,7 +52,7 @@ from .console.settings import AuditSettings
 from .exceptions import CallerMemoryError, InvalidPhoneNumberError, StoreUnavailableError
 from .identity import normalize_phone
 from .log import logger
-from .outbox import Outbox
+from .outbox import Outbox, check_outbox_folder
 from .prefixes import open_operator_memory
 from .progress import on_terminal, progress
 from .store import MemoryStore, RedisMemoryStore, VersionSaves, open_store
@@ -126,7 +126,9 @@ async def _check(config: RedisConfig) -> int:
             )
             return 1
         print(f"Test identity removed ({len(removed)} key).")
-        return 0
+    # Where calls wait while Redis is down: an unusable folder is one line and exit 1.
+    print(f"✅ Local outbox: {check_outbox_folder(config.data_dir)}")
+    return 0
 
 
 async def _flush(config: RedisConfig) -> int:

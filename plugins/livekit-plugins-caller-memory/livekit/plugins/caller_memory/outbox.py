@@ -38,13 +38,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._folders import private_folder
-from .exceptions import CallerErasedError
+from .exceptions import CallerErasedError, ConfigError
 from .log import logger
 from .models import OutboxEntry, SessionRecord, to_json, utcnow
 from .store import MemoryStore
 from .summarizer import fallback_summary
 
-__all__ = ["STRAY_AFTER_S", "Held", "Outbox", "Strays", "file_thread", "outbox_target"]
+__all__ = [
+    "STRAY_AFTER_S",
+    "Held",
+    "Outbox",
+    "Strays",
+    "check_outbox_folder",
+    "file_thread",
+    "outbox_target",
+]
 
 _T = TypeVar("_T")
 
@@ -119,6 +127,28 @@ class Strays:
     def found(self) -> int:
         """Every stray temporary file found."""
         return self.removed + self.restored
+
+
+def check_outbox_folder(data_dir: Path) -> Path:
+    """Make the outbox folder now (``MEMORY_DATA_DIR/outbox``, 0700) and return it, so that a
+    folder calls cannot be written to is said when the worker starts, not found at the first
+    Redis outage.
+
+    Raises:
+        ConfigError: The folder cannot be made, or this user cannot write in it.
+    """
+    folder = data_dir / "outbox"
+    try:
+        private_folder(folder)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise ConfigError(
+            f"MEMORY_DATA_DIR: the local outbox cannot be written in {folder} "
+            f"({e.strerror or type(e).__name__}): the calls kept while Redis is down would be "
+            "lost; set MEMORY_DATA_DIR to a folder this user can write"
+        ) from None
+    return folder
 
 
 class Outbox:
