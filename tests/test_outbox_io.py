@@ -390,9 +390,15 @@ async def test_a_flush_writes_only_the_calls_of_its_own_prefix_and_secret(tmp_pa
         alpha = operator_cli(_config(server, tmp_path, key_prefix="alpha"), "flush")
         written = sorted(admin.keys("*"))
         admin.close()
-    for done in (beta, other_secret):
+    for done, ours in ((beta, "beta"), (other_secret, "alpha")):
         assert done.returncode == 0, done.stderr
-        assert "1 call(s) of another key prefix or phone-hash secret" in done.stdout
+        assert "0 of 1 call(s) saved, 0 waiting, 1 kept for another prefix or secret." in (
+            done.stdout
+        )
+        assert (
+            "1 call(s) of another key prefix or phone-hash secret (1 under prefix alpha; "
+            f"this store's prefix: {ours})"
+        ) in done.stdout
     assert nothing_yet == []
     assert alpha.returncode == 0 and "1 of 1 call(s) saved" in alpha.stdout
     assert "alpha:session:{AJ_kept}" in written and not any("beta" in k for k in written)

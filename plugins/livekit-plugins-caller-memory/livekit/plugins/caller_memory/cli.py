@@ -154,12 +154,19 @@ async def _flush(config: RedisConfig) -> int:
         recovered = await manager.recover_orphans()
         orphans = await store.orphans_waiting(config.orphan_after_s)
     unreadable = manager.outbox.unreadable
-    print(f"Outbox: {saved} of {waiting} call(s) saved, {left} waiting.")
-    if manager.outbox.foreign:
+    others = manager.outbox.foreign
+    aside = f", {others} kept for another prefix or secret" if others else ""
+    print(f"Outbox: {saved} of {waiting} call(s) saved, {left} waiting{aside}.")
+    if others:
+        kept_for = ", ".join(
+            f"{n} under prefix {prefix}"
+            for prefix, n in sorted(manager.outbox.foreign_prefixes.items())
+        )
         print(
-            f"Outbox: {manager.outbox.foreign} call(s) of another key prefix or phone-hash "
-            "secret left for the workers that use it (MEMORY_KEY_PREFIX, "
-            "MEMORY_PHONE_HASH_SECRET)."
+            f"Outbox: {others} call(s) of another key prefix or phone-hash "
+            f"secret ({kept_for}; this store's prefix: {store.config.key_prefix}) left for the "
+            "workers that use it; to write them here, run again with their MEMORY_KEY_PREFIX "
+            "and MEMORY_PHONE_HASH_SECRET."
         )
     print(f"Calls recovered from the journals of dead workers: {recovered}, {orphans} left.")
     if unreadable:

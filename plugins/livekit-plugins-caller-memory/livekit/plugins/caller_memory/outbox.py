@@ -166,6 +166,8 @@ class Outbox:
         self._target = target
         self.foreign = 0
         """Calls the last flush left for another prefix or secret (:func:`outbox_target`)."""
+        self.foreign_prefixes: dict[str, int] = {}
+        """Those calls by the key prefix they were kept for (a prefix is no caller's data)."""
 
     @property
     def folder(self) -> Path:
@@ -311,10 +313,12 @@ class Outbox:
     async def _save_all(self, store: MemoryStore) -> int:
         saved = 0
         ours = outbox_target(store)
-        foreign = 0
+        foreign: dict[str, int] = {}
         for path, entry in await _off_loop(self._read_all):
             if entry.target not in (None, ours):
-                foreign += 1  # another agent's (prefix or secret) on this machine: its own
+                # Another agent's (prefix or secret) on this machine: its own.
+                prefix = entry.target.split(" ", 1)[0]
+                foreign[prefix] = foreign.get(prefix, 0) + 1
                 continue
             try:
                 summary = entry.record.summary or fallback_summary(entry.record.turns)
@@ -346,9 +350,9 @@ class Outbox:
             logger.info(
                 "outbox calls of another key prefix or phone-hash secret left for their own "
                 "workers",
-                extra={"calls": foreign},
+                extra={"calls": sum(foreign.values())},
             )
-        self.foreign = foreign
+        self.foreign, self.foreign_prefixes = sum(foreign.values()), foreign
         return saved
 
     # -- on the outbox's thread ------------------------------------------------------------
