@@ -46,6 +46,7 @@ from livekit.plugins.caller_memory import (
     RedisConfig,
     testing,
 )
+from livekit.plugins.caller_memory.identity import number_part
 from livekit.plugins.caller_memory.models import NAME_LABEL
 from livekit.plugins.caller_memory.outbox import Outbox
 from livekit.plugins.caller_memory.progress import progress
@@ -306,7 +307,7 @@ def mask(number: str | None) -> str:
     """A number as the replay prints it: enough to tell callers apart, not to dial them."""
     if not number:
         return "withheld"
-    digits = re.sub(r"\D", "", number)
+    digits = re.sub(r"\D", "", number_part(number))
     return f"…{digits[-4:]}" if len(digits) > 4 else "…"
 
 

@@ -171,6 +171,9 @@ def test_invalid_values_name_the_variable(
         "sip:+14155550134;verstat=TN-Validation-Passed@trunk.example.com",
         "  +1 415 555 0134  ",
         "001 415 555 0134",
+        "+1 (415) 555-0134 ext. 12",  # an extension after the number: the line is the number
+        "+1 415 555 0134 x12",
+        "tel:+14155550134;ext=12",
     ],
 )
 def test_spellings_of_one_number_normalize_alike(spelling: str) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "is_withheld",
     "load_hasher",
     "normalize_phone",
+    "number_part",
 ]
 
 _MAX_INPUT = 64
@@ -174,6 +175,16 @@ def _one_form(number: phonenumbers.PhoneNumber) -> phonenumbers.PhoneNumber:
     return number
 
 
+_EXTENSION = re.compile(r"\s*(?:ext(?:ension)?\.?|x|#)\s*\d{1,7}\s*$", re.IGNORECASE)
+"""An extension written after the number ("ext. 12", "x12", "#12"): the line is the number."""
+
+
+def number_part(raw: str) -> str:
+    """The part of a caller id that is the number: without a URI's scheme and parameters
+    (``sip:+1...@trunk;user=phone``) or an extension written after it (``ext. 12``)."""
+    return _strip_uri(raw.strip())
+
+
 def _strip_uri(text: str) -> str:
     lowered = text.lower()
     for scheme in ("tel:", "sip:", "sips:"):
@@ -181,8 +192,8 @@ def _strip_uri(text: str) -> str:
             text = text[len(scheme) :]
             break
     # sip:+15550100000@trunk.example;user=phone, and a ;verstat=... some carriers put in the
-    # user part: both are not the number.
-    return text.split("@", 1)[0].split(";", 1)[0]
+    # user part: both are not the number; nor is an extension after it.
+    return _EXTENSION.sub("", text.split("@", 1)[0].split(";", 1)[0])
 
 
 def in_trunk_region(number: str, trunk_number: str | None) -> str:
