@@ -131,6 +131,8 @@ def test_a_config_built_in_code_never_echoes_a_secret(settings: dict[str, object
         ("MEMORY_PERSISTENCE", "perhaps"),
         ("MEMORY_SESSION_TTL_HOURS", "0"),
         ("MEMORY_SESSION_TTL_HOURS", "0.0001"),
+        ("MEMORY_SUMMARY_TIMEOUT_S", "inf"),
+        ("MEMORY_LOOKUP_TIMEOUT_MS", "nan"),
         ("MEMORY_PROFILE_TTL_DAYS", "-5"),
         ("MEMORY_KEY_PREFIX", "has space"),
         ("MEMORY_DEFAULT_REGION", "USA"),
@@ -378,6 +380,11 @@ def test_a_database_that_is_no_number_is_refused_without_echoing_the_url(
     for fine in ("redis://h:6379", "redis://h:6379/", "redis://h:6379/12", "rediss://h/3?db=3"):
         monkeypatch.setenv("REDIS_URL", fine)
         assert RedisConfig.from_env().url is not None
+
+
+def test_the_disclosure_is_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_UNVERIFIED_DISCLOSURE", " FULL ")
+    assert RedisConfig.from_env().unverified_disclosure == "full"
 
 
 def test_a_url_query_is_checked_as_redis_py_would_take_it(

@@ -89,7 +89,9 @@ class RedisConfig(BaseSettings):
     kept in :class:`~pydantic.SecretStr` so they never show in a repr, a log or an error.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # inf passed every "more than 0" (MEMORY_SUMMARY_TIMEOUT_S=inf: a summary that never
+    # gives up); nan passed none with a clear word. Every number is finite.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
     def __init__(self, **values: Any) -> None:
         """Settings from keywords, then the environment (see the class docs).
@@ -260,6 +262,12 @@ class RedisConfig(BaseSettings):
     @classmethod
     def _check_redact(cls, value: str) -> str:
         return check_redact(value)
+
+    @field_validator("unverified_disclosure", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        # As MEMORY_DEFAULT_REGION takes "us": FULL is full.
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def redact_kinds(self) -> list[str]:
