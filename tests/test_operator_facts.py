@@ -321,7 +321,7 @@ async def test_withdraw_fact_command(config: RedisConfig, tmp_path: Path) -> Non
         assert moved.returncode == 0, moved.stderr
         assert "(1 earlier call summary cut)" in moved.stdout  # "booked ... Tuesday at 9am"
 
-    records = audit.read()
+    records = [r for r in audit.read() if r["action"] == "withdraw_fact"]  # exports too
     assert records == [
         {
             "at": records[0]["at"],

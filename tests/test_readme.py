@@ -121,7 +121,8 @@ def _output_after(block: Block) -> list[str] | None:
 
 
 def _shape(line: str) -> str:
-    """A line with its run-to-run parts (ids, latencies, ports) made the same."""
+    """A line with its run-to-run parts (ids, latencies, ports, paths) made the same."""
+    line = re.sub(r"/\S*", "<path>", line)
     line = re.sub(r"(?<![\w-])[A-Za-z0-9_-]{22}(?![\w-])", "<id>", line)
     return re.sub(r"\d+", "9", line)
 
