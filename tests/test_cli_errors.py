@@ -1094,6 +1094,9 @@ async def test_forget_erases_a_caller_from_a_redis_that_is_out_of_memory(tmp_pat
     _no_traceback(forget)
     assert forget.returncode == 0, forget.stderr
     assert "Erased: 5 Redis key(s)" in forget.stdout  # phone, profile, sessions, calls, session
+    # The mark still came first, in the deletes' own script (allow-oom): no save of a call
+    # begun before could land between them.
+    assert "erasing first, marking after" not in forget.stderr
     assert export.returncode == 0
     assert json.loads(export.stdout) == {"user_ids": [], "keys": {}, "outbox": {}}
     assert len(erased) == 1  # the mark that refuses a call begun before it

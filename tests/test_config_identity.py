@@ -397,12 +397,15 @@ def test_a_url_query_is_checked_as_redis_py_would_take_it(
         ("decode_responses=true", "sets decode_responses, which changes how Redis's replies"),
         ("protocol=3", "sets protocol, which changes how Redis's replies are read"),
         ("ssl_cert_reqs=none", "sets ssl_cert_reqs, an option of TLS connections: use a rediss"),
+        ("timeout=1", "its query names timeout, which redis-py does not take from a URL"),
+        ("max_connections=2", "sets max_connections, which caller memory sets from REDIS_MAX"),
+        ("socket_timeout=3", "sets socket_timeout, which caller memory sets from REDIS_SOCKET"),
     ]:
         monkeypatch.setenv("REDIS_URL", f"redis://:hunter2@127.0.0.1:6379/0?{query}")
         with pytest.raises(ConfigError) as info:
             RedisConfig.from_env()
         assert said in str(info.value) and "hunter2" not in str(info.value)
-    for fine in ("rediss://h:6380/0?ssl_cert_reqs=none", "redis://h/0?socket_timeout=3&db=0"):
+    for fine in ("rediss://h:6380/0?ssl_cert_reqs=none", "redis://h/0?client_name=a&db=0&x="):
         monkeypatch.setenv("REDIS_URL", fine)
         assert RedisConfig.from_env().url is not None
 

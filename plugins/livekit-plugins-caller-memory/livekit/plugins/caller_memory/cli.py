@@ -47,7 +47,7 @@ from .calls import SessionManager
 from .commands import error_line, run_command
 from .config import MAX_PROFILE_TTL_DAYS, RedisConfig
 from .console import main as console_main
-from .console.audit import AuditLog, default_audit_log
+from .console.audit import AuditLog, AuditLogError, default_audit_log
 from .console.settings import AuditSettings
 from .exceptions import CallerMemoryError, InvalidPhoneNumberError, StoreUnavailableError
 from .identity import normalize_phone
@@ -205,6 +205,7 @@ async def _forget(
     if not yes and not sys.stdin.isatty():
         print("❌ Add --yes to erase without a prompt.", file=sys.stderr)
         return 2
+    audit = _audit_log(config)  # its setting checked before anything is erased
     async with _store(config) as store:  # says which store, before the question
         if not yes:
             answer = await asyncio.to_thread(
@@ -223,10 +224,14 @@ async def _forget(
             user_ids = (await store.held_data(phone_hash, previous=previous)).user_ids
             deleted = await manager.forget_caller(number)
     keys = [d for d in deleted if not d.startswith("outbox:")]
-    _audit_log(config).write(
-        operator, "erase", via="cli", user_ids=user_ids, keys=len(keys),
-        outbox_entries=len(deleted) - len(keys),
-    )  # fmt: skip
+    try:  # after the erasure, as the console's: a caller's erasure never waits on the log
+        audit.write(
+            operator, "erase", via="cli", user_ids=user_ids, keys=len(keys),
+            outbox_entries=len(deleted) - len(keys),
+        )  # fmt: skip
+        unrecorded = None
+    except AuditLogError as e:
+        unrecorded = e
     if not deleted:
         print(
             "Nothing is held about this caller (under this phone-hash secret: the workers' "
@@ -236,6 +241,9 @@ async def _forget(
     print(f"Erased: {len(keys)} Redis key(s), {len(deleted) - len(keys)} outbox entry(ies).")
     for item in deleted:
         print(f"  {item}")
+    if unrecorded is not None:
+        print(f"❌ The erasure is done but not recorded: {error_line(unrecorded)}", file=sys.stderr)
+        return 1
     return 0
 
 

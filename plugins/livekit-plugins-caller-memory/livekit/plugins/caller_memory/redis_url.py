@@ -23,16 +23,22 @@ __all__ = [
 _QUERY_OPTIONS = frozenset(
     {
         "db", "client_name", "username", "password", "lib_name", "lib_version",
-        "max_connections", "health_check_interval", "retry_on_timeout", "retry_on_error",
-        "socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_read_size",
-        "timeout",
+        "health_check_interval", "retry_on_timeout", "retry_on_error", "socket_keepalive",
+        "socket_read_size",
     }
 )  # fmt: skip
 """What a ``REDIS_URL``'s query may set, as redis-py's ``from_url`` passes it on."""
+_SETTINGS_OPTIONS = {
+    "max_connections": "REDIS_MAX_CONNECTIONS",
+    "socket_timeout": "REDIS_SOCKET_TIMEOUT",
+    "socket_connect_timeout": "REDIS_SOCKET_TIMEOUT",
+}
+"""Options the query would set over the plugin's own (redis-py lets the URL win): a pool
+smaller than the plugin's slots, or a timeout unlike the one its budgets assume."""
 _TLS_OPTIONS = frozenset(
     {
-        "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile",
-        "ssl_password", "ssl_ciphers", "ssl_check_hostname", "ssl_min_version",
+        "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_ca_data", "ssl_certfile",
+        "ssl_keyfile", "ssl_password", "ssl_ciphers", "ssl_check_hostname", "ssl_min_version",
         "ssl_include_verify_flags", "ssl_exclude_verify_flags",
     }
 )  # fmt: skip
@@ -73,7 +79,7 @@ def check_url(url: str) -> None:
             "the database (the path after the port, e.g. redis://host:6379/0, or ?db=) "
             "must be a number"
         )
-    for option in parse_qs(parts.query, keep_blank_values=True):
+    for option in parse_qs(parts.query):  # a blank value is dropped, as redis-py drops it
         _check_option(option, tls=parts.scheme == "rediss")
 
 
@@ -82,6 +88,11 @@ def _check_option(option: str, *, tls: bool) -> None:
     # take fails every connection with a TypeError. An option's name is shown, never a value.
     if option in _QUERY_OPTIONS or (tls and option in _TLS_OPTIONS):
         return
+    if option in _SETTINGS_OPTIONS:
+        raise ValueError(
+            f"its query sets {option}, which caller memory sets from "
+            f"{_SETTINGS_OPTIONS[option]}: set that instead, and take it out of the URL"
+        )
     if option in _REPLY_OPTIONS:
         raise ValueError(
             f"its query sets {option}, which changes how Redis's replies are read: caller "
@@ -94,7 +105,7 @@ def _check_option(option: str, *, tls: bool) -> None:
     shown = option if option.isidentifier() and len(option) <= 40 else "an option"
     raise ValueError(
         f"its query names {shown}, which redis-py does not take from a URL (known: db, "
-        "socket_timeout, client_name, max_connections, ssl_cert_reqs with rediss://...)"
+        "client_name, health_check_interval, ssl_cert_reqs with rediss://...)"
     )
 
 

@@ -31,7 +31,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 class StoreFull(RuntimeError):
     """The store refused a write for want of memory (Redis at ``maxmemory`` with
-    ``noeviction``); deletes still go through, and free room."""
+    ``noeviction``); deletes still go through, and free room.
+
+    Attributes:
+        deleted: Keys the operation had deleted before it was refused (an erasure's earlier
+            slots on a cluster).
+    """
+
+    def __init__(self, message: str, *, deleted: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.deleted = list(deleted)
 
 
 def from_ms(unix_ms: int) -> datetime:

@@ -82,6 +82,7 @@ _SCRIPTS = {
 # The erasure's mark on a full Redis (maxmemory, noeviction): a caller who asked to be forgotten
 # is, and the mark is a few bytes. Script flags need Redis 7.0 or Valkey; 6.2 refuses them.
 _SCRIPTS["mark_erased_when_full"] = "#!lua flags=allow-oom\n" + _SCRIPTS["mark_erased"]
+_SCRIPTS["erase_when_full"] = "#!lua flags=allow-oom\n" + _SCRIPTS["erase"]
 _SHAS = {
     name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
     for name, source in _SCRIPTS.items()

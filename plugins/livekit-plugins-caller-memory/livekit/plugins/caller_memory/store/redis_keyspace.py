@@ -193,25 +193,39 @@ class RedisKeyspace(RedisStoreBase):
 
     async def erase(self, keys: Sequence[str], user_ids: Sequence[str], *, ttl: int) -> list[str]:
         """One EVALSHA of ``erase.lua`` (one per slot on a cluster: a caller's own keys and
-        mark share one).
+        mark share one). On a full Redis, the same script flagged ``allow-oom`` (Redis 7.0+,
+        Valkey): the marks still come first.
 
         Raises:
-            StoreFull: Redis refused the marks for want of memory, before deleting anything.
+            StoreFull: Redis refused the marks for want of memory, that script too (6.2).
+                Nothing of the group that failed is deleted; what earlier groups deleted is
+                in the error's ``deleted``.
         """
         marks = [self._keys.erased(u) for u in user_ids]
         deleted: list[str] = []
         for group in self._by_slot([*marks, *keys]):
             marked = [key for key in group if key in marks]
             doomed = [key for key in group if key not in marks]
-            try:
-                async with self._op():
-                    found = await self._run("erase", marked + doomed, [len(marked), ttl])
-            except ResponseError as e:
-                if not out_of_memory(e):
-                    raise
-                raise StoreFull("Redis is out of memory (maxmemory)") from e
+            found = await self._erase_group(marked, doomed, ttl, deleted)
             deleted += [doomed[int(i) - 1] for i in found]
         return deleted
+
+    async def _erase_group(
+        self, marked: list[str], doomed: list[str], ttl: int, deleted: list[str]
+    ) -> list[int]:
+        args = [len(marked), ttl]
+        try:
+            async with self._op():
+                return cast("list[int]", await self._run("erase", marked + doomed, args))
+        except ResponseError as e:
+            if not out_of_memory(e):
+                raise
+            try:  # the same script, flagged to run on a full Redis (7.0+)
+                async with self._op():
+                    found = await self._run("erase_when_full", marked + doomed, args)
+                    return cast("list[int]", found)
+            except ResponseError:
+                raise StoreFull("Redis is out of memory (maxmemory)", deleted=deleted) from e
 
     def _by_slot(self, keys: Sequence[str]) -> list[list[str]]:
         """``keys`` grouped by cluster slot (one group on a single server)."""

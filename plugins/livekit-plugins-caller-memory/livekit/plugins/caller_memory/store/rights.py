@@ -110,11 +110,12 @@ class ErasureAndExport(StorePrimitives):
         ttl = self._config.profile_ttl_seconds
         try:
             deleted = await self.erase(held.keys, users, ttl=ttl)
-        except StoreFull:
-            # A full Redis refuses the mark but not the deletes, which make room for it. A
-            # save that slips in between needs room too, and the mark refuses what comes after.
+        except StoreFull as full:
+            # A full Redis that refuses even a script flagged allow-oom (6.2) refuses the mark
+            # but not the deletes, which make room for it. A save that slips in between needs
+            # room too, and the mark refuses what comes after.
             logger.warning("Redis is out of memory (maxmemory): erasing first, marking after")
-            deleted = await self.delete(held.keys)
+            deleted = full.deleted + await self.delete(held.keys)
             await self.mark_erased(users, ttl=ttl)
         await self.drop_open_calls(held.session_ids)
         await self.remove_members(self._keys.erasure_requests(), users)  # they are answered
