@@ -140,15 +140,17 @@ def check_outbox_folder(data_dir: Path) -> Path:
     folder = data_dir / "outbox"
     try:
         private_folder(folder)
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
     except OSError as e:
-        raise ConfigError(
-            f"MEMORY_DATA_DIR: the local outbox cannot be written in {folder} "
-            f"({e.strerror or type(e).__name__}): the calls kept while Redis is down would be "
-            "lost; set MEMORY_DATA_DIR to a folder this user can write"
-        ) from None
-    return folder
+        why = e.strerror or type(e).__name__
+    else:
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder
+        why = "Permission denied"
+    raise ConfigError(
+        f"MEMORY_DATA_DIR: the local outbox cannot be written in {folder} ({why}): the calls "
+        "kept while Redis is down would be lost; set MEMORY_DATA_DIR to a folder this user can "
+        "write"
+    )
 
 
 class Outbox:
@@ -164,10 +166,14 @@ class Outbox:
     def __init__(self, folder: Path, *, target: str | None = None) -> None:
         self._folder = folder
         self._target = target
-        self.foreign = 0
-        """Calls the last flush left for another prefix or secret (:func:`outbox_target`)."""
         self.foreign_prefixes: dict[str, int] = {}
-        """Those calls by the key prefix they were kept for (a prefix is no caller's data)."""
+        """The calls the last flush left for another prefix or secret (:func:`outbox_target`),
+        by the key prefix they were kept for (a prefix is no caller's data)."""
+
+    @property
+    def foreign(self) -> int:
+        """How many calls the last flush left for another prefix or secret."""
+        return sum(self.foreign_prefixes.values())
 
     @property
     def folder(self) -> Path:
@@ -352,7 +358,7 @@ class Outbox:
                 "workers",
                 extra={"calls": sum(foreign.values())},
             )
-        self.foreign, self.foreign_prefixes = sum(foreign.values()), foreign
+        self.foreign_prefixes = foreign
         return saved
 
     # -- on the outbox's thread ------------------------------------------------------------

@@ -51,12 +51,12 @@ async def caller_hashes(store: MemoryStore, phone_number: str) -> tuple[str, lis
     withdrawn), current then previous secrets.
 
     The number is checked as a caller's is. One that no numbering plan holds is taken as given
-    only when an identity was made for it that way (the guide's get_or_create_user_id takes
-    any E.164 string, such as +1234567890): no identity is out of an operator's reach, and
+    only when an identity was made for it that way (the guide's ``get_or_create_user_id`` takes
+    any E.164 string, such as ``+1234567890``): no identity is out of an operator's reach, and
     a mistyped number is still refused rather than found holding nothing.
 
     Raises:
-        InvalidPhoneNumberError: phone_number is not a phone number (or is withheld).
+        InvalidPhoneNumberError: ``phone_number`` is not a phone number (or is withheld).
     """
     try:
         return store.hasher.hashes(phone_number)

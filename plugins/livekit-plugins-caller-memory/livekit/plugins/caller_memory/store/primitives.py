@@ -38,9 +38,9 @@ class StoreFull(RuntimeError):
             slots on a cluster).
     """
 
-    def __init__(self, message: str, *, deleted: Sequence[str] = ()) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.deleted = list(deleted)
+        self.deleted: list[str] = []
 
 
 def from_ms(unix_ms: int) -> datetime:

@@ -206,13 +206,15 @@ class RedisKeyspace(RedisStoreBase):
         for group in self._by_slot([*marks, *keys]):
             marked = [key for key in group if key in marks]
             doomed = [key for key in group if key not in marks]
-            found = await self._erase_group(marked, doomed, ttl, deleted)
+            try:
+                found = await self._erase_group(marked, doomed, ttl)
+            except StoreFull as full:
+                full.deleted = deleted
+                raise
             deleted += [doomed[int(i) - 1] for i in found]
         return deleted
 
-    async def _erase_group(
-        self, marked: list[str], doomed: list[str], ttl: int, deleted: list[str]
-    ) -> list[int]:
+    async def _erase_group(self, marked: list[str], doomed: list[str], ttl: int) -> list[int]:
         args = [len(marked), ttl]
         try:
             async with self._op():
@@ -225,7 +227,7 @@ class RedisKeyspace(RedisStoreBase):
                     found = await self._run("erase_when_full", marked + doomed, args)
                     return cast("list[int]", found)
             except ResponseError:
-                raise StoreFull("Redis is out of memory (maxmemory)", deleted=deleted) from e
+                raise StoreFull("Redis is out of memory (maxmemory)") from e
 
     def _by_slot(self, keys: Sequence[str]) -> list[list[str]]:
         """``keys`` grouped by cluster slot (one group on a single server)."""
