@@ -130,9 +130,8 @@ class Strays:
 
 
 def check_outbox_folder(data_dir: Path) -> Path:
-    """Make the outbox folder now (``MEMORY_DATA_DIR/outbox``, 0700) and return it, so that a
-    folder calls cannot be written to is said when the worker starts, not found at the first
-    Redis outage.
+    """Make the outbox folder (``MEMORY_DATA_DIR/outbox``, 0700) and return it: one calls cannot
+    be written to is said when the worker starts, not found at the first Redis outage.
 
     Raises:
         ConfigError: The folder cannot be made, or this user cannot write in it.
@@ -167,8 +166,7 @@ class Outbox:
         self._folder = folder
         self._target = target
         self.foreign_prefixes: dict[str, int] = {}
-        """The calls the last flush left for another prefix or secret (:func:`outbox_target`),
-        by the key prefix they were kept for (a prefix is no caller's data)."""
+        """Calls the last flush left for another prefix or secret, by prefix (no caller data)."""
 
     @property
     def foreign(self) -> int:
