@@ -9,6 +9,7 @@ that its evidence lacks, no invented name, number or date in a summary, current 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -847,3 +848,60 @@ async def test_a_value_called_off_never_takes_the_callers_name(line: Line) -> No
     )
     assert block(seen)["name"] == "Marcus Bell"
     assert "The van needs brakes." in seen
+
+
+async def test_an_update_naming_a_replaced_facts_id_replaces_its_current_value(line: Line) -> None:
+    # The model names the id it saw in an older memory (fact 1, replaced by the second call):
+    # the label keeps one value, and the replaced ones leave the next agent's memory.
+    hello = ("assistant", AGENT_HELLO)
+    await line.call(
+        [hello, ("user", "I drive a Seat Ibiza.")],
+        {"ops": [op("add", "vehicle", "Seat Ibiza", "I drive a Seat Ibiza")], "summary": "x x"},
+    )
+    await line.call(
+        [hello, ("user", "I drive a Kia Picanto now.")],
+        {
+            "ops": [op("update", "vehicle", "Kia Picanto", "I drive a Kia Picanto now", id=1)],
+            "summary": "The caller now drives a Picanto.",
+        },
+    )
+    seen = await line.call(
+        [hello, ("user", "I drive a Mazda 2 now.")],
+        {
+            "ops": [op("update", "vehicle", "Mazda 2", "I drive a Mazda 2 now", id=1)],
+            "summary": "The caller now drives a Mazda.",
+        },
+    )
+    assert [f["value"] for f in block(seen)["facts"]] == ["Mazda 2"]
+    assert "picanto" not in seen.lower() and "ibiza" not in seen.lower()
+
+
+async def test_calls_at_once_that_each_update_one_fact_leave_one_value(line: Line) -> None:
+    # Ten calls from one number end together, each model having seen fact 1: every save
+    # finds the profile changed under it and applies its update again, to the value the
+    # label holds by then.
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "I drive a Seat Ibiza.")],
+        {"ops": [op("add", "vehicle", "Seat Ibiza", "I drive a Seat Ibiza")], "summary": "x x"},
+    )
+    cars = ["Kia Picanto", "Mazda 2", "Ford Fiesta", "Skoda Fabia", "Fiat Panda"] * 2
+
+    async def one(i: int, car: str) -> None:
+        answer = {
+            "ops": [op("update", "vehicle", car, f"I drive a {car} now", id=1)],
+            "summary": "A new car.",
+        }
+        manager = SessionManager(
+            RedisMemoryStore(line.config), llm=ScriptedLLM(summary=answer), owns_store=True
+        )
+        try:
+            await manager.start_session(session_id=f"at-once-{i}", phone_number=NUMBER)
+            manager.add_turn(f"at-once-{i}", "user", f"I drive a {car} now.")
+            await manager.end_session(f"at-once-{i}")
+        finally:
+            await manager.aclose()
+
+    await asyncio.gather(*(one(i, car) for i, car in enumerate(cars)))
+    seen = await line.next_agent_sees()
+    values = [f["value"] for f in block(seen)["facts"] if f["about"] == "vehicle"]
+    assert len(values) == 1 and values[0] in cars, values

@@ -157,7 +157,7 @@ def apply_ops(
                 # only part of it ("forget the Friday brake job" finds "brakes").
                 stale += distinct_words(op.evidence, "", ignore=CUES)
             continue
-        if target is None and op.op == "add":
+        if target is None:  # an add, or an update whose fact is gone: one value per label
             target = _same_label(op.label, list(by_id.values()))
             if not trusted and target is not None and not _same_value(target, op):
                 target = None  # an untrusted call adds its own; it only confirms the same
@@ -188,7 +188,13 @@ def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
     # withdrawal must never hit a fact the caller did not mean.
     current = [f for f in facts if f.current]
     by_id = next((f for f in facts if f.id == op.id), None)
-    if by_id is not None:  # the fact meant; one already replaced or withdrawn is no target
+    if by_id is not None and by_id.status == "replaced":
+        # The model saw the memory before another call replaced this fact (two calls at
+        # once, or a stale id): what it means is the value the label holds now.
+        by_id = _same_label(by_id.label, current)
+        if by_id is None:
+            return None
+    if by_id is not None:  # the fact meant; one withdrawn is no target
         # Only a name replaces the caller's name (a small model put the name's id on an
         # update labelled "the Transit with the brakes").
         not_a_name = by_id.label == NAME_LABEL and op.label not in ("", NAME_LABEL)
