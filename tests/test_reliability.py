@@ -285,6 +285,32 @@ async def test_a_phone_key_of_the_wrong_type_is_set_aside_and_reported(
     await manager.store.disconnect()
 
 
+@pytest.mark.parametrize("junk", [b"\xff\xfe\x00junk", b"", b"a b", b"x" * 129])
+async def test_a_phone_key_holding_no_user_id_is_set_aside_and_the_caller_keeps_their_memory(
+    config: RedisConfig,
+    redis_client: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    junk: bytes,
+) -> None:
+    # Bytes written by hand over a caller's phone key must not become their user id: their
+    # memory would be read from keys that do not exist, and written there.
+    manager = SessionManager(RedisMemoryStore(config))
+    assert await _call(manager, "c1", "this is Dana, I drive a red van") is not None
+    phone_hash = manager.store.hasher.hash(NUMBER)
+    phone_key = manager.store.keys.phone(phone_hash)
+    await redis_client.set(phone_key, junk)
+    with caplog.at_level(logging.WARNING, logger="livekit.plugins.caller_memory"):
+        ctx = await manager.start_session(session_id="c2", phone_number=NUMBER)
+    assert (ctx.status, ctx.user_id) == ("returning", phone_hash)
+    assert ctx.profile is not None and ctx.profile.call_count == 1
+    assert "no user id" in caplog.text and "0134" not in caplog.text
+    assert await redis_client.get(f"{phone_key}:unreadable") == junk
+    assert await redis_client.get(phone_key) == phone_hash.encode()
+    await manager.end_session("c2")
+    assert not [k async for k in redis_client.scan_iter(match="*junk*")]
+    await manager.store.disconnect()
+
+
 async def test_a_truncated_outbox_file_is_reported_not_hidden(config: RedisConfig) -> None:
     manager = SessionManager(RedisMemoryStore(config))
     record = SessionRecord(session_id="cut", started_at=utcnow())

@@ -4,12 +4,12 @@ and the ``caller-memory`` command line it reads."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .privacy import MAX_REASON
+from .store.keys import is_user_id
 from .version import __version__
 
 __all__ = ["OneLineParser", "caller_memory_parser"]
@@ -65,9 +65,8 @@ def _add_operator(parser: argparse.ArgumentParser, does: str) -> None:
 
 
 def _user_id(value: str) -> str:
-    # Ids are phone hashes (22 base64url characters; a caller moved from an old secret keeps
-    # the id they had): a typo, an empty id or a path is refused before anything is written.
-    if not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", value):
+    # A typo, an empty id or a path is refused before anything is written.
+    if not is_user_id(value):
         raise argparse.ArgumentTypeError(
             "not a user id: letters, digits, - and _ as `caller-memory requests` lists them"
         )

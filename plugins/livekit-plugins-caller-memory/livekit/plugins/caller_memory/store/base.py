@@ -133,8 +133,9 @@ class MemoryStore(ErasureAndExport, OpenCalls, ProfileAccess):
         at_ms = fetched.at_ms  # the call's beginning on the store's clock
         if fetched.phone_set_aside:
             logger.warning(
-                "a phone key held the wrong type (not written by caller memory); it is kept "
-                "aside under the key with ':unreadable' appended, and the caller gets an identity",
+                "a phone key held the wrong type or no user id (not written by caller memory); "
+                "it is kept aside under the key with ':unreadable' appended, and the caller gets "
+                "an identity",
                 extra={"key": keys.phone(phone_hash)},
             )
         user_id = fetched.user_id

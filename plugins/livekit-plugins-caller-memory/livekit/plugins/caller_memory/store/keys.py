@@ -12,7 +12,7 @@ one script can read or write all three at once.
 | ``{prefix}:user:{id}:sessions``        | recent session ids (list, oldest first)| 90 days  |
 | ``{prefix}:session:{id}``              | one call in full, or its journal       | 24 hours |
 | ``{prefix}:user:{id}:profile:unreadable`` | a profile that could not be read    | 90 days  |
-| ``{prefix}:phone:{hash}:unreadable``   | a phone key of the wrong type          | 90 days  |
+| ``{prefix}:phone:{hash}:unreadable``   | a phone key not holding a user id      | 90 days  |
 | ``{prefix}:user:{id}:calls``           | every call held (sorted set, by expiry)| 24 hours |
 | ``{prefix}:user:{id}:erased``          | when the caller was erased (a time)    | 90 days  |
 | ``{prefix}:sessions:open``             | calls in progress (sorted set)         | 24 hours |
@@ -36,10 +36,11 @@ operator console reads numbers typed without a country code in the one region it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["KeyKind", "Keys", "new_user_id"]
+__all__ = ["KeyKind", "Keys", "is_user_id", "new_user_id"]
 
 KeyKind = Literal[
     "phone",
@@ -68,6 +69,16 @@ def new_user_id(phone_hash: str) -> str:
     return phone_hash
 
 
+_USER_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
+
+
+def is_user_id(value: str) -> bool:
+    """``value`` has the shape of a user id: 8 to 128 letters, digits, ``_`` or ``-`` (a phone
+    hash is 22; a caller moved from an old secret keeps the id they had). ``lookup.lua`` sets
+    aside a phone key whose value has another."""
+    return _USER_ID.fullmatch(value) is not None
+
+
 @dataclass(frozen=True)
 class Keys:
     """The key names of one deployment (one prefix).
@@ -84,7 +95,8 @@ class Keys:
         return f"{self.prefix}:phone:{{{phone_hash}}}"
 
     def unreadable_phone(self, phone_hash: str) -> str:
-        """Holds a phone key of the wrong type (another program's), set aside by the lookup."""
+        """Holds a phone key of the wrong type or whose value is no user id (another
+        program's, or bytes written by hand), set aside by the lookup."""
         return f"{self.phone(phone_hash)}:unreadable"
 
     def profile(self, user_id: str) -> str:

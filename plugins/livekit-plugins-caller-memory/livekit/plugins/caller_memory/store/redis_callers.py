@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 
 from .. import version
 from . import codec
+from .keys import is_user_id
 from .records import CallWrite, Fetched, MovedCaller, WriteOutcome
 from .redis_client import RedisStoreBase, warn_refused_once, write_refusal
 
@@ -77,7 +78,7 @@ class RedisCallers(RedisStoreBase):
                 except ResponseError:
                     unreadable = True
         return Fetched(
-            user_id=None if isinstance(found, Exception) else codec.text(found),
+            user_id=_user_id(found),
             profile=profile,
             profile_wrong_type=unreadable,
             has_sessions=sessions == 1,  # EXISTS: 1, or an error
@@ -208,3 +209,10 @@ class RedisCallers(RedisStoreBase):
                 "drop_identity", [phone_key, profile_key, sessions_key], [user_id]
             )
         return bool(int(removed))
+
+
+def _user_id(found: object) -> str | None:
+    # What a plain read of a phone key names: its value when it is a user id; another
+    # program's value names no one (the lookup script sets it aside where it may write).
+    value = None if isinstance(found, Exception) else codec.text(cast("bytes | None", found))
+    return value if value is not None and is_user_id(value) else None

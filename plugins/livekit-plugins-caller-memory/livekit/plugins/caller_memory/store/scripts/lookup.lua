@@ -13,8 +13,9 @@
 -- with (mark_erased.lua, save_call.lua), whatever the worker's own clock says.
 -- A profile of the wrong type, or larger than any caller memory writes, comes back as
 -- {'err'} instead of failing the lookup (and without sending a huge value over): the call
--- goes on, and the save sets the bad value aside. A phone key of the wrong type is set
--- aside here (it names no one), so the caller gets an identity.
+-- goes on, and the save sets the bad value aside. A phone key of the wrong type, or whose
+-- value is no user id (8-128 letters, digits, '_' or '-'), is set aside here (it names no
+-- one), so the caller gets an identity.
 -- A script runs alone: of two first calls from one number at once, exactly one mints the id,
 -- and the other finds it.
 local aside = 0
@@ -23,6 +24,11 @@ if type(found) == 'table' then
   -- READONLY, OOM, NOPERM...: the worker falls back to plain reads. WRONGTYPE: another
   -- program's key, set aside.
   if not string.find(found.err, '^WRONGTYPE') then return found end
+  aside = 1
+elseif found and (#found < 8 or #found > 128 or string.find(found, '[^%w_%-]')) then
+  aside = 1  -- another program's string, or bytes written by hand
+end
+if aside == 1 then
   redis.call('RENAME', KEYS[1], KEYS[4])
   redis.call('EXPIRE', KEYS[4], ARGV[2])
   aside = 1
