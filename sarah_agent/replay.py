@@ -424,7 +424,10 @@ def demo_store(config: RedisConfig) -> DemoStore:
         if name in config.model_fields_set
     ]
     if named:
-        return DemoStore(config, f"Redis at {config.describe_server()} ({named[0]})")
+        # Named by REDIS_PORT alone, the plugin would still swap a server that does not answer
+        # for a private one (the workers' rule): the demo takes the one it was pointed at.
+        pinned = config if config.is_explicit else config.replaced(host=config.host)
+        return DemoStore(pinned, f"Redis at {config.describe_server()} ({named[0]})")
     try:
         url, started = ensure_local_redis(config.data_dir)
     except EmbeddedServerError as e:

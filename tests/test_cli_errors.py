@@ -740,6 +740,21 @@ def test_replay_without_redis_settings_uses_the_demos_private_server(tmp_path: P
         s.connect(("127.0.0.1", port))
 
 
+def test_replay_named_by_redis_port_alone_never_swaps_it_for_its_private_server(
+    tmp_path: Path,
+) -> None:
+    # The demo's rule: REDIS_PORT names the Redis it writes to. Nothing answers there, so the
+    # calls wait in the outbox; the header must not say "ok" of a server it did not use.
+    port = REFUSED.rsplit(":", 1)[1]
+    done = _run([*SARAH, "replay"], tmp_path, REDIS_PORT=port)
+    _no_traceback(done)
+    assert done.returncode == 1
+    header = done.stdout.splitlines()[1]
+    assert f"localhost:{port}" in header and "(REDIS_PORT)" in header and "ok" not in header
+    assert "0 saved to Redis, 3 kept in the local outbox" in done.stdout
+    assert not (tmp_path / "data" / "redis").exists()  # no private server was started
+
+
 def test_replay_against_a_redis_that_wants_a_password_says_so_and_fails(
     tmp_path: Path,
 ) -> None:

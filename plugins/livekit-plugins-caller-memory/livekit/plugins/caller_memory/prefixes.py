@@ -250,8 +250,10 @@ async def open_operator_memory(config: RedisConfig, *, callers: bool = True) -> 
 
 
 def _named(config: RedisConfig) -> bool:
-    """Whether a Redis is named (``REDIS_URL``, ``REDIS_HOST`` or ``REDIS_PORT``)."""
-    return config.is_explicit or "port" in config.model_fields_set
+    """Whether a Redis is named (``REDIS_URL`` or ``REDIS_HOST``), as for the workers:
+    ``REDIS_PORT`` alone moves the guide's default, and the private server is used when
+    nothing answers there."""
+    return config.is_explicit
 
 
 def _label(config: RedisConfig, store: RedisMemoryStore, why: str = "") -> str:
@@ -262,9 +264,10 @@ def _label(config: RedisConfig, store: RedisMemoryStore, why: str = "") -> str:
     if _named(config):
         return f"{kind} {at}"
     if used.url is None:
-        return f"{kind} {at} (none named: the guide's default answers there)"
+        return f"{kind} {at} (no REDIS_URL or REDIS_HOST: the guide's default answers there)"
     why = f"; {why}" if why else ""
-    return f"the private server {at} (none named; data in {config.data_dir / 'redis'}{why})"
+    data = config.data_dir / "redis"
+    return f"the private server {at} (no REDIS_URL or REDIS_HOST; data in {data}{why})"
 
 
 def _private_data(config: RedisConfig, resolved: RedisConfig) -> bool:
