@@ -402,3 +402,42 @@ async def test_a_copy_kept_at_shutdown_goes_once_the_save_lands(tmp_path: Path) 
         await manager.aclose()
     assert profile is not None and profile.call_count == 1
     assert waiting == 0
+
+
+async def test_the_next_call_to_end_writes_what_an_outage_left_in_the_outbox(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # A worker between calls runs no maintenance, and a short call ends before its first
+    # pass: the end of the job writes the outbox, so the caller's next call remembers both.
+    config = _config(server, tmp_path, lookup_timeout_ms=1_000, save_timeout_s=1)
+    memory = CallerMemory(config=config)
+    await _connected(memory)
+
+    async def call(job_id: str, said: str, reply: str) -> None:
+        caller = sip_caller(NUMBER)
+        with job(job_id) as ctx:
+            join(ctx.room, caller)
+            session = text_session(ScriptedLLM(reply))
+            agent = Agent(instructions=INSTRUCTIONS)
+            await memory.attach(ctx, session, agent)
+            await session.start(agent)
+            await session.run(user_input=said)
+            leave(ctx.room, caller)
+            await memory.on_session_end(ctx)
+            await session.aclose()
+            await shut_down(ctx)
+
+    server.pause()  # Redis stops answering: the first call is kept on this machine
+    await call("AJ_outage", "This is Nora, I need a crown fitted.", "Noted.")
+    outbox = SessionManager(RedisMemoryStore(config)).outbox
+    assert len(outbox) == 1
+    server.resume()
+    await call("AJ_after", "Hello again.", "Hi!")  # a short call: over in well under 5 s
+    assert len(outbox) == 0
+    store = RedisMemoryStore(config)
+    user_id = store.hasher.hash(NUMBER)
+    profile = await store.get_profile(user_id)
+    assert profile is not None and profile.call_count == 2
+    assert {c.session_id for c in profile.calls} == {"AJ_outage", "AJ_after"}
+    await store.disconnect()
+    await memory.aclose()

@@ -273,6 +273,7 @@ class CallerMemory:
             if not self._open_calls:  # the job ends: leave no background task pending
                 await manager.stop_maintenance()
                 await manager.release_held(until - loop.time())
+                await manager.flush_before_exit(until - loop.time())
 
         ctx.add_shutdown_callback(before_exit)
         await call.open(
