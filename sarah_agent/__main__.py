@@ -44,7 +44,8 @@ LiveKit Agents 1.8 the Python CLI's dev and console are deprecated for the LiveK
 "lk agent dev sarah_agent/agent.py" reloads on changes, "lk agent console sarah_agent/agent.py"
 talks to Sarah through lk.
 
-Exit codes: 0 done; 1 something to fix (one line says what); 2 a command line not understood."""
+Exit codes: 0 done; 1 something to fix (one line says what); 2 a command line not understood;
+141 the output's reader went away (`| head`)."""
 
 _REPLAY_EPILOG = """\
 memory:
@@ -61,7 +62,7 @@ calls file (JSON; schema: sarah_agent/calls.schema.json):
   speakers: caller (or user), sarah (or agent, assistant).
 
 exit codes: 0 done; 1 something to fix (one line says what), or calls kept in the outbox;
-  2 a command line not understood."""
+  2 a command line not understood; 141 the output's reader went away (`| head`)."""
 
 _LIVEKIT = {
     "LIVEKIT_URL": "--url",
@@ -171,14 +172,12 @@ def version_line() -> str:
 
 def _serve(command: str, argv: list[str], verbose: int) -> int:
     _check_ready(command, argv)
-    if command == "start":
-        # Production: refuse to start without a shared phone-hash secret, rather than key
-        # callers with a per-machine development secret.
-        os.environ.setdefault("MEMORY_REQUIRE_SECRET", "true")
     if verbose and not any(arg.startswith("--log-level") for arg in argv):
         argv = [*argv, "--log-level", "DEBUG"]
     config = memory_config()
-    config.check_secret()
+    # Production (start): refuse to start without a shared phone-hash secret, rather than key
+    # callers with a per-machine development secret (MEMORY_REQUIRE_SECRET=false allows it).
+    config.check_secret(production=command == "start")
     # The worker's first line: which versions run, so that an old worker can be told apart.
     print(f"{version_line()}: {command}", file=sys.stderr, flush=True)
     if command == "dev":

@@ -619,7 +619,7 @@ async def _replay_on(
                 call, profile, said, failure = await _play(
                     memory, recorded, f"replay-{run}-{number}", live_llm, timings, llm_timeout
                 )
-                fate, where = _fate(call, profile, outbox, saved_in)
+                fate, where = _fate(call, profile, outbox, saved_in, config.key_prefix)
                 tally.add(fate)
                 _print_call(number, len(calls), recorded, call, profile, said, where,
                             verbose=verbose)  # fmt: skip
@@ -649,7 +649,8 @@ async def _replay_on(
         why = health.get("error") or "see above"
         print(
             f"❌ sarah replay: the memory store was unavailable ({why}); calls with a number "
-            f"wait in {outbox.folder}, written at the next start or by `caller-memory flush`",
+            f"wait in {outbox.folder}, written by the next replay or by "
+            f"`{_flush_command(config.key_prefix)}`",
             file=sys.stderr,
         )
         return 1
@@ -667,8 +668,13 @@ def _flushed(waiting: int, left: int, folder: Path) -> str:
     )
 
 
+def _flush_command(prefix: str) -> str:
+    # The replay's calls are Sarah's (prefix "sarah"), the command's default prefix another.
+    return f"MEMORY_KEY_PREFIX={prefix} caller-memory flush"
+
+
 def _fate(
-    call: CallMemory, profile: CallerProfile | None, outbox: Outbox, saved_in: str
+    call: CallMemory, profile: CallerProfile | None, outbox: Outbox, saved_in: str, prefix: str
 ) -> tuple[str, str]:
     """Where a call went: ``saved``, ``outbox``, ``no_number`` or ``not_kept``, and the line
     that says so."""
@@ -680,8 +686,8 @@ def _fate(
         return "no_number", f"saved: nothing (the number is {why}: nobody to remember)"
     if any(entry.record.session_id == call.session_id for entry in outbox.entries()):
         return "outbox", (
-            "saved: to the local outbox, not Redis (unavailable); written at the next start "
-            "or by `caller-memory flush`"
+            "saved: to the local outbox, not Redis (unavailable); written by the next replay "
+            f"or by `{_flush_command(prefix)}`"
         )
     return "not_kept", "saved: nothing (the call was not remembered: declined, or erased)"
 

@@ -740,6 +740,20 @@ def test_replay_without_redis_settings_uses_the_demos_private_server(tmp_path: P
         s.connect(("127.0.0.1", port))
 
 
+def test_a_reader_that_stops_reading_ends_the_replay_quietly(tmp_path: Path) -> None:
+    # `sarah replay | head -2`: the pipe closes while the calls still print.
+    with subprocess.Popen(
+        [*SARAH, "replay"], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    ) as replay:  # fmt: skip
+        assert replay.stdout is not None and replay.stderr is not None
+        first = replay.stdout.readline()
+        replay.stdout.close()
+        error = replay.stderr.read()
+        assert replay.wait(timeout=120) == 141
+    assert first.startswith("LLM:") and error == ""
+
+
 def test_replay_named_by_redis_port_alone_never_swaps_it_for_its_private_server(
     tmp_path: Path,
 ) -> None:
@@ -772,6 +786,7 @@ def test_replay_against_a_redis_that_wants_a_password_says_so_and_fails(
         assert done.stdout.count("saved: to the local outbox, not Redis (unavailable)") == 3
         assert "0 saved to Redis, 3 kept in the local outbox" in done.stdout
         assert done.stderr.strip().splitlines()[-1].startswith("❌ sarah replay: the memory store")
+        assert "`MEMORY_KEY_PREFIX=sarah caller-memory flush`" in done.stderr
         assert len(Outbox(tmp_path / "data" / "outbox")) == 3
 
         # With the password, the next replay writes the outbox first and says so.

@@ -151,6 +151,9 @@ def test_a_config_built_in_code_never_echoes_a_secret(settings: dict[str, object
         ("REDIS_CLUSTER_NODES", "10.0.0.2:6379,[::1]:0"),
         ("MEMORY_PROFILE_TTL_DAYS", "99999999"),
         ("MEMORY_SESSION_TTL_HOURS", "8761"),
+        ("MEMORY_VERIFIED_ATTRIBUTE", " "),
+        ("MEMORY_VERIFIED_VALUES", " , "),
+        ("REDIS_SSL_CA_CERTS", "/nonexistent/ca.pem"),
     ],
 )
 def test_invalid_values_name_the_variable(

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +91,23 @@ def test_sarah_says_what_is_missing_in_one_line(
     done = _sarah(*args, env=env)
     assert done.returncode == 1
     assert says in done.stderr and "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sarah_start_without_the_secret_says_why_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Production refuses a per-machine secret: the line names LiveKit's start, not a
+    # MEMORY_REQUIRE_SECRET the user never set.
+    monkeypatch.delenv("MEMORY_PHONE_HASH_SECRET", raising=False)
+    monkeypatch.delenv("MEMORY_REQUIRE_SECRET", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    env = {"LIVEKIT_URL": "ws://x", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s",
+           "OPENAI_API_KEY": "sk-test", "MEMORY_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    done = _sarah("start", env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
+    assert "required to start a worker in production" in done.stderr
+    assert "MEMORY_REQUIRE_SECRET=true" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 

@@ -232,7 +232,9 @@ async def _forget(
         unrecorded = None
     except AuditLogError as e:
         unrecorded = e
-    if not deleted:
+    if not deleted and user_id is not None:
+        print("Nothing is held under this user id.", file=sys.stderr)
+    elif not deleted:
         print(
             "Nothing is held about this caller (under this phone-hash secret: the workers' "
             "MEMORY_PHONE_HASH_SECRET must be set here too).",

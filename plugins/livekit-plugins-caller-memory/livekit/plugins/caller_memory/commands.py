@@ -3,6 +3,7 @@ exit: one line saying what to fix, the traceback only when asked."""
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -40,10 +41,17 @@ def run_command(
     lead = f"{name}: " if name else ""
     to_fix: tuple[type[BaseException], ...] = (CallerMemoryError, OSError, *expected)
     try:
-        return body()
+        code = body()
+        sys.stdout.flush()  # a closed pipe is found here, not at the interpreter's exit
+        return code
     except KeyboardInterrupt:
         print(f"{lead}interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing to say, and nothing more to print. The
+        # interpreter's last flush of stdout must not fail again (the Python docs' recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process SIGPIPE ended
     except to_fix as e:
         if verbose:
             traceback.print_exc()

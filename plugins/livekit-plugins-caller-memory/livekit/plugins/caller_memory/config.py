@@ -17,11 +17,13 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .config_checks import (
+    check_ca_file,
     check_cluster_nodes,
     check_host,
     check_previous_secrets,
     check_redact,
     check_secret_strength,
+    check_verification,
 )
 from .config_sources import VariableSource, alias, describe_invalid
 from .exceptions import ConfigError
@@ -300,6 +302,16 @@ class RedisConfig(BaseSettings):
     @classmethod
     def _check_cluster_nodes(cls, value: str | None) -> str | None:
         return check_cluster_nodes(value)
+
+    @field_validator("ssl_ca_certs")
+    @classmethod
+    def _check_ca_file(cls, value: str | None) -> str | None:
+        return check_ca_file(value)
+
+    @field_validator("verified_attribute", "verified_values")
+    @classmethod
+    def _check_verification(cls, value: str) -> str:
+        return check_verification(value)
 
     @field_validator("default_region", mode="before")
     @classmethod

@@ -8,6 +8,8 @@ to write it, never the value (it may be a password or a secret).
 from __future__ import annotations
 
 import ipaddress
+import os
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -17,11 +19,13 @@ from .redis_url import host_port
 from .secret import is_quoted, weakness
 
 __all__ = [
+    "check_ca_file",
     "check_cluster_nodes",
     "check_host",
     "check_previous_secrets",
     "check_redact",
     "check_secret_strength",
+    "check_verification",
     "warn_if_quoted",
 ]
 
@@ -88,6 +92,27 @@ def check_cluster_nodes(value: str | None) -> str | None:
     for node in value.split(","):
         host_port(node)
     return value
+
+
+def check_ca_file(value: str | None) -> str | None:
+    """``REDIS_SSL_CA_CERTS``: a file this process can read, or unset (said at start-up, not
+    as a TLS failure at the first call)."""
+    if value is None or not value.strip():
+        return None
+    path = Path(value.strip()).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ValueError("is not a file this user can read: set the path of the CA's PEM file")
+    return str(path)
+
+
+def check_verification(value: str) -> str:
+    """``MEMORY_VERIFIED_ATTRIBUTE`` and ``MEMORY_VERIFIED_VALUES``: not blank."""
+    if not value.replace(",", "").strip():
+        raise ValueError(
+            "is blank: no caller would ever be verified by the network's attestation; unset it "
+            "for the default"
+        )
+    return value.strip()
 
 
 def warn_if_quoted(variable: str, secrets: list[str]) -> None:

@@ -198,10 +198,15 @@ def check_reason(reason: str, fact: Fact, *, region: str | None = None) -> str:
             number, an e-mail address or a card, or repeats the fact.
     """
     folded = " ".join(clean_text(reason).split())  # a terminal's stray bytes: U+FFFD
-    if len(folded) < _MIN_REASON:
+    if not folded:
         raise InvalidReasonError(
             "a reason is required: say in a few words why the fact is wrong (it is kept in "
             "the audit log)"
+        )
+    if len(folded) < _MIN_REASON:
+        raise InvalidReasonError(
+            f"the reason is too short ({_MIN_REASON} characters at least): say in a few words "
+            "why the fact is wrong"
         )
     if len(folded) > MAX_REASON:
         raise InvalidReasonError(f"the reason is too long: {MAX_REASON} characters at most")

@@ -103,6 +103,15 @@ def diagnose(error: BaseException, config: RedisConfig) -> Diagnosis:
             ),
         )
     if _is_tls_failure(error, lowered, config):
+        if config.uses_tls:  # on already: the server may not speak it
+            return Diagnosis(
+                "SSL handshake failed",
+                (
+                    "For local without SSL: REDIS_SSL=false (or a redis:// URL): TLS is on, and "
+                    "this server may not speak it",
+                    "A self-signed server certificate needs REDIS_SSL_CA_CERTS",
+                ),
+            )
         return Diagnosis(
             "SSL handshake failed",
             (
