@@ -905,3 +905,40 @@ async def test_calls_at_once_that_each_update_one_fact_leave_one_value(line: Lin
     seen = await line.next_agent_sees()
     values = [f["value"] for f in block(seen)["facts"] if f["about"] == "vehicle"]
     assert len(values) == 1 and values[0] in cars, values
+
+
+def test_an_update_that_misses_its_fact_confirms_the_same_label_instead_of_adding_twice() -> None:
+    # SmolLM2's answer in `sarah replay --llm local`: the name as a fact labelled "ben", then
+    # an update of the name's id under that label. The update misses its target (only a name
+    # replaces the name) and found the label's fact: one "ben", not two.
+    from livekit.plugins.caller_memory.memory.merge import apply_ops
+    from livekit.plugins.caller_memory.models import Fact
+
+    at = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    name = Fact(id=1, label="name", value="Ben", evidence="this is Ben", said_at=at)
+    ops = [
+        FactOp(op="add", label="ben", value="Ben", evidence="this is Ben"),
+        FactOp(op="update", id=1, label="ben", value="Ben", evidence="this is Ben"),
+    ]
+    for trusted in (True, False):
+        facts, _ = apply_ops([name], ops, at=at, verified=trusted, trusted=trusted)
+        current = [(f.label, f.value) for f in facts if f.current]
+        assert current == [("name", "Ben"), ("ben", "Ben")], (trusted, current)
+
+
+async def test_control_and_bidi_override_characters_never_reach_the_next_agent(
+    line: Line,
+) -> None:
+    # A NUL from a broken STT stream, a right-to-left override that would reorder what the
+    # agent and the console show: dropped from turns, facts and summaries alike.
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", "I drive a Nissan\x00 Leaf \u202eRTL\u202c.")],
+        {
+            "ops": [op("add", "vehicle", "Nissan\x00 Leaf", "I drive a Nissan\x00 Leaf")],
+            "summary": "The caller \u202edrives\u202c a Nissan Leaf\x1b.",
+        },
+    )
+    assert facts(seen) == {"vehicle": "Nissan Leaf"}
+    summary = block(seen)["earlier_calls"][0]["summary"]
+    assert summary == "The caller drives a Nissan Leaf."
+    assert not any(c in seen for c in "\x00\x1b\u202e\u202c")

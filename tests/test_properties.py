@@ -82,6 +82,7 @@ from .conftest import TEST_SECRET
 from .support.facts import op
 from .support.livekit import ScriptedLLM, participant
 from .support.servers import TestServer
+from .support.text import said
 
 T = TypeVar("T")
 
@@ -560,11 +561,12 @@ def kept_turns(turns: list[tuple[str, str]]) -> list[tuple[str, str]]:
     turns stay."""
     kept: list[tuple[str, str]] = []
     for role, text in turns:
-        if not text.strip():
+        kept_text = said(text.strip()[:MAX_TURN_CHARS])
+        if not kept_text:
             continue
         if len(kept) >= MAX_TURNS:
             del kept[MAX_TURNS // 2]
-        kept.append((role, REDACT(text.strip()[:MAX_TURN_CHARS])))
+        kept.append((role, REDACT(kept_text)))
     return kept
 
 

@@ -35,6 +35,7 @@ from .support.cli import operator_cli
 from .support.facts import answer, call_summary, fact_op, op
 from .support.proxy import FaultProxy, Mode, fault_proxy
 from .support.servers import TestServer
+from .support.text import said as what_is_said
 from .support.waiting import eventually
 from .support.worker import WorkerProcess
 
@@ -72,22 +73,22 @@ def test_any_text_in_a_call_is_saved_or_kept(
                              phone_hash_secret=TEST_SECRET, data_dir=data_dir,
                              lookup_timeout_ms=10_000)  # fmt: skip
         store = RedisMemoryStore(config)
-        said = [t for t in turns if t.strip()] or ["hello"]
+        spoken = [t for t in turns if what_is_said(t)] or ["hello"]
         llm = ScriptedLLM(
             summary=answer(
                 summary or "x",
                 op("add", "name", name, f"I'm {name}"),
-                op("add", "note", said[0], said[0]),
+                op("add", "note", spoken[0], spoken[0]),
             )
         )
         manager = SessionManager(store, llm=llm)
-        profile = await _call(manager, "c1", *said)
+        profile = await _call(manager, "c1", *spoken)
         assert profile is not None  # saved, not lost to one bad character
         record = await store.get_session("c1")
-        assert record is not None and len(record.turns) == len(said)
+        assert record is not None and len(record.turns) == len(spoken)
         # The same call with the store gone: it must reach the outbox.
         down = SessionManager(RedisMemoryStore(replace(config, url="redis://127.0.0.1:1")), llm=llm)
-        assert await _call(down, "c2", *said) is None
+        assert await _call(down, "c2", *spoken) is None
         assert len(down.outbox) == 1 and down.outbox.entries()[0].record.session_id == "c2"
         saved, left = await manager.flush_outbox()
         assert (saved, left) == (1, 0)

@@ -35,6 +35,7 @@ __all__ = [
     "SessionRecord",
     "Turn",
     "clean_text",
+    "valid_unicode",
     "keep_ends",
     "migrate_profile",
     "name_in",
@@ -64,11 +65,25 @@ NAME_LABEL = "name"
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""Control characters (tab and line breaks aside) and the bidirectional overrides and isolates:
+no one says them, and in a prompt or on the console they hide or reorder text."""
+_UNCLEAN = re.compile(f"{_SURROGATE.pattern}|{_CONTROLS.pattern}")
 
 
 def clean_text(text: str) -> str:
     """``text`` as valid Unicode: surrogate pairs joined, a lone surrogate (half an emoji cut
-    between two streamed chunks) replaced by U+FFFD. Anything else is left as it is."""
+    between two streamed chunks) replaced by U+FFFD; control characters (tab and line breaks
+    aside: NUL, escape...) and the bidirectional overrides (U+202A-U+202E, U+2066-U+2069)
+    removed. Anything else is left as it is."""
+    if not _UNCLEAN.search(text):
+        return text
+    return _CONTROLS.sub("", valid_unicode(text))
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with surrogate pairs joined and a lone surrogate replaced by U+FFFD, and
+    nothing else changed."""
     if not _SURROGATE.search(text):
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

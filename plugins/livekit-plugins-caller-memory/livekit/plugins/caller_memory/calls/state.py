@@ -11,7 +11,7 @@ from typing import Literal
 from .. import prompts
 from ..config import RedisConfig
 from ..journal import Journal
-from ..models import CallerProfile, CallSummary, SessionRecord, Turn, clean_text, utcnow
+from ..models import CallerProfile, CallSummary, SessionRecord, Turn, utcnow, valid_unicode
 from ..prompts import Disclosure
 from ..store import CallerLookup
 
@@ -219,5 +219,5 @@ def check_session_id(session_id: object) -> None:
         raise ValueError("session_id must be a non-empty string (a LiveKit job id)")
     if len(session_id) > MAX_SESSION_ID:
         raise ValueError(f"session_id must be at most {MAX_SESSION_ID} characters")
-    if clean_text(session_id) != session_id:
+    if valid_unicode(session_id) != session_id:
         raise ValueError("session_id must be valid Unicode (it holds a lone surrogate)")

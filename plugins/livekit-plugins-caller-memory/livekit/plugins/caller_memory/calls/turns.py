@@ -39,7 +39,9 @@ class TurnRecorder:
         text = text.strip()
         if len(text) > MAX_TURN_CHARS:
             self._say_cut(call, f"a turn keeps its first {MAX_TURN_CHARS:,} characters")
-        text = clean_text(text[:MAX_TURN_CHARS])
+        text = clean_text(text[:MAX_TURN_CHARS]).strip()
+        if not text:  # control characters only
+            return
         if call.unredacted or (len(text) > SLICE_CHARS and self._redact.enabled):
             # Turns keep their order: any turn after a long one waits behind it.
             call.unredacted.append((role, text))
