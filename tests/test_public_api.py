@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
-
-import pytest
 
 import livekit.plugins.caller_memory as caller_memory
 from livekit.plugins.caller_memory import testing
@@ -26,22 +25,21 @@ def test_the_public_names_are_few_sorted_and_public() -> None:
         assert name in names
 
 
-@pytest.mark.parametrize(
-    ("name", "home"),
-    [
-        ("Keys", "livekit.plugins.caller_memory.store"),
-        ("CallerLookup", "livekit.plugins.caller_memory.store"),
-        ("SessionRecord", "livekit.plugins.caller_memory.models"),
-        ("Turn", "livekit.plugins.caller_memory.models"),
-        ("find_caller", "livekit.plugins.caller_memory.participants"),
-    ],
-)
-def test_a_name_that_moved_still_imports_for_one_release_with_a_warning(
-    name: str, home: str
-) -> None:
-    with pytest.warns(DeprecationWarning, match=home):
-        moved = getattr(caller_memory, name)
-    assert moved is getattr(importlib.import_module(home), name)
+def test_the_command_line_and_the_guide_api_start_without_livekit_agents() -> None:
+    # Importing LiveKit Agents takes seconds: every `caller-memory` command paid them, even
+    # --version. The names that need it load when first used, and register the plugin then.
+    code = (
+        "import sys\n"
+        "import livekit.plugins.caller_memory.cli\n"
+        "from livekit.plugins.caller_memory import RedisMemoryStore, SessionManager\n"
+        "assert 'livekit.agents' not in sys.modules, 'imported'\n"
+        "from livekit.plugins import caller_memory\n"
+        "caller_memory.CallerMemory\n"
+        "from livekit.agents import Plugin\n"
+        "assert [p.title for p in Plugin.registered_plugins] == ['livekit.plugins.caller_memory']\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_no_module_imports_a_private_name_of_another() -> None:

@@ -9,13 +9,9 @@ few lines that add caller memory to an agent.
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-from livekit.agents import Plugin
-
-from .agent import CallerMemory, on_session_end
-from .call_memory import CallMemory
 from .calls import SessionContext, SessionManager, get_session_manager, init_session_manager
 from .config import RedisConfig
 from .exceptions import (
@@ -27,10 +23,14 @@ from .exceptions import (
     WithheldNumberError,
 )
 from .identity import PhoneHasher, normalize_phone
-from .log import hide_numbers_in_livekit_logs, logger
+from .log import hide_numbers_in_livekit_logs
 from .models import CallerProfile, CallSummary
 from .store import InMemoryStore, MemoryStore, RedisMemoryStore
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .agent import CallerMemory, on_session_end
+    from .call_memory import CallMemory
 
 __all__ = [
     "CallMemory",
@@ -58,38 +58,21 @@ __all__ = [
     "on_session_end",
 ]
 
-# Names exported by 0.1 that are internals: still importable for one release, with a warning
-# that says where they live now.
-_MOVED = {
-    "CallerLookup": "livekit.plugins.caller_memory.store",
-    "Keys": "livekit.plugins.caller_memory.store",
-    "PastCall": "livekit.plugins.caller_memory.models",
-    "SessionRecord": "livekit.plugins.caller_memory.models",
-    "Turn": "livekit.plugins.caller_memory.models",
-    "caller_phone_number": "livekit.plugins.caller_memory.participants",
-    "find_caller": "livekit.plugins.caller_memory.participants",
-}
+_WITH_LIVEKIT = {"CallerMemory": "agent", "on_session_end": "agent", "CallMemory": "call_memory"}
+"""The names that need LiveKit Agents, loaded when first used: the command-line tools and the
+guide's store and session manager start without it (its import takes seconds)."""
 
 
 def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
+    module = _WITH_LIVEKIT.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{__name__}.{name} is internal and will be removed; import it from {module}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once
+    return value
 
 
-class CallerMemoryPlugin(Plugin):
-    """Registers caller memory with LiveKit Agents (its logger and version)."""
-
-    def __init__(self) -> None:
-        super().__init__(__name__, __version__, __package__, logger)
-
-
-Plugin.register_plugin(CallerMemoryPlugin())
+if "livekit.agents" in sys.modules:  # an agent's process: LiveKit is loaded, register now
+    from . import agent  # noqa: F401

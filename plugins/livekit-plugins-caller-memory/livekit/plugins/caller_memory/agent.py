@@ -37,11 +37,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import threading
 from typing import Any
 
 import phonenumbers
 from livekit import rtc
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, llm
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, Plugin, llm
 
 from . import worker_settings
 from .call_memory import CallMemory, OnCaller
@@ -53,6 +54,7 @@ from .log import logger
 from .outbox import check_outbox_folder
 from .secret import load_dev_secret
 from .store import MemoryStore
+from .version import __version__
 
 __all__ = ["CallerMemory", "on_session_end"]
 
@@ -312,3 +314,16 @@ def _unpickled(
         use_session_llm=use_session_llm,
         shutdown_process_timeout=shutdown_process_timeout,
     )
+
+
+class CallerMemoryPlugin(Plugin):
+    """Registers caller memory with LiveKit Agents (its logger and version): a worker logs it
+    at its start and preloads the package in its forkserver."""
+
+    def __init__(self) -> None:
+        package = __name__.rsplit(".", 1)[0]
+        super().__init__(package, __version__, package, logger)
+
+
+if threading.current_thread() is threading.main_thread():  # LiveKit refuses another thread
+    Plugin.register_plugin(CallerMemoryPlugin())

@@ -16,9 +16,8 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from livekit.agents import APIConnectOptions, llm
 from pydantic import TypeAdapter, ValidationError
 
 from . import prompts
@@ -29,6 +28,10 @@ from .memory.summaries import SAID, retracted, scrub, withdrawn_in
 from .models import MAX_SUMMARY, NAME_LABEL, CallerProfile, CallSummary, FactOp, Turn
 from .redaction import Redactor
 from .telemetry import record_dropped
+
+if TYPE_CHECKING:  # LiveKit Agents is imported when a model is first asked: the
+    # command-line tools, which never ask one, start without it
+    from livekit.agents import llm
 
 __all__ = ["Summarizer", "fallback_summary"]
 
@@ -142,6 +145,8 @@ class Summarizer:
 
     async def _ask(self, turns: Sequence[Turn], profile: CallerProfile | None) -> CallSummary:
         assert self._llm is not None
+        from livekit.agents import APIConnectOptions, llm
+
         chat_ctx = llm.ChatContext.empty()
         chat_ctx.add_message(role="system", content=prompts.SUMMARY_INSTRUCTIONS)
         chat_ctx.add_message(role="user", content=prompts.summary_request(turns, profile))

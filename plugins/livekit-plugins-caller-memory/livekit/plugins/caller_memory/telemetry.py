@@ -14,7 +14,6 @@ import contextlib
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sized
 
-from livekit.agents.telemetry import tracer
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
 from opentelemetry.util.types import AttributeValue
@@ -45,7 +44,7 @@ def traced_span(
     """
     if not tracing():
         return None
-    return tracer.start_span(name, start_time=start_ns, attributes=attributes)
+    return _tracer().start_span(name, start_time=start_ns, attributes=attributes)
 
 
 @contextlib.contextmanager
@@ -54,8 +53,16 @@ def span(name: str, **attributes: AttributeValue) -> Iterator[trace_api.Span | N
     if not tracing():
         yield None
         return
-    with tracer.start_as_current_span(name, attributes=attributes) as current:
+    with _tracer().start_as_current_span(name, attributes=attributes) as current:
         yield current
+
+
+def _tracer() -> trace_api.Tracer:
+    # LiveKit's tracer, imported only once something is traced: the command-line tools start
+    # without LiveKit Agents, and a traced job has imported it long before.
+    from livekit.agents.telemetry import tracer
+
+    return tracer
 
 
 _meter = metrics_api.get_meter("livekit.plugins.caller_memory")

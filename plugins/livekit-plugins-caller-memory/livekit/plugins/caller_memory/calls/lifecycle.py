@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
-
-from livekit.agents import llm as lk_llm
+from typing import TYPE_CHECKING, Any
 
 from ..config import RedisConfig
 from ..log import logger
@@ -28,6 +26,9 @@ from .state import (
     context_for,
 )
 from .turns import TurnRecorder
+
+if TYPE_CHECKING:  # the model's type only: LiveKit Agents loads with the first model asked
+    from livekit.agents import llm as lk_llm
 
 __all__ = ["CallLifecycle"]
 

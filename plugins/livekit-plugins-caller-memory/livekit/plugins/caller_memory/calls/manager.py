@@ -4,9 +4,7 @@ that change for different reasons: the call's life (:mod:`.lifecycle`), the call
 
 from __future__ import annotations
 
-from typing import Any
-
-from livekit.agents import llm as lk_llm
+from typing import TYPE_CHECKING, Any
 
 from ..config import RedisConfig
 from ..exceptions import CallerMemoryError
@@ -21,6 +19,9 @@ from .maintenance import Maintenance
 from .rights import CallerRights
 from .state import CallState
 from .turns import TurnRecorder
+
+if TYPE_CHECKING:  # the model's type only: LiveKit Agents loads with the first model asked
+    from livekit.agents import llm as lk_llm
 
 __all__ = ["SessionManager", "get_session_manager", "init_session_manager"]
 
