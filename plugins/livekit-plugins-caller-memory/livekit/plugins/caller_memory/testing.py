@@ -277,6 +277,10 @@ async def job_process(
     itself down (``await exe.join()``), the worker asks it to stop (``await exe.aclose()``),
     or it is killed (``await exe.kill()``); leaving the block stops it if it still runs.
 
+    The new process imports the calling script again: run it under
+    ``if __name__ == "__main__":`` (a script without that guard starts the job again from the
+    job's process, which fails).
+
     Args:
         server: The agent's server; its module must be importable by name.
         job_id: The job's id.
