@@ -63,6 +63,8 @@ async def _lookup(r: aioredis.Redis, keys: list[str], args: list[Any]) -> Any:
 CALLER = ["lua:phone:{h}", "lua:user:{h}:profile", "lua:user:{h}:sessions"]
 LOOKUP = [*CALLER, "lua:phone:{h}:unreadable"]
 LARGEST = 1 << 20
+USER = "kR3vX9qL0aB7cD2eF4gH6j"
+"""A user id as the plugin mints them: the phone hash, 22 base64url characters."""
 
 
 def _lookup_args(mint: str) -> list[Any]:
@@ -70,11 +72,11 @@ def _lookup_args(mint: str) -> list[Any]:
 
 
 async def test_lookup_mints_an_unknown_caller_once(r: aioredis.Redis) -> None:
-    assert await _lookup(r, LOOKUP, _lookup_args("h")) == [None, None, 0, 0]
-    assert await r.get(CALLER[0]) == "h" and await r.ttl(CALLER[0]) > 89 * DAY
+    assert await _lookup(r, LOOKUP, _lookup_args(USER)) == [None, None, 0, 0]
+    assert await r.get(CALLER[0]) == USER and await r.ttl(CALLER[0]) > 89 * DAY
     assert not await r.exists(CALLER[1], CALLER[2])  # only the mapping is written
     # The second first call of the same number finds the id the first one minted.
-    assert await _lookup(r, LOOKUP, _lookup_args("h")) == ["h", None, 0, 0]
+    assert await _lookup(r, LOOKUP, _lookup_args(USER)) == [USER, None, 0, 0]
 
 
 async def test_lookup_without_minting_writes_nothing_for_an_unknown_caller(
@@ -85,38 +87,38 @@ async def test_lookup_without_minting_writes_nothing_for_an_unknown_caller(
 
 
 async def test_lookup_of_a_returning_caller_renews_all_three_ttls(r: aioredis.Redis) -> None:
-    await r.set(CALLER[0], "h", ex=60)
+    await r.set(CALLER[0], USER, ex=60)
     await r.set(CALLER[1], '{"v":1}', ex=60)
     await r.rpush(CALLER[2], "s1", "s2")
     await r.expire(CALLER[2], 60)
-    for mint in ("h", ""):
+    for mint in (USER, ""):
         found = await _lookup(r, LOOKUP, _lookup_args(mint))
-        assert found == ["h", '{"v":1}', 1, 0]  # the session list exists; it is not read
+        assert found == [USER, '{"v":1}', 1, 0]  # the session list exists; it is not read
         for key in CALLER:
             assert await r.ttl(key) > 89 * DAY, (mint, key)
             await r.expire(key, 60)
 
 
 async def test_lookup_reports_keys_of_the_wrong_type_without_failing(r: aioredis.Redis) -> None:
-    await r.set(CALLER[0], "h")
+    await r.set(CALLER[0], USER)
     await r.sadd(CALLER[1], "not a profile")
     await r.hset(CALLER[2], "not", "a list")
-    assert await _lookup(r, LOOKUP, _lookup_args("h")) == ["h", ["err"], 1, 0]
+    assert await _lookup(r, LOOKUP, _lookup_args(USER)) == [USER, ["err"], 1, 0]
 
 
 async def test_lookup_sets_a_wrong_typed_phone_key_aside_and_mints(r: aioredis.Redis) -> None:
     await r.rpush(CALLER[0], "another program's list")
-    assert await _lookup(r, LOOKUP, _lookup_args("h")) == [None, None, 0, 1]
-    assert await r.get(CALLER[0]) == "h"  # the caller has an identity again
+    assert await _lookup(r, LOOKUP, _lookup_args(USER)) == [None, None, 0, 1]
+    assert await r.get(CALLER[0]) == USER  # the caller has an identity again
     assert await r.lrange(LOOKUP[3], 0, -1) == ["another program's list"]
     assert await r.ttl(LOOKUP[3]) > 89 * DAY
 
 
 async def test_lookup_never_sends_a_value_larger_than_any_profile(r: aioredis.Redis) -> None:
-    await r.set(CALLER[0], "h")
+    await r.set(CALLER[0], USER)
     await r.set(CALLER[1], "x" * 2000)
-    found = await _lookup(r, CALLER + LOOKUP[3:], ["h", 90 * DAY, 1000])
-    assert found == ["h", ["err"], 0, 0]
+    found = await _lookup(r, CALLER + LOOKUP[3:], [USER, 90 * DAY, 1000])
+    assert found == [USER, ["err"], 0, 0]
     assert await r.ttl(CALLER[1]) > 89 * DAY  # kept, for the save to set aside
 
 
@@ -331,12 +333,12 @@ async def test_replace_sets_a_value_only_if_unchanged_and_keeps_its_ttl(
 
 
 async def test_drop_identity_removes_only_an_unused_fresh_mapping(r: aioredis.Redis) -> None:
-    await r.set(CALLER[0], "h")
+    await r.set(CALLER[0], USER)
     await r.set(CALLER[1], "P")
-    assert await _run(r, "drop_identity", CALLER, ["h"]) == 0  # a call was saved meanwhile
+    assert await _run(r, "drop_identity", CALLER, [USER]) == 0  # a call was saved meanwhile
     await r.delete(CALLER[1])
     assert await _run(r, "drop_identity", CALLER, ["other"]) == 0  # not the id it minted
-    assert await _run(r, "drop_identity", CALLER, ["h"]) == 1
+    assert await _run(r, "drop_identity", CALLER, [USER]) == 1
     assert not await r.exists(CALLER[0])
 
 
