@@ -171,7 +171,7 @@ def _on_the_loop(folder: Path, entries: list[OutboxEntry]) -> dict[str, float]:
     parse_ms = (time.perf_counter() - started) * 1000
     started = time.perf_counter()
     for entry in entries[:WRITES]:
-        box._write(entry.record, entry.phone_hash)
+        box._write(entry.record, entry.phone_hash, False)
     writes_ms = (time.perf_counter() - started) * 1000
     return {"parse_ms": parse_ms, "writes_ms": writes_ms, "write_ms": writes_ms / WRITES}
 

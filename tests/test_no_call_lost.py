@@ -441,3 +441,35 @@ async def test_the_next_call_to_end_writes_what_an_outage_left_in_the_outbox(
     assert {c.session_id for c in profile.calls} == {"AJ_outage", "AJ_after"}
     await store.disconnect()
     await memory.aclose()
+
+
+async def test_a_job_ending_beside_a_call_still_ending_leaves_that_calls_copy_to_it(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # B's call ends without a full journal: a copy goes to the machine's outbox before its
+    # summary. A's job ends meanwhile and writes the outbox: B's copy is not A's to save (its
+    # fallback summary would be stored, and B's model's facts found the call stored).
+    config = _config(server, tmp_path, journal_turns=False, trust_caller_id=True)
+    slow = ScriptedLLM(
+        summary=answer("Booked a crown.", op("add", "treatment", "crown", "I need a crown fitted")),
+        summary_delay=1.5,
+    )
+    b = SessionManager(RedisMemoryStore(config), llm=slow, owns_store=True)
+    a = SessionManager(RedisMemoryStore(config), owns_store=True)
+    await b.start_session(session_id="AJ_b", phone_number=NUMBER)
+    b.add_turn("AJ_b", "assistant", "Hello, this is Sarah.")
+    b.add_turn("AJ_b", "user", "This is Nora, I need a crown fitted.")
+    ending = asyncio.create_task(b.end_session("AJ_b"))
+    await eventually(lambda: len(a.outbox) == 1)  # B's early copy
+    await a.flush_before_exit(5.0)
+    assert len(a.outbox) == 1  # left to B
+    await ending
+    assert len(a.outbox) == 0  # B saved it and dropped its copy
+    store = RedisMemoryStore(config)
+    profile = await store.get_profile(store.hasher.hash(NUMBER))
+    assert profile is not None and ("treatment", "crown") in [
+        (f.label, f.value) for f in profile.facts
+    ]
+    await store.disconnect()
+    await a.aclose()
+    await b.aclose()

@@ -1,5 +1,6 @@
 """Folders that hold callers' data, made private (0700) by whichever part of the plugin makes
-them first: the outbox, the audit log, the private Redis server, the development secret.
+them first: the outbox, the audit log, the private Redis server, the development secret; and
+the durable writes into them.
 
 ``Path.mkdir(parents=True, mode=0o700)`` gives that mode to the last folder only, and the umask
 cuts it: the data folder made on the way to ``outbox/`` came out 0755. Here every folder made is
@@ -13,7 +14,7 @@ import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["private_folder"]
+__all__ = ["fsync_folder", "private_folder", "write_all"]
 
 
 def private_folder(folder: Path) -> Path:
@@ -44,3 +45,22 @@ def _private(path: Path) -> None:
     info = path.stat()
     if info.st_uid == os.getuid() and info.st_mode & 0o077:
         path.chmod(0o700)  # mkdir's mode is cut by the umask; an old folder kept its own
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: ``os.write`` may write less than asked (a disk filling up), so
+    the rest, or the ``OSError``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the files made, renamed or deleted in ``folder`` durable (its entry list)."""
+    if os.name == "nt":  # Windows cannot open a folder; its renames are durable enough
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

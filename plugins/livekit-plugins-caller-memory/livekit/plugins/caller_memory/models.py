@@ -396,6 +396,10 @@ class OutboxEntry(_Model):
     target: str | None = None
     """Whose call it is: the key prefix and a fingerprint of the phone-hash secret
     (:func:`..outbox.outbox_target`). None in entries of versions before it: any store."""
+    ending_pid: int | None = None
+    """The process still ending this call, for a copy made before its save (its journal missed
+    turns) or at shutdown: no other flush takes it while that process lives (it would store
+    the copy's summary, and the real save would find the call stored). None: a kept call."""
 
 
 def migrate_profile(data: Any) -> Any:

@@ -8,7 +8,7 @@ replaying an entry twice stores the call once.
 
 The file work never runs on the event loop (issue 20: two fsyncs per write stalled a loaded
 worker's loop for seconds, and a flush parsed every file on it): it runs on one thread of the
-process's own (:func:`file_thread`), so that the writes of one call stay in order. The ``async``
+process's own (:mod:`._file_thread`), so that the writes of one call stay in order. The ``async``
 methods hand their work to it; the plain ones (:meth:`Outbox.put`, :meth:`Outbox.entries`,
 ``len()``) are for the command line, tests and shutdown code, and block their caller.
 
@@ -19,25 +19,22 @@ in the outbox and deletes the rest.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import hashlib
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._folders import private_folder
+from ._file_thread import file_thread, off_loop, on_thread
+from ._folders import fsync_folder, private_folder, write_all
 from .exceptions import CallerErasedError, ConfigError
 from .log import logger
 from .models import OutboxEntry, SessionRecord, to_json, utcnow
@@ -50,11 +47,8 @@ __all__ = [
     "Outbox",
     "Strays",
     "check_outbox_folder",
-    "file_thread",
     "outbox_target",
 ]
-
-_T = TypeVar("_T")
 
 STRAY_AFTER_S = 60.0
 """A temporary file of another process this old is a crash's leftover: a write takes
@@ -63,36 +57,9 @@ progress). This process's own temporary files are strays at any age: its writes 
 time on the thread that also cleans."""
 
 _TMP = ".tmp"
-
-_thread_lock = threading.Lock()
-_thread: ThreadPoolExecutor | None = None
-_thread_pid = 0
-
-
-def file_thread() -> ThreadPoolExecutor:
-    """The thread that does every outbox file operation of this process, one at a time.
-
-    One thread, not a pool: two writes of one call (the copy kept at shutdown, then the save's
-    own) land in the order they were asked for. A process forked from this one (LiveKit's job
-    processes) makes its own: a thread does not survive a fork.
-    """
-    global _thread, _thread_pid
-    with _thread_lock:
-        if _thread is None or _thread_pid != os.getpid():
-            _thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caller_memory.outbox")
-            _thread_pid = os.getpid()
-        return _thread
-
-
-async def _off_loop(work: Callable[..., _T], *args: object) -> _T:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(file_thread(), functools.partial(work, *args))
-
-
-def _on_thread(work: Callable[..., _T], *args: object) -> _T:
-    # A blocking call from outside the loop (or from shutdown code), still in the file thread's
-    # order: a write asked for before it lands first.
-    return file_thread().submit(work, *args).result()
+ENDING_GRACE = timedelta(minutes=10)
+"""How long a copy of a call still ending is left to its process (``OutboxEntry.ending_pid``):
+past LiveKit's 300 s for ``on_session_end`` and the summary's and save's budgets."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +150,7 @@ class Outbox:
 
     async def count(self) -> int:
         """The calls waiting in the outbox, counted off the event loop."""
-        return await _off_loop(self._count)
+        return await off_loop(self._count)
 
     @property
     def unreadable(self) -> int:
@@ -198,8 +165,9 @@ class Outbox:
         not cleaned (:meth:`clean_strays` cleans)."""
         return sum(1 for _ in self._folder.glob(f"*{_TMP}")) if self._folder.is_dir() else 0
 
-    def put(self, record: SessionRecord, *, phone_hash: str | None) -> Path:
+    def put(self, record: SessionRecord, *, phone_hash: str | None, ending: bool = False) -> Path:
         """Keep one finished call (its summary included); replaces an entry of the same call.
+        ``ending``: a copy of a call this process is still ending (``OutboxEntry.ending_pid``).
 
         Blocks until the file is on disk (for shutdown code and the command line; the event
         loop uses :meth:`aput`).
@@ -207,15 +175,17 @@ class Outbox:
         Raises:
             OSError: The disk refused (full, read-only, a file where the folder should be).
         """
-        return _on_thread(self._write, record, phone_hash)
+        return on_thread(self._write, record, phone_hash, ending)
 
-    async def aput(self, record: SessionRecord, *, phone_hash: str | None) -> Path:
+    async def aput(
+        self, record: SessionRecord, *, phone_hash: str | None, ending: bool = False
+    ) -> Path:
         """:meth:`put`, with the write and its fsyncs on the outbox's thread."""
-        return await _off_loop(self._write, record, phone_hash)
+        return await off_loop(self._write, record, phone_hash, ending)
 
     def entries(self) -> list[OutboxEntry]:
         """The calls waiting, oldest first (unreadable files are set aside)."""
-        return [entry for _, entry in _on_thread(self._read_all)]
+        return [entry for _, entry in on_thread(self._read_all)]
 
     async def clean_strays(self) -> Strays:
         """Deal with the temporary files a crash left (see :data:`STRAY_AFTER_S`): a whole
@@ -223,7 +193,7 @@ class Outbox:
         """
         if not self._folder.is_dir():
             return Strays()
-        strays = await _off_loop(self._clean_strays)
+        strays = await off_loop(self._clean_strays)
         if strays.found:
             logger.warning(
                 "%d stray temporary outbox file(s) left by a crash: %d whole call(s) put back "
@@ -264,7 +234,7 @@ class Outbox:
 
     async def adiscard(self, path: Path) -> None:
         """Delete one entry :meth:`aput` wrote (the call was saved after all), off the loop."""
-        await _off_loop(self._discard, path)
+        await off_loop(self._discard, path)
 
     async def adiscard_call(self, session_id: str) -> None:
         """Delete the entry of one call, if there is one (its caller was erased, or it was
@@ -276,7 +246,7 @@ class Outbox:
             path.unlink()
         except FileNotFoundError:
             return  # nothing was there: nothing to make durable
-        _fsync_dir(self._folder)
+        fsync_folder(self._folder)
 
     def remove(self, held: list[Held]) -> list[str]:
         """Delete files found by :meth:`of_caller` (erasure). Returns their names."""
@@ -285,7 +255,7 @@ class Outbox:
             item.path.unlink(missing_ok=True)
             removed.append(item.name)
         if removed:
-            _fsync_dir(self._folder)
+            fsync_folder(self._folder)
         return removed
 
     async def flush(self, store: MemoryStore) -> tuple[int, int]:
@@ -301,12 +271,12 @@ class Outbox:
             return 0, 0
         await self.clean_strays()
         lock = FileLock(self._folder / ".lock", timeout=0)
-        if not await _off_loop(_try_lock, lock):
+        if not await off_loop(_try_lock, lock):
             return 0, await self.count()
         try:
             saved = await self._save_all(store)
             if saved:
-                await _off_loop(_fsync_dir, self._folder)
+                await off_loop(fsync_folder, self._folder)
                 logger.info("calls from the outbox saved", extra={"saved": saved})
             return saved, await self.count() - self.foreign
         finally:
@@ -318,12 +288,14 @@ class Outbox:
         saved = 0
         ours = outbox_target(store)
         foreign: dict[str, int] = {}
-        for path, entry in await _off_loop(self._read_all):
+        for path, entry in await off_loop(self._read_all):
             if entry.target not in (None, ours):
                 # Another agent's (prefix or secret) on this machine: its own.
                 prefix = entry.target.split(" ", 1)[0]
                 foreign[prefix] = foreign.get(prefix, 0) + 1
                 continue
+            if _still_ending(entry):
+                continue  # its process saves it, or keeps it, or dies and leaves it here
             try:
                 summary = entry.record.summary or fallback_summary(entry.record.turns)
                 await store.save_call(
@@ -333,7 +305,7 @@ class Outbox:
                 # The caller was erased after this call began: it is not kept either.
                 logger.info("an outbox entry of an erased caller was dropped",
                             extra={"file": path.name})  # fmt: skip
-                await _off_loop(_unlink, path)
+                await off_loop(_unlink, path)
                 continue
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 logger.warning(
@@ -348,7 +320,7 @@ class Outbox:
                     extra={"error": type(e).__name__, "file": path.name},
                 )
                 continue
-            await _off_loop(_unlink, path)
+            await off_loop(_unlink, path)
             saved += 1
         if foreign and not self.foreign:
             logger.info(
@@ -364,17 +336,18 @@ class Outbox:
     def _count(self) -> int:
         return sum(1 for _ in self._folder.glob("*.json")) if self._folder.is_dir() else 0
 
-    def _write(self, record: SessionRecord, phone_hash: str | None) -> Path:
+    def _write(self, record: SessionRecord, phone_hash: str | None, ending: bool) -> Path:
         private_folder(self._folder)
         entry = OutboxEntry(
-            record=record, phone_hash=phone_hash, kept_at=utcnow(), target=self._target
-        )
+            record=record, phone_hash=phone_hash, kept_at=utcnow(), target=self._target,
+            ending_pid=os.getpid() if ending else None,
+        )  # fmt: skip
         path = self._folder / f"{_file_id(record.session_id)}.json"
         tmp = path.with_suffix(f".{os.getpid()}{_TMP}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                _write_all(fd, to_json(entry).encode())
+                write_all(fd, to_json(entry).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -384,7 +357,7 @@ class Outbox:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self._folder)
+        fsync_folder(self._folder)
         return path
 
     def _entries(self) -> Iterator[Path]:
@@ -425,7 +398,7 @@ class Outbox:
             except OSError:
                 continue  # a disk that refuses: the next pass tries again
         if removed or restored:
-            _fsync_dir(self._folder)
+            fsync_folder(self._folder)
         return Strays(removed=removed, restored=restored)
 
     def _restore(self, tmp: Path) -> bool:
@@ -459,6 +432,20 @@ def _parse(raw: bytes) -> OutboxEntry | None:
         return None
 
 
+def _still_ending(entry: OutboxEntry) -> bool:
+    # A copy whose process lives, made within LiveKit's time for a call's end (a pid reused
+    # since, or of another machine sharing the folder, holds it no longer than that).
+    if entry.ending_pid is None or utcnow() - entry.kept_at > ENDING_GRACE:
+        return False
+    try:
+        os.kill(entry.ending_pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
+
+
 def _try_lock(lock: FileLock) -> bool:
     try:
         lock.acquire()
@@ -471,13 +458,6 @@ def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    # os.write may write less than asked (a disk filling up): the rest, or the OSError.
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _file_id(session_id: str) -> str:
     # Session ids come from LiveKit and may hold any character: the file name is a digest.
     return hashlib.sha256(session_id.encode()).hexdigest()[:32]
@@ -488,13 +468,3 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name == "nt":  # Windows cannot open a folder; its renames are durable enough
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

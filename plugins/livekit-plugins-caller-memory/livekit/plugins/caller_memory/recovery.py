@@ -163,7 +163,7 @@ class Recovery:
         missed turns). Returns the file (:meth:`drop_copy` removes it once the call is saved);
         None when the disk refused (the save then keeps the call as usual)."""
         try:
-            return await self._outbox.aput(record, phone_hash=phone_hash)
+            return await self._outbox.aput(record, phone_hash=phone_hash, ending=True)
         except Exception as e:
             logger.warning(
                 "could not copy the ending call to the outbox (%s): it is saved or kept at the "
@@ -182,16 +182,17 @@ class Recovery:
             logger.debug("early outbox copy left for a replay", extra={"error": type(e).__name__})
 
     def keep(self, record: SessionRecord, phone_hash: str) -> bool:
-        """Put a call in the outbox now (or hold it in memory if the disk refuses).
+        """Put a copy of a call whose end still runs in the outbox now, as the process may be
+        killed (or hold it in memory if the disk refuses).
 
         Returns:
             True when the call is on disk, False when it is held in memory.
         """
-        return self._keep(record, phone_hash)
+        return self._keep(record, phone_hash, ending=True)
 
-    def _keep(self, record: SessionRecord, phone_hash: str) -> bool:
+    def _keep(self, record: SessionRecord, phone_hash: str, *, ending: bool = False) -> bool:
         try:
-            self._outbox.put(record, phone_hash=phone_hash)
+            self._outbox.put(record, phone_hash=phone_hash, ending=ending)
         except Exception as e:  # a full or read-only disk, or worse: the call is not dropped
             # The disk refused too: hold the call in memory, the maintenance retries both.
             self._held.append((record, phone_hash))
