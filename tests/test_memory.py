@@ -30,6 +30,7 @@ from livekit.plugins.caller_memory.models import (
     CallSummary,
     FactOp,
     Turn,
+    clean_text,
 )
 
 from .conftest import replace
@@ -926,15 +927,18 @@ def test_an_update_that_misses_its_fact_confirms_the_same_label_instead_of_addin
         assert current == [("name", "Ben"), ("ben", "Ben")], (trusted, current)
 
 
+@pytest.mark.parametrize("redact", ["card,national_id,otp,email,phone", "none"])
 async def test_control_and_bidi_override_characters_never_reach_the_next_agent(
-    line: Line,
+    config: RedisConfig, redact: str
 ) -> None:
     # A NUL from a broken STT stream, a right-to-left override that would reorder what the
-    # agent and the console show: dropped from turns, facts and summaries alike.
+    # agent and the console show: dropped from turns, facts and summaries alike, redacted or
+    # not (MEMORY_REDACT=none).
+    line = Line(replace(config, redact=redact))
     seen = await line.call(
         [("assistant", AGENT_HELLO), ("user", "I drive a Nissan\x00 Leaf \u202eRTL\u202c.")],
         {
-            "ops": [op("add", "vehicle", "Nissan\x00 Leaf", "I drive a Nissan\x00 Leaf")],
+            "ops": [op("add", "vehicle\u202e", "Nissan\x00 Leaf", "I drive a Nissan\x00 Leaf")],
             "summary": "The caller \u202edrives\u202c a Nissan Leaf\x1b.",
         },
     )
@@ -942,3 +946,32 @@ async def test_control_and_bidi_override_characters_never_reach_the_next_agent(
     summary = block(seen)["earlier_calls"][0]["summary"]
     assert summary == "The caller drives a Nissan Leaf."
     assert not any(c in seen for c in "\x00\x1b\u202e\u202c")
+
+
+async def test_a_withdrawal_of_the_value_an_update_replaced_keeps_the_new_value(
+    line: Line,
+) -> None:
+    await line.call(
+        [("assistant", AGENT_HELLO), ("user", "Send it to 12 Elm Street.")],
+        {"ops": [op("add", "address", "12 Elm Street", "12 Elm Street")], "summary": "x x"},
+    )
+    said = "We moved to 40 Oak Avenue. Please forget the old Elm Street address."
+    seen = await line.call(
+        [("assistant", AGENT_HELLO), ("user", said)],
+        {
+            "ops": [
+                op("update", "address", "40 Oak Avenue", "We moved to 40 Oak Avenue", id=1),
+                op("withdraw", "address", "", "forget the old Elm Street address", id=1),
+            ],
+            "summary": "The caller moved.",
+        },
+    )
+    assert facts(seen) == {"address": "40 Oak Avenue"}
+
+
+def test_a_control_character_between_words_keeps_them_apart() -> None:
+    # A vertical tab or NEL from a transcriber separates words as a space does: removing it
+    # would make "at 5on Friday" of the caller's words, and of their evidence.
+    assert clean_text("see you at 5\x0bon Friday") == "see you at 5 on Friday"
+    assert clean_text("ok\x85thanks\x00!") == "ok thanks!"
+    assert clean_text("line one\nline two\tend\r") == "line one\nline two\tend\r"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
-UNSAID = re.compile("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]")
-"""What no one says and a kept text loses: control characters but tab and line breaks, and the
-bidirectional overrides and isolates."""
+SPACING = "\x0b\x0c\x1c\x1d\x1e\x1f\x85"
+"""Control characters that separate words (``str.split`` splits on them): kept as a space."""
+UNSAID = re.compile("[\\x00-\\x08\\x0e-\\x1b\\x7f-\\x84\\x86-\\x9f\\u202a-\\u202e\\u2066-\\u2069]")
+"""What no one says and a kept text loses: the other control characters but tab and line
+breaks, and the bidirectional overrides and isolates."""
 
 
 def said(text: str) -> str:
-    """``text`` without what no one says, stripped: "" when nothing is left to keep."""
-    return UNSAID.sub("", text).strip()
+    """``text`` as kept, stripped: "" when nothing is left to keep."""
+    spaced = text.translate({ord(c): " " for c in SPACING})
+    return UNSAID.sub("", spaced).strip()

@@ -65,20 +65,23 @@ NAME_LABEL = "name"
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-"""Control characters (tab and line breaks aside) and the bidirectional overrides and isolates:
-no one says them, and in a prompt or on the console they hide or reorder text."""
-_UNCLEAN = re.compile(f"{_SURROGATE.pattern}|{_CONTROLS.pattern}")
+_SPACING = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+"""Control characters that separate words or lines (``str.split`` splits on them): a space."""
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
+"""The other control characters (tab and line breaks aside) and the bidirectional overrides and
+isolates: no one says them, and in a prompt or on the console they hide or reorder text."""
+_UNCLEAN = re.compile(f"{_SURROGATE.pattern}|{_SPACING.pattern}|{_CONTROLS.pattern}")
 
 
 def clean_text(text: str) -> str:
     """``text`` as valid Unicode: surrogate pairs joined, a lone surrogate (half an emoji cut
-    between two streamed chunks) replaced by U+FFFD; control characters (tab and line breaks
-    aside: NUL, escape...) and the bidirectional overrides (U+202A-U+202E, U+2066-U+2069)
-    removed. Anything else is left as it is."""
+    between two streamed chunks) replaced by U+FFFD; control characters that separate words
+    (vertical tab, form feed, NEL...) made spaces, the others (NUL, escape...; tab and line
+    breaks stay) and the bidirectional overrides (U+202A-U+202E, U+2066-U+2069) removed.
+    Anything else is left as it is."""
     if not _UNCLEAN.search(text):
         return text
-    return _CONTROLS.sub("", valid_unicode(text))
+    return _CONTROLS.sub("", _SPACING.sub(" ", valid_unicode(text)))
 
 
 def valid_unicode(text: str) -> str:
@@ -126,7 +129,7 @@ def utcnow() -> datetime:
 def _clipped(text: str, limit: int) -> str:
     # rstrip after the cut: a text cut at a space would lose it when read back (and clipped
     # again), and the session's copy of a summary would differ from the profile's.
-    return " ".join(text.split())[:limit].rstrip()
+    return " ".join(clean_text(text).split())[:limit].rstrip()
 
 
 def _clip(limit: int) -> BeforeValidator:

@@ -188,9 +188,10 @@ def _target(op: FactOp, facts: Sequence[Fact]) -> Fact | None:
     # withdrawal must never hit a fact the caller did not mean.
     current = [f for f in facts if f.current]
     by_id = next((f for f in facts if f.id == op.id), None)
-    if by_id is not None and by_id.status == "replaced":
+    if by_id is not None and by_id.status == "replaced" and op.op == "update":
         # The model saw the memory before another call replaced this fact (two calls at
-        # once, or a stale id): what it means is the value the label holds now.
+        # once, or a stale id): the new value replaces the one the label holds now. Never a
+        # withdrawal: "forget the old address" names the value replaced, not the new one.
         by_id = _same_label(by_id.label, current)
         if by_id is None:
             return None
