@@ -938,7 +938,9 @@ async def test_control_and_bidi_override_characters_never_reach_the_next_agent(
     seen = await line.call(
         [("assistant", AGENT_HELLO), ("user", "I drive a Nissan\x00 Leaf \u202eRTL\u202c.")],
         {
-            "ops": [op("add", "vehicle\u202e", "Nissan\x00 Leaf", "I drive a Nissan\x00 Leaf")],
+            "ops": [
+                op("add", "vehicle\u202e", "Nissan \u202eLeaf\x1b", "I drive a Nissan\x00 Leaf"),
+            ],
             "summary": "The caller \u202edrives\u202c a Nissan Leaf\x1b.",
         },
     )
