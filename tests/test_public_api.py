@@ -70,3 +70,8 @@ async def test_the_livekit_private_names_the_harness_needs_still_exist() -> None
     # Fails loudly, naming what changed, when a LiveKit release renames one of them.
     await testing.check_private_names()
     assert len(testing.PRIVATE_NAMES) == 8
+
+
+def test_the_names_loaded_on_first_use_are_listed_by_dir() -> None:
+    # Tab completion (a REPL, a notebook) lists them before their first use.
+    assert {"CallerMemory", "CallMemory", "on_session_end"} <= set(dir(caller_memory))

@@ -530,3 +530,21 @@ async def test_a_turn_or_a_call_past_its_bounds_is_cut_and_said_once(
     cut = [r.getMessage() for r in caplog.records if "cut to its bounds" in r.getMessage()]
     assert cut == ["call cut to its bounds: a turn keeps its first 4,000 characters"]
     assert "hunter2" not in caplog.text
+
+
+async def test_bytes_under_a_previous_secrets_phone_key_are_not_adopted_as_an_id(
+    config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    # A rotation moves the id found under the old secret's phone key: only a user id.
+    rotated = replace(
+        config,
+        phone_hash_secret="9f2c7a41d8e3b6f05c1a9e7d3b2f8c4a6e0d5b1f",
+        phone_hash_previous_secrets="3b8e1f6a0c9d4e7b2a5f8c1d6e3b0a9f7c4d2e8b",
+    )
+    store = RedisMemoryStore(rotated)
+    phone_hash, previous = store.hasher.hashes(NUMBER)
+    await redis_client.set(store.keys.phone(previous[0]), "hello world!")
+    found = await store.lookup(phone_hash, previous=previous)
+    assert found.user_id == phone_hash and found.is_new
+    assert await redis_client.get(store.keys.phone(phone_hash)) == phone_hash.encode()
+    await store.disconnect()

@@ -74,5 +74,9 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WITH_LIVEKIT})
+
+
 if "livekit.agents" in sys.modules:  # an agent's process: LiveKit is loaded, register now
     from . import agent  # noqa: F401

@@ -24,6 +24,7 @@ from ..config import RedisConfig
 from ..identity import PhoneHasher
 from . import codec
 from .base import MemoryStore
+from .keys import is_user_id
 from .records import CallWrite, Fetched, MovedCaller, WriteOutcome
 from .stats import stats_report
 
@@ -161,6 +162,8 @@ class InMemoryStore(MemoryStore):
         """As ``lookup.lua``."""
         space = self._space
         found, wrong_type = self._string(phone_key)
+        if found is not None and not is_user_id(found.decode(errors="replace")):
+            found, wrong_type = None, True  # no user id: set aside too
         if wrong_type:  # set aside, as lookup.lua does
             value = space.get(phone_key)
             assert value is not None

@@ -110,13 +110,13 @@ class RedisCallers(RedisStoreBase):
         async with self._op(), client.pipeline(transaction=False) as pipe:
             for key in old_phone_keys:
                 pipe.get(key)
-            found = [codec.text(v) for v in await pipe.execute()]
+            found = [_user_id(v) for v in await pipe.execute()]
         user_id = next((uid for uid in found if uid), None)
         if user_id is None:
             return None
         async with self._op():
             if not await client.set(phone_key, user_id, nx=True, ex=ttl):
-                user_id = codec.text(await client.get(phone_key)) or user_id
+                user_id = _user_id(await client.get(phone_key)) or user_id
             await client.delete(*[k for k, uid in zip(old_phone_keys, found, strict=True) if uid])
         return user_id
 
