@@ -1139,3 +1139,78 @@ async def test_the_private_server_needs_a_password_and_keeps_its_files_private(
         assert again == url and started is None
     finally:
         server.stop()
+
+
+# -- rights asked while the store was slow ------------------------------------------------------
+
+
+async def _known_caller(config: RedisConfig, name: str) -> None:
+    """A verified first call that agreed to be remembered and gave its name."""
+    llm = ScriptedLLM(summary=answer("Hello.", op("add", "name", name, f"I'm {name}")))
+    manager = SessionManager(RedisMemoryStore(config), llm=llm, owns_store=True)
+    await manager.start_session(session_id="known", phone_number=NUMBER, verified=True)
+    manager.set_consent("known", True)
+    manager.add_turn("known", "user", f"I'm {name}")
+    assert await manager.end_session("known") is not None
+    await manager.aclose()
+
+
+async def _slow_start(manager: SessionManager, server: TestServer, session_id: str,
+                      verified: bool) -> None:  # fmt: skip
+    # Redis is silent past the lookup's budget, then answers again.
+    server.pause()
+    try:
+        ctx = await manager.start_session(
+            session_id=session_id, phone_number=NUMBER, verified=verified
+        )
+    finally:
+        server.resume()
+    assert ctx.status == "timeout"
+
+
+async def test_an_unverified_forget_me_after_a_slow_lookup_is_filed_not_said_done(
+    server: TestServer, tmp_path: Path
+) -> None:
+    config = RedisConfig(url=server.url, phone_hash_secret=TEST_SECRET, data_dir=tmp_path,
+                         lookup_timeout_ms=300)  # fmt: skip
+    await _known_caller(config, "Yan")
+    manager = SessionManager(RedisMemoryStore(config), owns_store=True)
+    await _slow_start(manager, server, "late", verified=False)
+    assert await manager.ask_to_forget("late") == "requested"
+    requests = await manager.store.erasure_requests()
+    assert [user for user, _ in requests] == [manager.store.hasher.hash(NUMBER)]
+    await manager.end_session("late")
+
+    # With the store silent when asked: said so, nothing claimed.
+    await _slow_start(manager, server, "silent", verified=False)
+    server.pause()
+    try:
+        assert await manager.ask_to_forget("silent") == "unavailable"
+    finally:
+        server.resume()
+    await manager.end_session("silent")
+    found = await manager.store.lookup(manager.store.hasher.hash(NUMBER), create=False)
+    assert found.profile is not None and found.profile.name == "Yan"  # nothing erased
+    await manager.aclose()
+
+
+@pytest.mark.parametrize("spoofed_first", [False, True])
+async def test_a_verified_caller_who_withdraws_consent_is_erased_after_a_slow_lookup(
+    server: TestServer, tmp_path: Path, spoofed_first: bool
+) -> None:
+    # Consent required. A verified caller declines on a call whose lookup missed its budget;
+    # or after a spoofer's decline cleared the mark of their consent: their memory goes.
+    config = RedisConfig(url=server.url, phone_hash_secret=TEST_SECRET, data_dir=tmp_path,
+                         lookup_timeout_ms=300, consent_required=True)  # fmt: skip
+    await _known_caller(config, "Jo")
+    manager = SessionManager(RedisMemoryStore(config), owns_store=True)
+    if spoofed_first:
+        await manager.start_session(session_id="spoof", phone_number=NUMBER)
+        manager.set_consent("spoof", False)
+        await manager.end_session("spoof")
+    await _slow_start(manager, server, "owner", verified=True)
+    manager.set_consent("owner", False)
+    await manager.end_session("owner")
+    found = await manager.store.lookup(manager.store.hasher.hash(NUMBER), create=False)
+    assert found.profile is None
+    await manager.aclose()

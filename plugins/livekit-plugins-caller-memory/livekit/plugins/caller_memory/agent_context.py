@@ -35,6 +35,8 @@ def memory_tools(manager: SessionManager, session_id: str) -> list[llm.FunctionT
         if not confirmed:
             return prompts.FORGET_ME.ask_first
         outcome = await manager.ask_to_forget(session_id)
+        if outcome == "unavailable":
+            return prompts.FORGET_ME.unavailable
         return prompts.FORGET_ME.requested if outcome == "requested" else prompts.FORGET_ME.done
 
     async def dont_remember_this_call() -> str:

@@ -200,6 +200,11 @@ class FORGET_ME:  # noqa: N801 - a namespace of texts
         "confirmed who the caller is, everything remembered about them is erased. Tell the "
         "caller so, without saying what is remembered."
     )
+    unavailable = (
+        "The memory could not be reached just now: this call will not be remembered, but what "
+        "was remembered before is not erased yet. Tell the caller so, and that they can ask "
+        "again on their next call."
+    )
 
 
 class DONT_REMEMBER:  # noqa: N801 - a namespace of texts

@@ -12,7 +12,8 @@ from ..config import RedisConfig
 from ..log import logger
 from ..outbox import Outbox
 from ..recovery import Recovery
-from ..store import MemoryStore
+from ..store import CallerLookup, MemoryStore
+from ..timeouts import deadline
 from .state import CallState, SessionContext, context_for
 from .turns import TurnRecorder
 
@@ -28,6 +29,7 @@ class CallerRights:
     _outbox: Outbox
     _recovery: Recovery
     _calls: dict[str, CallState]
+    _ending: dict[str, CallState]
     _recorder: TurnRecorder
 
     # -- during the call -------------------------------------------------------------------
@@ -61,16 +63,24 @@ class CallerRights:
             return
         call.consented = False
         call.opt_out()
-        profile = call.lookup.profile if call.lookup else None
-        if profile is not None and profile.consented_at is not None and call.withdrawal is None:
+        if call.phone_hash is not None and call.withdrawal is None:
             call.withdrawal = asyncio.get_running_loop().create_task(
                 self._withdraw(call), name=f"caller_memory.withdraw.{session_id}"
             )
 
     async def _withdraw(self, call: CallState) -> None:
-        user_id = call.user_id
-        assert user_id is not None
         try:
+            lookup = await self._caller_now(call)
+            profile = lookup.profile if lookup else None
+            # With consent required, what is stored was stored with it: a verified caller's
+            # memory goes even when a spoofer's withdrawal cleared the mark of their consent.
+            verified_owner = call.verified and self._config.consent_required
+            if profile is None or (
+                profile.consented_at is None and not (verified_owner and profile.is_established)
+            ):
+                return
+            assert lookup is not None and lookup.user_id is not None
+            user_id = lookup.user_id
             if call.verified:
                 await self.forget_caller(session_id=call.session_id)
             else:
@@ -114,7 +124,19 @@ class CallerRights:
 
     # -- erasure and export ----------------------------------------------------------------
 
-    async def ask_to_forget(self, session_id: str) -> Literal["erased", "requested", "none"]:
+    async def _caller_now(self, call: CallState) -> CallerLookup | None:
+        """The call's lookup; read again (within ``MEMORY_SAVE_TIMEOUT_S``) when the one at
+        call start missed its budget or found the store down. Raises when it still fails."""
+        if call.lookup is not None or call.phone_hash is None:
+            return call.lookup
+        async with deadline(self._config.save_timeout_s):
+            return await self._store.lookup(
+                call.phone_hash, previous=call.previous_hashes, create=False
+            )
+
+    async def ask_to_forget(
+        self, session_id: str
+    ) -> Literal["erased", "requested", "none", "unavailable"]:
         """The caller asked on the call to be forgotten (the ``forget_me`` tool).
 
         Caller ID can be spoofed, so only a verified caller is erased at once (as
@@ -123,19 +145,29 @@ class CallerRights:
         erased, and this call is not stored.
 
         Returns:
-            ``erased``, ``requested``, or ``none`` for a call without a known caller.
+            ``erased``, ``requested``, ``none`` for a call without a known caller, or
+            ``unavailable`` when the store did not answer: this call is not stored, and what
+            was stored before is left (the caller asks again, or an operator erases).
         """
         call = self._calls.get(session_id)
         if call is None or call.phone_hash is None:
             return "none"
-        if call.verified:
-            await self.forget_caller(session_id=session_id)
-            return "erased"
         call.opt_out()
-        user_id = call.user_id
-        if user_id is None or (call.lookup is not None and call.lookup.is_new):
-            return "erased"  # a new caller: not storing this call leaves nothing of them
-        await self._store.request_erasure(user_id)
+        try:
+            if call.verified:
+                await self.forget_caller(session_id=session_id)
+                return "erased"
+            lookup = await self._caller_now(call)
+            if lookup is None or lookup.user_id is None or lookup.is_new:
+                return "erased"  # a new caller: not storing this call leaves nothing of them
+            await self._store.request_erasure(lookup.user_id)
+        except Exception as e:
+            logger.warning(
+                "caller asked to be erased but the store did not answer: nothing erased, this "
+                "call not stored",
+                extra={"session_id": session_id, "error": type(e).__name__},
+            )
+            return "unavailable"
         logger.info("caller asked to be erased, unverified: filed for an operator",
                     extra={"session_id": session_id})  # fmt: skip
         return "requested"
@@ -190,7 +222,8 @@ class CallerRights:
     ) -> tuple[str | None, list[str]]:
         if phone_number is not None:
             return await privacy.caller_hashes(self._store, phone_number)
-        call = self._calls.get(session_id or "")
+        # A call whose end has begun still names its caller (a withdrawal runs beside it).
+        call = self._calls.get(session_id or "") or self._ending.get(session_id or "")
         if call is None:
             return None, []
         return call.phone_hash, call.previous_hashes
