@@ -977,3 +977,31 @@ def test_a_control_character_between_words_keeps_them_apart() -> None:
     assert clean_text("see you at 5\x0bon Friday") == "see you at 5 on Friday"
     assert clean_text("ok\x85thanks\x00!") == "ok thanks!"
     assert clean_text("line one\nline two\tend\r") == "line one\nline two\tend\r"
+
+
+async def test_a_name_an_unverified_call_gave_after_a_verified_one_is_not_the_callers_name(
+    line: Line,
+) -> None:
+    # The owner's verified call gave no name; a spoofer's later call says "I'm Mallory". The
+    # owner is not greeted as Mallory, and no unverified caller hears it as the owner's name.
+    hello = ("assistant", AGENT_HELLO)
+    await line.call(
+        [hello, ("user", "My Prius needs a service.")],
+        {"ops": [op("add", "vehicle", "Prius", "My Prius needs a service")], "summary": "x x"},
+    )
+    await asyncio.sleep(1.1)  # stored times are to the second: the spoofer's call is later
+    seen = await line.call(
+        [hello, ("user", "Hi, I'm Mallory.")],
+        {"ops": [op("add", "name", "Mallory", "I'm Mallory")], "summary": "x x"},
+        verified=False,
+    )
+    data = block(seen)
+    assert "name" not in data
+    assert {"about": "name", "value": "Mallory", "said": data["facts"][0]["said"],
+            "caller_unverified": True} in data["facts"]  # fmt: skip
+    manager = SessionManager(RedisMemoryStore(replace(line.config, trust_caller_id=False)))
+    ctx = await manager.start_session(session_id="spoof", phone_number=NUMBER)
+    assert ctx.caller_name is None and "Mallory" not in ctx.greeting_context
+    manager.dont_remember("spoof")
+    await manager.end_session("spoof")
+    await manager.aclose()

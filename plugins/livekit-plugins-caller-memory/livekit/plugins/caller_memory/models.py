@@ -319,7 +319,14 @@ class CallerProfile(_Model):
         # The name facts alone: every call start asks, and a profile holds 30 facts.
         names = [f for f in self.facts if f.label == NAME_LABEL and f.current]
         names.sort(key=_last_said, reverse=True)
-        return name_in(names)
+        return name_in(names, verified_since=self.verified_since)
+
+    @property
+    def verified_since(self) -> datetime | None:
+        """When a call of this number was first verified (of the calls remembered): a name
+        only an unverified call gave after it (a spoofer's "I'm Mallory") is not the caller's
+        name, only a marked fact."""
+        return min((c.at for c in self.calls if c.verified), default=None)
 
     @property
     def last_summary(self) -> str | None:
@@ -338,15 +345,16 @@ class CallerProfile(_Model):
         return self.call_count > 0
 
 
-def name_in(current: Sequence[Fact]) -> str | None:
+def name_in(current: Sequence[Fact], *, verified_since: datetime | None = None) -> str | None:
     """The caller's name among current facts sorted newest first (see
-    :attr:`CallerProfile.current_facts`): the newest verified one, else the newest."""
+    :attr:`CallerProfile.current_facts`): the newest verified one, else the newest unverified
+    one said before ``verified_since`` (:attr:`CallerProfile.verified_since`)."""
     newest: str | None = None
     for fact in current:
         if fact.label == NAME_LABEL:
             if fact.verified:
                 return fact.value
-            if newest is None:
+            if newest is None and (verified_since is None or fact.said_at <= verified_since):
                 newest = fact.value
     return newest
 

@@ -98,7 +98,7 @@ def memory_block(profile: CallerProfile | None, disclosure: Disclosure) -> str:
         body = _json({"name": first_name}).replace("</", "<\\/")
         return f"{_MEMORY_INTRO}{_UNVERIFIED['name']}\n<caller_memory>\n{body}\n</caller_memory>"
     current = profile.current_facts
-    name = name_in(current)
+    name = name_in(current, verified_since=profile.verified_since)
     data: dict[str, object] = {"calls_so_far": profile.call_count}
     if name:
         data["name"] = name
