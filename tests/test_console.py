@@ -33,7 +33,7 @@ from livekit.plugins.caller_memory.console.caller_view import REDACTION_TAGS
 from livekit.plugins.caller_memory.redaction import Redactor
 from livekit.plugins.caller_memory.store import MemoryStore
 
-from .conftest import replace
+from .conftest import TEST_SECRET, replace
 from .support.cluster import LocalCluster
 from .support.console import (
     ANA,
@@ -52,6 +52,7 @@ from .support.console import (
     seed_call,
     served,
 )
+from .support.servers import TestServer
 from .support.waiting import eventually
 
 PAGES = ["/", "/callers", "/health", "/health/panel"]
@@ -699,3 +700,29 @@ print(code, loaded)
     assert "console extra" in done.stdout
     assert "pip install './plugins/livekit-plugins-caller-memory[console]'" in done.stdout
     assert done.stdout.strip().endswith("1 []")  # something to install: 1, as documented
+
+
+async def test_a_silent_redis_makes_the_pages_say_so_instead_of_hanging(
+    server: TestServer, tmp_path: Path
+) -> None:
+    # Redis stops answering (SIGSTOP): the erasure requests section says so and a confirmed
+    # erasure answers 503, each within the socket timeout; nothing is erased later, unseen.
+    config = RedisConfig(url=server.url, phone_hash_secret=TEST_SECRET, data_dir=tmp_path,
+                         default_region="US", socket_timeout=1.0)  # fmt: skip
+    store = RedisMemoryStore(config)
+    await seed_ana(store)
+    user_id = store.hasher.hash(ANA)
+    await store.request_erasure(user_id)
+    async with served(create_app(config, settings=SETTINGS)) as url, client(url) as browser:
+        await logged_in(browser)
+        assert user_id in (await browser.get("/callers")).text
+        server.pause()
+        try:
+            listed = await browser.get("/callers")
+            assert "Caller memory is not answering" in listed.visible_text()  # the section says so
+            done = await browser.post("/requests/erase", {"user_id": user_id, "confirm": "yes"})
+            assert done.status == 503
+        finally:
+            server.resume()
+    assert await store.get_profile(user_id) is not None
+    await store.disconnect()

@@ -15,7 +15,7 @@ from typing import Any
 from ..models import utcnow
 from ..store import MemoryStore, RedisMemoryStore
 from ..store.codec import UnreadableValue, decode_profile
-from .store_reads import scan_keys, zcard
+from .store_reads import bounded, scan_keys, zcard
 
 __all__ = ["CHART_HOURS", "Census", "HourBar", "take_census"]
 
@@ -106,7 +106,7 @@ async def _caller_bytes(store: MemoryStore, user_id: str) -> int | None:
     if not isinstance(store, RedisMemoryStore):
         return None
     keys = store.keys
-    async with store.client.pipeline(transaction=False) as pipe:
+    async with bounded(store), store.client.pipeline(transaction=False) as pipe:
         for key in (keys.phone(user_id), keys.profile(user_id), keys.sessions(user_id)):
             pipe.memory_usage(key)
         found = await pipe.execute()

@@ -17,6 +17,7 @@ from typing import cast
 
 from ..store import MemoryStore, RedisMemoryStore
 from ..store.codec import text
+from .store_reads import bounded
 
 __all__ = [
     "PAGE_SIZE",
@@ -125,7 +126,8 @@ async def request_time(store: MemoryStore, user_id: str) -> float | None:
     """When ``user_id``'s erasure request was made, or None when none is waiting."""
     key = store.keys.erasure_requests()
     if isinstance(store, RedisMemoryStore):
-        found = await store.client.zscore(key, user_id)
+        async with bounded(store):
+            found = await store.client.zscore(key, user_id)
         return None if found is None else float(found)
     return dict(await store.read_scores(key)).get(user_id)
 
@@ -144,16 +146,17 @@ async def _by_score(
     if count is not None and count <= 0:
         return []
     if isinstance(store, RedisMemoryStore):
-        found = await store.client.zrange(
-            key,
-            start,
-            stop,
-            byscore=True,
-            desc=rev,
-            offset=offset if count is not None else None,
-            num=count,
-            withscores=True,
-        )
+        async with bounded(store):
+            found = await store.client.zrange(
+                key,
+                start,
+                stop,
+                byscore=True,
+                desc=rev,
+                offset=offset if count is not None else None,
+                num=count,
+                withscores=True,
+            )
         pairs = cast("list[tuple[bytes, float]]", found)
         return [(text(member) or "", float(score)) for member, score in pairs]
     entries = sorted(await store.read_scores(key), key=lambda e: (e[1], e[0]), reverse=rev)
@@ -163,7 +166,8 @@ async def _by_score(
 
 async def _count(store: MemoryStore, key: str, low: str, high: str) -> int:
     if isinstance(store, RedisMemoryStore):
-        return int(await store.client.zcount(key, low, high))
+        async with bounded(store):
+            return int(await store.client.zcount(key, low, high))
     return sum(_within(at, low, high, False) for _, at in await store.read_scores(key))
 
 

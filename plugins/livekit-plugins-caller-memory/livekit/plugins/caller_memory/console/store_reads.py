@@ -9,14 +9,23 @@ from typing import cast
 
 from ..store import InMemoryStore, MemoryStore, RedisMemoryStore
 from ..store.codec import text
+from ..timeouts import deadline
 
-__all__ = ["scan_keys", "zcard"]
+__all__ = ["bounded", "scan_keys", "zcard"]
+
+
+def bounded(store: MemoryStore) -> deadline:
+    """One read of the console's own, under ``REDIS_SOCKET_TIMEOUT`` as the store's are: a
+    silent Redis makes the page a 503 in seconds, never a request that hangs (and acts when
+    Redis comes back, unseen)."""
+    return deadline(store.config.socket_timeout, unless_bounded=True)
 
 
 async def zcard(store: MemoryStore, key: str) -> int:
     """The members of a sorted set (calls in progress, erasure requests)."""
     if isinstance(store, RedisMemoryStore):
-        return int(await store.client.zcard(key))
+        async with bounded(store):
+            return int(await store.client.zcard(key))
     return len(await store.read_members(key))
 
 
