@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import stat
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from livekit.plugins.caller_memory import (
     SessionManager,
 )
 from livekit.plugins.caller_memory.memory import merge_call
-from livekit.plugins.caller_memory.models import MAX_TURNS, SessionRecord, utcnow
+from livekit.plugins.caller_memory.models import MAX_TURNS, SessionRecord, Turn, utcnow
 from livekit.plugins.caller_memory.store import InMemoryStore, codec
 from livekit.plugins.caller_memory.testing import ScriptedLLM
 
@@ -548,3 +549,26 @@ async def test_bytes_under_a_previous_secrets_phone_key_are_not_adopted_as_an_id
     assert found.user_id == phone_hash and found.is_new
     assert await redis_client.get(store.keys.phone(phone_hash)) == phone_hash.encode()
     await store.disconnect()
+
+
+async def test_a_flush_says_which_calls_it_dropped_for_an_erased_caller(
+    config: RedisConfig, tmp_path: Path
+) -> None:
+    # Worker C kept a call in its outbox; the caller is erased from another machine; C's
+    # flush drops the call, and says so rather than "0 of 1 saved, 0 waiting".
+    other = SessionManager(RedisMemoryStore(replace(config, data_dir=tmp_path / "other")))
+    assert await _call(other, "c1", "this is Dana") is not None
+    kept = SessionManager(RedisMemoryStore(config))
+    record = SessionRecord(session_id="c2", started_at=utcnow(), ended_at=utcnow(),
+                           turns=[Turn(role="user", text="hello again")])  # fmt: skip
+    kept.outbox.put(record, phone_hash=kept.store.hasher.hash(NUMBER))
+    await other.forget_caller(NUMBER)
+    flushed = operator_cli(config, "flush")
+    assert flushed.returncode == 0, flushed.stderr
+    assert "Outbox: 0 of 1 call(s) saved, 0 waiting, 1 dropped (their caller was erased)." in (
+        flushed.stdout
+    )
+    lock = config.data_dir / "outbox" / ".lock"  # no wider than the calls beside it
+    assert not lock.exists() or stat.S_IMODE(lock.stat().st_mode) == 0o600
+    await other.store.disconnect()
+    await kept.store.disconnect()

@@ -156,6 +156,8 @@ async def _flush(config: RedisConfig) -> int:
     unreadable = manager.outbox.unreadable
     others = manager.outbox.foreign
     aside = f", {others} kept for another prefix or secret" if others else ""
+    if manager.outbox.erased:
+        aside += f", {manager.outbox.erased} dropped (their caller was erased)"
     print(f"Outbox: {saved} of {waiting} call(s) saved, {left} waiting{aside}.")
     if others:
         kept_for = ", ".join(

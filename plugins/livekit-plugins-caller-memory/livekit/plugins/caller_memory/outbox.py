@@ -134,6 +134,8 @@ class Outbox:
         self._target = target
         self.foreign_prefixes: dict[str, int] = {}
         """Calls the last flush left for another prefix or secret, by prefix (no caller data)."""
+        self.erased = 0
+        """Calls the last flush dropped: their caller was erased after the call began."""
 
     @property
     def foreign(self) -> int:
@@ -270,7 +272,7 @@ class Outbox:
         if not self._folder.is_dir():
             return 0, 0
         await self.clean_strays()
-        lock = FileLock(self._folder / ".lock", timeout=0)
+        lock = FileLock(self._folder / ".lock", timeout=0, mode=0o600)
         if not await off_loop(_try_lock, lock):
             return 0, await self.count()
         try:
@@ -285,7 +287,7 @@ class Outbox:
             file_thread().submit(lock.release)
 
     async def _save_all(self, store: MemoryStore) -> int:
-        saved = 0
+        saved = self.erased = 0
         ours = outbox_target(store)
         foreign: dict[str, int] = {}
         for path, entry in await off_loop(self._read_all):
@@ -306,6 +308,7 @@ class Outbox:
                 logger.info("an outbox entry of an erased caller was dropped",
                             extra={"file": path.name})  # fmt: skip
                 await off_loop(_unlink, path)
+                self.erased += 1
                 continue
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 logger.warning(
