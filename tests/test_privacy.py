@@ -525,6 +525,8 @@ async def test_an_unverified_forget_me_is_an_operators_request_and_erases_nothin
     requests = await manager.store.erasure_requests()
     assert [user for user, _ in requests] == [first.context.user_id]
     assert abs(requests[0][1] - time.time()) < 600
+    exported = await manager.export_caller(NUMBER)  # the request is held about them too
+    assert exported["erasure_requested"] == requests[0][1]
 
     # The operator checks with the real caller, then carries the request out.
     listed = operator_cli(config, "requests")

@@ -118,10 +118,15 @@ async def export_caller(
     store: MemoryStore, outbox: Outbox, phone_hash: str, previous: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Everything held about the caller of a phone hash (a subject-access request), as
-    JSON-ready data: ``user_ids``, ``keys`` (each store key and its value) and ``outbox``."""
+    JSON-ready data: ``user_ids``, ``keys`` (each store key and its value), the erasure they
+    asked for unverified if one waits (``erasure_requested``: Unix time; an erasure answers
+    it) and ``outbox``."""
     data = await store.export(phone_hash, previous=previous)
     hashes = {phone_hash, *previous}
     users = {*data["user_ids"], *hashes}
+    requested = [at for user, at in await store.erasure_requests() if user in users]
+    if requested:
+        data["erasure_requested"] = min(requested)
     data["outbox"] = {
         item.name: item.entry.model_dump(mode="json")
         if item.entry is not None
