@@ -999,7 +999,9 @@ async def test_a_name_an_unverified_call_gave_after_a_verified_one_is_not_the_ca
     assert "name" not in data
     assert {"about": "name", "value": "Mallory", "said": data["facts"][0]["said"],
             "caller_unverified": True} in data["facts"]  # fmt: skip
-    manager = SessionManager(RedisMemoryStore(replace(line.config, trust_caller_id=False)))
+    manager = SessionManager(
+        RedisMemoryStore(replace(line.config, trust_caller_id=False)), owns_store=True
+    )
     ctx = await manager.start_session(session_id="spoof", phone_number=NUMBER)
     assert ctx.caller_name is None and "Mallory" not in ctx.greeting_context
     manager.dont_remember("spoof")
