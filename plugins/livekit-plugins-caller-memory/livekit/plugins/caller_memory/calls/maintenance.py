@@ -4,12 +4,11 @@ calls recovered, and the background loop that does both (the work itself is
 
 from __future__ import annotations
 
-import asyncio
-
 from ..config import RedisConfig
 from ..log import logger
 from ..outbox import Outbox
 from ..recovery import Recovery
+from ..timeouts import deadline
 
 __all__ = ["Maintenance"]
 
@@ -69,7 +68,7 @@ class Maintenance:
         if wait_s <= 0 or not await self._outbox.count():
             return
         try:
-            async with asyncio.timeout(wait_s):
+            async with deadline(wait_s):
                 await self._recovery.flush()
         except Exception as e:  # the store still down, or out of time: the next pass tries
             logger.debug("outbox not flushed at the job's end", extra={"error": type(e).__name__})
