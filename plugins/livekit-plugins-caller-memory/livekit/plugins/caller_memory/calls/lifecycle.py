@@ -14,9 +14,8 @@ from ..recovery import Recovery
 from ..store import MemoryStore
 from ..summarizer import Summarizer, fallback_summary
 from ..telemetry import record_save, record_summary, span
-from ..timeouts import deadline
 from ..troubleshooting import diagnose
-from .lookup import look_up, report_lookup
+from .lookup import look_up, look_up_again, report_lookup
 from .state import (
     JOURNAL_GRACE_S,
     CallState,
@@ -148,10 +147,7 @@ class CallLifecycle:
             return None
         started, started_ns = time.perf_counter(), time.time_ns()
         try:
-            async with deadline(self._config.save_timeout_s):
-                lookup = await self._store.lookup(
-                    call.phone_hash, previous=call.previous_hashes, create=False
-                )
+            lookup = await look_up_again(self._store, call.phone_hash, call.previous_hashes)
         except Exception as e:
             logger.info(
                 "caller lookup still unanswered (%s): the call goes on without memory",

@@ -18,7 +18,7 @@ from ..timeouts import deadline
 from ..troubleshooting import diagnose
 from .state import LookupStatus
 
-__all__ = ["LookedUp", "look_up", "report_lookup"]
+__all__ = ["LookedUp", "look_up", "look_up_again", "report_lookup"]
 
 
 class LookedUp(NamedTuple):
@@ -125,6 +125,14 @@ async def look_up(store: MemoryStore, phone_number: str | None) -> LookedUp:
         return LookedUp(phone_hash, previous, None, "error")
     status: LookupStatus = "returning" if lookup.is_returning else "new"
     return LookedUp(phone_hash, previous, lookup, status)
+
+
+async def look_up_again(store: MemoryStore, phone_hash: str, previous: list[str]) -> CallerLookup:
+    """The caller's memory read again, for a call whose lookup missed its budget or found the
+    store down: no identity is minted (that waits for the save), within
+    ``MEMORY_SAVE_TIMEOUT_S``. Raises what the store raises, or ``TimeoutError``."""
+    async with deadline(store.config.save_timeout_s):
+        return await store.lookup(phone_hash, previous=previous, create=False)
 
 
 def report_lookup(session_id: str, status: LookupStatus, started: float, started_ns: int) -> None:

@@ -13,7 +13,7 @@ from ..log import logger
 from ..outbox import Outbox
 from ..recovery import Recovery
 from ..store import CallerLookup, MemoryStore
-from ..timeouts import deadline
+from .lookup import look_up_again
 from .state import CallState, SessionContext, context_for
 from .turns import TurnRecorder
 
@@ -129,10 +129,7 @@ class CallerRights:
         call start missed its budget or found the store down. Raises when it still fails."""
         if call.lookup is not None or call.phone_hash is None:
             return call.lookup
-        async with deadline(self._config.save_timeout_s):
-            return await self._store.lookup(
-                call.phone_hash, previous=call.previous_hashes, create=False
-            )
+        return await look_up_again(self._store, call.phone_hash, call.previous_hashes)
 
     async def ask_to_forget(
         self, session_id: str
